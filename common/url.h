@@ -1,0 +1,15 @@
+/* url.h -- percent-encoding as the IoT SDKs do it, and lenient percent-decoding of wire text. */
+#ifndef IOTHUB_URL_H
+#define IOTHUB_URL_H
+
+#include <stddef.h>
+
+/* Strict encoding: everything but A-Z a-z 0-9 - _ . ~ becomes %XX with upper-case hex (so '/' is %2F,
+ * '=' %3D, '+' %2B). Returns a malloc'd string (caller frees) or NULL on ERR_NOMEM. */
+char *url_encode(const char *text, size_t len);
+/* Decodes %XX (hex in either case); '+' is kept as '+'. Rejects a '%' not followed by two hex digits and
+ * a decoded NUL. On ERR_OK *out is malloc'd and NUL-terminated (caller frees), *out_len its length (may
+ * be NULL). Returns ERR_OK, ERR_MALFORMED or ERR_NOMEM. */
+int url_decode(const char *text, size_t len, char **out, size_t *out_len);
+
+#endif

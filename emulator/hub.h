@@ -1,0 +1,90 @@
+/* hub.h -- the IoT Hub core: who is online, which connection of an identity takes method calls, pending
+ * direct-method calls (request id -> waiting caller, deadlines), delivery of a call to exactly one
+ * connection, the device's reply back to the waiting caller, takeover of a second connection with the same
+ * identity. Single-threaded: called from the event loop only. */
+#ifndef IOTHUB_HUB_H
+#define IOTHUB_HUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hub;
+struct loop;
+struct registry;
+struct session;
+
+/* Returns NULL on ERR_NOMEM. The hub does not own loop or registry. */
+struct hub *hub_new(struct loop *loop, struct registry *reg);
+/* Fails every pending call with HUB_CALL_SHUTDOWN (callbacks run) and frees the hub. Accepts NULL. */
+void hub_free(struct hub *h);
+
+/* ---- direct-method calls (the REST side) ---- */
+
+enum hub_call_outcome {
+    HUB_CALL_ANSWERED,     /* status and payload are the device's */
+    HUB_CALL_NOT_FOUND,    /* no such identity (404 DeviceNotFound / ModuleNotFound) */
+    HUB_CALL_NOT_ONLINE,   /* not connected+subscribed within connect_timeout_s (404 404103) */
+    HUB_CALL_TIMEOUT,      /* delivered, not answered within response_timeout_s (504 504101) */
+    HUB_CALL_DISCONNECTED, /* the device's connection dropped while the call was pending (404 404103) */
+    HUB_CALL_SHUTDOWN,     /* the emulator is stopping (503) */
+};
+
+struct hub_call_request {
+    const char *device_id;
+    const char *module_id;   /* NULL for a device */
+    const char *method_name;
+    const char *payload;     /* compact JSON text, or NULL when the payload is null/absent */
+    size_t payload_len;
+    int response_timeout_s;  /* validated by the caller: [5, 300] */
+    int connect_timeout_s;   /* [0, 300] */
+};
+
+struct hub_call_result {
+    enum hub_call_outcome outcome;
+    int status;              /* ANSWERED: the device's status */
+    const uint8_t *payload;  /* ANSWERED: the device's body (valid during the callback only); len 0 = empty */
+    size_t payload_len;
+    int connect_timeout_s;   /* NOT_ONLINE: echoed in the error's info.timeout */
+};
+
+/* Called exactly once per call that hub_call_start accepted, never from inside hub_call_start. */
+typedef void (*hub_call_fn)(void *ctx, const struct hub_call_result *result);
+
+/* Starts a call. Returns 0 when the outcome is immediate: *now is filled (NOT_FOUND, NOT_ONLINE with
+ * connect_timeout_s 0, SHUTDOWN) and fn will not be called. Otherwise returns a call id (> 0) and fn is
+ * called later exactly once, unless hub_call_cancel is called first. ERR_NOMEM surfaces as SHUTDOWN. */
+uint64_t hub_call_start(struct hub *h, const struct hub_call_request *req, hub_call_fn fn, void *ctx,
+                        struct hub_call_result *now);
+/* The caller went away: forget the call; fn is not called. Unknown ids are ignored. */
+void hub_call_cancel(struct hub *h, uint64_t call_id);
+
+/* Closes the connection of an identity (disabled or deleted in the registry). module_id NULL closes the
+ * device and all of its modules. */
+void hub_disconnect_identity(struct hub *h, const char *device_id, const char *module_id, const char *reason);
+
+struct hub_stats {
+    size_t connections;      /* authenticated MQTT connections */
+    size_t method_listeners; /* of those, subscribed to methods */
+    size_t calls_pending;
+    uint64_t calls_total;
+    uint64_t telemetry_total;
+};
+void hub_get_stats(const struct hub *h, struct hub_stats *out);
+
+/* ---- connections (the MQTT session side) ---- */
+
+/* Registers an authenticated session for an identity; an existing session of the same identity is closed
+ * (takeover). Returns ERR_OK or ERR_NOMEM. */
+int hub_session_online(struct hub *h, struct session *s, const char *device_id, const char *module_id);
+/* The session subscribed to $iothub/methods/POST/#: calls waiting for it are delivered. */
+void hub_session_methods_ready(struct hub *h, struct session *s);
+/* A device's reply on $iothub/methods/res/{status}/?$rid={rid}. Unknown or late rids are logged and dropped. */
+void hub_session_method_reply(struct hub *h, struct session *s, const char *rid, int status, const uint8_t *body,
+                              size_t len);
+/* A telemetry message was accepted (counted and kept in the bounded log). */
+void hub_session_telemetry(struct hub *h, struct session *s, const char *topic, const uint8_t *body, size_t len);
+/* The session is going away: its pending calls end with HUB_CALL_DISCONNECTED. Safe for unknown sessions. */
+void hub_session_offline(struct hub *h, struct session *s);
+
+#endif

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs what building and testing need, from Debian's packages, only when something is missing
+# (so it is fast and safe to re-run). Uses sudo when not root.
+set -eu
+PKGS="build-essential cmake pkg-config clang libssl-dev libjansson-dev libmicrohttpd-dev libmosquitto-dev
+libcurl4-openssl-dev libcmocka-dev ca-certificates curl openssl"
+if [ "${1:-}" = "--test" ]; then
+    # Third-party peers for the integration tests, and the compose-file validator.
+    PKGS="$PKGS mosquitto mosquitto-clients python3 python3-paho-mqtt docker-compose valgrind"
+fi
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+# Node.js and npm for the official-SDK tests: keep an existing installation, else take Debian's.
+if [ "${1:-}" = "--test" ] && ! command -v npm >/dev/null 2>&1; then
+    missing="$missing nodejs npm"
+fi
+if [ -n "$missing" ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    echo "Installing:$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi

@@ -1,0 +1,8 @@
+#!/bin/sh
+# Runs one libFuzzer harness for a fixed time on a scratch copy of its seed corpus (the repo is never written).
+set -eu
+fuzzer=$1; corpus=$2; seconds=$3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+if [ -d "$corpus" ]; then cp -r "$corpus"/. "$work"/; fi
+"$fuzzer" -max_total_time="$seconds" -max_len=70000 -print_final_stats=1 "$work"
