@@ -12,7 +12,7 @@
  * Returns malloc'd text (caller frees) or NULL. */
 char *sas_resource_uri(const char *host, const char *device_id, const char *module_id);
 
-/* Builds "SharedAccessSignature sr={urlenc(resource_uri)}&sig={urlenc(b64(hmac))}&se={expiry}[&skn={key_name}]"
+/* Builds "SharedAccessSignature sr={urlenc(resource_uri)}&sig={urlenc(b64(hmac))}&se={expiry}[&skn={urlenc(key_name)}]"
  * where the signed text is urlenc(resource_uri) + "\n" + expiry (the Python/Node device form: strict
  * encoding, upper-case %2F). key_b64 is the base64 key; key_name NULL for device/module keys.
  * On ERR_OK *out is malloc'd (caller frees). Returns ERR_OK, ERR_INVALID (bad base64 key) or ERR_NOMEM. */
@@ -30,10 +30,12 @@ struct sas_token {
     struct sas_view sig; /* as received, still encoded */
     struct sas_view skn; /* len 0 when absent */
     uint64_t expiry;     /* se */
+    struct sas_view se;  /* se as received (the signed text); len 0 means "format expiry in decimal" */
 };
 
-/* Parses "SharedAccessSignature k=v&k=v..." (fields in any order; sr, sig, se required; se decimal digits).
- * Returns ERR_OK or ERR_MALFORMED. *out is zeroed on failure. */
+/* Parses "SharedAccessSignature k=v&k=v..." (the prefix exactly; fields in any order; sr, sig, se required and
+ * non-empty; se decimal digits fitting a uint64; a repeated sr/sig/se/skn is malformed; unknown fields and
+ * empty segments are ignored). Returns ERR_OK or ERR_MALFORMED. *out is zeroed on failure. */
 int sas_parse(const char *text, size_t len, struct sas_token *out);
 
 enum sas_verdict {
@@ -47,10 +49,12 @@ const char *sas_verdict_str(enum sas_verdict v);
 
 /* What a token must prove. */
 struct sas_expect {
-    const char *const *hosts; /* accepted host names, compared case-insensitively with sr's host */
+    const char *const *hosts; /* accepted host names, compared case-insensitively with sr's host; an sr host
+                                 "h:port" (1-5 digits) is also accepted when "h" itself is */
     size_t n_hosts;
     const char *path;         /* the resource path below the host, e.g. "/devices/dev1" or "" for the hub;
-                                 sr's decoded path must be a segment prefix of it (ids case-sensitive) */
+                                 sr's decoded path must be a segment prefix of it (ids case-sensitive;
+                                 one trailing '/' in sr is tolerated; an sr without a path covers all) */
     const char *keys[2];      /* base64 keys to try (primary, secondary); NULL entries are skipped */
     int64_t now;              /* seconds since the epoch */
     int64_t skew;             /* seconds of grace after se */

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 struct hub;
 struct loop;
 struct registry;
@@ -79,11 +81,18 @@ void hub_get_stats(const struct hub *h, struct hub_stats *out);
 int hub_session_online(struct hub *h, struct session *s, const char *device_id, const char *module_id);
 /* The session subscribed to $iothub/methods/POST/#: calls waiting for it are delivered. */
 void hub_session_methods_ready(struct hub *h, struct session *s);
+/* The session unsubscribed from $iothub/methods/POST/#: new calls no longer reach it. */
+void hub_session_methods_stopped(struct hub *h, struct session *s);
 /* A device's reply on $iothub/methods/res/{status}/?$rid={rid}. Unknown or late rids are logged and dropped. */
 void hub_session_method_reply(struct hub *h, struct session *s, const char *rid, int status, const uint8_t *body,
                               size_t len);
 /* A telemetry message was accepted (counted and kept in the bounded log). */
 void hub_session_telemetry(struct hub *h, struct session *s, const char *topic, const uint8_t *body, size_t len);
+/* Twin GET: appends the identity's twin {"desired":{...,"$version":n},"reported":{...,"$version":m}} to out. */
+int hub_session_twin_get(struct hub *h, struct session *s, struct buf *out);
+/* Twin reported PATCH: merges the JSON object patch (null deletes) into the reported properties and
+ * returns the new reported version. ERR_MALFORMED when body is not a JSON object, ERR_NOMEM. */
+int hub_session_twin_patch(struct hub *h, struct session *s, const uint8_t *body, size_t len, int64_t *version);
 /* The session is going away: its pending calls end with HUB_CALL_DISCONNECTED. Safe for unknown sessions. */
 void hub_session_offline(struct hub *h, struct session *s);
 

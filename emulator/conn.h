@@ -1,0 +1,25 @@
+/* conn.h -- one accepted client connection: TCP, optionally TLS (OpenSSL), with an input buffer and an output
+ * queue, and what the first bytes decided it carries: MQTT (an MQTT session), MQTT over WebSocket, or HTTP
+ * handed to the REST server through a socketpair. Listeners and accepting live in net.c. */
+#ifndef IOTHUB_CONN_H
+#define IOTHUB_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct conn;
+
+/* Queues application bytes for the peer (wrapped in a WebSocket binary frame on WebSocket connections).
+ * Over the per-connection output cap the connection is closed and ERR_TOO_BIG returned. */
+int conn_send(struct conn *c, const uint8_t *data, size_t len);
+/* Flushes what is queued, then closes; idempotent. The conn is freed later by net (never inside a callback).
+ * reason is logged. */
+void conn_close(struct conn *c, const char *reason);
+/* The client authenticated: cancels the CONNECT deadline. */
+void conn_established(struct conn *c);
+/* "1.2.3.4:5678", for logs. */
+const char *conn_peer(const struct conn *c);
+/* "mqtts", "mqtt" or "wss", for logs. */
+const char *conn_transport(const struct conn *c);
+
+#endif

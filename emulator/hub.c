@@ -1,0 +1,500 @@
+/* hub.c -- the IoT Hub core (see hub.h): presence per identity, method calls from REST to exactly one MQTT
+ * connection and back, deadlines, takeover, a minimal twin, and a bounded telemetry log. Single-threaded.
+ * Identities are keyed "device" or "device/module" ('/' cannot occur in ids). */
+#include "hub.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "loop.h"
+#include "registry.h"
+#include "session.h"
+#include "strmap.h"
+
+#define HUB_TELEMETRY_LOG 1000
+
+/* What the hub knows of one identity, kept while the emulator runs (twins survive reconnects). */
+struct hub_ident {
+    struct session *session; /* the one live connection, or NULL */
+    bool methods_ready;      /* that session subscribed to $iothub/methods/POST/# */
+    json_t *reported;        /* reported properties, without $version */
+    int64_t reported_version;
+};
+
+enum call_state { CALL_WAITING, CALL_DELIVERED };
+
+struct hub_call {
+    uint64_t id;
+    enum call_state state;
+    char *key;               /* identity key */
+    char *method;
+    char *payload;           /* NULL = empty body */
+    size_t payload_len;
+    int response_timeout_s;
+    int connect_timeout_s;
+    hub_call_fn fn;
+    void *ctx;
+    struct session *session; /* DELIVERED: the connection that got it */
+    char rid[24];
+    struct loop_timer *timer;
+    struct hub *hub;
+    struct hub_call *prev, *next;
+};
+
+struct hub {
+    struct loop *loop;
+    struct registry *reg;
+    struct strmap *idents;   /* key -> struct hub_ident */
+    struct hub_call *calls;  /* every pending call */
+    uint64_t next_call_id;
+    struct hub_stats stats;
+    struct {
+        char *identity;
+        char *topic;
+        size_t len;
+    } telemetry[HUB_TELEMETRY_LOG];
+    size_t telemetry_next;
+};
+
+static void ident_key(const char *device_id, const char *module_id, char *out, size_t outlen)
+{
+    if (module_id && *module_id)
+        snprintf(out, outlen, "%s/%s", device_id, module_id);
+    else
+        snprintf(out, outlen, "%s", device_id);
+}
+
+struct hub *hub_new(struct loop *loop, struct registry *reg)
+{
+    struct hub *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->loop = loop;
+    h->reg = reg;
+    h->idents = strmap_new();
+    if (!h->idents) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+static void free_ident(const char *key, void *value, void *ctx)
+{
+    struct hub_ident *id = value;
+    json_decref(id->reported);
+    free(id);
+}
+
+static void call_unlink(struct hub *h, struct hub_call *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    if (c->timer) {
+        loop_timer_cancel(h->loop, c->timer);
+        c->timer = NULL;
+    }
+    h->stats.calls_pending--;
+}
+
+static void call_free(struct hub_call *c)
+{
+    free(c->key);
+    free(c->method);
+    free(c->payload);
+    free(c);
+}
+
+/* Ends a call: unlinks it, then runs its callback (which may start or cancel other calls). */
+static void call_finish(struct hub *h, struct hub_call *c, const struct hub_call_result *r)
+{
+    call_unlink(h, c);
+    c->fn(c->ctx, r);
+    call_free(c);
+}
+
+static void call_fail(struct hub *h, struct hub_call *c, enum hub_call_outcome outcome)
+{
+    struct hub_call_result r = {.outcome = outcome, .connect_timeout_s = c->connect_timeout_s};
+    call_finish(h, c, &r);
+}
+
+void hub_free(struct hub *h)
+{
+    if (!h)
+        return;
+    while (h->calls)
+        call_fail(h, h->calls, HUB_CALL_SHUTDOWN);
+    strmap_each(h->idents, free_ident, NULL);
+    strmap_free(h->idents);
+    for (size_t i = 0; i < HUB_TELEMETRY_LOG; i++) {
+        free(h->telemetry[i].identity);
+        free(h->telemetry[i].topic);
+    }
+    free(h);
+}
+
+static struct hub_ident *ident_get(struct hub *h, const char *key, bool create)
+{
+    struct hub_ident *id = strmap_get(h->idents, key);
+    if (id || !create)
+        return id;
+    id = calloc(1, sizeof *id);
+    if (!id)
+        return NULL;
+    id->reported_version = 1;
+    if (strmap_set(h->idents, key, id)) {
+        free(id);
+        return NULL;
+    }
+    return id;
+}
+
+/* ---- method calls ---- */
+
+static void on_call_timer(struct loop *l, void *ctx)
+{
+    struct hub_call *c = ctx;
+    c->timer = NULL;
+    if (c->state == CALL_WAITING) {
+        log_info("method %s on %s: device not online within %ds", c->method, c->key, c->connect_timeout_s);
+        call_fail(c->hub, c, HUB_CALL_NOT_ONLINE);
+    } else {
+        log_info("method %s on %s: no response within %ds", c->method, c->key, c->response_timeout_s);
+        call_fail(c->hub, c, HUB_CALL_TIMEOUT);
+    }
+}
+
+/* Sends a call to the identity's session. Returns ERR_OK, or an error (the call is then untouched). */
+static int call_deliver(struct hub *h, struct hub_call *c, struct session *s)
+{
+    int rc = session_send_method(s, c->method, (const uint8_t *)c->payload, c->payload_len, c->rid);
+    if (rc)
+        return rc;
+    c->state = CALL_DELIVERED;
+    c->session = s;
+    if (c->timer)
+        loop_timer_cancel(h->loop, c->timer);
+    c->timer = loop_timer_add(h->loop, (int64_t)c->response_timeout_s * 1000, on_call_timer, c);
+    log_debug("method %s delivered to %s with rid %s", c->method, c->key, c->rid);
+    return c->timer ? ERR_OK : ERR_NOMEM;
+}
+
+static struct hub_call *call_new(struct hub *h, const struct hub_call_request *req, const char *key,
+                                 hub_call_fn fn, void *ctx)
+{
+    struct hub_call *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->key = strdup(key);
+    c->method = strdup(req->method_name);
+    if (req->payload && req->payload_len) {
+        c->payload = malloc(req->payload_len);
+        if (c->payload)
+            memcpy(c->payload, req->payload, req->payload_len);
+        c->payload_len = req->payload_len;
+    }
+    if (!c->key || !c->method || (req->payload_len && !c->payload)) {
+        call_free(c);
+        return NULL;
+    }
+    c->id = ++h->next_call_id;
+    c->response_timeout_s = req->response_timeout_s;
+    c->connect_timeout_s = req->connect_timeout_s;
+    c->fn = fn;
+    c->ctx = ctx;
+    c->hub = h;
+    c->next = h->calls;
+    if (h->calls)
+        h->calls->prev = c;
+    h->calls = c;
+    h->stats.calls_pending++;
+    h->stats.calls_total++;
+    return c;
+}
+
+uint64_t hub_call_start(struct hub *h, const struct hub_call_request *req, hub_call_fn fn, void *ctx,
+                        struct hub_call_result *now)
+{
+    memset(now, 0, sizeof *now);
+    now->connect_timeout_s = req->connect_timeout_s;
+    if (!registry_find(h->reg, req->device_id, req->module_id)) {
+        now->outcome = HUB_CALL_NOT_FOUND;
+        return 0;
+    }
+    char key[2 * REGISTRY_MAX_ID + 2];
+    ident_key(req->device_id, req->module_id, key, sizeof key);
+    struct hub_ident *id = ident_get(h, key, false);
+    bool online = id && id->session && id->methods_ready;
+    if (!online && req->connect_timeout_s <= 0) {
+        now->outcome = HUB_CALL_NOT_ONLINE;
+        return 0;
+    }
+    struct hub_call *c = call_new(h, req, key, fn, ctx);
+    if (!c) {
+        now->outcome = HUB_CALL_SHUTDOWN;
+        return 0;
+    }
+    uint64_t call_id = c->id;
+    if (online) {
+        if (call_deliver(h, c, id->session) == ERR_OK)
+            return call_id;
+        /* The connection could not take it (and is closing): the device is not online. */
+        call_unlink(h, c);
+        call_free(c);
+        now->outcome = HUB_CALL_NOT_ONLINE;
+        return 0;
+    }
+    c->state = CALL_WAITING;
+    c->timer = loop_timer_add(h->loop, (int64_t)req->connect_timeout_s * 1000, on_call_timer, c);
+    if (!c->timer) {
+        call_unlink(h, c);
+        call_free(c);
+        now->outcome = HUB_CALL_SHUTDOWN;
+        return 0;
+    }
+    log_debug("method %s on %s waits up to %ds for the device", req->method_name, key, req->connect_timeout_s);
+    return call_id;
+}
+
+void hub_call_cancel(struct hub *h, uint64_t call_id)
+{
+    for (struct hub_call *c = h->calls; c; c = c->next) {
+        if (c->id == call_id) {
+            log_debug("method %s on %s: caller went away", c->method, c->key);
+            call_unlink(h, c);
+            call_free(c);
+            return;
+        }
+    }
+}
+
+/* ---- sessions ---- */
+
+int hub_session_online(struct hub *h, struct session *s, const char *device_id, const char *module_id)
+{
+    struct hub_ident *id = ident_get(h, session_identity(s), true);
+    if (!id)
+        return ERR_NOMEM;
+    struct session *old = id->session;
+    if (old && old != s) {
+        /* Detach the old connection first, so its close finds nothing left to undo here. */
+        hub_session_offline(h, old);
+        session_kick(old, "a new connection of the same identity took over");
+    } else if (old == s) {
+        return ERR_OK;
+    }
+    id->session = s;
+    id->methods_ready = false;
+    h->stats.connections++;
+    registry_set_connected(h->reg, device_id, module_id, true, loop_wall_s(h->loop));
+    return ERR_OK;
+}
+
+void hub_session_methods_ready(struct hub *h, struct session *s)
+{
+    struct hub_ident *id = ident_get(h, session_identity(s), false);
+    if (!id || id->session != s || id->methods_ready)
+        return;
+    id->methods_ready = true;
+    h->stats.method_listeners++;
+    /* Deliver the calls that were waiting for this identity to come online. */
+    struct hub_call *c = h->calls;
+    while (c) {
+        struct hub_call *next = c->next;
+        if (c->state == CALL_WAITING && strcmp(c->key, session_identity(s)) == 0) {
+            if (call_deliver(h, c, s) != ERR_OK) {
+                call_fail(h, c, HUB_CALL_DISCONNECTED);
+                return; /* the connection is closing; the rest keep waiting */
+            }
+        }
+        c = next;
+    }
+}
+
+void hub_session_methods_stopped(struct hub *h, struct session *s)
+{
+    struct hub_ident *id = ident_get(h, session_identity(s), false);
+    if (id && id->session == s && id->methods_ready) {
+        id->methods_ready = false;
+        h->stats.method_listeners--;
+    }
+}
+
+void hub_session_method_reply(struct hub *h, struct session *s, const char *rid, int status, const uint8_t *body,
+                              size_t len)
+{
+    for (struct hub_call *c = h->calls; c; c = c->next) {
+        if (c->state == CALL_DELIVERED && c->session == s && strcmp(c->rid, rid) == 0) {
+            struct hub_call_result r = {
+                .outcome = HUB_CALL_ANSWERED, .status = status, .payload = body, .payload_len = len};
+            call_finish(h, c, &r);
+            return;
+        }
+    }
+    log_warn("%s: method reply with unknown or late rid %s dropped", session_identity(s), rid);
+}
+
+void hub_session_telemetry(struct hub *h, struct session *s, const char *topic, const uint8_t *body, size_t len)
+{
+    size_t i = h->telemetry_next;
+    free(h->telemetry[i].identity);
+    free(h->telemetry[i].topic);
+    h->telemetry[i].identity = strdup(session_identity(s));
+    h->telemetry[i].topic = strdup(topic);
+    h->telemetry[i].len = len;
+    h->telemetry_next = (i + 1) % HUB_TELEMETRY_LOG;
+    h->stats.telemetry_total++;
+    (void)body; /* bodies are not kept yet: only what arrived, from whom, and how large */
+}
+
+void hub_session_offline(struct hub *h, struct session *s)
+{
+    struct hub_ident *id = ident_get(h, session_identity(s), false);
+    if (id && id->session == s) {
+        if (id->methods_ready)
+            h->stats.method_listeners--;
+        id->session = NULL;
+        id->methods_ready = false;
+        h->stats.connections--;
+        char dev[REGISTRY_MAX_ID + 1];
+        const char *ident = session_identity(s);
+        const char *slash = strchr(ident, '/');
+        size_t n = slash ? (size_t)(slash - ident) : strlen(ident);
+        if (n > REGISTRY_MAX_ID)
+            n = REGISTRY_MAX_ID;
+        memcpy(dev, ident, n);
+        dev[n] = '\0';
+        registry_set_connected(h->reg, dev, slash ? slash + 1 : NULL, false, loop_wall_s(h->loop));
+    }
+    /* Calls delivered to this connection end now, not at their timeout. */
+    struct hub_call *c = h->calls;
+    while (c) {
+        struct hub_call *next = c->next;
+        if (c->state == CALL_DELIVERED && c->session == s) {
+            log_info("method %s on %s: the device disconnected before answering", c->method, c->key);
+            call_fail(h, c, HUB_CALL_DISCONNECTED);
+            next = h->calls; /* callbacks may have changed the list: rescan */
+        }
+        c = next;
+    }
+}
+
+struct kick_ctx {
+    const char *device_id;
+    const char *module_id;
+    struct session **found;
+    size_t n, cap;
+};
+
+static void collect_sessions(const char *key, void *value, void *ctx)
+{
+    struct kick_ctx *k = ctx;
+    struct hub_ident *id = value;
+    if (!id->session)
+        return;
+    size_t dlen = strlen(k->device_id);
+    bool match;
+    if (k->module_id)
+        match = strncmp(key, k->device_id, dlen) == 0 && key[dlen] == '/' && strcmp(key + dlen + 1, k->module_id) == 0;
+    else
+        match = strncmp(key, k->device_id, dlen) == 0 && (key[dlen] == '\0' || key[dlen] == '/');
+    if (!match)
+        return;
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 8;
+        struct session **p = realloc(k->found, cap * sizeof *p);
+        if (!p)
+            return;
+        k->found = p;
+        k->cap = cap;
+    }
+    k->found[k->n++] = id->session;
+}
+
+void hub_disconnect_identity(struct hub *h, const char *device_id, const char *module_id, const char *reason)
+{
+    struct kick_ctx k = {.device_id = device_id, .module_id = module_id && *module_id ? module_id : NULL};
+    strmap_each(h->idents, collect_sessions, &k);
+    for (size_t i = 0; i < k.n; i++) {
+        hub_session_offline(h, k.found[i]);
+        session_kick(k.found[i], reason);
+    }
+    free(k.found);
+}
+
+void hub_get_stats(const struct hub *h, struct hub_stats *out)
+{
+    *out = h->stats;
+}
+
+/* ---- twin (minimal: reported properties with versions; desired is empty until the twin issue) ---- */
+
+int hub_session_twin_get(struct hub *h, struct session *s, struct buf *out)
+{
+    struct hub_ident *id = ident_get(h, session_identity(s), true);
+    if (!id)
+        return ERR_NOMEM;
+    json_t *reported = id->reported ? json_deep_copy(id->reported) : json_object();
+    json_t *doc = json_pack("{s:{s:I}, s:o}", "desired", "$version", (json_int_t)1, "reported", reported);
+    if (!doc)
+        return ERR_NOMEM;
+    json_object_set_new(json_object_get(doc, "reported"), "$version", json_integer(id->reported_version));
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (!text)
+        return ERR_NOMEM;
+    int rc = buf_append_str(out, text);
+    free(text);
+    return rc;
+}
+
+/* RFC 7386-style merge: objects merge recursively, null deletes, anything else replaces. */
+static void merge_patch(json_t *target, json_t *patch)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(patch, key, value) {
+        if (json_is_null(value)) {
+            json_object_del(target, key);
+        } else if (json_is_object(value)) {
+            json_t *sub = json_object_get(target, key);
+            if (!json_is_object(sub)) {
+                sub = json_object();
+                json_object_set_new(target, key, sub);
+            }
+            merge_patch(sub, value);
+        } else {
+            json_object_set(target, key, value);
+        }
+    }
+}
+
+int hub_session_twin_patch(struct hub *h, struct session *s, const uint8_t *body, size_t len, int64_t *version)
+{
+    *version = 0;
+    json_t *patch = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(patch)) {
+        json_decref(patch);
+        return ERR_MALFORMED;
+    }
+    struct hub_ident *id = ident_get(h, session_identity(s), true);
+    if (!id || (!id->reported && !(id->reported = json_object()))) {
+        json_decref(patch);
+        return ERR_NOMEM;
+    }
+    json_object_del(patch, "$version");
+    merge_patch(id->reported, patch);
+    json_decref(patch);
+    *version = ++id->reported_version;
+    return ERR_OK;
+}

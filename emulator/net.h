@@ -1,0 +1,47 @@
+/* net.h -- listening sockets and accepted connections: plain MQTT, MQTT over TLS, and TLS on the HTTPS port,
+ * where the first request decides between MQTT over WebSocket and HTTP handed to the REST server. Byte
+ * streams only; MQTT semantics live in session.c. net.c also implements conn.h, the narrow per-connection
+ * interface sessions use. */
+#ifndef IOTHUB_NET_H
+#define IOTHUB_NET_H
+
+#include <openssl/ssl.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "session.h"
+
+struct loop;
+struct net;
+
+/* Hands a plaintext HTTP connection (one end of a socketpair) to the REST server, which owns fd after
+ * ERR_OK. */
+typedef int (*net_http_handoff_fn)(void *ctx, int fd, const struct sockaddr *addr, socklen_t addrlen);
+
+struct net_config {
+    const char *bind;       /* address to listen on, e.g. "127.0.0.1", "0.0.0.0", "::" */
+    int mqtts_port;         /* -1 = no listener; 0 = an ephemeral port */
+    int https_port;
+    int mqtt_port;
+    SSL_CTX *tls;           /* required for mqtts and https */
+    struct session_env session_env;
+    net_http_handoff_fn http_handoff;
+    void *http_ctx;
+    size_t max_connections;
+    int connect_timeout_s;  /* to finish TLS and send CONNECT (or the first HTTP request) */
+};
+
+enum net_listener { NET_MQTTS, NET_HTTPS, NET_MQTT, NET_LISTENERS };
+
+/* Binds every configured listener. Returns NULL with a one-line reason in err (e.g. the port is in use, or
+ * needs root / CAP_NET_BIND_SERVICE). */
+struct net *net_new(struct loop *loop, const struct net_config *cfg, char *err, size_t errlen);
+/* The actual port of a listener (after binding port 0), or -1 when it is not listening. */
+int net_port(const struct net *n, enum net_listener which);
+/* Stops accepting; existing connections stay. */
+void net_stop_accepting(struct net *n);
+size_t net_connection_count(const struct net *n);
+/* Closes every connection and listener, and frees. Accepts NULL. */
+void net_free(struct net *n);
+
+#endif

@@ -1,0 +1,1161 @@
+/* registry.c -- the identity registry (see registry.h). Devices and modules live in a chained hash table
+ * keyed by (deviceId, moduleId); devices are also kept in an array sorted by id, and each device keeps its
+ * modules in a list sorted by id. Every change is persisted before it is reported: the whole registry is
+ * written as JSON to <path>.tmp, fsynced, renamed over <path>, and the directory fsynced.
+ * Touches: jansson, OpenSSL (RAND_bytes, EVP_EncodeBlock), the file at the path it is given.
+ * Tests: tests/unit/test_registry.c. */
+#include "registry.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "err.h"
+#include "log.h"
+
+#define REGISTRY_FILE_VERSION 1
+#define REGISTRY_KEY_MIN_BYTES 16
+#define REGISTRY_KEY_MAX_BYTES 64
+#define REGISTRY_KEY_GEN_BYTES 32
+#define REGISTRY_MIN_BUCKETS 64
+#define REGISTRY_ETAG_LEN 40
+#define REGISTRY_TIME_LEN 32
+#define REGISTRY_NEVER "0001-01-01T00:00:00Z"
+
+struct entry {
+    struct identity id;    /* first member: a const struct identity * from the API is a struct entry * */
+    uint64_t hash;         /* of (device_id, module_id) */
+    struct entry *hnext;   /* next in the hash bucket */
+    struct entry *owner;   /* modules: their device; NULL for devices */
+    struct entry *modules; /* devices: their modules, sorted by id */
+    struct entry *mnext;   /* modules: next sibling */
+};
+
+struct registry {
+    char *path;             /* NULL: in memory only */
+    struct entry **buckets; /* chained hash table */
+    size_t nbuckets;        /* a power of two */
+    size_t count;           /* devices + modules in the table */
+    struct entry **devices; /* sorted by device_id */
+    size_t ndevices;
+    size_t devcap;
+};
+
+/* What a PUT body asks for; NULL/-1/false members were not given. */
+struct put_spec {
+    const char *primary_key; /* NULL or "": generate on create, keep on update */
+    const char *secondary_key;
+    int enabled;             /* -1, 0 or 1 */
+    bool has_status_reason;
+    const char *status_reason;
+    int iot_edge;            /* -1, 0 or 1 */
+    bool has_managed_by;
+    const char *managed_by;
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- ids, keys, etags, times ---- */
+
+static bool id_char_is_valid(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return true;
+    return c != 0 && strchr("-.+%_#*?!(),=@$'", c) != NULL;
+}
+
+bool registry_id_is_valid(const char *id)
+{
+    if (!id)
+        return false;
+    size_t n = 0;
+    for (; id[n]; n++) {
+        if (n >= REGISTRY_MAX_ID || !id_char_is_valid((unsigned char)id[n]))
+            return false;
+    }
+    return n > 0;
+}
+
+static bool b64_char_is_valid(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+/* Strict standard base64 with padding, decoding to 16..64 bytes. */
+static bool key_is_valid(const char *s)
+{
+    size_t max_len = (REGISTRY_KEY_MAX_BYTES + 2) / 3 * 4;
+    size_t n = strnlen(s, max_len + 1);
+    if (n == 0 || n > max_len || n % 4 != 0)
+        return false;
+    size_t pad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '=') {
+            if (i < n - 2)
+                return false;
+            pad++;
+        } else if (pad || !b64_char_is_valid(s[i])) {
+            return false;
+        }
+    }
+    size_t bytes = n / 4 * 3 - pad;
+    return bytes >= REGISTRY_KEY_MIN_BYTES && bytes <= REGISTRY_KEY_MAX_BYTES;
+}
+
+/* 32 random bytes as base64 (44 chars). NULL when out of memory or out of randomness. */
+static char *key_generate(void)
+{
+    unsigned char raw[REGISTRY_KEY_GEN_BYTES];
+    unsigned char text[(REGISTRY_KEY_GEN_BYTES + 2) / 3 * 4 + 1];
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return NULL;
+    EVP_EncodeBlock(text, raw, (int)sizeof raw);
+    OPENSSL_cleanse(raw, sizeof raw);
+    char *key = strdup((const char *)text);
+    OPENSSL_cleanse(text, sizeof text);
+    return key;
+}
+
+/* 18 random decimal digits, the first one non-zero. */
+static int generation_id_new(char *out, size_t outlen)
+{
+    uint64_t v = 0;
+    if (RAND_bytes((unsigned char *)&v, (int)sizeof v) != 1)
+        return ERR_IO;
+    v = 100000000000000000ULL + v % 900000000000000000ULL;
+    snprintf(out, outlen, "%" PRIu64, v);
+    return ERR_OK;
+}
+
+/* The unquoted etag: base64 of the version's decimal text ("MA==" for 0). out holds REGISTRY_ETAG_LEN. */
+static void etag_text(uint64_t version, char *out)
+{
+    char dec[24];
+    int n = snprintf(dec, sizeof dec, "%" PRIu64, version);
+    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)dec, n);
+}
+
+void registry_etag(const struct identity *id, char *out, size_t outlen)
+{
+    char tag[REGISTRY_ETAG_LEN];
+    etag_text(id->version, tag);
+    if (outlen > 0)
+        snprintf(out, outlen, "\"%s\"", tag);
+}
+
+/* "*", "\"*\"", or the etag, quoted or not (a weak W/ prefix is allowed). */
+static bool if_match_is_ok(const struct identity *id, const char *if_match)
+{
+    if (strcmp(if_match, "*") == 0 || strcmp(if_match, "\"*\"") == 0)
+        return true;
+    if (strncmp(if_match, "W/", 2) == 0)
+        if_match += 2;
+    char tag[REGISTRY_ETAG_LEN];
+    etag_text(id->version, tag);
+    size_t n = strlen(if_match);
+    if (n >= 2 && if_match[0] == '"' && if_match[n - 1] == '"')
+        return n - 2 == strlen(tag) && memcmp(if_match + 1, tag, n - 2) == 0;
+    return strcmp(if_match, tag) == 0;
+}
+
+/* ISO 8601 UTC with 'Z'; 0 (never) is "0001-01-01T00:00:00Z". out holds REGISTRY_TIME_LEN. */
+static void time_format(int64_t s, char *out)
+{
+    struct tm tm;
+    time_t t = (time_t)s;
+    if (s > 0 && gmtime_r(&t, &tm) && strftime(out, REGISTRY_TIME_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm) > 0)
+        return;
+    snprintf(out, REGISTRY_TIME_LEN, "%s", REGISTRY_NEVER);
+}
+
+/* ---- identities and entries ---- */
+
+static void identity_clear(struct identity *id)
+{
+    free(id->primary_key);
+    free(id->secondary_key);
+    free(id->status_reason);
+    free(id->managed_by);
+    id->primary_key = id->secondary_key = id->status_reason = id->managed_by = NULL;
+}
+
+static int dup_or_null(const char *s, char **out)
+{
+    *out = NULL;
+    if (!s)
+        return ERR_OK;
+    *out = strdup(s);
+    return *out ? ERR_OK : ERR_NOMEM;
+}
+
+/* Deep copy; on failure dst holds no allocation. */
+static int identity_copy(struct identity *dst, const struct identity *src)
+{
+    *dst = *src;
+    dst->primary_key = dst->secondary_key = dst->status_reason = dst->managed_by = NULL;
+    int rc = dup_or_null(src->primary_key, &dst->primary_key);
+    if (!rc)
+        rc = dup_or_null(src->secondary_key, &dst->secondary_key);
+    if (!rc)
+        rc = dup_or_null(src->status_reason, &dst->status_reason);
+    if (!rc)
+        rc = dup_or_null(src->managed_by, &dst->managed_by);
+    if (rc)
+        identity_clear(dst);
+    return rc;
+}
+
+/* Replaces *slot with a copy of given when non-empty, else with a generated key when *slot is NULL. */
+static int key_apply(char **slot, const char *given)
+{
+    char *key = NULL;
+    if (given && *given)
+        key = strdup(given);
+    else if (!*slot)
+        key = key_generate();
+    else
+        return ERR_OK;
+    if (!key)
+        return ERR_NOMEM;
+    free(*slot);
+    *slot = key;
+    return ERR_OK;
+}
+
+/* Replaces *slot with a copy of value (NULL allowed) when given. */
+static int string_apply(char **slot, bool given, const char *value)
+{
+    char *copy = NULL;
+    if (!given)
+        return ERR_OK;
+    if (dup_or_null(value, &copy))
+        return ERR_NOMEM;
+    free(*slot);
+    *slot = copy;
+    return ERR_OK;
+}
+
+/* Applies spec to id (ids and version untouched). A status change at now_s sets statusUpdatedTime. */
+static int identity_apply(struct identity *id, const struct put_spec *spec, int64_t now_s)
+{
+    int rc = key_apply(&id->primary_key, spec->primary_key);
+    if (!rc)
+        rc = key_apply(&id->secondary_key, spec->secondary_key);
+    if (!rc)
+        rc = string_apply(&id->status_reason, spec->has_status_reason, spec->status_reason);
+    if (!rc && id->module_id[0])
+        rc = string_apply(&id->managed_by, spec->has_managed_by, spec->managed_by);
+    if (rc)
+        return rc;
+    if (spec->enabled >= 0 && (bool)spec->enabled != id->enabled) {
+        id->enabled = spec->enabled;
+        id->status_updated_s = now_s;
+    }
+    if (spec->iot_edge >= 0 && !id->module_id[0])
+        id->iot_edge = spec->iot_edge;
+    return ERR_OK;
+}
+
+static uint64_t hash_ids(const char *device_id, const char *module_id)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)device_id; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    h = (h ^ 0xffu) * 1099511628211ULL; /* separator: never in an id */
+    for (const unsigned char *p = (const unsigned char *)module_id; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h;
+}
+
+/* A new entry with its ids set (already validated: at most REGISTRY_MAX_ID chars), enabled, version 0. */
+static struct entry *entry_new(const char *device_id, const char *module_id)
+{
+    struct entry *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    memcpy(e->id.device_id, device_id, strlen(device_id) + 1);
+    memcpy(e->id.module_id, module_id, strlen(module_id) + 1);
+    e->id.enabled = true;
+    e->hash = hash_ids(device_id, module_id);
+    return e;
+}
+
+/* Frees e and, for a device, its modules. Does not unlink anything. */
+static void entry_free(struct entry *e)
+{
+    if (!e)
+        return;
+    struct entry *m = e->modules;
+    while (m) {
+        struct entry *next = m->mnext;
+        identity_clear(&m->id);
+        free(m);
+        m = next;
+    }
+    identity_clear(&e->id);
+    free(e);
+}
+
+/* ---- the hash table, the device array, the module lists ---- */
+
+static struct entry *table_find(const struct registry *r, const char *device_id, const char *module_id)
+{
+    if (!device_id)
+        return NULL;
+    if (!module_id)
+        module_id = "";
+    uint64_t h = hash_ids(device_id, module_id);
+    for (struct entry *e = r->buckets[h & (r->nbuckets - 1)]; e; e = e->hnext) {
+        if (e->hash == h && strcmp(e->id.device_id, device_id) == 0 && strcmp(e->id.module_id, module_id) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Grows the table so that extra more entries keep the load factor at or under 1. */
+static int table_reserve(struct registry *r, size_t extra)
+{
+    size_t need = r->count + extra;
+    if (need <= r->nbuckets)
+        return ERR_OK;
+    size_t n = r->nbuckets;
+    while (n < need)
+        n *= 2;
+    struct entry **nb = calloc(n, sizeof *nb);
+    if (!nb)
+        return ERR_NOMEM;
+    for (size_t i = 0; i < r->nbuckets; i++) {
+        struct entry *e = r->buckets[i];
+        while (e) {
+            struct entry *next = e->hnext;
+            e->hnext = nb[e->hash & (n - 1)];
+            nb[e->hash & (n - 1)] = e;
+            e = next;
+        }
+    }
+    free(r->buckets);
+    r->buckets = nb;
+    r->nbuckets = n;
+    return ERR_OK;
+}
+
+static void table_insert(struct registry *r, struct entry *e)
+{
+    struct entry **head = &r->buckets[e->hash & (r->nbuckets - 1)];
+    e->hnext = *head;
+    *head = e;
+    r->count++;
+}
+
+static void table_remove(struct registry *r, struct entry *e)
+{
+    struct entry **pp = &r->buckets[e->hash & (r->nbuckets - 1)];
+    while (*pp && *pp != e)
+        pp = &(*pp)->hnext;
+    if (*pp) {
+        *pp = e->hnext;
+        e->hnext = NULL;
+        r->count--;
+    }
+}
+
+/* Index of the first device whose id is not less than device_id. */
+static size_t devices_lower_bound(const struct registry *r, const char *device_id)
+{
+    size_t lo = 0, hi = r->ndevices;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(r->devices[mid]->id.device_id, device_id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int devices_reserve(struct registry *r)
+{
+    if (r->ndevices < r->devcap)
+        return ERR_OK;
+    size_t cap = r->devcap ? r->devcap * 2 : REGISTRY_MIN_BUCKETS;
+    struct entry **d = realloc(r->devices, cap * sizeof *d);
+    if (!d)
+        return ERR_NOMEM;
+    r->devices = d;
+    r->devcap = cap;
+    return ERR_OK;
+}
+
+static void modules_insert(struct entry *dev, struct entry *m)
+{
+    struct entry **pp = &dev->modules;
+    while (*pp && strcmp((*pp)->id.module_id, m->id.module_id) < 0)
+        pp = &(*pp)->mnext;
+    m->mnext = *pp;
+    *pp = m;
+}
+
+static void modules_remove(struct entry *dev, struct entry *m)
+{
+    struct entry **pp = &dev->modules;
+    while (*pp && *pp != m)
+        pp = &(*pp)->mnext;
+    if (*pp)
+        *pp = m->mnext;
+    m->mnext = NULL;
+}
+
+/* Makes room so that attach(r, e) cannot fail. */
+static int attach_reserve(struct registry *r, const struct entry *e)
+{
+    size_t n = 1;
+    for (const struct entry *m = e->modules; m; m = m->mnext)
+        n++;
+    int rc = table_reserve(r, n);
+    if (!rc && !e->owner)
+        rc = devices_reserve(r);
+    return rc;
+}
+
+/* Links e (and a device's modules) into the table and the device array or its device's module list. */
+static void attach(struct registry *r, struct entry *e)
+{
+    table_insert(r, e);
+    if (e->owner) {
+        modules_insert(e->owner, e);
+        return;
+    }
+    size_t pos = devices_lower_bound(r, e->id.device_id);
+    memmove(r->devices + pos + 1, r->devices + pos, (r->ndevices - pos) * sizeof *r->devices);
+    r->devices[pos] = e;
+    r->ndevices++;
+    for (struct entry *m = e->modules; m; m = m->mnext)
+        table_insert(r, m);
+}
+
+/* The reverse of attach; a device keeps its module list so that attach can restore it. */
+static void detach(struct registry *r, struct entry *e)
+{
+    table_remove(r, e);
+    if (e->owner) {
+        modules_remove(e->owner, e);
+        return;
+    }
+    size_t pos = devices_lower_bound(r, e->id.device_id);
+    if (pos < r->ndevices && r->devices[pos] == e) {
+        memmove(r->devices + pos, r->devices + pos + 1, (r->ndevices - pos - 1) * sizeof *r->devices);
+        r->ndevices--;
+    }
+    for (struct entry *m = e->modules; m; m = m->mnext)
+        table_remove(r, m);
+}
+
+/* ---- persistence: writing ---- */
+
+static json_t *identity_file_json(const struct identity *id)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:I, s:I}", "primaryKey", id->primary_key, "secondaryKey",
+                          id->secondary_key, "status", id->enabled ? "enabled" : "disabled", "statusReason",
+                          id->status_reason, "generationId", id->generation_id, "version",
+                          (json_int_t)id->version, "statusUpdatedTime", (json_int_t)id->status_updated_s);
+    if (!o)
+        return NULL;
+    int rc;
+    if (id->module_id[0]) {
+        rc = json_object_set_new(o, "moduleId", json_string(id->module_id));
+        rc |= json_object_set_new(o, "managedBy", id->managed_by ? json_string(id->managed_by) : json_null());
+    } else {
+        rc = json_object_set_new(o, "deviceId", json_string(id->device_id));
+        rc |= json_object_set_new(o, "iotEdge", json_boolean(id->iot_edge));
+    }
+    if (rc) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static json_t *device_file_json(const struct entry *dev)
+{
+    json_t *o = identity_file_json(&dev->id);
+    json_t *mods = json_array();
+    if (!o || !mods || json_object_set(o, "modules", mods))
+        goto fail;
+    for (const struct entry *m = dev->modules; m; m = m->mnext) {
+        if (json_array_append_new(mods, identity_file_json(&m->id)))
+            goto fail;
+    }
+    json_decref(mods);
+    return o;
+fail:
+    json_decref(mods);
+    json_decref(o);
+    return NULL;
+}
+
+static json_t *registry_file_json(const struct registry *r)
+{
+    json_t *root = json_object();
+    json_t *devs = json_array();
+    if (!root || !devs || json_object_set_new(root, "version", json_integer(REGISTRY_FILE_VERSION)) ||
+        json_object_set(root, "devices", devs))
+        goto fail;
+    for (size_t i = 0; i < r->ndevices; i++) {
+        if (json_array_append_new(devs, device_file_json(r->devices[i])))
+            goto fail;
+    }
+    json_decref(devs);
+    return root;
+fail:
+    json_decref(devs);
+    json_decref(root);
+    return NULL;
+}
+
+/* fsync of the directory holding path, so the rename itself is durable. Failure is only logged: the new
+ * file is already in place and undoing the in-memory change would make memory and disk disagree. */
+static void fsync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (fd < 0 || fsync(fd) != 0)
+        log_warn("registry: cannot fsync directory %s: %s", dir ? dir : "?", strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(dir);
+}
+
+/* Writes root to path.tmp, fsyncs it and renames it over path. ERR_IO (logged) or ERR_NOMEM on failure. */
+static int write_atomic(const char *path, const json_t *root)
+{
+    size_t n = strlen(path) + sizeof ".tmp";
+    char *tmp = malloc(n);
+    FILE *f = NULL;
+    int fd = -1, rc = ERR_IO, saved = 0;
+    const char *step = "open";
+    if (!tmp)
+        return ERR_NOMEM;
+    snprintf(tmp, n, "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        goto out;
+    step = "write";
+    f = fdopen(fd, "w");
+    if (!f)
+        goto out;
+    fd = -1;
+    if (json_dumpf(root, f, JSON_COMPACT) != 0 || fflush(f) != 0 || fsync(fileno(f)) != 0)
+        goto out;
+    step = "close";
+    int closed = fclose(f);
+    f = NULL;
+    if (closed != 0)
+        goto out;
+    step = "rename";
+    if (rename(tmp, path) != 0)
+        goto out;
+    fsync_parent_dir(path);
+    rc = ERR_OK;
+out:
+    saved = errno;
+    if (rc)
+        log_error("registry: cannot %s %s: %s", step, tmp, strerror(saved));
+    if (f)
+        fclose(f);
+    if (fd >= 0)
+        close(fd);
+    if (rc && strcmp(step, "open") != 0)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+/* Persists the whole registry (no-op in memory). */
+static int registry_save(const struct registry *r)
+{
+    if (!r->path)
+        return ERR_OK;
+    json_t *root = registry_file_json(r);
+    if (!root)
+        return ERR_NOMEM;
+    int rc = write_atomic(r->path, root);
+    json_decref(root);
+    return rc;
+}
+
+/* ---- persistence: loading ---- */
+
+/* Fills id's persisted fields from one file object; err gets the reason. */
+static int load_identity(json_t *o, struct identity *id, char *err, size_t errlen)
+{
+    const char *pk, *sk, *status, *gen;
+    json_t *reason = NULL;
+    json_int_t version, status_updated = 0;
+    json_error_t je;
+    if (json_unpack_ex(o, &je, 0, "{s:s, s:s, s:s, s:s, s:I, s?:o, s?:I}", "primaryKey", &pk, "secondaryKey", &sk,
+                       "status", &status, "generationId", &gen, "version", &version, "statusReason", &reason,
+                       "statusUpdatedTime", &status_updated)) {
+        set_err(err, errlen, "%s", je.text);
+        return ERR_MALFORMED;
+    }
+    bool enabled = strcmp(status, "enabled") == 0;
+    if (!key_is_valid(pk) || !key_is_valid(sk) || (!enabled && strcmp(status, "disabled") != 0) || version < 0 ||
+        !*gen || strlen(gen) >= sizeof id->generation_id || (reason && !json_is_string(reason) && !json_is_null(reason))) {
+        set_err(err, errlen, "invalid key, status, version, generationId or statusReason");
+        return ERR_MALFORMED;
+    }
+    id->enabled = enabled;
+    id->version = (uint64_t)version;
+    id->status_updated_s = status_updated;
+    snprintf(id->generation_id, sizeof id->generation_id, "%s", gen);
+    if (dup_or_null(pk, &id->primary_key) || dup_or_null(sk, &id->secondary_key) ||
+        dup_or_null(json_string_value(reason), &id->status_reason))
+        return ERR_NOMEM;
+    return ERR_OK;
+}
+
+static int load_module(json_t *o, struct entry *dev, char *err, size_t errlen)
+{
+    const char *mid;
+    json_t *managed_by = NULL;
+    if (json_unpack(o, "{s:s, s?:o}", "moduleId", &mid, "managedBy", &managed_by) || !registry_id_is_valid(mid) ||
+        (managed_by && !json_is_string(managed_by) && !json_is_null(managed_by))) {
+        set_err(err, errlen, "invalid moduleId or managedBy");
+        return ERR_MALFORMED;
+    }
+    for (struct entry *m = dev->modules; m; m = m->mnext) {
+        if (strcmp(m->id.module_id, mid) == 0) {
+            set_err(err, errlen, "duplicate module '%s'", mid);
+            return ERR_MALFORMED;
+        }
+    }
+    struct entry *m = entry_new(dev->id.device_id, mid);
+    if (!m)
+        return ERR_NOMEM;
+    m->owner = dev;
+    modules_insert(dev, m); /* dev owns m from here on */
+    int rc = load_identity(o, &m->id, err, errlen);
+    if (!rc && dup_or_null(json_string_value(managed_by), &m->id.managed_by))
+        rc = ERR_NOMEM;
+    return rc;
+}
+
+/* Builds one device with its modules into *out (caller attaches or frees). */
+static int load_device(json_t *o, struct entry **out, char *err, size_t errlen)
+{
+    const char *did;
+    int edge = 0;
+    json_t *mods = NULL;
+    *out = NULL;
+    if (json_unpack(o, "{s:s, s?:b, s?:o}", "deviceId", &did, "iotEdge", &edge, "modules", &mods) ||
+        !registry_id_is_valid(did) || (mods && !json_is_array(mods))) {
+        set_err(err, errlen, "invalid deviceId, iotEdge or modules");
+        return ERR_MALFORMED;
+    }
+    struct entry *dev = entry_new(did, "");
+    if (!dev)
+        return ERR_NOMEM;
+    dev->id.iot_edge = edge;
+    int rc = load_identity(o, &dev->id, err, errlen);
+    size_t i;
+    json_t *m;
+    json_array_foreach(mods, i, m) {
+        if (rc)
+            break;
+        rc = load_module(m, dev, err, errlen);
+    }
+    if (rc) {
+        entry_free(dev);
+        return rc;
+    }
+    *out = dev;
+    return ERR_OK;
+}
+
+static int load_root(struct registry *r, json_t *root, char *err, size_t errlen)
+{
+    json_int_t version;
+    json_t *devs, *o;
+    size_t i;
+    if (json_unpack(root, "{s:I, s:o}", "version", &version, "devices", &devs) || !json_is_array(devs)) {
+        set_err(err, errlen, "not a registry file (want {\"version\":1,\"devices\":[...]})");
+        return ERR_MALFORMED;
+    }
+    if (version != REGISTRY_FILE_VERSION) {
+        set_err(err, errlen, "unsupported registry file version %" JSON_INTEGER_FORMAT, version);
+        return ERR_MALFORMED;
+    }
+    json_array_foreach(devs, i, o) {
+        struct entry *dev = NULL;
+        char why[160] = "";
+        int rc = load_device(o, &dev, why, sizeof why);
+        if (!rc && table_find(r, dev->id.device_id, NULL)) {
+            snprintf(why, sizeof why, "duplicate device '%s'", dev->id.device_id);
+            rc = ERR_MALFORMED;
+        }
+        if (!rc)
+            rc = attach_reserve(r, dev);
+        if (rc) {
+            entry_free(dev);
+            set_err(err, errlen, "devices[%zu]: %s", i, rc == ERR_NOMEM ? "out of memory" : why);
+            return rc;
+        }
+        attach(r, dev);
+    }
+    return ERR_OK;
+}
+
+/* Loads r->path; a missing file is an empty registry. */
+static int registry_load(struct registry *r, char *err, size_t errlen)
+{
+    FILE *f = fopen(r->path, "re");
+    if (!f) {
+        if (errno == ENOENT)
+            return ERR_OK;
+        set_err(err, errlen, "%s: %s", r->path, strerror(errno));
+        return ERR_IO;
+    }
+    json_error_t je;
+    json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
+    fclose(f);
+    if (!root) {
+        set_err(err, errlen, "%s: corrupt registry file: line %d: %s", r->path, je.line, je.text);
+        return ERR_MALFORMED;
+    }
+    char why[200] = "";
+    int rc = load_root(r, root, why, sizeof why);
+    json_decref(root);
+    if (rc)
+        set_err(err, errlen, "%s: corrupt registry file: %s", r->path, why);
+    return rc;
+}
+
+/* ---- lifetime and lookups ---- */
+
+struct registry *registry_new(const char *path, char *err, size_t errlen)
+{
+    int rc = ERR_NOMEM;
+    set_err(err, errlen, "%s", "");
+    struct registry *r = calloc(1, sizeof *r);
+    if (!r)
+        goto out;
+    r->nbuckets = REGISTRY_MIN_BUCKETS;
+    r->buckets = calloc(r->nbuckets, sizeof *r->buckets);
+    r->path = path ? strdup(path) : NULL;
+    if (!r->buckets || (path && !r->path))
+        goto out;
+    rc = path ? registry_load(r, err, errlen) : ERR_OK;
+out:
+    if (rc == ERR_NOMEM)
+        set_err(err, errlen, "out of memory");
+    if (rc) {
+        registry_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void registry_free(struct registry *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->ndevices; i++)
+        entry_free(r->devices[i]);
+    free(r->devices);
+    free(r->buckets);
+    free(r->path);
+    free(r);
+}
+
+const struct identity *registry_find(const struct registry *r, const char *device_id, const char *module_id)
+{
+    struct entry *e = table_find(r, device_id, module_id);
+    return e ? &e->id : NULL;
+}
+
+size_t registry_device_count(const struct registry *r)
+{
+    return r->ndevices;
+}
+
+/* ---- registry_put: the body ---- */
+
+/* A member that is absent or null leaves *out NULL; any other non-string is an error. */
+static int member_string(const json_t *o, const char *key, const char **out, bool *present, char *err,
+                         size_t errlen)
+{
+    const json_t *v = json_object_get(o, key);
+    *out = NULL;
+    if (present)
+        *present = v != NULL;
+    if (!v || json_is_null(v))
+        return ERR_OK;
+    if (!json_is_string(v)) {
+        set_err(err, errlen, "%s must be a string", key);
+        return ERR_INVALID;
+    }
+    *out = json_string_value(v);
+    return ERR_OK;
+}
+
+/* The body's deviceId/moduleId, when present, must equal the path's. */
+static int parse_ids(const json_t *body, const char *device_id, const char *module_id, char *err, size_t errlen)
+{
+    const char *did, *mid;
+    int rc = member_string(body, "deviceId", &did, NULL, err, errlen);
+    if (!rc && did && strcmp(did, device_id) != 0) {
+        set_err(err, errlen, "deviceId '%s' in the body does not match '%s' in the path", did, device_id);
+        rc = ERR_INVALID;
+    }
+    if (rc || !*module_id)
+        return rc;
+    rc = member_string(body, "moduleId", &mid, NULL, err, errlen);
+    if (!rc && mid && strcmp(mid, module_id) != 0) {
+        set_err(err, errlen, "moduleId '%s' in the body does not match '%s' in the path", mid, module_id);
+        rc = ERR_INVALID;
+    }
+    return rc;
+}
+
+static int parse_key(const json_t *sym, const char *name, const char **out, char *err, size_t errlen)
+{
+    int rc = member_string(sym, name, out, NULL, err, errlen);
+    if (!rc && *out && **out && !key_is_valid(*out)) {
+        set_err(err, errlen, "%s must be base64 of 16 to 64 bytes", name);
+        rc = ERR_INVALID;
+    }
+    return rc;
+}
+
+/* authentication: absent, or type "sas" (or absent) with optional symmetricKey. */
+static int parse_auth(const json_t *body, struct put_spec *spec, char *err, size_t errlen)
+{
+    const json_t *auth = json_object_get(body, "authentication");
+    const char *type;
+    if (!auth || json_is_null(auth))
+        return ERR_OK;
+    if (!json_is_object(auth)) {
+        set_err(err, errlen, "authentication must be an object");
+        return ERR_INVALID;
+    }
+    int rc = member_string(auth, "type", &type, NULL, err, errlen);
+    if (rc)
+        return rc;
+    if (type && strcmp(type, "sas") != 0) {
+        set_err(err, errlen, "authentication type '%s' is not supported: the emulator supports sas only", type);
+        return ERR_INVALID;
+    }
+    const json_t *sym = json_object_get(auth, "symmetricKey");
+    if (!sym || json_is_null(sym))
+        return ERR_OK;
+    if (!json_is_object(sym)) {
+        set_err(err, errlen, "authentication.symmetricKey must be an object");
+        return ERR_INVALID;
+    }
+    rc = parse_key(sym, "primaryKey", &spec->primary_key, err, errlen);
+    if (!rc)
+        rc = parse_key(sym, "secondaryKey", &spec->secondary_key, err, errlen);
+    return rc;
+}
+
+static int parse_status(const json_t *body, struct put_spec *spec, char *err, size_t errlen)
+{
+    const char *status;
+    int rc = member_string(body, "status", &status, NULL, err, errlen);
+    if (rc || !status)
+        return rc;
+    if (strcmp(status, "enabled") != 0 && strcmp(status, "disabled") != 0) {
+        set_err(err, errlen, "status must be \"enabled\" or \"disabled\"");
+        return ERR_INVALID;
+    }
+    spec->enabled = strcmp(status, "enabled") == 0;
+    return ERR_OK;
+}
+
+static int parse_capabilities(const json_t *body, struct put_spec *spec, char *err, size_t errlen)
+{
+    const json_t *caps = json_object_get(body, "capabilities");
+    if (!caps || json_is_null(caps))
+        return ERR_OK;
+    const json_t *edge = json_is_object(caps) ? json_object_get(caps, "iotEdge") : NULL;
+    if (!json_is_object(caps) || (edge && !json_is_boolean(edge) && !json_is_null(edge))) {
+        set_err(err, errlen, "capabilities must be an object with a boolean iotEdge");
+        return ERR_INVALID;
+    }
+    if (json_is_boolean(edge))
+        spec->iot_edge = json_is_true(edge);
+    return ERR_OK;
+}
+
+/* Validates the path ids and the body into spec. */
+static int put_check(const char *device_id, const char *module_id, const json_t *body, struct put_spec *spec,
+                     char *err, size_t errlen)
+{
+    memset(spec, 0, sizeof *spec);
+    spec->enabled = spec->iot_edge = -1;
+    if (!registry_id_is_valid(device_id) || (*module_id && !registry_id_is_valid(module_id))) {
+        set_err(err, errlen, "invalid %s id: 1 to 128 ASCII letters, digits or -.+%%_#*?!(),=@$'",
+                registry_id_is_valid(device_id) ? "module" : "device");
+        return ERR_INVALID;
+    }
+    if (!json_is_object(body)) {
+        set_err(err, errlen, "the body must be a JSON object");
+        return ERR_INVALID;
+    }
+    int rc = parse_ids(body, device_id, module_id, err, errlen);
+    if (!rc)
+        rc = parse_auth(body, spec, err, errlen);
+    if (!rc)
+        rc = parse_status(body, spec, err, errlen);
+    if (!rc)
+        rc = parse_capabilities(body, spec, err, errlen);
+    if (!rc)
+        rc = member_string(body, "statusReason", &spec->status_reason, &spec->has_status_reason, err, errlen);
+    if (!rc && *module_id)
+        rc = member_string(body, "managedBy", &spec->managed_by, &spec->has_managed_by, err, errlen);
+    return rc;
+}
+
+/* ---- registry_put: create and update ---- */
+
+static void set_io_err(int rc, char *err, size_t errlen)
+{
+    set_err(err, errlen, "%s", rc == ERR_IO ? "cannot persist the registry (see the log)" : err_str(rc));
+}
+
+/* Creates and persists a new identity; dev is its device for a module (NULL for a device). */
+static int put_create(struct registry *r, struct entry *dev, const char *device_id, const char *module_id,
+                      const struct put_spec *spec, struct entry **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct entry *e = entry_new(device_id, module_id);
+    int rc = e ? ERR_OK : ERR_NOMEM;
+    if (!rc)
+        rc = generation_id_new(e->id.generation_id, sizeof e->id.generation_id);
+    if (!rc)
+        rc = identity_apply(&e->id, spec, 0); /* statusUpdatedTime stays "never" */
+    if (!rc) {
+        e->owner = *module_id ? dev : NULL;
+        rc = attach_reserve(r, e);
+    }
+    if (!rc) {
+        attach(r, e);
+        rc = registry_save(r);
+        if (rc)
+            detach(r, e);
+    }
+    if (rc) {
+        set_io_err(rc, err, errlen);
+        entry_free(e);
+        return rc;
+    }
+    *out = e;
+    return ERR_OK;
+}
+
+/* Applies spec to e, bumps its version and persists; on failure e is unchanged. */
+static int put_update(struct registry *r, struct entry *e, const struct put_spec *spec, char *err, size_t errlen)
+{
+    struct identity next, old;
+    int rc = identity_copy(&next, &e->id);
+    if (!rc) {
+        rc = identity_apply(&next, spec, (int64_t)time(NULL));
+        if (rc)
+            identity_clear(&next);
+    }
+    if (rc) {
+        set_io_err(rc, err, errlen);
+        return rc;
+    }
+    next.version++;
+    old = e->id;
+    e->id = next;
+    rc = registry_save(r);
+    if (rc) {
+        next = e->id;
+        e->id = old;
+        old = next;
+        set_io_err(rc, err, errlen);
+    }
+    identity_clear(&old);
+    return rc;
+}
+
+int registry_put(struct registry *r, const char *device_id, const char *module_id, const json_t *body,
+                 const char *if_match, const struct identity **out, bool *created, char *err, size_t errlen)
+{
+    struct put_spec spec;
+    *out = NULL;
+    *created = false;
+    set_err(err, errlen, "%s", "");
+    if (!module_id)
+        module_id = "";
+    int rc = put_check(device_id, module_id, body, &spec, err, errlen);
+    if (rc)
+        return rc;
+    struct entry *dev = table_find(r, device_id, NULL);
+    if (*module_id && !dev) {
+        set_err(err, errlen, "device '%s' does not exist", device_id);
+        return ERR_NOT_FOUND;
+    }
+    struct entry *e = table_find(r, device_id, module_id);
+    const char *what = *module_id ? "module" : "device";
+    const char *which = *module_id ? module_id : device_id;
+    if (if_match && *if_match) {
+        if (!e) {
+            set_err(err, errlen, "%s '%s' does not exist", what, which);
+            rc = ERR_NOT_FOUND;
+        } else if (!if_match_is_ok(&e->id, if_match)) {
+            set_err(err, errlen, "precondition failed: the etag of %s '%s' does not match", what, which);
+            rc = ERR_PRECONDITION;
+        } else {
+            rc = put_update(r, e, &spec, err, errlen);
+        }
+    } else if (e) {
+        set_err(err, errlen, "a %s with id '%s' is already registered", what, which);
+        rc = ERR_EXISTS;
+    } else {
+        rc = put_create(r, dev, device_id, module_id, &spec, &e, err, errlen);
+        *created = rc == ERR_OK;
+    }
+    if (!rc)
+        *out = &e->id;
+    return rc;
+}
+
+/* ---- delete, ensure ---- */
+
+int registry_delete(struct registry *r, const char *device_id, const char *module_id, const char *if_match)
+{
+    struct entry *e = table_find(r, device_id, module_id);
+    if (!e)
+        return ERR_NOT_FOUND;
+    if (if_match && *if_match && !if_match_is_ok(&e->id, if_match))
+        return ERR_PRECONDITION;
+    detach(r, e);
+    int rc = registry_save(r);
+    if (rc) {
+        attach(r, e); /* cannot fail: detach left the room */
+        return rc;
+    }
+    entry_free(e);
+    return ERR_OK;
+}
+
+int registry_ensure_device(struct registry *r, const char *device_id, const char *primary_key,
+                           const char *secondary_key)
+{
+    struct put_spec spec;
+    struct entry *e = NULL;
+    char why[160];
+    if (!registry_id_is_valid(device_id) || (primary_key && !key_is_valid(primary_key)) ||
+        (secondary_key && !key_is_valid(secondary_key)))
+        return ERR_INVALID;
+    if (table_find(r, device_id, NULL))
+        return ERR_OK;
+    memset(&spec, 0, sizeof spec);
+    spec.enabled = spec.iot_edge = -1;
+    spec.primary_key = primary_key;
+    spec.secondary_key = secondary_key;
+    return put_create(r, NULL, device_id, "", &spec, &e, why, sizeof why);
+}
+
+/* ---- JSON for the REST API ---- */
+
+json_t *registry_identity_json(const struct identity *id)
+{
+    char etag[REGISTRY_ETAG_LEN], cst[REGISTRY_TIME_LEN], sut[REGISTRY_TIME_LEN], lat[REGISTRY_TIME_LEN];
+    etag_text(id->version, etag);
+    time_format(id->connection_state_updated_s, cst);
+    time_format(id->status_updated_s, sut);
+    time_format(id->last_activity_s, lat);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s, s:s, s:s, s:i, s:{s:{s:s, s:s}, s:{s:n, s:n}, s:s}}",
+                          "generationId", id->generation_id, "etag", etag, "connectionState",
+                          id->connected ? "Connected" : "Disconnected", "status",
+                          id->enabled ? "enabled" : "disabled", "statusReason", id->status_reason,
+                          "connectionStateUpdatedTime", cst, "statusUpdatedTime", sut, "lastActivityTime", lat,
+                          "cloudToDeviceMessageCount", 0, "authentication", "symmetricKey", "primaryKey",
+                          id->primary_key, "secondaryKey", id->secondary_key, "x509Thumbprint",
+                          "primaryThumbprint", "secondaryThumbprint", "type", "sas");
+    json_t *head = id->module_id[0] ? json_pack("{s:s, s:s, s:s?}", "moduleId", id->module_id, "deviceId",
+                                                id->device_id, "managedBy", id->managed_by)
+                                    : json_pack("{s:s}", "deviceId", id->device_id);
+    json_t *caps = id->module_id[0] ? NULL : json_pack("{s:{s:b}}", "capabilities", "iotEdge", id->iot_edge);
+    if (!o || !head || (!id->module_id[0] && !caps) || json_object_update(head, o) ||
+        (caps && json_object_update(head, caps))) {
+        json_decref(head);
+        head = NULL;
+    }
+    json_decref(o);
+    json_decref(caps);
+    return head;
+}
+
+json_t *registry_list_devices(const struct registry *r, size_t top)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < r->ndevices && i < top; i++) {
+        if (json_array_append_new(arr, registry_identity_json(&r->devices[i]->id))) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    return arr;
+}
+
+json_t *registry_list_modules(const struct registry *r, const char *device_id)
+{
+    const struct entry *dev = table_find(r, device_id, NULL);
+    if (!dev)
+        return NULL;
+    json_t *arr = json_array();
+    for (const struct entry *m = dev->modules; arr && m; m = m->mnext) {
+        if (json_array_append_new(arr, registry_identity_json(&m->id))) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    return arr;
+}
+
+/* ---- presence ---- */
+
+void registry_set_connected(struct registry *r, const char *device_id, const char *module_id, bool connected,
+                            int64_t now_s)
+{
+    struct entry *e = table_find(r, device_id, module_id);
+    if (!e)
+        return;
+    e->id.connected = connected;
+    e->id.connection_state_updated_s = now_s;
+    if (connected)
+        e->id.last_activity_s = now_s;
+}
+
+void registry_touch(struct registry *r, const char *device_id, const char *module_id, int64_t now_s)
+{
+    struct entry *e = table_find(r, device_id, module_id);
+    if (e)
+        e->id.last_activity_s = now_s;
+}

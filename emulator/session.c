@@ -1,0 +1,499 @@
+/* session.c -- one device's MQTT session with the hub's rules (see session.h and iothub-protocol.md §1-§3):
+ * CONNECT and SAS authentication (any failure: CONNACK 5, then close), keep-alive at 1.5x, the accepted
+ * SUBSCRIBE filters and PUBLISH topics (anything else closes the connection, as the hub does), direct-method
+ * requests and replies, minimal twin, telemetry, will, and disconnect when the SAS token expires. */
+#include "session.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "conn.h"
+#include "err.h"
+#include "hub.h"
+#include "log.h"
+#include "loop.h"
+#include "mqtt.h"
+#include "registry.h"
+
+/* The hub disconnects after 1.5x the keep-alive, at most 1767 s (Azure load balancer idle timeout). */
+#define SESSION_KEEPALIVE_CAP_S 1767
+#define SESSION_MAX_TOPIC 1024
+
+enum session_state { SESSION_WAIT_CONNECT, SESSION_ONLINE, SESSION_CLOSED };
+
+struct session {
+    const struct session_env *env;
+    struct conn *conn;
+    enum session_state state;
+    char device_id[REGISTRY_MAX_ID + 1];
+    char module_id[REGISTRY_MAX_ID + 1];
+    char ident[2 * REGISTRY_MAX_ID + 2]; /* "device" or "device/module" */
+    int64_t keepalive_ms;                /* 0 = none */
+    int64_t last_rx_ms;
+    struct loop_timer *keepalive_timer;
+    struct loop_timer *expiry_timer;
+    uint64_t rid_counter;
+    bool methods_subscribed;
+    char *will_topic; /* NULL = no will */
+    uint8_t *will_payload;
+    size_t will_len;
+    struct buf scratch; /* one encoded packet at a time */
+};
+
+struct session *session_new(const struct session_env *env, struct conn *c)
+{
+    struct session *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->env = env;
+    s->conn = c;
+    s->state = SESSION_WAIT_CONNECT;
+    snprintf(s->ident, sizeof s->ident, "(unauthenticated %s)", conn_peer(c));
+    buf_init(&s->scratch, env->max_packet + 16);
+    return s;
+}
+
+const char *session_identity(const struct session *s)
+{
+    return s->ident;
+}
+
+static void clear_will(struct session *s)
+{
+    free(s->will_topic);
+    free(s->will_payload);
+    s->will_topic = NULL;
+    s->will_payload = NULL;
+    s->will_len = 0;
+}
+
+static int fail(struct session *s, const char *reason)
+{
+    if (s->state != SESSION_CLOSED)
+        conn_close(s->conn, reason);
+    return ERR_CLOSED;
+}
+
+/* Encodes into scratch with fn's result, then hands it to the connection. */
+static int send_scratch(struct session *s, int rc)
+{
+    if (rc == ERR_OK)
+        rc = conn_send(s->conn, s->scratch.data, s->scratch.len);
+    s->scratch.len = 0;
+    return rc;
+}
+
+static int send_publish(struct session *s, const char *topic, const uint8_t *body, size_t len)
+{
+    struct mqtt_publish p = {
+        .qos = 0, .topic = {(const uint8_t *)topic, strlen(topic)}, .payload = {body, len}};
+    return send_scratch(s, mqtt_encode_publish(&s->scratch, &p));
+}
+
+/* ---- CONNECT ---- */
+
+static int refuse(struct session *s, const char *why)
+{
+    log_info("CONNECT from %s as %s refused: %s", conn_peer(s->conn), s->ident, why);
+    send_scratch(s, mqtt_encode_connack(&s->scratch, false, 5));
+    return fail(s, "connection refused");
+}
+
+/* Copies client id "device" or "device/module" into the session, validating both ids. */
+static bool take_client_id(struct session *s, struct mqtt_bytes id)
+{
+    const uint8_t *slash = memchr(id.p, '/', id.len);
+    size_t dlen = slash ? (size_t)(slash - id.p) : id.len;
+    size_t mlen = slash ? id.len - dlen - 1 : 0;
+    if (dlen == 0 || dlen > REGISTRY_MAX_ID || mlen > REGISTRY_MAX_ID || (slash && mlen == 0))
+        return false;
+    memcpy(s->device_id, id.p, dlen);
+    s->device_id[dlen] = '\0';
+    memcpy(s->module_id, slash ? slash + 1 : id.p, mlen);
+    s->module_id[mlen] = '\0';
+    if (!registry_id_is_valid(s->device_id) || (mlen && !registry_id_is_valid(s->module_id)))
+        return false;
+    snprintf(s->ident, sizeof s->ident, "%s%s%s", s->device_id, mlen ? "/" : "", s->module_id);
+    return true;
+}
+
+/* The username is informational (SDKs differ); only a different device id in it is refused. */
+static bool username_is_plausible(const struct session *s, struct mqtt_bytes user)
+{
+    const uint8_t *slash = memchr(user.p, '/', user.len);
+    if (!slash)
+        return true;
+    size_t rest = user.len - (size_t)(slash + 1 - user.p);
+    size_t dlen = strlen(s->device_id);
+    return rest >= dlen && memcmp(slash + 1, s->device_id, dlen) == 0 &&
+           (rest == dlen || slash[1 + dlen] == '/' || slash[1 + dlen] == '?');
+}
+
+static void telemetry_prefix(const struct session *s, char *out, size_t outlen)
+{
+    if (s->module_id[0])
+        snprintf(out, outlen, "devices/%s/modules/%s/messages/events", s->device_id, s->module_id);
+    else
+        snprintf(out, outlen, "devices/%s/messages/events", s->device_id);
+}
+
+static bool is_telemetry_topic(const struct session *s, const uint8_t *topic, size_t len)
+{
+    char prefix[2 * REGISTRY_MAX_ID + 64];
+    telemetry_prefix(s, prefix, sizeof prefix);
+    size_t n = strlen(prefix);
+    return len >= n && memcmp(topic, prefix, n) == 0 && (len == n || topic[n] == '/');
+}
+
+static bool take_will(struct session *s, const struct mqtt_connect *c)
+{
+    if (!c->has_will)
+        return true;
+    if (!is_telemetry_topic(s, c->will_topic.p, c->will_topic.len))
+        return false;
+    s->will_topic = strndup((const char *)c->will_topic.p, c->will_topic.len);
+    s->will_payload = malloc(c->will_message.len ? c->will_message.len : 1);
+    if (!s->will_topic || !s->will_payload) {
+        clear_will(s);
+        return false;
+    }
+    memcpy(s->will_payload, c->will_message.p, c->will_message.len);
+    s->will_len = c->will_message.len;
+    return true;
+}
+
+static void on_keepalive_timer(struct loop *l, void *ctx)
+{
+    struct session *s = ctx;
+    s->keepalive_timer = NULL;
+    int64_t idle = loop_now_ms(l) - s->last_rx_ms;
+    if (idle >= s->keepalive_ms) {
+        log_info("%s: keep-alive expired after %" PRId64 " ms of silence", s->ident, idle);
+        fail(s, "keep-alive expired");
+        return;
+    }
+    s->keepalive_timer = loop_timer_add(l, s->keepalive_ms - idle, on_keepalive_timer, s);
+}
+
+static void on_expiry_timer(struct loop *l, void *ctx)
+{
+    struct session *s = ctx;
+    s->expiry_timer = NULL;
+    log_info("%s: SAS token expired, closing the connection", s->ident);
+    fail(s, "SAS token expired");
+}
+
+static int start_timers(struct session *s, uint16_t keep_alive, int64_t expiry)
+{
+    struct loop *l = s->env->loop;
+    if (keep_alive) {
+        int64_t t = (int64_t)keep_alive * 3 / 2;
+        s->keepalive_ms = (t > SESSION_KEEPALIVE_CAP_S ? SESSION_KEEPALIVE_CAP_S : t) * 1000;
+        if (s->keepalive_ms < 1000)
+            s->keepalive_ms = 1500; /* 1.5 x 1 s */
+        s->keepalive_timer = loop_timer_add(l, s->keepalive_ms, on_keepalive_timer, s);
+    }
+    int64_t left_s = expiry + s->env->token_skew_s - loop_wall_s(l);
+    s->expiry_timer = loop_timer_add(l, (left_s > 0 ? left_s : 0) * 1000 + 999, on_expiry_timer, s);
+    return (keep_alive && !s->keepalive_timer) || !s->expiry_timer ? ERR_NOMEM : ERR_OK;
+}
+
+static int on_connect(struct session *s, const struct mqtt_connect *c)
+{
+    if (!mqtt_bytes_eq(c->protocol_name, "MQTT") || c->level != 4)
+        return refuse(s, "only MQTT 3.1.1 (protocol level 4) is supported");
+    if (!take_client_id(s, c->client_id))
+        return refuse(s, "client id is not a valid deviceId or deviceId/moduleId");
+    if (c->has_username && !username_is_plausible(s, c->username))
+        return refuse(s, "the username names another device");
+    if (!c->has_password || c->password.len == 0)
+        return refuse(s, "no SAS token in the password (X.509 is not supported)");
+    const struct identity *id = registry_find(s->env->reg, s->device_id, s->module_id);
+    if (!id)
+        return refuse(s, s->module_id[0] ? "unknown module" : "unknown device");
+    if (!id->enabled)
+        return refuse(s, "identity is disabled");
+    char why[128] = "";
+    int64_t expiry = 0;
+    if (auth_check_device(s->env->auth, id, (const char *)c->password.p, c->password.len, loop_wall_s(s->env->loop),
+                          s->env->token_skew_s, &expiry, why, sizeof why))
+        return refuse(s, why);
+    if (!take_will(s, c))
+        return refuse(s, "the will topic must be this identity's telemetry topic");
+    if (hub_session_online(s->env->hub, s, s->device_id, s->module_id[0] ? s->module_id : NULL))
+        return fail(s, "out of memory");
+    s->state = SESSION_ONLINE;
+    conn_established(s->conn);
+    if (start_timers(s, c->keep_alive, expiry))
+        return fail(s, "out of memory");
+    log_info("%s connected over %s from %s (keep-alive %us)", s->ident, conn_transport(s->conn), conn_peer(s->conn),
+             (unsigned)c->keep_alive);
+    return send_scratch(s, mqtt_encode_connack(&s->scratch, false, 0)) ? ERR_CLOSED : ERR_OK;
+}
+
+/* ---- SUBSCRIBE / UNSUBSCRIBE ---- */
+
+static bool filter_eq(struct mqtt_bytes f, const char *s)
+{
+    return mqtt_bytes_eq(f, s);
+}
+
+static bool is_methods_filter(struct mqtt_bytes f)
+{
+    return filter_eq(f, "$iothub/methods/POST/#");
+}
+
+/* The filters IoT Hub accepts (iothub-protocol.md §1.7, §3). */
+static bool filter_is_allowed(const struct session *s, struct mqtt_bytes f)
+{
+    if (is_methods_filter(f) || filter_eq(f, "$iothub/twin/res/#") ||
+        filter_eq(f, "$iothub/twin/PATCH/properties/desired/#"))
+        return true;
+    char want[2 * REGISTRY_MAX_ID + 64];
+    if (s->module_id[0]) {
+        snprintf(want, sizeof want, "devices/%s/modules/%s/inputs/#", s->device_id, s->module_id);
+        if (filter_eq(f, want))
+            return true;
+        snprintf(want, sizeof want, "devices/%s/modules/%s/#", s->device_id, s->module_id);
+        return filter_eq(f, want);
+    }
+    snprintf(want, sizeof want, "devices/%s/messages/devicebound/#", s->device_id);
+    return filter_eq(f, want) || filter_eq(f, "devices/+/messages/devicebound/#");
+}
+
+static int on_subscribe(struct session *s, const struct mqtt_subscribe *sub)
+{
+    uint8_t codes[MQTT_MAX_FILTERS];
+    bool methods = false;
+    for (size_t i = 0; i < sub->count; i++) {
+        if (!filter_is_allowed(s, sub->filters[i])) {
+            log_info("%s: subscription to '%.*s' is not allowed; closing", s->ident, (int)sub->filters[i].len,
+                     (const char *)sub->filters[i].p);
+            return fail(s, "forbidden subscription");
+        }
+        codes[i] = sub->qos[i] > 1 ? 1 : sub->qos[i];
+        methods = methods || is_methods_filter(sub->filters[i]);
+    }
+    if (send_scratch(s, mqtt_encode_suback(&s->scratch, sub->packet_id, codes, sub->count)))
+        return ERR_CLOSED;
+    if (methods && !s->methods_subscribed) {
+        s->methods_subscribed = true;
+        hub_session_methods_ready(s->env->hub, s); /* after the SUBACK, so it precedes any request */
+    }
+    return ERR_OK;
+}
+
+static int on_unsubscribe(struct session *s, const struct mqtt_subscribe *unsub)
+{
+    for (size_t i = 0; i < unsub->count; i++) {
+        if (is_methods_filter(unsub->filters[i]) && s->methods_subscribed) {
+            s->methods_subscribed = false;
+            hub_session_methods_stopped(s->env->hub, s);
+        }
+    }
+    return send_scratch(s, mqtt_encode_ack(&s->scratch, MQTT_UNSUBACK, unsub->packet_id)) ? ERR_CLOSED : ERR_OK;
+}
+
+/* ---- PUBLISH ---- */
+
+/* Finds "$rid=" in the query part of topic (after '?') and copies its value. */
+static bool query_rid(const char *topic, char *rid, size_t ridlen)
+{
+    const char *q = strchr(topic, '?');
+    while (q) {
+        q++;
+        if (strncmp(q, "$rid=", 5) == 0) {
+            size_t n = strcspn(q + 5, "&");
+            if (n == 0 || n >= ridlen)
+                return false;
+            memcpy(rid, q + 5, n);
+            rid[n] = '\0';
+            return true;
+        }
+        q = strchr(q, '&');
+    }
+    return false;
+}
+
+/* $iothub/methods/res/{status}/?$rid={rid} */
+static int on_method_reply(struct session *s, const char *topic, struct mqtt_bytes body)
+{
+    const char *p = topic + strlen("$iothub/methods/res/");
+    char *end = NULL;
+    long status = strtol(p, &end, 10);
+    char rid[64];
+    if (end == p || (*end != '/' && *end != '?') || status < -2147483647L || status > 2147483647L ||
+        !query_rid(end, rid, sizeof rid)) {
+        log_info("%s: malformed method response topic '%s'", s->ident, topic);
+        return fail(s, "malformed method response topic");
+    }
+    hub_session_method_reply(s->env->hub, s, rid, (int)status, body.p, body.len);
+    return ERR_OK;
+}
+
+static int on_twin_get(struct session *s, const char *topic)
+{
+    char rid[64], reply[128];
+    if (!query_rid(topic, rid, sizeof rid))
+        return fail(s, "twin GET without $rid");
+    struct buf doc;
+    buf_init(&doc, 64 * 1024);
+    int rc = hub_session_twin_get(s->env->hub, s, &doc);
+    snprintf(reply, sizeof reply, "$iothub/twin/res/%d/?$rid=%s", rc ? 500 : 200, rid);
+    rc = send_publish(s, reply, doc.data, rc ? 0 : doc.len);
+    buf_cleanup(&doc);
+    return rc ? ERR_CLOSED : ERR_OK;
+}
+
+static int on_twin_patch(struct session *s, const char *topic, struct mqtt_bytes body)
+{
+    char rid[64], reply[160];
+    if (!query_rid(topic, rid, sizeof rid))
+        return fail(s, "twin PATCH without $rid");
+    int64_t version = 0;
+    int rc = hub_session_twin_patch(s->env->hub, s, body.p, body.len, &version);
+    if (rc == ERR_OK)
+        snprintf(reply, sizeof reply, "$iothub/twin/res/204/?$rid=%s&$version=%" PRId64, rid, version);
+    else
+        snprintf(reply, sizeof reply, "$iothub/twin/res/%d/?$rid=%s", rc == ERR_MALFORMED ? 400 : 500, rid);
+    return send_publish(s, reply, NULL, 0) ? ERR_CLOSED : ERR_OK;
+}
+
+static int route_publish(struct session *s, const char *topic, const struct mqtt_publish *p)
+{
+    if (strncmp(topic, "$iothub/methods/res/", 20) == 0)
+        return on_method_reply(s, topic, p->payload);
+    if (strncmp(topic, "$iothub/twin/GET/", 17) == 0)
+        return on_twin_get(s, topic);
+    if (strncmp(topic, "$iothub/twin/PATCH/properties/reported/", 39) == 0)
+        return on_twin_patch(s, topic, p->payload);
+    if (is_telemetry_topic(s, p->topic.p, p->topic.len)) {
+        hub_session_telemetry(s->env->hub, s, topic, p->payload.p, p->payload.len);
+        return ERR_OK;
+    }
+    log_info("%s: publish to '%s' is not allowed; closing", s->ident, topic);
+    return fail(s, "publish to a topic the hub does not accept");
+}
+
+static int on_publish(struct session *s, const struct mqtt_publish *p)
+{
+    if (p->qos > 1) {
+        log_info("%s: QoS 2 publish; closing (IoT Hub does not support QoS 2)", s->ident);
+        return fail(s, "QoS 2 is not supported");
+    }
+    if (p->topic.len > SESSION_MAX_TOPIC)
+        return fail(s, "topic too long");
+    char topic[SESSION_MAX_TOPIC + 1];
+    memcpy(topic, p->topic.p, p->topic.len);
+    topic[p->topic.len] = '\0';
+    registry_touch(s->env->reg, s->device_id, s->module_id, loop_wall_s(s->env->loop));
+    int rc = route_publish(s, topic, p);
+    if (rc == ERR_OK && p->qos == 1)
+        rc = send_scratch(s, mqtt_encode_ack(&s->scratch, MQTT_PUBACK, p->packet_id)) ? ERR_CLOSED : ERR_OK;
+    return rc;
+}
+
+/* ---- dispatch ---- */
+
+static int on_packet(struct session *s, const struct mqtt_packet *pkt)
+{
+    if (s->state == SESSION_WAIT_CONNECT) {
+        if (pkt->type != MQTT_CONNECT)
+            return fail(s, "first packet was not CONNECT");
+        return on_connect(s, &pkt->u.connect);
+    }
+    switch (pkt->type) {
+    case MQTT_PUBLISH:
+        return on_publish(s, &pkt->u.publish);
+    case MQTT_SUBSCRIBE:
+        return on_subscribe(s, &pkt->u.subscribe);
+    case MQTT_UNSUBSCRIBE:
+        return on_unsubscribe(s, &pkt->u.subscribe);
+    case MQTT_PINGREQ:
+        return send_scratch(s, mqtt_encode_empty(&s->scratch, MQTT_PINGRESP)) ? ERR_CLOSED : ERR_OK;
+    case MQTT_PUBACK:
+        return ERR_OK; /* the hub publishes at QoS 0; a stray PUBACK is harmless */
+    case MQTT_DISCONNECT:
+        clear_will(s);
+        log_info("%s disconnected", s->ident);
+        return fail(s, "client disconnected");
+    default:
+        log_info("%s: unexpected packet type %d; closing", s->ident, (int)pkt->type);
+        return fail(s, "unexpected packet");
+    }
+}
+
+int session_on_input(struct session *s, struct buf *in)
+{
+    size_t off = 0;
+    int rc = ERR_OK;
+    while (rc == ERR_OK && s->state != SESSION_CLOSED && off < in->len) {
+        struct mqtt_packet pkt;
+        size_t used = 0;
+        int d = mqtt_decode(in->data + off, in->len - off, s->env->max_packet, &pkt, &used);
+        if (d == ERR_NEED_MORE)
+            break;
+        if (d) {
+            log_info("%s: %s packet from %s; closing", s->ident, d == ERR_TOO_BIG ? "oversized" : "malformed",
+                     conn_peer(s->conn));
+            rc = fail(s, d == ERR_TOO_BIG ? "packet too large" : "malformed packet");
+            break;
+        }
+        s->last_rx_ms = loop_now_ms(s->env->loop);
+        rc = on_packet(s, &pkt);
+        off += used;
+    }
+    buf_consume(in, off);
+    return rc;
+}
+
+/* ---- lifetime ---- */
+
+int session_send_method(struct session *s, const char *method, const uint8_t *payload, size_t len, char *rid)
+{
+    char topic[256];
+    snprintf(rid, 17, "%" PRIx64, ++s->rid_counter);
+    int n = snprintf(topic, sizeof topic, "$iothub/methods/POST/%s/?$rid=%s", method, rid);
+    if (n < 0 || (size_t)n >= sizeof topic)
+        return ERR_TOO_BIG;
+    return send_publish(s, topic, payload, len);
+}
+
+void session_kick(struct session *s, const char *reason)
+{
+    log_info("%s: closing: %s", s->ident, reason);
+    fail(s, reason);
+}
+
+void session_on_close(struct session *s)
+{
+    if (s->state == SESSION_CLOSED)
+        return;
+    bool was_online = s->state == SESSION_ONLINE;
+    s->state = SESSION_CLOSED;
+    loop_timer_cancel(s->env->loop, s->keepalive_timer);
+    loop_timer_cancel(s->env->loop, s->expiry_timer);
+    s->keepalive_timer = s->expiry_timer = NULL;
+    if (!was_online)
+        return;
+    if (s->will_topic) {
+        log_info("%s: connection lost; publishing its will as telemetry", s->ident);
+        hub_session_telemetry(s->env->hub, s, s->will_topic, s->will_payload, s->will_len);
+    }
+    hub_session_offline(s->env->hub, s);
+    log_info("%s is offline", s->ident);
+}
+
+void session_free(struct session *s)
+{
+    if (!s)
+        return;
+    session_on_close(s);
+    clear_will(s);
+    buf_cleanup(&s->scratch);
+    free(s);
+}

@@ -1,0 +1,30 @@
+"""run_node_test.py -- runs one Node test file (node --test) against the emulator on the fixed SDK ports.
+Node reads NODE_EXTRA_CA_CERTS only at start-up, so this first starts the emulator once with a fresh data dir to
+generate its dev CA, then runs node with NODE_EXTRA_CA_CERTS pointing at it and IOTHUB_TEST_DATA_DIR set; the
+tests start their own emulators on that data dir (same certificates)."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from harness import Emulator
+
+def main():
+    test_file = sys.argv[1]
+    tmp = tempfile.mkdtemp(prefix="iothub-node-")
+    data_dir = os.path.join(tmp, "data")
+    try:
+        emu = Emulator(data_dir=data_dir).start()
+        emu.stop()
+        env = dict(os.environ, NODE_EXTRA_CA_CERTS=os.path.join(data_dir, "ca.pem"), IOTHUB_TEST_DATA_DIR=data_dir)
+        here = os.path.dirname(os.path.abspath(__file__))
+        rc = subprocess.call(["node", "--test", "--test-reporter=spec", os.path.join(here, test_file)],
+                             env=env, cwd=here)
+        return rc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""test_mqtt_device_side.py -- the emulator's device side against third-party MQTT clients: paho-mqtt (Debian's
+python3-paho-mqtt), mosquitto_sub, and hand-built MQTT bytes over TLS. Covers: connect over TLS and over
+WebSocket, CONNACK 5 for each credential failure, the hub's close rules (QoS 2, forbidden subscription, bad
+bytes), keep-alive, takeover, token-expiry disconnect, and method delivery to exactly one of two devices."""
+
+import json
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+import time
+import unittest
+
+import paho.mqtt.client as mqtt
+
+from harness import DEVICE1_KEY, Emulator
+
+WAIT = 15  # generous protocol deadline for any single event
+
+
+class Device:
+    """A paho client for one identity, recording what happens as threading events."""
+
+    def __init__(self, emu, device_id="device1", key=DEVICE1_KEY, token=None, websocket=False, keepalive=60,
+                 module_id=None):
+        client_id = device_id + ("/" + module_id if module_id else "")
+        self.client = mqtt.Client(client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311,
+                                  transport="websockets" if websocket else "tcp")
+        if websocket:
+            self.client.ws_set_options(path="/$iothub/websocket")
+        self.client.tls_set(ca_certs=emu.ca_path, tls_version=ssl.PROTOCOL_TLSv1_2)
+        user = "%s/%s/?api-version=2021-04-12" % (emu.hostname, client_id)
+        self.client.username_pw_set(user, token or emu.device_token(device_id, key, module_id=module_id))
+        self.port = emu.https_port if websocket else emu.mqtts_port
+        self.keepalive = keepalive
+        self.connack = None
+        self.connected = threading.Event()
+        self.disconnected = threading.Event()
+        self.subscribed = threading.Event()
+        self.messages = []
+        self.got_message = threading.Event()
+        self.auto_reply = None
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda c, u, rc: self.disconnected.set()
+        self.client.on_subscribe = lambda c, u, mid, granted: self.subscribed.set()
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, client, userdata, flags, rc):
+        self.connack = rc
+        self.connected.set()
+
+    def _on_message(self, client, userdata, msg):
+        self.messages.append((msg.topic, msg.payload))
+        self.got_message.set()
+        if self.auto_reply and msg.topic.startswith("$iothub/methods/POST/"):
+            rid = msg.topic.split("?$rid=")[1]
+            status, body = self.auto_reply
+            client.publish("$iothub/methods/res/%d/?$rid=%s" % (status, rid), json.dumps(body), qos=0)
+
+    def connect(self):
+        self.client.connect("localhost", self.port, keepalive=self.keepalive)
+        self.client.loop_start()
+        assert self.connected.wait(WAIT), "no CONNACK"
+        return self.connack
+
+    def subscribe_methods(self):
+        self.client.subscribe("$iothub/methods/POST/#", qos=0)
+        assert self.subscribed.wait(WAIT), "no SUBACK"
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def mqtt_string(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("!H", len(b)) + b
+
+
+def raw_connect_packet(client_id, username, password, keepalive):
+    body = mqtt_string("MQTT") + bytes([4, 0xC0]) + struct.pack("!H", keepalive)
+    body += mqtt_string(client_id) + mqtt_string(username) + mqtt_string(password)
+    assert len(body) < 16384
+    return bytes([0x10]) + bytes([(len(body) & 0x7F) | 0x80, len(body) >> 7]) + body
+
+
+class DeviceSideTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.emu = Emulator().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.emu.stop()
+        if any(not r for r in getattr(cls, "_results", [])):
+            cls.emu.dump_log()
+
+    def tearDown(self):
+        self.__class__._results = getattr(self.__class__, "_results", []) + [True]
+
+    def raw_tls(self):
+        raw = socket.create_connection(("127.0.0.1", self.emu.mqtts_port), timeout=WAIT)
+        return self.emu.tls_context().wrap_socket(raw, server_hostname="localhost")
+
+    def assert_closed_by_server(self, sock, within=WAIT):
+        sock.settimeout(within)
+        data = b""
+        try:
+            while True:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return data
+                data += chunk
+        except (ConnectionResetError, ssl.SSLError):
+            return data
+
+    # ---- connect ----
+    def test_connect_over_tls(self):
+        d = Device(self.emu)
+        self.assertEqual(d.connect(), 0)
+        d.close()
+
+    def test_connect_over_websocket(self):
+        d = Device(self.emu, websocket=True)
+        self.assertEqual(d.connect(), 0)
+        d.close()
+
+    def test_connack_5_for_wrong_key(self):
+        d = Device(self.emu, key="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        self.assertEqual(d.connect(), 5)
+        self.assertTrue(d.disconnected.wait(WAIT))
+
+    def test_connack_5_for_expired_token(self):
+        token = self.emu.device_token(expiry=time.time() - 60)
+        d = Device(self.emu, token=token)
+        self.assertEqual(d.connect(), 5)
+
+    def test_connack_5_for_unknown_device(self):
+        d = Device(self.emu, device_id="nobody")
+        self.assertEqual(d.connect(), 5)
+
+    def test_connack_5_for_disabled_device(self):
+        status, _, body = self.emu.create_device("disabled1", status="disabled")
+        self.assertEqual(status, 200, body)
+        key = body["authentication"]["symmetricKey"]["primaryKey"]
+        d = Device(self.emu, device_id="disabled1", key=key)
+        self.assertEqual(d.connect(), 5)
+
+    def test_connack_5_for_other_devices_token(self):
+        status, _, body = self.emu.create_device("other1")
+        self.assertEqual(status, 200, body)
+        token = self.emu.device_token("other1", body["authentication"]["symmetricKey"]["primaryKey"])
+        d = Device(self.emu, device_id="device1", token=token)
+        self.assertEqual(d.connect(), 5)
+
+    # ---- the hub's close rules ----
+    def test_qos2_publish_closes_connection(self):
+        d = Device(self.emu)
+        self.assertEqual(d.connect(), 0)
+        d.client.publish("devices/device1/messages/events/", b"x", qos=2)
+        self.assertTrue(d.disconnected.wait(WAIT), "QoS 2 publish did not close the connection")
+
+    def test_forbidden_subscription_closes_connection(self):
+        d = Device(self.emu)
+        self.assertEqual(d.connect(), 0)
+        d.client.subscribe("#", qos=0)
+        self.assertTrue(d.disconnected.wait(WAIT), "subscription to # did not close the connection")
+        self.assertFalse(d.subscribed.is_set())
+
+    def test_telemetry_qos1_is_acknowledged(self):
+        d = Device(self.emu)
+        self.assertEqual(d.connect(), 0)
+        info = d.client.publish("devices/device1/messages/events/a=b", b'{"t":1}', qos=1)
+        info.wait_for_publish()  # returns only on PUBACK
+        self.assertTrue(info.is_published())
+        self.assertFalse(d.disconnected.is_set())
+        d.close()
+
+    def test_publish_to_other_devices_topic_closes(self):
+        d = Device(self.emu)
+        self.assertEqual(d.connect(), 0)
+        d.client.publish("devices/device2/messages/events/", b"x", qos=1)
+        self.assertTrue(d.disconnected.wait(WAIT))
+
+    def test_garbage_closes_only_that_connection(self):
+        good = Device(self.emu)
+        self.assertEqual(good.connect(), 0)
+        s = self.raw_tls()
+        s.sendall(b"\x10\xff\xff\xff\xff\x7f garbage")  # remaining length over 4 bytes
+        self.assertEqual(self.assert_closed_by_server(s), b"")
+        s2 = self.raw_tls()
+        s2.sendall(b"GET / HTTP/1.1\r\n\r\n")  # not MQTT at all
+        self.assertEqual(self.assert_closed_by_server(s2), b"")
+        self.assertFalse(good.disconnected.is_set(), "another client's connection was affected")
+        good.subscribe_methods()
+        good.close()
+
+    def test_no_connect_within_deadline_closes(self):
+        with Emulator(extra_args=["--connect-timeout", "1"]) as emu:
+            raw = socket.create_connection(("127.0.0.1", emu.mqtt_port), timeout=WAIT)
+            self.assertEqual(self.assert_closed_by_server(raw), b"")
+
+    def test_half_open_tls_handshake_is_closed(self):
+        with Emulator(extra_args=["--connect-timeout", "1"]) as emu:
+            raw = socket.create_connection(("127.0.0.1", emu.mqtts_port), timeout=WAIT)
+            raw.sendall(b"\x16\x03\x01\x00\x05")  # the start of a ClientHello, never finished
+            self.assertEqual(self.assert_closed_by_server(raw), b"")
+
+    # ---- keep-alive, takeover, token expiry ----
+    def test_keepalive_expiry_closes_silent_client(self):
+        s = self.raw_tls()
+        user = "localhost/device1/?api-version=2021-04-12"
+        s.sendall(raw_connect_packet("device1", user, self.emu.device_token(), keepalive=1))
+        s.settimeout(WAIT)
+        self.assertEqual(s.recv(4), b"\x20\x02\x00\x00")
+        start = time.monotonic()
+        self.assertEqual(self.assert_closed_by_server(s), b"")
+        self.assertGreaterEqual(time.monotonic() - start, 1.0)  # not before 1.5 x 1 s (with slack)
+
+    def test_second_connection_takes_over(self):
+        a = Device(self.emu)
+        self.assertEqual(a.connect(), 0)
+        b = Device(self.emu)
+        self.assertEqual(b.connect(), 0)
+        self.assertTrue(a.disconnected.wait(WAIT), "the first connection was not closed")
+        a.client.loop_stop()
+        a.client.reconnect_delay_set(3600, 3600)
+        b.subscribe_methods()
+        b.auto_reply = (200, {"who": "b"})
+        status, _, body = self.emu.invoke("device1")
+        self.assertEqual((status, body), (200, {"status": 200, "payload": {"who": "b"}}))
+        b.close()
+
+    def test_token_expiry_disconnects(self):
+        d = Device(self.emu, token=self.emu.device_token(ttl=3))
+        self.assertEqual(d.connect(), 0)
+        d.client.reconnect_delay_set(3600, 3600)
+        self.assertTrue(d.disconnected.wait(WAIT), "not disconnected when the token expired")
+        d.client.loop_stop()
+
+    # ---- methods ----
+    def test_method_goes_to_exactly_one_of_two_devices(self):
+        status, _, body = self.emu.create_device("device2")
+        self.assertEqual(status, 200, body)
+        key2 = body["authentication"]["symmetricKey"]["primaryKey"]
+        one = Device(self.emu)
+        two = Device(self.emu, device_id="device2", key=key2)
+        for d in (one, two):
+            self.assertEqual(d.connect(), 0)
+            d.subscribe_methods()
+        two.auto_reply = (201, {"Response": "from two"})
+        status, headers, body = self.emu.invoke("device2", payload={"method_number": "42"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body, {"status": 201, "payload": {"Response": "from two"}})
+        self.assertTrue(headers["Content-Type"].startswith("application/json"))
+        self.assertEqual(len(two.messages), 1)
+        topic, payload = two.messages[0]
+        self.assertEqual(topic, "$iothub/methods/POST/DeviceMethod/?$rid=1")
+        self.assertEqual(json.loads(payload), {"method_number": "42"})
+        self.assertEqual(one.messages, [])
+        one.close()
+        two.close()
+
+    def test_method_over_websocket(self):
+        d = Device(self.emu, websocket=True)
+        self.assertEqual(d.connect(), 0)
+        d.subscribe_methods()
+        d.auto_reply = (200, {"Response": "This is the response from the device"})
+        status, _, body = self.emu.invoke("device1", payload={"method_number": "42"})
+        self.assertEqual((status, body["payload"]), (200, {"Response": "This is the response from the device"}))
+        d.close()
+
+    def test_mosquitto_sub_receives_method_request(self):
+        token = self.emu.device_token()
+        proc = subprocess.Popen(
+            ["mosquitto_sub", "-h", "localhost", "-p", str(self.emu.mqtts_port), "--cafile", self.emu.ca_path,
+             "-V", "mqttv311", "-i", "device1", "-u", "localhost/device1/?api-version=2021-04-12", "-P", token,
+             "-t", "$iothub/methods/POST/#", "-C", "1", "-v", "-d"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        lines = []
+        suback = threading.Event()
+
+        def read():
+            for raw in proc.stdout:
+                lines.append(raw.decode(errors="replace"))
+                if "SUBACK" in lines[-1]:
+                    suback.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        self.assertTrue(suback.wait(WAIT), "".join(lines))
+        status, _, body = self.emu.invoke("device1", payload={"n": 1}, response_timeout=5)
+        self.assertEqual(proc.wait(WAIT), 0)
+        self.assertIn('$iothub/methods/POST/DeviceMethod/?$rid=1 {"n":1}', "".join(lines))
+        self.assertEqual(status, 504)  # mosquitto_sub never answers
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
