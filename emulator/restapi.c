@@ -377,7 +377,7 @@ static char *dump_compact(const json_t *v)
         char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(prec));
         if (!s || prec == 17)
             return s;
-        json_t *back = json_loads(s, JSON_DECODE_ANY, NULL);
+        json_t *back = json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
         bool same = back && json_equal(back, (json_t *)v);
         json_decref(back);
         if (same)
@@ -427,7 +427,7 @@ int restapi_method_parse(const char *body, size_t len, struct restapi_method_cal
 {
     memset(out, 0, sizeof *out);
     json_error_t jerr;
-    json_t *j = json_loadb(body ? body : "", body ? len : 0, JSON_DECODE_ANY, &jerr);
+    json_t *j = json_loadb(body ? body : "", body ? len : 0, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     int rc = ERR_INVALID;
     if (!j || !json_is_object(j)) {
         restapi_error_set(err, RESTAPI_FORMAT_ERROR, RESTAPI_ENVELOPE_B, "%s",
