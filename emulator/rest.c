@@ -260,13 +260,17 @@ static void printable(const char *in, char *out, size_t outlen)
     out[i] = '\0';
 }
 
+/* One info line per method call when it ends; code < 0 is left out. */
 static void log_call(const struct rest_req *q, const char *outcome, int code)
 {
     char dev[REGISTRY_MAX_ID + 1], mod[REGISTRY_MAX_ID + 1], name[128];
     printable(q->route.device_id, dev, sizeof dev);
     printable(q->route.module_id, mod, sizeof mod);
     printable(q->call.method_name ? q->call.method_name : "-", name, sizeof name);
-    log_info("method call %s%s%s %s: %s %d (%lld ms)", dev, mod[0] ? "/" : "", mod, name, outcome, code,
+    char num[16] = "";
+    if (code >= 0)
+        snprintf(num, sizeof num, " %d", code);
+    log_info("method call %s%s%s %s: %s%s (%lld ms)", dev, mod[0] ? "/" : "", mod, name, outcome, num,
              (long long)(loop_now_ms(q->r->loop) - q->started_ms));
 }
 
@@ -276,7 +280,7 @@ static void on_peer_gone(struct loop *l, int fd, uint32_t events, void *ctx)
     if (q->call_id)
         hub_call_cancel(q->r->hub, q->call_id);
     q->call_id = 0;
-    log_call(q, "caller went away", 0);
+    log_call(q, "caller went away", -1);
     q->gone = true;
     resume(q);
 }
@@ -707,7 +711,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     *req_cls = NULL;
     if (q->call_id) {
         hub_call_cancel(q->r->hub, q->call_id);
-        log_call(q, "caller went away", 0);
+        log_call(q, "caller went away", -1);
     }
     if (q->suspended) {
         q->suspended = false; /* only at daemon stop; the list is being torn down by rest_free */
@@ -756,10 +760,9 @@ static struct MHD_Daemon *start_daemon(struct rest *r, const struct rest_config 
         flags |= MHD_USE_IPv6;
     /* The listener options come last: without a listener MHD_OPTION_END stops the list before them. */
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, r, MHD_OPTION_URI_LOG_CALLBACK, on_uri, r, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, r, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)REST_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)REST_CONN_TIMEOUT_S, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, r,
-        listening ? MHD_OPTION_SOCK_ADDR : MHD_OPTION_END, (struct sockaddr *)&ss, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        flags, 0, NULL, NULL, on_access, r, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, r, MHD_OPTION_URI_LOG_CALLBACK,
+        on_uri, r, MHD_OPTION_NOTIFY_COMPLETED, on_completed, r, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)REST_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)REST_CONN_TIMEOUT_S, listening ? MHD_OPTION_SOCK_ADDR : MHD_OPTION_END, (struct sockaddr *)&ss, MHD_OPTION_LISTENING_ADDRESS_REUSE,
         (unsigned)1, MHD_OPTION_END);
     if (!d)
         snprintf(err, errlen, "cannot start the HTTP server%s%s (port %d): %s", listening ? " on " : "",
