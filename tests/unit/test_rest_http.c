@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -858,6 +859,50 @@ static void no_listener(void **state)
     loop_free(l);
 }
 
+static void stop_loop(struct loop *l, void *ctx)
+{
+    loop_stop(l);
+}
+
+/* Single-threaded, on a loop of its own: rest_free with a call still waiting cancels it in the hub and
+ * closes the caller's connection. */
+static void free_with_waiting_call(void **state)
+{
+    char err[128];
+    struct loop *l = loop_new();
+    struct registry *reg = registry_new(NULL, err, sizeof err);
+    assert_int_equal(registry_ensure_device(reg, "lonely", DEV_KEY, NULL), ERR_OK);
+    struct hub *h = hub_new(l, reg);
+    struct rest_config cfg = {.loop = l, .hub = h, .reg = reg, .auth = E.auth, .http_port = -1};
+    struct rest *r = rest_new(&cfg, err, sizeof err);
+    assert_non_null(r);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)rest_actual_http_port(r)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char *body = "{\"methodName\":\"m\",\"connectTimeoutInSeconds\":60}";
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "POST /twins/lonely/methods?" API " HTTP/1.1\r\nHost: localhost\r\nAuthorization: %s\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     E.owner_token, strlen(body), body);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    loop_timer_add(l, 300, stop_loop, NULL);
+    loop_run(l);
+    struct hub_stats st;
+    hub_get_stats(h, &st);
+    assert_int_equal(st.calls_pending, 1);
+    rest_free(r);
+    hub_get_stats(h, &st);
+    assert_int_equal(st.calls_pending, 0);
+    char buf[256];
+    assert_int_equal(read(fd, buf, sizeof buf), 0); /* closed without an answer */
+    close(fd);
+    hub_free(h);
+    registry_free(reg);
+    loop_free(l);
+}
+
 /* Last: shuts the REST server down with a call in flight. */
 static void shutdown_answers_503(void **state)
 {
@@ -913,6 +958,7 @@ int main(void)
         cmocka_unit_test(method_concurrent_calls),
         cmocka_unit_test(handed_over_connection),
         cmocka_unit_test(no_listener),
+        cmocka_unit_test(free_with_waiting_call),
         cmocka_unit_test(shutdown_answers_503),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
