@@ -96,7 +96,7 @@ static int set_number(enum opt_id id, const char *name, const char *value, struc
 {
     long v = 0;
     long max = id == OPT_TOP ? 1000 : id == OPT_TTL ? 10L * 365 * 24 * 3600 : 3600;
-    long min = id == OPT_TOP || id == OPT_TTL ? 1 : 0;
+    long min = id == OPT_CONNECT_TIMEOUT ? 0 : 1;
     if (parse_int(value, min, max, &v)) {
         snprintf(err, errlen, "--%s needs a whole number from %ld to %ld, not \"%s\"", name, min, max, value);
         return ERR_INVALID;

@@ -158,6 +158,8 @@ static void rejected(void **state)
     bad("invoke d m extra", "usage");
     bad("invoke d --timeout abc", "--timeout needs a whole number");
     bad("invoke d --timeout -1", "--timeout");
+    bad("invoke d --timeout 0", "--timeout needs a whole number from 1");
+    bad("invoke d --connect-timeout -1", "--connect-timeout needs a whole number from 0");
     bad("invoke d --timeout", "--timeout needs a value");
     bad("invoke d --json=yes", "--json takes no value");
     bad("invoke d --frobnicate", "unknown option --frobnicate");
