@@ -34,7 +34,7 @@ int buf_reserve(struct buf *b, size_t n)
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    if (cap > b->max + 1)
+    if (b->max < SIZE_MAX && cap > b->max + 1)
         cap = b->max + 1; /* +1 leaves room for buf_take_str's NUL */
     uint8_t *p = realloc(b->data, cap);
     if (!p)

@@ -60,9 +60,10 @@ struct sas_expect {
     int64_t skew;             /* seconds of grace after se */
 };
 
-/* Verifies: HMAC-SHA256 over sr exactly as received + "\n" + se, sig URL-decoded, constant-time compare
- * against each key; then audience (decoded sr), then expiry. Order of reporting: MALFORMED, WRONG_AUDIENCE,
- * BAD_SIGNATURE, EXPIRED. Never logs. */
+/* Verifies: HMAC-SHA256 over sr exactly as received + "\n" + se (as received when tok->se is set), sig
+ * URL-decoded (and required to be base64), constant-time compare against each key (a key that is not valid
+ * base64 is skipped); then audience (decoded sr), then expiry. Order of reporting: MALFORMED,
+ * WRONG_AUDIENCE, BAD_SIGNATURE, EXPIRED. Never logs. */
 enum sas_verdict sas_verify(const struct sas_token *tok, const struct sas_expect *expect);
 
 #endif

@@ -95,17 +95,25 @@ struct mqtt_packet {
  * from the fixed header alone). ERR_MALFORMED: anything else — bad remaining length (more than 4 bytes),
  * reserved flag bits wrong for the type, a field running past the packet, strings that are not valid UTF-8
  * or contain U+0000, a PUBLISH topic with '+' or '#', QoS 3, a zero packet id where one is required,
- * SUBSCRIBE with no filters or more than MQTT_MAX_FILTERS, trailing bytes. */
+ * SUBSCRIBE with no filters or more than MQTT_MAX_FILTERS, trailing bytes. A remaining length that is wrong
+ * for a fixed-size type (PUBACK, PINGREQ...) is MALFORMED from the fixed header too. CONNECT accepts only
+ * ("MQTT", 4) and ("MQIsdp", 3); a will topic follows the PUBLISH topic rules. */
 int mqtt_decode(const uint8_t *buf, size_t len, size_t max_packet, struct mqtt_packet *out, size_t *consumed);
 
 /* Encoders append one whole packet to out. Return ERR_OK, ERR_TOO_BIG (out's cap, or a field over 65535
- * bytes) or ERR_NOMEM; on failure out is left as it was. */
+ * bytes) or ERR_NOMEM; on failure out is left as it was. They also return ERR_INVALID for arguments the
+ * decoder would refuse and that are cheap to check (QoS > 2, a zero packet id where one is required, a filter
+ * or code count of 0 or over MQTT_MAX_FILTERS, a SUBACK code not 0/1/2/0x80, a password without a user name,
+ * a type the function does not encode); string contents (UTF-8, wildcards) are the caller's business.
+ * mqtt_encode_connect sends "MQTT" when protocol_name is empty and level 4 when level is 0. */
 int mqtt_encode_connect(struct buf *out, const struct mqtt_connect *c);
 int mqtt_encode_connack(struct buf *out, bool session_present, uint8_t return_code);
 int mqtt_encode_publish(struct buf *out, const struct mqtt_publish *p);
 /* type is MQTT_PUBACK, MQTT_PUBREC, MQTT_PUBREL, MQTT_PUBCOMP or MQTT_UNSUBACK. */
 int mqtt_encode_ack(struct buf *out, enum mqtt_type type, uint16_t packet_id);
 int mqtt_encode_subscribe(struct buf *out, const struct mqtt_subscribe *s);
+/* UNSUBSCRIBE from the same shape (qos unused). */
+int mqtt_encode_unsubscribe(struct buf *out, const struct mqtt_subscribe *s);
 int mqtt_encode_suback(struct buf *out, uint16_t packet_id, const uint8_t *codes, size_t count);
 /* type is MQTT_PINGREQ, MQTT_PINGRESP or MQTT_DISCONNECT. */
 int mqtt_encode_empty(struct buf *out, enum mqtt_type type);
