@@ -757,7 +757,7 @@ static struct MHD_Daemon *start_daemon(struct rest *r, const struct rest_config 
     else if (listen_addr(cfg->bind, cfg->http_port, &ss, err, errlen) != ERR_OK)
         return NULL;
     if (listening && ss.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
+        flags |= MHD_USE_DUAL_STACK; /* "::" takes IPv4 too */
     /* The listener options come last: without a listener MHD_OPTION_END stops the list before them. */
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, r, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, r, MHD_OPTION_URI_LOG_CALLBACK,

@@ -852,6 +852,12 @@ static void no_listener(void **state)
     assert_non_null(r);
     assert_int_equal(rest_actual_http_port(r), 0);
     rest_free(r);
+    cfg.bind = "::1"; /* IPv6 listener on a free port */
+    cfg.http_port = -1;
+    r = rest_new(&cfg, err, sizeof err);
+    assert_non_null(r);
+    assert_true(rest_actual_http_port(r) > 0);
+    rest_free(r);
     cfg.bind = "not an address";
     cfg.http_port = 8080;
     assert_null(rest_new(&cfg, err, sizeof err));
