@@ -1,10 +1,251 @@
-/* main.c -- iothub-emulator: a local Azure IoT Hub (MQTT device side, HTTPS service side). */
+/* main.c -- iothub-emulator: a local Azure IoT Hub. Wires config, certificates, registry, hub, REST and the
+ * network listeners onto one event loop, prints the endpoints and the well-known connection strings, and
+ * shuts down cleanly on SIGINT/SIGTERM (pending method calls get 503, exit 0). */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "certs.h"
+#include "config.h"
+#include "err.h"
+#include "hub.h"
+#include "log.h"
+#include "loop.h"
+#include "mqtt.h"
+#include "net.h"
+#include "registry.h"
+#include "rest.h"
+#include "tls.h"
+
+#define EMULATOR_VERSION "0.1.0"
+#define DEFAULT_DEVICE_ID "device1"
+/* The well-known device1's secondary key (its primary key is a config default, see --help). */
+#define DEFAULT_DEVICE_SECONDARY_KEY "0Jw8tw/kbsEFwxv9kc6G3qAxjKJQVxn8JXZp+Ra1CMQ="
+
+struct emulator {
+    struct config cfg;
+    struct certs_paths certs;
+    char *tmp_dir;
+    SSL_CTX *tls;
+    struct registry *reg;
+    struct auth *auth;
+    struct loop *loop;
+    struct hub *hub;
+    struct rest *rest;
+    struct net *net;
+    int signal_fd;
+    bool stopping;
+};
+
+static int http_handoff(void *ctx, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    return rest_add_connection(ctx, fd, addr, len);
+}
+
+static void on_stop_timer(struct loop *l, void *ctx)
+{
+    loop_stop(l);
+}
+
+static void on_signal(struct loop *l, int fd, uint32_t events, void *ctx)
+{
+    struct emulator *e = ctx;
+    struct signalfd_siginfo si;
+    if (read(fd, &si, sizeof si) != sizeof si || e->stopping)
+        return;
+    e->stopping = true;
+    log_info("signal %u: shutting down", si.ssi_signo);
+    net_stop_accepting(e->net);
+    rest_shutdown(e->rest); /* pending method calls are answered 503 */
+    /* Give the 503 answers a moment to reach their callers, then stop. */
+    if (!loop_timer_add(l, 200, on_stop_timer, e))
+        loop_stop(l);
+}
+
+static int setup_signals(struct emulator *e)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+        return ERR_IO;
+    e->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (e->signal_fd < 0)
+        return ERR_IO;
+    signal(SIGPIPE, SIG_IGN);
+    return loop_add_fd(e->loop, e->signal_fd, EPOLLIN, on_signal, e);
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return -1;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Certificates and the registry file, in the data dir (or a temp dir with --in-memory). */
+static int setup_storage(struct emulator *e, char *err, size_t errlen)
+{
+    const char *dir = e->cfg.data_dir;
+    if (e->cfg.in_memory) {
+        char tmpl[] = "/tmp/iothub-emulator-XXXXXX";
+        if (!mkdtemp(tmpl)) {
+            snprintf(err, errlen, "cannot create a temporary directory: %s", strerror(errno));
+            return ERR_IO;
+        }
+        e->tmp_dir = strdup(tmpl);
+        dir = e->tmp_dir;
+    } else if (mkdir_p(dir) < 0) {
+        snprintf(err, errlen, "cannot create --data-dir %s: %s", dir, strerror(errno));
+        return ERR_IO;
+    }
+    const char *cert = e->cfg.cert, *key = e->cfg.key;
+    if (!cert) {
+        if (certs_ensure(dir, (const char *const *)e->cfg.hostnames, e->cfg.n_hostnames, &e->certs, err, errlen))
+            return ERR_IO;
+        cert = e->certs.cert_path;
+        key = e->certs.key_path;
+    }
+    e->tls = tls_server_ctx_new(cert, key, err, errlen);
+    if (!e->tls)
+        return ERR_INVALID;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/registry.json", dir);
+    e->reg = registry_new(e->cfg.in_memory ? NULL : path, err, errlen);
+    if (!e->reg)
+        return ERR_IO;
+    if (!e->cfg.no_default_device &&
+        registry_ensure_device(e->reg, DEFAULT_DEVICE_ID, e->cfg.device1_key, DEFAULT_DEVICE_SECONDARY_KEY)) {
+        snprintf(err, errlen, "cannot register the default device %s", DEFAULT_DEVICE_ID);
+        return ERR_IO;
+    }
+    return ERR_OK;
+}
+
+static int setup_services(struct emulator *e, char *err, size_t errlen)
+{
+    e->auth = auth_new((const char *const *)e->cfg.hostnames, e->cfg.n_hostnames, e->cfg.owner_key);
+    e->loop = loop_new();
+    e->hub = e->loop ? hub_new(e->loop, e->reg) : NULL;
+    if (!e->auth || !e->hub || setup_signals(e)) {
+        snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
+        return ERR_NOMEM;
+    }
+    struct rest_config rc = {
+        .loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth, .bind = e->cfg.bind,
+        .http_port = e->cfg.http_port, .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s};
+    e->rest = rest_new(&rc, err, errlen);
+    if (!e->rest)
+        return ERR_IO;
+    struct net_config nc = {
+        .bind = e->cfg.bind,
+        .mqtts_port = e->cfg.mqtts_port ? e->cfg.mqtts_port : -1, /* 0 disables a listener */
+        .https_port = e->cfg.https_port ? e->cfg.https_port : -1,
+        .mqtt_port = e->cfg.mqtt_port ? e->cfg.mqtt_port : -1,
+        .tls = e->tls,
+        .session_env = {.loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
+                        .token_skew_s = e->cfg.token_skew_s, .max_packet = MQTT_MAX_PACKET_DEFAULT},
+        .http_handoff = http_handoff,
+        .http_ctx = e->rest,
+        .max_connections = (size_t)e->cfg.max_connections,
+        .connect_timeout_s = e->cfg.connect_timeout_s,
+    };
+    e->net = net_new(e->loop, &nc, err, errlen);
+    return e->net ? ERR_OK : ERR_IO;
+}
+
+static void print_banner(const struct emulator *e)
+{
+    const char *host = e->cfg.hostnames[0];
+    const char *b = e->cfg.bind;
+    printf("IoT Hub emulator %s\n", EMULATOR_VERSION);
+    if (net_port(e->net, NET_MQTTS) >= 0)
+        printf("  MQTT over TLS:          mqtts://%s:%d\n", b, net_port(e->net, NET_MQTTS));
+    if (net_port(e->net, NET_HTTPS) >= 0)
+        printf("  HTTPS and MQTT over WS: https://%s:%d  (wss://%s:%d/$iothub/websocket)\n", b,
+               net_port(e->net, NET_HTTPS), b, net_port(e->net, NET_HTTPS));
+    if (net_port(e->net, NET_MQTT) >= 0)
+        printf("  MQTT, plain (dev only): mqtt://%s:%d\n", b, net_port(e->net, NET_MQTT));
+    if (e->cfg.http_port)
+        printf("  HTTP, plain (dev only): http://%s:%d  (/health, /emulator/ca.pem)\n", b, rest_actual_http_port(e->rest));
+    printf("  CA certificate:         %s\n", e->certs.ca_path ? e->certs.ca_path : "(given with --cert)");
+    printf("  Service connection string: HostName=%s;SharedAccessKeyName=iothubowner;SharedAccessKey=%s\n", host,
+           e->cfg.owner_key);
+    if (!e->cfg.no_default_device)
+        printf("  Device connection string:  HostName=%s;DeviceId=%s;SharedAccessKey=%s\n", host, DEFAULT_DEVICE_ID,
+               e->cfg.device1_key);
+    printf("ready\n");
+    fflush(stdout);
+}
+
+static void emulator_cleanup(struct emulator *e)
+{
+    net_free(e->net); /* sessions leave the hub as they close */
+    rest_free(e->rest);
+    hub_free(e->hub);
+    loop_free(e->loop);
+    auth_free(e->auth);
+    registry_free(e->reg);
+    SSL_CTX_free(e->tls);
+    if (e->signal_fd > 0)
+        close(e->signal_fd);
+    if (e->tmp_dir) {
+        char path[PATH_MAX];
+        const char *files[] = {"ca.pem", "ca.key", "server.pem", "server.key"};
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+            snprintf(path, sizeof path, "%s/%s", e->tmp_dir, files[i]);
+            unlink(path);
+        }
+        rmdir(e->tmp_dir);
+        free(e->tmp_dir);
+    }
+    certs_paths_cleanup(&e->certs);
+    config_cleanup(&e->cfg);
+}
 
 int main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    printf("usage: iothub-emulator [options]\n(under construction)\n");
-    return 0;
+    struct emulator e = {.signal_fd = -1};
+    char err[512] = "";
+    int rc = config_parse(argc, argv, &e.cfg, err, sizeof err);
+    if (rc == CONFIG_HELP) {
+        config_usage(stdout);
+        return 0;
+    }
+    if (rc == CONFIG_VERSION) {
+        printf("iothub-emulator %s\n", EMULATOR_VERSION);
+        return 0;
+    }
+    if (rc) {
+        fprintf(stderr, "iothub-emulator: %s (see --help)\n", err);
+        return 2;
+    }
+    log_set_level(e.cfg.log_level);
+    if (setup_storage(&e, err, sizeof err) || setup_services(&e, err, sizeof err)) {
+        fprintf(stderr, "iothub-emulator: %s\n", err);
+        emulator_cleanup(&e);
+        return 1;
+    }
+    print_banner(&e);
+    rc = loop_run(e.loop);
+    emulator_cleanup(&e);
+    return rc ? 1 : 0;
 }

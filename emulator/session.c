@@ -485,7 +485,7 @@ void session_on_close(struct session *s)
         hub_session_telemetry(s->env->hub, s, s->will_topic, s->will_payload, s->will_len);
     }
     hub_session_offline(s->env->hub, s);
-    log_info("%s is offline", s->ident);
+    log_info("%s: connection from %s closed", s->ident, conn_peer(s->conn));
 }
 
 void session_free(struct session *s)

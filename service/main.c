@@ -1,8 +1,258 @@
-/* main.c -- iothub-service: invoke direct methods, manage device identities, make SAS tokens. */
+/* main.c -- iothub-service: invoke direct methods (the tutorial's CallMethodOnDevice by default), manage
+ * device and module identities, print connection strings, make SAS tokens. Parsing, exit statuses and
+ * output text live in service_cmd.c; the REST work in service_client.c. Every error is one line on stderr. */
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-int main(void)
+#include "buf.h"
+#include "err.h"
+#include "log.h"
+#include "sas.h"
+#include "service_client.h"
+#include "service_cmd.h"
+
+#define PROGRAM "iothub-service"
+
+static const char *env(const char *name)
 {
-    printf("usage: iothub-service COMMAND [options]\n(under construction)\n");
-    return 0;
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+/* Writes b to f and empties it. */
+static void emit(FILE *f, struct buf *b)
+{
+    if (b->len)
+        fwrite(b->data, 1, b->len, f);
+    fflush(f);
+    buf_cleanup(b);
+}
+
+static int usage_error(const char *why)
+{
+    fprintf(stderr, PROGRAM ": %s\n", why);
+    return SERVICE_CMD_EXIT_USAGE;
+}
+
+/* Reports a failed operation (one stderr line) and returns its exit status. */
+static int report(int rc, const struct service_client_result *res)
+{
+    struct buf b;
+    buf_init(&b, 64 * 1024);
+    if (service_cmd_format_error(rc, res, &b) == ERR_OK) {
+        fprintf(stderr, PROGRAM ": %.*s\n", (int)b.len, (const char *)b.data);
+    } else {
+        fprintf(stderr, PROGRAM ": %s\n", err_str(rc ? rc : ERR_NOMEM));
+    }
+    buf_cleanup(&b);
+    return service_cmd_exit_status(rc, res);
+}
+
+static struct service_client *make_client(const struct service_cmd *cmd, int *status)
+{
+    char err[512];
+    const char *cs = cmd->connection_string ? cmd->connection_string : env("IOTHUB_CONNECTION_STRING");
+    struct service_client_options o = {
+        .ca_file = cmd->ca_file ? cmd->ca_file : env("IOTHUB_CA_FILE"),
+        .base_url = cmd->url ? cmd->url : env("IOTHUB_SERVICE_URL"),
+    };
+    *status = SERVICE_CMD_EXIT_USAGE;
+    if (!cs) {
+        usage_error("no service connection string: use --connection-string or set IOTHUB_CONNECTION_STRING");
+        return NULL;
+    }
+    if (o.ca_file && access(o.ca_file, R_OK) != 0) {
+        fprintf(stderr, PROGRAM ": cannot read the CA file %s\n", o.ca_file);
+        return NULL;
+    }
+    struct service_client *c = service_client_new(cs, &o, err, sizeof err);
+    if (!c)
+        usage_error(err);
+    return c;
+}
+
+static int cmd_invoke(struct service_client *c, const struct service_cmd *cmd)
+{
+    struct service_client_method m = {cmd->device_id, cmd->module_id, cmd->method,
+                                      strcmp(cmd->payload, "null") == 0 ? NULL : cmd->payload,
+                                      cmd->timeout_s, cmd->connect_timeout_s};
+    struct service_client_result res;
+    struct buf out;
+    buf_init(&out, 64u * 1024 * 1024);
+    if (service_cmd_format_invoke_intro(cmd, &out) == ERR_OK)
+        emit(stdout, &out);
+    int rc = service_client_invoke(c, &m, &res);
+    int status = service_cmd_exit_status(rc, &res);
+    if (service_cmd_format_invoke_result(cmd, rc, &res, &out) == ERR_OK)
+        emit(stdout, &out);
+    if (status != SERVICE_CMD_EXIT_OK)
+        report(rc, &res);
+    buf_cleanup(&out);
+    service_client_result_cleanup(&res);
+    return status;
+}
+
+/* create and get: both print the identity (without keys). */
+static int cmd_identity(struct service_client *c, const struct service_cmd *cmd)
+{
+    struct service_client_identity id;
+    struct service_client_result res;
+    struct service_client_identity_spec spec = {cmd->primary_key, cmd->secondary_key, cmd->disabled};
+    int rc = cmd->verb == SERVICE_CMD_CREATE
+                 ? service_client_identity_create(c, cmd->device_id, cmd->module_id, &spec, &id, &res)
+                 : service_client_identity_get(c, cmd->device_id, cmd->module_id, &id, &res);
+    int status = service_cmd_exit_status(rc, &res);
+    if (status == SERVICE_CMD_EXIT_OK) {
+        struct buf out;
+        buf_init(&out, 64u * 1024 * 1024);
+        if (service_cmd_format_identity(&id, cmd->json, &out) == ERR_OK)
+            emit(stdout, &out);
+        buf_cleanup(&out);
+        service_client_identity_cleanup(&id);
+    } else {
+        report(rc, &res);
+    }
+    service_client_result_cleanup(&res);
+    return status;
+}
+
+static int cmd_list(struct service_client *c, const struct service_cmd *cmd)
+{
+    struct service_client_identity *ids = NULL;
+    size_t n = 0;
+    struct service_client_result res;
+    int rc = service_client_identity_list(c, cmd->is_module ? cmd->device_id : NULL, cmd->top, &ids, &n, &res);
+    int status = service_cmd_exit_status(rc, &res);
+    if (status == SERVICE_CMD_EXIT_OK) {
+        struct buf out;
+        buf_init(&out, 256u * 1024 * 1024);
+        if (service_cmd_format_list(ids, n, cmd->json, &out) == ERR_OK)
+            emit(stdout, &out);
+        buf_cleanup(&out);
+    } else {
+        report(rc, &res);
+    }
+    service_client_identity_list_free(ids, n);
+    service_client_result_cleanup(&res);
+    return status;
+}
+
+static int cmd_delete(struct service_client *c, const struct service_cmd *cmd)
+{
+    struct service_client_result res;
+    int rc = service_client_identity_delete(c, cmd->device_id, cmd->module_id, &res);
+    int status = service_cmd_exit_status(rc, &res);
+    if (status != SERVICE_CMD_EXIT_OK)
+        report(rc, &res);
+    else if (cmd->json)
+        printf("{\"deleted\":true}\n");
+    else if (cmd->module_id)
+        printf("Deleted module %s of device %s\n", cmd->module_id, cmd->device_id);
+    else
+        printf("Deleted device %s\n", cmd->device_id);
+    service_client_result_cleanup(&res);
+    return status;
+}
+
+/* Prints text (a connection string or a token), as {"<field>":"text"} with --json. */
+static void print_secret(const char *field, const char *text, int json)
+{
+    json_t *obj = json ? json_pack("{s:s}", field, text) : NULL;
+    char *dumped = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    printf("%s\n", dumped ? dumped : text);
+    free(dumped);
+    json_decref(obj);
+}
+
+/* connection-string and sas --device: both need the identity's primary key from the registry. */
+static int cmd_from_key(struct service_client *c, const struct service_cmd *cmd)
+{
+    struct service_client_identity id;
+    struct service_client_result res;
+    char *text = NULL, *uri = NULL;
+    int rc = service_client_identity_get(c, cmd->device_id, cmd->module_id, &id, &res);
+    int status = service_cmd_exit_status(rc, &res);
+    if (status != SERVICE_CMD_EXIT_OK) {
+        report(rc, &res);
+        goto out;
+    }
+    if (cmd->verb == SERVICE_CMD_CONNECTION_STRING) {
+        text = service_client_connection_string(c, &id);
+    } else {
+        uri = sas_resource_uri(service_client_host(c), cmd->device_id, cmd->module_id);
+        if (uri && id.primary_key && service_client_sas(uri, id.primary_key, NULL, cmd->ttl_s, &text))
+            text = NULL;
+    }
+    if (text) {
+        print_secret(cmd->verb == SERVICE_CMD_SAS ? "sas" : "connectionString", text, cmd->json);
+    } else {
+        fprintf(stderr, PROGRAM ": %s has no usable symmetric key\n", cmd->module_id ? "the module" : "the device");
+        status = SERVICE_CMD_EXIT_HUB;
+    }
+    service_client_identity_cleanup(&id);
+out:
+    free(text);
+    free(uri);
+    service_client_result_cleanup(&res);
+    return status;
+}
+
+static int cmd_sas_key(const struct service_cmd *cmd)
+{
+    char *token = NULL;
+    int rc = service_client_sas(cmd->resource, cmd->key, cmd->key_name, cmd->ttl_s, &token);
+    if (rc == ERR_INVALID)
+        return usage_error("cannot sign: the key is not valid base64 (or the resource is empty)");
+    if (rc) {
+        fprintf(stderr, PROGRAM ": %s\n", err_str(rc));
+        return SERVICE_CMD_EXIT_INTERNAL;
+    }
+    print_secret("sas", token, cmd->json);
+    free(token);
+    return SERVICE_CMD_EXIT_OK;
+}
+
+static int dispatch(struct service_client *c, const struct service_cmd *cmd)
+{
+    switch (cmd->verb) {
+    case SERVICE_CMD_INVOKE: return cmd_invoke(c, cmd);
+    case SERVICE_CMD_CREATE:
+    case SERVICE_CMD_GET: return cmd_identity(c, cmd);
+    case SERVICE_CMD_LIST: return cmd_list(c, cmd);
+    case SERVICE_CMD_DELETE: return cmd_delete(c, cmd);
+    case SERVICE_CMD_CONNECTION_STRING:
+    case SERVICE_CMD_SAS: return cmd_from_key(c, cmd);
+    default: return SERVICE_CMD_EXIT_INTERNAL;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct service_cmd cmd;
+    char err[512];
+    if (service_cmd_parse(argc, argv, &cmd, err, sizeof err)) {
+        fprintf(stderr, PROGRAM ": %s (see " PROGRAM " --help)\n", err);
+        return SERVICE_CMD_EXIT_USAGE;
+    }
+    if (cmd.verb == SERVICE_CMD_HELP) {
+        fputs(service_cmd_usage(), stdout);
+        return SERVICE_CMD_EXIT_OK;
+    }
+    if (cmd.verb == SERVICE_CMD_VERSION) {
+        printf(PROGRAM " %s\n", service_client_version());
+        return SERVICE_CMD_EXIT_OK;
+    }
+    log_set_level(cmd.verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
+    if (cmd.verb == SERVICE_CMD_SAS && cmd.resource)
+        return cmd_sas_key(&cmd);
+    int status;
+    struct service_client *c = make_client(&cmd, &status);
+    if (!c)
+        return status;
+    status = dispatch(c, &cmd);
+    service_client_free(c);
+    return status;
 }

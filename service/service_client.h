@@ -1,5 +1,139 @@
-/* service_client.h -- IoT Hub service client on libcurl (under construction). */
+/* service_client.h -- IoT Hub service client on libcurl: invoke direct methods on devices and modules, manage
+ * device and module identities in the registry, build connection strings and SAS tokens. Speaks the REST API
+ * the official SDKs use (iothub-protocol.md §4, §5) with a fresh SAS token per request, so it works against a
+ * real hub and against the emulator by changing only the connection string (and trusting the emulator's CA).
+ * Blocking, one request at a time per client; a client is not shared between threads.
+ * Tests: tests/unit/test_service_request.c, test_service_response.c, test_service_cmd.c;
+ * tests/integration/service_*. */
 #ifndef IOTHUB_SERVICE_CLIENT_H
 #define IOTHUB_SERVICE_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SERVICE_CLIENT_VERSION "0.1.0"
+#define SERVICE_CLIENT_API_VERSION "2021-04-12"
+
+struct service_client;
+
+struct service_client_options {
+    const char *ca_file;  /* PEM file of trusted CAs (the emulator's ca.pem); NULL = the system store */
+    const char *base_url; /* NULL = "https://{HostName}" (port 443, as a real hub and the emulator serve).
+                             For the emulator's dev ports or a test on a free port: "https://localhost:8443",
+                             "http://127.0.0.1:8080". SAS tokens still name the HostName. */
+    int max_tries;        /* attempts for transient failures; 0 = 3, 1 = no retry */
+    int retry_delay_ms;   /* first back-off delay, doubled per retry, capped at 2000 ms; 0 = 500 */
+};
+
+/* Creates a client from a service connection string (HostName;SharedAccessKeyName;SharedAccessKey).
+ * opts may be NULL. On failure returns NULL and writes one line to err (never a key). */
+struct service_client *service_client_new(const char *connection_string, const struct service_client_options *opts,
+                                          char *err, size_t errlen);
+/* Accepts NULL. */
+void service_client_free(struct service_client *c);
+/* The HostName of the connection string. Owned by the client. */
+const char *service_client_host(const struct service_client *c);
+
+enum service_client_kind {
+    SERVICE_CLIENT_ANSWERED,        /* invoke: the device answered (any device status); registry: HTTP 2xx */
+    SERVICE_CLIENT_HUB_ERROR,       /* the hub answered with an HTTP error */
+    SERVICE_CLIENT_TRANSPORT_ERROR, /* no HTTP answer: connection refused, TLS verification failed, ... */
+};
+
+/* What went wrong below HTTP (TRANSPORT_ERROR only). */
+enum service_client_net {
+    SERVICE_CLIENT_NET_NONE,
+    SERVICE_CLIENT_NET_CONNECT, /* name resolution, connection refused, connect timeout */
+    SERVICE_CLIENT_NET_TLS,     /* handshake or certificate verification failed */
+    SERVICE_CLIENT_NET_TIMEOUT, /* connected, but no complete answer in time */
+    SERVICE_CLIENT_NET_RESET,   /* the connection broke during the exchange */
+    SERVICE_CLIENT_NET_OTHER,
+};
+
+/* The outcome of one operation. Strings are malloc'd; free with service_client_result_cleanup. */
+struct service_client_result {
+    enum service_client_kind kind;
+    long http_status;   /* of the final response; 0 for TRANSPORT_ERROR */
+    int status;         /* ANSWERED invoke: the device's status */
+    char *payload;      /* ANSWERED invoke: the device's payload as JSON text, "null" when it sent none */
+    long error_code;    /* HUB_ERROR: the hub's numeric code (404103, 504101, 401002...); 0 when unknown */
+    char *error_name;   /* HUB_ERROR: e.g. "DeviceNotOnline" (body or iothub-errorcode header); NULL if none */
+    char *message;      /* HUB_ERROR: the hub's message; TRANSPORT_ERROR: curl's; on ERR_INVALID: the reason */
+    enum service_client_net net;
+    int tries;          /* HTTP attempts made */
+};
+
+void service_client_result_cleanup(struct service_client_result *r);
+
+/* A direct-method call. */
+struct service_client_method {
+    const char *device_id;
+    const char *module_id;  /* NULL: call the device itself */
+    const char *method_name;
+    const char *payload;    /* any JSON text; NULL sends "payload":null */
+    int response_timeout_s; /* 0 = 30 (the hub allows 5..300) */
+    int connect_timeout_s;  /* how long the hub waits for the device to come online; 0 = not at all */
+};
+
+/* POST /twins/{id}[/modules/{mid}]/methods. Returns ERR_OK when *out holds an outcome (check out->kind);
+ * ERR_INVALID (bad argument, e.g. payload not JSON; out->message says why), ERR_MALFORMED (a 2xx answer
+ * that is not a method result; out->message says why) or ERR_NOMEM. Retries only connect failures and
+ * 429/503: a method call is not idempotent. Always call service_client_result_cleanup on *out. */
+int service_client_invoke(struct service_client *c, const struct service_client_method *m,
+                          struct service_client_result *out);
+
+/* An identity as the registry returns it. Strings malloc'd (NULL when absent); free with
+ * service_client_identity_cleanup. */
+struct service_client_identity {
+    char *device_id;
+    char *module_id;        /* NULL for a device */
+    char *primary_key;
+    char *secondary_key;
+    char *status;           /* "enabled" / "disabled" (devices) */
+    char *etag;
+    char *connection_state; /* "Connected" / "Disconnected" */
+    char *json;             /* the whole object, compact JSON (contains the keys) */
+};
+
+void service_client_identity_cleanup(struct service_client_identity *id);
+/* Frees an array returned by service_client_identity_list (and the array). Accepts NULL. */
+void service_client_identity_list_free(struct service_client_identity *ids, size_t n);
+
+/* What to create: keys NULL/"" let the hub generate them. */
+struct service_client_identity_spec {
+    const char *primary_key;
+    const char *secondary_key;
+    int disabled; /* devices only */
+};
+
+/* Registry operations; module_id NULL means the device. Each returns ERR_OK when *res holds an outcome
+ * (check res->kind; *out is filled only for ANSWERED), ERR_INVALID (res->message says why), ERR_MALFORMED
+ * (the 2xx answer is not an identity) or ERR_NOMEM. Always clean up *res (and *out when filled). */
+int service_client_identity_create(struct service_client *c, const char *device_id, const char *module_id,
+                                   const struct service_client_identity_spec *spec,
+                                   struct service_client_identity *out, struct service_client_result *res);
+int service_client_identity_get(struct service_client *c, const char *device_id, const char *module_id,
+                                struct service_client_identity *out, struct service_client_result *res);
+/* Unconditional delete (If-Match: "*"). */
+int service_client_identity_delete(struct service_client *c, const char *device_id, const char *module_id,
+                                   struct service_client_result *res);
+/* device_id NULL lists devices (at most top, 1..1000; 0 = 1000); otherwise the modules of that device.
+ * On ANSWERED *ids is a malloc'd array of *n identities (free with service_client_identity_list_free). */
+int service_client_identity_list(struct service_client *c, const char *device_id, int top,
+                                 struct service_client_identity **ids, size_t *n, struct service_client_result *res);
+
+/* The device or module connection string of id: HostName (of this client) + DeviceId [+ ModuleId] +
+ * SharedAccessKey (the primary key). Returns malloc'd text, or NULL when id has no primary key or on
+ * ERR_NOMEM. */
+char *service_client_connection_string(const struct service_client *c, const struct service_client_identity *id);
+
+/* A SAS token for resource_uri (unencoded, e.g. "myhub.azure-devices.net/devices/dev1" or the hub name for
+ * a policy token) signed with key_b64, with skn=key_name when not NULL, expiring ttl_s seconds from now:
+ * what `az iot hub generate-sas-token` prints. On ERR_OK *out is malloc'd (caller frees).
+ * Returns ERR_OK, ERR_INVALID (key not base64, empty uri, ttl 0) or ERR_NOMEM. */
+int service_client_sas(const char *resource_uri, const char *key_b64, const char *key_name, uint64_t ttl_s,
+                       char **out);
+
 const char *service_client_version(void);
+
 #endif

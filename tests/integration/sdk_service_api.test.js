@@ -84,6 +84,21 @@ test('module methods reach the module identity', async () => {
   });
 });
 
+test('a null payload reaches the device as an empty body, which the Node SDK answers with 400 (as on a real hub)', async () => {
+  await withEmulator({}, async (emu) => {
+    const dev = await startDevice(emu.deviceConnectionString(), 'DeviceMethod', () => [200, TUTORIAL_RESPONSE]);
+    try {
+      const { result } = await invoke(emu, 'device1',
+        { methodName: 'DeviceMethod', payload: null, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 30 });
+      assert.equal(result.status, 400);
+      assert.match(result.payload, /^Invalid request format/);
+      assert.equal(dev.calls.length, 0); // the SDK answered before the application's handler ran
+    } finally {
+      await dev.client.close();
+    }
+  });
+});
+
 test('offline device: 404 DeviceNotOnline (404103)', async () => {
   await withEmulator({}, async (emu) => {
     const err = await invokeError(emu, 'device1', { methodName: 'DeviceMethod', payload: null });
@@ -118,7 +133,7 @@ test('device that never answers: 504 GatewayTimeout (504101)', async () => {
     const dev = await startDevice(emu.deviceConnectionString(), 'Slow', () => null);
     try {
       const err = await invokeError(emu, 'device1',
-        { methodName: 'Slow', responseTimeoutInSeconds: 5, connectTimeoutInSeconds: 30 });
+        { methodName: 'Slow', payload: {}, responseTimeoutInSeconds: 5, connectTimeoutInSeconds: 30 });
       assert.equal(err.response.statusCode, 504);
       assert.equal(err.constructor.name, 'GatewayTimeoutError');
       assert.equal(hubErrorCode(err), 504101);
@@ -236,7 +251,7 @@ test('registry survives a restart and a kill -9', async () => {
     const dev = await startDevice(emu.deviceConnectionString('persist-a', a.authentication.symmetricKey.primaryKey),
       'DeviceMethod', () => [200, TUTORIAL_RESPONSE]);
     const { result } = await invoke(emu, 'persist-a',
-      { methodName: 'DeviceMethod', responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 30 });
+      { methodName: 'DeviceMethod', payload: {}, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 30 });
     assert.equal(result.status, 200);
     await dev.client.close();
   } catch (err) {

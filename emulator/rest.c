@@ -1,0 +1,878 @@
+/* rest.c -- the service REST API on libmicrohttpd, driven from the emulator's loop (see rest.h).
+ * Layer: HTTP glue. Parsing/validation/rendering are in restapi.c; identities in registry, calls in hub,
+ * tokens in auth. One struct rest_req per HTTP request, created by MHD's URI callback and freed by its
+ * completion callback; a waiting method call keeps its MHD connection suspended until the hub answers.
+ * Tests: tests/unit/test_rest_http.c. */
+#include "rest.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "buf.h"
+#include "err.h"
+#include "hub.h"
+#include "log.h"
+#include "loop.h"
+#include "registry.h"
+#include "restapi.h"
+
+#define REST_JSON "application/json; charset=utf-8"
+#define REST_METHOD_BODY_MAX (1024u * 1024u)     /* raw method body; the payload itself is capped at 128 KiB */
+#define REST_REGISTRY_BODY_MAX (64u * 1024u)
+#define REST_OTHER_BODY_MAX (16u * 1024u)
+#define REST_DROP_AFTER (8u * 1024u * 1024u)     /* a body this large closes the connection */
+#define REST_CA_MAX (1024u * 1024u)
+#define REST_URI_MAX 8192
+#define REST_CONN_TIMEOUT_S 600u                 /* idle keep-alive; long so SDK agents rarely race a close */
+#define REST_CONN_MEMORY (64u * 1024u)
+#define REST_MAX_TIMER_MS 60000
+
+/* The answer to one request, built before it is queued (possibly after a suspension). */
+struct rest_answer {
+    unsigned status;
+    char *body; /* malloc'd; handed to MHD */
+    size_t len;
+    const char *ctype;
+    const char *errorcode; /* iothub-errorcode header (static text) */
+    const char *allow;
+    char etag[80];
+};
+
+struct rest_req {
+    struct rest *r;
+    struct MHD_Connection *conn;
+    char *uri;
+    char method[16];
+    struct restapi_route route;
+    int route_rc;
+    size_t body_cap;
+    size_t body_seen;
+    struct buf body;
+    bool started, handled, answered, suspended, gone;
+    int64_t started_ms;
+    /* direct-method call */
+    struct restapi_method_call call;
+    uint64_t call_id;
+    int watch_fd; /* the connection's socket, watched for hang-up while suspended; -1 */
+    struct rest_req *prev, *next; /* list of suspended requests */
+    struct rest_answer ans;
+};
+
+struct rest {
+    struct loop *loop;
+    struct hub *hub;
+    struct registry *reg;
+    struct auth *auth;
+    char *ca_pem_path;
+    int64_t skew_s;
+    struct MHD_Daemon *mhd;
+    int epfd;
+    struct loop_timer *timer;
+    int64_t timer_due;
+    bool shutting_down;
+    struct rest_req *waiting;
+};
+
+/* ---- driving MHD from the loop ---- */
+
+static void drive(struct rest *r);
+
+static void on_timer(struct loop *l, void *ctx)
+{
+    struct rest *r = ctx;
+    r->timer = NULL;
+    drive(r);
+}
+
+/* Makes sure MHD runs within delay_ms (keeps an earlier armed timer). */
+static void arm(struct rest *r, int64_t delay_ms)
+{
+    int64_t due = loop_now_ms(r->loop) + delay_ms;
+    if (r->timer && r->timer_due <= due)
+        return;
+    loop_timer_cancel(r->loop, r->timer);
+    r->timer = loop_timer_add(r->loop, delay_ms, on_timer, r);
+    r->timer_due = due;
+    if (!r->timer)
+        log_error("rest: cannot arm the HTTP timer (out of memory)");
+}
+
+static void drive(struct rest *r)
+{
+    MHD_run(r->mhd);
+    MHD_UNSIGNED_LONG_LONG ms;
+    if (MHD_get_timeout(r->mhd, &ms) == MHD_YES)
+        arm(r, ms > REST_MAX_TIMER_MS ? REST_MAX_TIMER_MS : (int64_t)ms);
+}
+
+static void on_mhd_fd(struct loop *l, int fd, uint32_t events, void *ctx)
+{
+    drive(ctx);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    line[strcspn(line, "\r\n")] = '\0';
+    log_debug("mhd: %s", line);
+}
+
+/* ---- answers ---- */
+
+static void tracking_id(char out[33])
+{
+    static uint64_t counter;
+    unsigned char raw[16];
+    if (RAND_bytes(raw, sizeof raw) != 1) {
+        memset(raw, 0, sizeof raw);
+        memcpy(raw, &(uint64_t){++counter}, sizeof counter);
+    }
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+}
+
+static void answer_clear(struct rest_answer *a)
+{
+    free(a->body);
+    memset(a, 0, sizeof *a);
+}
+
+/* Takes ownership of body (may be NULL with len 0). */
+static void answer_set(struct rest_req *q, unsigned status, char *body, size_t len, const char *ctype)
+{
+    answer_clear(&q->ans);
+    q->ans.status = status;
+    q->ans.body = body;
+    q->ans.len = len;
+    q->ans.ctype = ctype;
+    q->answered = true;
+}
+
+static void answer_error(struct rest_req *q, const struct restapi_error *e)
+{
+    char track[33];
+    struct timespec now;
+    tracking_id(track);
+    clock_gettime(CLOCK_REALTIME, &now);
+    char *body = restapi_error_render(e, track, &now);
+    answer_set(q, body ? (unsigned)(e->code / 1000) : 500, body, body ? strlen(body) : 0, REST_JSON);
+    q->ans.errorcode = restapi_code_name(e->code);
+}
+
+static void answer_errorf(struct rest_req *q, int code, enum restapi_envelope env, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void answer_errorf(struct rest_req *q, int code, enum restapi_envelope env, const char *fmt, ...)
+{
+    struct restapi_error e;
+    restapi_error_set(&e, code, env, "%s", "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    va_end(ap);
+    answer_error(q, &e);
+}
+
+/* 200/201 with a JSON document (stolen) and an optional ETag. */
+static void answer_json(struct rest_req *q, unsigned status, json_t *j, const struct identity *etag_of)
+{
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    if (!text) {
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+        return;
+    }
+    answer_set(q, status, text, strlen(text), REST_JSON);
+    if (etag_of)
+        registry_etag(etag_of, q->ans.etag, sizeof q->ans.etag);
+}
+
+static enum MHD_Result queue_answer(struct rest_req *q)
+{
+    struct rest_answer *a = &q->ans;
+    struct MHD_Response *resp = a->len ? MHD_create_response_from_buffer(a->len, a->body, MHD_RESPMEM_MUST_FREE)
+                                       : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    if (a->len)
+        a->body = NULL; /* now MHD's */
+    if ((a->ctype && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->ctype) != MHD_YES) ||
+        (a->errorcode && MHD_add_response_header(resp, "iothub-errorcode", a->errorcode) != MHD_YES) ||
+        (a->etag[0] && MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, a->etag) != MHD_YES) ||
+        (a->allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, a->allow) != MHD_YES)) {
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
+    enum MHD_Result ret = MHD_queue_response(q->conn, a->status, resp);
+    MHD_destroy_response(resp);
+    log_debug("http %s %.200s -> %u (%lld ms)", q->method, q->uri, a->status,
+              (long long)(loop_now_ms(q->r->loop) - q->started_ms));
+    return ret;
+}
+
+/* ---- suspension ---- */
+
+static void unwatch(struct rest_req *q)
+{
+    if (q->watch_fd >= 0)
+        loop_del_fd(q->r->loop, q->watch_fd);
+    q->watch_fd = -1;
+}
+
+static void resume(struct rest_req *q)
+{
+    struct rest *r = q->r;
+    if (!q->suspended)
+        return;
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        r->waiting = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
+    q->prev = q->next = NULL;
+    unwatch(q);
+    q->suspended = false;
+    MHD_resume_connection(q->conn);
+    arm(r, 0);
+}
+
+/* Copies text for a log line, replacing anything but printable ASCII with '?'. */
+static void printable(const char *in, char *out, size_t outlen)
+{
+    size_t i = 0;
+    for (; in && in[i] && i + 1 < outlen; i++)
+        out[i] = in[i] > 0x20 && in[i] < 0x7f ? in[i] : '?';
+    out[i] = '\0';
+}
+
+/* One info line per method call when it ends; code < 0 is left out. */
+static void log_call(const struct rest_req *q, const char *outcome, int code)
+{
+    char dev[REGISTRY_MAX_ID + 1], mod[REGISTRY_MAX_ID + 1], name[128];
+    printable(q->route.device_id, dev, sizeof dev);
+    printable(q->route.module_id, mod, sizeof mod);
+    printable(q->call.method_name ? q->call.method_name : "-", name, sizeof name);
+    char num[16] = "";
+    if (code >= 0)
+        snprintf(num, sizeof num, " %d", code);
+    log_info("method call %s%s%s %s: %s%s (%lld ms)", dev, mod[0] ? "/" : "", mod, name, outcome, num,
+             (long long)(loop_now_ms(q->r->loop) - q->started_ms));
+}
+
+static void on_peer_gone(struct loop *l, int fd, uint32_t events, void *ctx)
+{
+    struct rest_req *q = ctx;
+    if (q->call_id)
+        hub_call_cancel(q->r->hub, q->call_id);
+    q->call_id = 0;
+    log_call(q, "caller went away", -1);
+    q->gone = true;
+    resume(q);
+}
+
+static void suspend(struct rest_req *q)
+{
+    struct rest *r = q->r;
+    MHD_suspend_connection(q->conn);
+    q->suspended = true;
+    q->next = r->waiting;
+    if (r->waiting)
+        r->waiting->prev = q;
+    r->waiting = q;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(q->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci && loop_add_fd(r->loop, ci->connect_fd, EPOLLRDHUP, on_peer_gone, q) == ERR_OK)
+        q->watch_fd = ci->connect_fd;
+}
+
+/* ---- direct methods ---- */
+
+static void answer_not_found(struct rest_req *q, enum restapi_envelope env)
+{
+    const struct restapi_route *rt = &q->route;
+    if (rt->module_id && registry_find(q->r->reg, rt->device_id, NULL))
+        answer_errorf(q, RESTAPI_MODULE_NOT_FOUND, env, "%s/%s", rt->device_id, rt->module_id);
+    else
+        answer_errorf(q, RESTAPI_DEVICE_NOT_FOUND, env, "%s", rt->device_id ? rt->device_id : "");
+}
+
+static void answer_call_error(struct rest_req *q, int code, enum restapi_info info, int timeout_s, const char *msg)
+{
+    struct restapi_error e;
+    restapi_error_set(&e, code, RESTAPI_ENVELOPE_B, "%s", msg);
+    e.info = info;
+    e.timeout_s = timeout_s;
+    answer_error(q, &e);
+}
+
+static void answer_call_result(struct rest_req *q, const struct hub_call_result *res)
+{
+    size_t len = 0;
+    char *body;
+    switch (res->outcome) {
+    case HUB_CALL_ANSWERED:
+        body = restapi_method_result(res->status, res->payload, res->payload_len, &len);
+        if (body)
+            answer_set(q, MHD_HTTP_OK, body, len, REST_JSON);
+        else
+            answer_call_error(q, RESTAPI_SERVER_ERROR, RESTAPI_INFO_EMPTY, 0, "Out of memory.");
+        log_call(q, "answered, device status", res->status);
+        return;
+    case HUB_CALL_NOT_FOUND:
+        answer_not_found(q, RESTAPI_ENVELOPE_A);
+        break;
+    case HUB_CALL_NOT_ONLINE:
+        answer_call_error(q, RESTAPI_DEVICE_NOT_ONLINE, RESTAPI_INFO_TIMEOUT, res->connect_timeout_s,
+                          "Timed out waiting for device to connect.");
+        break;
+    case HUB_CALL_TIMEOUT:
+        answer_call_error(q, RESTAPI_GATEWAY_TIMEOUT, RESTAPI_INFO_EMPTY, 0,
+                          "Timed out waiting for the response from device.");
+        break;
+    case HUB_CALL_DISCONNECTED:
+        answer_call_error(q, RESTAPI_DEVICE_NOT_ONLINE, RESTAPI_INFO_EMPTY, 0,
+                          "The operation failed because the requested device isn't online or hasn't registered "
+                          "the direct method callback.");
+        break;
+    default:
+        answer_call_error(q, RESTAPI_SERVICE_UNAVAILABLE, RESTAPI_INFO_EMPTY, 0, "The emulator is shutting down.");
+        break;
+    }
+    log_call(q, q->ans.errorcode, (int)q->ans.status);
+}
+
+static void on_hub_result(void *ctx, const struct hub_call_result *res)
+{
+    struct rest_req *q = ctx;
+    q->call_id = 0;
+    answer_call_result(q, res);
+    resume(q);
+}
+
+/* Auth and api-version, common to the hub routes. False when an error answer was set. */
+static bool service_prelude(struct rest_req *q, unsigned perms)
+{
+    struct rest *r = q->r;
+    char why[96];
+    const char *authz = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (auth_check_service(r->auth, authz, perms, loop_wall_s(r->loop), r->skew_s, why, sizeof why) != ERR_OK) {
+        log_info("http %s %.200s: unauthorized (%s)", q->method, q->uri, why);
+        answer_errorf(q, RESTAPI_UNAUTHORIZED, RESTAPI_ENVELOPE_A, "Unauthorized");
+        return false;
+    }
+    if (!q->route.has_api_version) {
+        answer_errorf(q, RESTAPI_INVALID_PROTOCOL_VERSION, RESTAPI_ENVELOPE_A,
+                      "The api-version query parameter is required.");
+        return false;
+    }
+    return true;
+}
+
+static void route_method(struct rest_req *q)
+{
+    struct rest *r = q->r;
+    struct restapi_error e;
+    if (!service_prelude(q, AUTH_SERVICE_CONNECT))
+        return;
+    if (q->body_seen > q->body_cap) {
+        answer_errorf(q, RESTAPI_MESSAGE_TOO_LARGE, RESTAPI_ENVELOPE_B, "The request body is over %zu bytes.",
+                      q->body_cap);
+        log_call(q, "rejected", RESTAPI_MESSAGE_TOO_LARGE);
+        return;
+    }
+    int rc = restapi_method_parse((const char *)q->body.data, q->body.len, &q->call, &e);
+    if (rc != ERR_OK) {
+        if (rc == ERR_INVALID)
+            answer_error(q, &e);
+        else
+            answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_B, "Out of memory.");
+        log_call(q, "rejected", rc == ERR_INVALID ? e.code : RESTAPI_SERVER_ERROR);
+        return;
+    }
+    struct hub_call_request req = {
+        .device_id = q->route.device_id,
+        .module_id = q->route.module_id,
+        .method_name = q->call.method_name,
+        .payload = q->call.payload,
+        .payload_len = q->call.payload_len,
+        .response_timeout_s = q->call.response_timeout_s,
+        .connect_timeout_s = q->call.connect_timeout_s,
+    };
+    struct hub_call_result now;
+    memset(&now, 0, sizeof now);
+    uint64_t id = hub_call_start(r->hub, &req, on_hub_result, q, &now);
+    if (id == 0) {
+        answer_call_result(q, &now);
+        return;
+    }
+    q->call_id = id;
+    suspend(q);
+}
+
+/* ---- registry ---- */
+
+static void route_devices(struct rest_req *q)
+{
+    if (!service_prelude(q, AUTH_REGISTRY_READ))
+        return;
+    if (q->route.top_invalid) {
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "top must be an integer within [1; %d].",
+                      RESTAPI_TOP_MAX);
+        return;
+    }
+    answer_json(q, MHD_HTTP_OK, registry_list_devices(q->r->reg, (size_t)q->route.top), NULL);
+}
+
+static void route_modules(struct rest_req *q)
+{
+    if (!service_prelude(q, AUTH_REGISTRY_READ))
+        return;
+    if (!registry_find(q->r->reg, q->route.device_id, NULL)) {
+        answer_not_found(q, RESTAPI_ENVELOPE_A);
+        return;
+    }
+    answer_json(q, MHD_HTTP_OK, registry_list_modules(q->r->reg, q->route.device_id), NULL);
+}
+
+static void identity_get(struct rest_req *q)
+{
+    if (!service_prelude(q, AUTH_REGISTRY_READ))
+        return;
+    const struct identity *id = registry_find(q->r->reg, q->route.device_id, q->route.module_id);
+    if (!id) {
+        answer_not_found(q, RESTAPI_ENVELOPE_A);
+        return;
+    }
+    answer_json(q, MHD_HTTP_OK, registry_identity_json(id), id);
+}
+
+/* Answers a registry_put / registry_delete failure. */
+static void answer_registry_error(struct rest_req *q, int rc, const char *msg)
+{
+    const struct restapi_route *rt = &q->route;
+    switch (rc) {
+    case ERR_EXISTS:
+        if (rt->module_id)
+            answer_errorf(q, RESTAPI_MODULE_EXISTS, RESTAPI_ENVELOPE_A,
+                          "A module with ID '%s' is already registered on device '%s'.", rt->module_id, rt->device_id);
+        else
+            answer_errorf(q, RESTAPI_DEVICE_EXISTS, RESTAPI_ENVELOPE_A, "A device with ID '%s' is already registered.",
+                          rt->device_id);
+        break;
+    case ERR_NOT_FOUND:
+        answer_not_found(q, RESTAPI_ENVELOPE_A);
+        break;
+    case ERR_PRECONDITION:
+        answer_errorf(q, RESTAPI_PRECONDITION_FAILED, RESTAPI_ENVELOPE_A,
+                      "Precondition failed: the If-Match etag does not match the %s's etag.",
+                      rt->module_id ? "module" : "device");
+        break;
+    case ERR_INVALID:
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "%s", msg && *msg ? msg : "Invalid argument.");
+        break;
+    default:
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Internal error: %s.", err_str(rc));
+        break;
+    }
+}
+
+static void identity_put(struct rest_req *q)
+{
+    struct rest *r = q->r;
+    const struct restapi_route *rt = &q->route;
+    if (!service_prelude(q, AUTH_REGISTRY_WRITE))
+        return;
+    if (q->body_seen > q->body_cap) {
+        answer_errorf(q, RESTAPI_MESSAGE_TOO_LARGE, RESTAPI_ENVELOPE_A, "The request body is over %zu bytes.",
+                      q->body_cap);
+        return;
+    }
+    json_t *body = json_loadb(q->body.len ? (const char *)q->body.data : "", q->body.len, 0, NULL);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        answer_errorf(q, RESTAPI_FORMAT_ERROR, RESTAPI_ENVELOPE_A, "The request body is not a JSON object.");
+        return;
+    }
+    const char *if_match = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_MATCH);
+    const struct identity *id = NULL;
+    bool created = false;
+    char msg[256] = "";
+    int rc = registry_put(r->reg, rt->device_id, rt->module_id, body, if_match, &id, &created, msg, sizeof msg);
+    json_decref(body);
+    if (rc != ERR_OK) {
+        answer_registry_error(q, rc, msg);
+        return;
+    }
+    bool disabled = !id->enabled;
+    answer_json(q, rt->module_id && created ? MHD_HTTP_CREATED : MHD_HTTP_OK, registry_identity_json(id), id);
+    log_info("registry: %s %s%s%s", created ? "created" : "updated", rt->device_id, rt->module_id ? "/" : "",
+             rt->module_id ? rt->module_id : "");
+    if (disabled)
+        hub_disconnect_identity(r->hub, rt->device_id, rt->module_id, "identity disabled");
+}
+
+static void identity_delete(struct rest_req *q)
+{
+    struct rest *r = q->r;
+    const struct restapi_route *rt = &q->route;
+    if (!service_prelude(q, AUTH_REGISTRY_WRITE))
+        return;
+    const char *if_match = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_MATCH);
+    int rc = registry_delete(r->reg, rt->device_id, rt->module_id, if_match);
+    if (rc != ERR_OK) {
+        answer_registry_error(q, rc, NULL);
+        return;
+    }
+    answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
+    log_info("registry: deleted %s%s%s", rt->device_id, rt->module_id ? "/" : "", rt->module_id ? rt->module_id : "");
+    hub_disconnect_identity(r->hub, rt->device_id, rt->module_id, "identity deleted");
+}
+
+/* ---- emulator routes ---- */
+
+static void route_health(struct rest_req *q)
+{
+    struct hub_stats st;
+    memset(&st, 0, sizeof st);
+    hub_get_stats(q->r->hub, &st);
+    json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I}", "status", "ok", "devices",
+                          (json_int_t)registry_device_count(q->r->reg), "connections", (json_int_t)st.connections,
+                          "methodListeners", (json_int_t)st.method_listeners, "callsPending",
+                          (json_int_t)st.calls_pending);
+    answer_json(q, MHD_HTTP_OK, j, NULL);
+}
+
+/* Reads the CA file (at most REST_CA_MAX bytes). Returns malloc'd text or NULL. */
+static char *read_ca(const char *path, size_t *len)
+{
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    if (!f)
+        return NULL;
+    struct buf b;
+    buf_init(&b, REST_CA_MAX);
+    char chunk[4096];
+    size_t n;
+    int rc = ERR_OK;
+    while (rc == ERR_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = buf_append(&b, chunk, n);
+    bool failed = rc != ERR_OK || ferror(f);
+    fclose(f);
+    *len = b.len;
+    char *text = failed ? NULL : buf_take_str(&b);
+    buf_cleanup(&b);
+    return text;
+}
+
+static void route_ca_pem(struct rest_req *q)
+{
+    size_t len = 0;
+    char *pem = read_ca(q->r->ca_pem_path, &len);
+    if (!pem || len == 0) {
+        free(pem);
+        answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "No CA certificate is available.");
+        return;
+    }
+    answer_set(q, MHD_HTTP_OK, pem, len, "application/x-pem-file");
+}
+
+/* ---- request dispatch ---- */
+
+static void route_identity(struct rest_req *q)
+{
+    if (strcmp(q->method, "GET") == 0)
+        identity_get(q);
+    else if (strcmp(q->method, "PUT") == 0)
+        identity_put(q);
+    else
+        identity_delete(q);
+}
+
+static void handle_request(struct rest_req *q)
+{
+    const struct restapi_route *rt = &q->route;
+    if (q->r->shutting_down)
+        answer_errorf(q, RESTAPI_SERVICE_UNAVAILABLE, RESTAPI_ENVELOPE_A, "The emulator is shutting down.");
+    else if (q->route_rc == ERR_MALFORMED)
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "Invalid percent-encoding in the path.");
+    else if (q->route_rc != ERR_OK)
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+    else if (rt->kind == RESTAPI_ROUTE_NONE)
+        answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "No such resource.");
+    else if (!restapi_route_allows(rt->kind, q->method)) {
+        answer_errorf(q, RESTAPI_METHOD_NOT_ALLOWED, RESTAPI_ENVELOPE_A, "The resource does not support %s.",
+                      q->method);
+        q->ans.allow = restapi_route_allow(rt->kind);
+    } else if (rt->kind == RESTAPI_ROUTE_HEALTH)
+        route_health(q);
+    else if (rt->kind == RESTAPI_ROUTE_CA_PEM)
+        route_ca_pem(q);
+    else if (rt->kind == RESTAPI_ROUTE_METHOD)
+        route_method(q);
+    else if (rt->kind == RESTAPI_ROUTE_DEVICES)
+        route_devices(q);
+    else if (rt->kind == RESTAPI_ROUTE_MODULES)
+        route_modules(q);
+    else
+        route_identity(q);
+}
+
+static size_t body_cap_of(enum restapi_route_kind kind)
+{
+    switch (kind) {
+    case RESTAPI_ROUTE_METHOD:
+        return REST_METHOD_BODY_MAX;
+    case RESTAPI_ROUTE_DEVICE:
+    case RESTAPI_ROUTE_MODULE:
+        return REST_REGISTRY_BODY_MAX;
+    default:
+        return REST_OTHER_BODY_MAX;
+    }
+}
+
+static enum MHD_Result start_request(struct rest_req *q, struct MHD_Connection *conn, const char *method)
+{
+    q->conn = conn;
+    q->started = true;
+    q->started_ms = loop_now_ms(q->r->loop);
+    snprintf(q->method, sizeof q->method, "%s", method ? method : "");
+    q->route_rc = restapi_route_parse(q->uri, &q->route);
+    q->body_cap = body_cap_of(q->route.kind);
+    buf_init(&q->body, q->body_cap);
+    return MHD_YES;
+}
+
+/* Appends upload data up to the cap; past it only counts. False when the connection should be dropped. */
+static bool take_upload(struct rest_req *q, const char *data, size_t len)
+{
+    q->body_seen += len;
+    if (q->body_seen <= q->body_cap && buf_append(&q->body, data, len) != ERR_OK)
+        q->body_seen = q->body_cap + 1; /* out of memory: answered as too large */
+    return q->body_seen <= REST_DROP_AFTER;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                 const char *version, const char *upload_data, size_t *upload_size, void **req_cls)
+{
+    struct rest_req *q = *req_cls;
+    if (!q)
+        return MHD_NO;
+    if (!q->started)
+        return start_request(q, conn, method);
+    if (!q->handled) {
+        if (*upload_size) {
+            bool keep = take_upload(q, upload_data, *upload_size);
+            *upload_size = 0;
+            return keep ? MHD_YES : MHD_NO;
+        }
+        q->handled = true;
+        handle_request(q);
+        if (q->suspended)
+            return MHD_YES;
+    }
+    if (q->gone || !q->answered)
+        return MHD_NO;
+    return queue_answer(q);
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct rest_req *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    q->r = cls;
+    q->watch_fd = -1;
+    q->uri = strndup(uri ? uri : "", REST_URI_MAX);
+    if (!q->uri) {
+        free(q);
+        return NULL;
+    }
+    return q;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe)
+{
+    struct rest_req *q = *req_cls;
+    if (!q)
+        return;
+    *req_cls = NULL;
+    if (q->call_id) {
+        hub_call_cancel(q->r->hub, q->call_id);
+        log_call(q, "caller went away", -1);
+    }
+    if (q->suspended) {
+        q->suspended = false; /* only at daemon stop; the list is being torn down by rest_free */
+        unwatch(q);
+    }
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        log_debug("http %s %.200s: ended early (%d)", q->method, q->uri, (int)toe);
+    restapi_route_cleanup(&q->route);
+    restapi_method_cleanup(&q->call);
+    buf_cleanup(&q->body);
+    answer_clear(&q->ans);
+    free(q->uri);
+    free(q);
+}
+
+/* ---- lifecycle ---- */
+
+/* Resolves bind:port for the dev listener. */
+static int listen_addr(const char *bind, int port, struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    char service[16];
+    snprintf(service, sizeof service, "%d", port < 0 ? 0 : port);
+    int gai = getaddrinfo(bind ? bind : "127.0.0.1", service, &hints, &res);
+    if (gai != 0 || !res) {
+        snprintf(err, errlen, "cannot resolve bind address %s: %s", bind ? bind : "127.0.0.1", gai_strerror(gai));
+        return ERR_INVALID;
+    }
+    memset(ss, 0, sizeof *ss);
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return ERR_OK;
+}
+
+static struct MHD_Daemon *start_daemon(struct rest *r, const struct rest_config *cfg, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    bool listening = cfg->http_port != 0;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (!listening)
+        flags |= MHD_USE_NO_LISTEN_SOCKET;
+    else if (listen_addr(cfg->bind, cfg->http_port, &ss, err, errlen) != ERR_OK)
+        return NULL;
+    if (listening && ss.ss_family == AF_INET6)
+        flags |= MHD_USE_DUAL_STACK; /* "::" takes IPv4 too */
+    /* The listener options come last: without a listener MHD_OPTION_END stops the list before them. */
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, r, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, r, MHD_OPTION_URI_LOG_CALLBACK,
+        on_uri, r, MHD_OPTION_NOTIFY_COMPLETED, on_completed, r, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)REST_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)REST_CONN_TIMEOUT_S, listening ? MHD_OPTION_SOCK_ADDR : MHD_OPTION_END, (struct sockaddr *)&ss, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned)1, MHD_OPTION_END);
+    if (!d)
+        snprintf(err, errlen, "cannot start the HTTP server%s%s (port %d): %s", listening ? " on " : "",
+                 listening ? (cfg->bind ? cfg->bind : "127.0.0.1") : "", cfg->http_port, strerror(errno));
+    return d;
+}
+
+struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
+{
+    struct rest *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->loop = cfg->loop;
+    r->hub = cfg->hub;
+    r->reg = cfg->reg;
+    r->auth = cfg->auth;
+    r->skew_s = cfg->token_skew_s;
+    r->epfd = -1;
+    if (cfg->ca_pem_path && !(r->ca_pem_path = strdup(cfg->ca_pem_path))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    r->mhd = start_daemon(r, cfg, err, errlen);
+    if (!r->mhd)
+        goto fail;
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(r->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!di || loop_add_fd(r->loop, di->epoll_fd, EPOLLIN, on_mhd_fd, r) != ERR_OK) {
+        snprintf(err, errlen, "cannot register the HTTP server in the event loop");
+        goto fail;
+    }
+    r->epfd = di->epoll_fd;
+    arm(r, 0);
+    return r;
+fail:
+    rest_free(r);
+    return NULL;
+}
+
+int rest_add_connection(struct rest *r, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (r->shutting_down) {
+        close(fd);
+        return ERR_CLOSED;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    if (!addr) {
+        addr = (const struct sockaddr *)&lo;
+        len = sizeof lo;
+    }
+    if (MHD_add_connection(r->mhd, fd, addr, len) != MHD_YES) {
+        log_warn("rest: cannot add a connection: %s", strerror(errno));
+        return ERR_NOMEM;
+    }
+    arm(r, 0);
+    return ERR_OK;
+}
+
+void rest_shutdown(struct rest *r)
+{
+    if (!r || r->shutting_down)
+        return;
+    r->shutting_down = true;
+    MHD_socket ls = MHD_quiesce_daemon(r->mhd);
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls);
+    while (r->waiting) {
+        struct rest_req *q = r->waiting;
+        if (q->call_id)
+            hub_call_cancel(r->hub, q->call_id);
+        q->call_id = 0;
+        answer_call_error(q, RESTAPI_SERVICE_UNAVAILABLE, RESTAPI_INFO_EMPTY, 0, "The emulator is shutting down.");
+        log_call(q, q->ans.errorcode, (int)q->ans.status);
+        resume(q);
+    }
+    arm(r, 0);
+}
+
+void rest_free(struct rest *r)
+{
+    if (!r)
+        return;
+    while (r->waiting) {
+        struct rest_req *q = r->waiting;
+        if (q->call_id)
+            hub_call_cancel(r->hub, q->call_id);
+        q->call_id = 0;
+        q->gone = true;
+        resume(q);
+    }
+    if (r->epfd >= 0)
+        loop_del_fd(r->loop, r->epfd);
+    loop_timer_cancel(r->loop, r->timer);
+    r->timer = NULL;
+    if (r->mhd) {
+        MHD_run(r->mhd);
+        MHD_stop_daemon(r->mhd);
+    }
+    free(r->ca_pem_path);
+    free(r);
+}
+
+int rest_actual_http_port(struct rest *r)
+{
+    if (!r || !r->mhd)
+        return 0;
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(r->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    return di ? (int)di->port : 0;
+}

@@ -1,0 +1,48 @@
+/* rest.h -- the service REST API (direct methods, identity registry, health, the dev CA) on libmicrohttpd,
+ * driven from the emulator's own event loop: MHD in epoll mode without threads, its epoll fd registered in
+ * the loop, a loop timer from MHD_get_timeout. A method call waiting for a device is a suspended MHD
+ * connection, resumed when the hub answers. Pure request/response logic lives in restapi.h.
+ * Tests: tests/unit/test_restapi.c (pure parts), tests/unit/test_rest_http.c (end to end). */
+#ifndef IOTHUB_REST_H
+#define IOTHUB_REST_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct rest;
+struct loop;
+struct hub;
+struct registry;
+struct auth;
+
+struct rest_config {
+    struct loop *loop;
+    struct hub *hub;
+    struct registry *reg;
+    struct auth *auth;
+    const char *bind;        /* listen address of the plain-HTTP dev port, e.g. "127.0.0.1" (NULL: 127.0.0.1) */
+    int http_port;           /* plain-HTTP dev port; 0: no listener (rest_add_connection only); < 0: any free port */
+    const char *ca_pem_path; /* served as GET /emulator/ca.pem, read per request; NULL: 404 */
+    int64_t token_skew_s;    /* grace after a SAS token's se */
+};
+
+/* Starts the daemon and registers it in cfg->loop. The rest does not own loop, hub, registry or auth; they
+ * must outlive it. Strings in cfg are copied. Returns NULL with a one-line reason in err. */
+struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen);
+
+/* Hands MHD an accepted plaintext connection (the TLS front end's end of a socketpair). Takes ownership of
+ * fd in every case (closed on failure). Returns ERR_OK, or ERR_NOMEM / ERR_CLOSED (after rest_shutdown). */
+int rest_add_connection(struct rest *r, int fd, const struct sockaddr *addr, socklen_t len);
+
+/* Stops accepting on the dev port, answers every waiting method call 503 (cancelling it in the hub) and
+ * every later request 503. After this call rest never calls the hub again. Idempotent. */
+void rest_shutdown(struct rest *r);
+
+/* Closes every connection and frees the daemon; pending hub calls are cancelled first. Accepts NULL.
+ * Call before freeing the hub or the loop. */
+void rest_free(struct rest *r);
+
+/* The bound plain-HTTP port (useful with http_port < 0), or 0 when there is no listener. */
+int rest_actual_http_port(struct rest *r);
+
+#endif

@@ -1,0 +1,530 @@
+/* restapi.c -- pure parts of the service REST surface: routes, method-body validation, error envelopes,
+ * TimeSpan text, method-result body (see restapi.h). jansson for JSON; common/url for percent-decoding;
+ * no I/O. Tests: tests/unit/test_restapi.c. */
+#include "restapi.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "err.h"
+#include "url.h"
+
+#define RESTAPI_MAX_SEGS 6
+#define RESTAPI_RESULT_MAX (16u * 1024u * 1024u) /* cap on a rendered method result */
+
+/* ---- routes ---- */
+
+struct seg {
+    const char *p;
+    size_t len;
+};
+
+static bool seg_is(const struct seg *s, const char *lit)
+{
+    return s->len == strlen(lit) && memcmp(s->p, lit, s->len) == 0;
+}
+
+/* Splits "/a/b/" into {"a","b",""}. Returns false for a path not starting with '/' or too many segments. */
+static bool split_path(const char *path, size_t len, struct seg *segs, size_t *n)
+{
+    *n = 0;
+    if (len == 0 || path[0] != '/')
+        return false;
+    size_t start = 1;
+    for (size_t i = 1; i <= len; i++) {
+        if (i < len && path[i] != '/')
+            continue;
+        if (*n == RESTAPI_MAX_SEGS)
+            return false;
+        segs[(*n)++] = (struct seg){path + start, i - start};
+        start = i + 1;
+    }
+    return true;
+}
+
+static int decode_id(const struct seg *s, char **out)
+{
+    return url_decode(s->p, s->len, out, NULL);
+}
+
+/* Matches the segment shapes of restapi.h; ids are decoded into r. */
+static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
+{
+    enum restapi_route_kind k = RESTAPI_ROUTE_NONE;
+    const struct seg *dev = NULL, *mod = NULL;
+    if (n == 1 && seg_is(&s[0], "health"))
+        k = RESTAPI_ROUTE_HEALTH;
+    else if (n == 2 && seg_is(&s[0], "emulator") && seg_is(&s[1], "ca.pem"))
+        k = RESTAPI_ROUTE_CA_PEM;
+    else if (seg_is(&s[0], "devices") && (n == 1 || (n == 2 && s[1].len == 0)))
+        k = RESTAPI_ROUTE_DEVICES;
+    else if (n == 2 && seg_is(&s[0], "devices"))
+        k = RESTAPI_ROUTE_DEVICE, dev = &s[1];
+    else if (n == 3 && seg_is(&s[0], "twins") && seg_is(&s[2], "methods"))
+        k = RESTAPI_ROUTE_METHOD, dev = &s[1];
+    else if (n >= 3 && n <= 4 && seg_is(&s[0], "devices") && seg_is(&s[2], "modules")) {
+        dev = &s[1];
+        mod = n == 4 && s[3].len ? &s[3] : NULL;
+        k = mod ? RESTAPI_ROUTE_MODULE : RESTAPI_ROUTE_MODULES;
+    } else if (n == 5 && seg_is(&s[0], "twins") && seg_is(&s[2], "modules") && seg_is(&s[4], "methods"))
+        k = RESTAPI_ROUTE_METHOD, dev = &s[1], mod = &s[3];
+    if ((dev && dev->len == 0) || (mod && mod->len == 0))
+        return ERR_OK; /* an empty id: no route */
+    int rc = ERR_OK;
+    if (dev && (rc = decode_id(dev, &r->device_id)) != ERR_OK)
+        return rc;
+    if (mod && (rc = decode_id(mod, &r->module_id)) != ERR_OK)
+        return rc;
+    r->kind = k;
+    return ERR_OK;
+}
+
+/* top: decimal digits only, 1..RESTAPI_TOP_MAX. */
+static void parse_top(const char *v, size_t len, struct restapi_route *r)
+{
+    long value = 0;
+    r->top_invalid = true;
+    if (len == 0 || len > 6)
+        return;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return;
+        value = value * 10 + (v[i] - '0');
+    }
+    if (value < 1 || value > RESTAPI_TOP_MAX)
+        return;
+    r->top = (int)value;
+    r->top_invalid = false;
+}
+
+static void parse_query(const char *q, struct restapi_route *r)
+{
+    while (*q) {
+        size_t len = strcspn(q, "&");
+        const char *eq = memchr(q, '=', len);
+        size_t klen = eq ? (size_t)(eq - q) : len;
+        const char *v = eq ? eq + 1 : q + len;
+        size_t vlen = (size_t)(q + len - v);
+        if (klen == strlen("api-version") && memcmp(q, "api-version", klen) == 0 && vlen > 0)
+            r->has_api_version = true;
+        else if (klen == 3 && memcmp(q, "top", 3) == 0)
+            parse_top(v, vlen, r);
+        q += len;
+        if (*q == '&')
+            q++;
+    }
+}
+
+int restapi_route_parse(const char *uri, struct restapi_route *out)
+{
+    memset(out, 0, sizeof *out);
+    out->top = RESTAPI_TOP_DEFAULT;
+    if (!uri)
+        return ERR_OK;
+    size_t plen = strcspn(uri, "?#");
+    struct seg segs[RESTAPI_MAX_SEGS];
+    size_t n;
+    if (uri[plen] == '?')
+        parse_query(uri + plen + 1, out);
+    if (!split_path(uri, plen, segs, &n))
+        return ERR_OK;
+    int rc = match_route(segs, n, out);
+    if (rc != ERR_OK)
+        out->kind = RESTAPI_ROUTE_NONE;
+    return rc;
+}
+
+void restapi_route_cleanup(struct restapi_route *r)
+{
+    if (!r)
+        return;
+    free(r->device_id);
+    free(r->module_id);
+    r->device_id = r->module_id = NULL;
+}
+
+const char *restapi_route_allow(enum restapi_route_kind kind)
+{
+    switch (kind) {
+    case RESTAPI_ROUTE_HEALTH:
+    case RESTAPI_ROUTE_CA_PEM:
+    case RESTAPI_ROUTE_DEVICES:
+    case RESTAPI_ROUTE_MODULES:
+        return "GET";
+    case RESTAPI_ROUTE_METHOD:
+        return "POST";
+    case RESTAPI_ROUTE_DEVICE:
+    case RESTAPI_ROUTE_MODULE:
+        return "GET, PUT, DELETE";
+    default:
+        return "";
+    }
+}
+
+bool restapi_route_allows(enum restapi_route_kind kind, const char *method)
+{
+    if (!method || !*method)
+        return false;
+    const char *allow = restapi_route_allow(kind);
+    size_t mlen = strlen(method);
+    while (*allow) {
+        size_t len = strcspn(allow, ",");
+        if (len == mlen && memcmp(allow, method, len) == 0)
+            return true;
+        allow += len;
+        while (*allow == ',' || *allow == ' ')
+            allow++;
+    }
+    return false;
+}
+
+/* ---- errors ---- */
+
+static const struct {
+    int code;
+    const char *name;
+} restapi_codes[] = {
+    {RESTAPI_INVALID_PROTOCOL_VERSION, "InvalidProtocolVersion"},
+    {RESTAPI_ARGUMENT_INVALID, "ArgumentInvalid"},
+    {RESTAPI_FORMAT_ERROR, "IotHubFormatError"},
+    {RESTAPI_UNAUTHORIZED, "IotHubUnauthorizedAccess"},
+    {RESTAPI_DEVICE_NOT_FOUND, "DeviceNotFound"},
+    {RESTAPI_MODULE_NOT_FOUND, "ModuleNotFound"},
+    {RESTAPI_DEVICE_NOT_ONLINE, "DeviceNotOnline"},
+    {RESTAPI_NOT_FOUND, "NotFound"},
+    {RESTAPI_METHOD_NOT_ALLOWED, "MethodNotAllowed"},
+    {RESTAPI_DEVICE_EXISTS, "DeviceAlreadyExists"},
+    {RESTAPI_MODULE_EXISTS, "ModuleAlreadyExistsOnDevice"},
+    {RESTAPI_PRECONDITION_FAILED, "PreconditionFailed"},
+    {RESTAPI_MESSAGE_TOO_LARGE, "MessageTooLarge"},
+    {RESTAPI_SERVER_ERROR, "ServerError"},
+    {RESTAPI_SERVICE_UNAVAILABLE, "ServiceUnavailable"},
+    {RESTAPI_GATEWAY_TIMEOUT, "GatewayTimeout"},
+};
+
+const char *restapi_code_name(int code)
+{
+    for (size_t i = 0; i < sizeof restapi_codes / sizeof restapi_codes[0]; i++)
+        if (restapi_codes[i].code == code)
+            return restapi_codes[i].name;
+    return "ServerError";
+}
+
+void restapi_error_set(struct restapi_error *e, int code, enum restapi_envelope env, const char *fmt, ...)
+{
+    memset(e, 0, sizeof *e);
+    e->code = code;
+    e->envelope = env;
+    e->info = RESTAPI_INFO_OMIT;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+}
+
+int restapi_timespan(int64_t seconds, char *out, size_t outlen)
+{
+    if (seconds < 0 || !out)
+        return ERR_INVALID;
+    int64_t days = seconds / 86400, rest = seconds % 86400;
+    int n;
+    if (days)
+        n = snprintf(out, outlen, "%lld.%02d:%02d:%02d", (long long)days, (int)(rest / 3600),
+                     (int)(rest % 3600 / 60), (int)(rest % 60));
+    else
+        n = snprintf(out, outlen, "%02d:%02d:%02d", (int)(rest / 3600), (int)(rest % 3600 / 60), (int)(rest % 60));
+    return n < 0 || (size_t)n >= outlen ? ERR_INVALID : ERR_OK;
+}
+
+/* "<tracking>-G:0-TimeStamp:MM/dd/yyyy HH:mm:ss" (the hub's tracking text). */
+static void tracking_text(const char *tracking, const struct tm *tm, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s-G:0-TimeStamp:%02d/%02d/%04d %02d:%02d:%02d", tracking, tm->tm_mon + 1,
+             tm->tm_mday, tm->tm_year + 1900, tm->tm_hour, tm->tm_min, tm->tm_sec);
+}
+
+/* Dumps {"Message":message,"ExceptionMessage":exception} compactly, in that order. */
+static char *outer_envelope(const char *message, const char *exception)
+{
+    json_t *o = json_object();
+    char *text = NULL;
+    if (!o || json_object_set_new(o, "Message", json_string(message)) ||
+        json_object_set_new(o, "ExceptionMessage", json_string(exception)))
+        goto out;
+    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+out:
+    json_decref(o);
+    return text;
+}
+
+static json_t *info_json(const struct restapi_error *e)
+{
+    json_t *info = json_object();
+    char span[32];
+    if (info && e->info == RESTAPI_INFO_TIMEOUT && restapi_timespan(e->timeout_s, span, sizeof span) == ERR_OK &&
+        json_object_set_new(info, "timeout", json_string(span))) {
+        json_decref(info);
+        return NULL;
+    }
+    return info;
+}
+
+/* Envelope B's inner object: errorCode, trackingId, message, [info], timestampUtc. */
+static char *inner_b(const struct restapi_error *e, const char *track, const struct tm *tm, long nsec)
+{
+    char stamp[96];
+    long ticks = nsec >= 0 && nsec < 1000000000L ? nsec / 100 : 0; /* .NET ticks: 7 digits */
+    snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%07ldZ", tm->tm_year + 1900, tm->tm_mon + 1,
+             tm->tm_mday, tm->tm_hour, tm->tm_min, tm->tm_sec, ticks);
+    json_t *o = json_object();
+    char *text = NULL;
+    if (!o || json_object_set_new(o, "errorCode", json_integer(e->code)) ||
+        json_object_set_new(o, "trackingId", json_string(track)) ||
+        json_object_set_new(o, "message", json_string(e->message)))
+        goto out;
+    if (e->info != RESTAPI_INFO_OMIT && json_object_set_new(o, "info", info_json(e)))
+        goto out;
+    if (json_object_set_new(o, "timestampUtc", json_string(stamp)))
+        goto out;
+    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+out:
+    json_decref(o);
+    return text;
+}
+
+char *restapi_error_render(const struct restapi_error *e, const char *tracking, const struct timespec *when)
+{
+    struct tm tm;
+    time_t sec = when->tv_sec;
+    if (!gmtime_r(&sec, &tm))
+        memset(&tm, 0, sizeof tm);
+    char track[160];
+    tracking_text(tracking, &tm, track, sizeof track);
+    if (e->envelope == RESTAPI_ENVELOPE_B) {
+        char *inner = inner_b(e, track, &tm, when->tv_nsec);
+        char *text = inner ? outer_envelope(inner, "") : NULL;
+        free(inner);
+        return text;
+    }
+    struct buf msg;
+    buf_init(&msg, sizeof e->message + 64);
+    char *text = NULL;
+    if (buf_printf(&msg, "ErrorCode:%s;%s", restapi_code_name(e->code), e->message) == ERR_OK) {
+        char exception[200];
+        snprintf(exception, sizeof exception, "Tracking ID:%s", track);
+        char *m = buf_take_str(&msg);
+        text = m ? outer_envelope(m, exception) : NULL;
+        free(m);
+    }
+    buf_cleanup(&msg);
+    return text;
+}
+
+/* ---- direct methods ---- */
+
+bool restapi_method_name_is_valid(const char *name)
+{
+    if (!name || !*name)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        if (*p <= 0x20 || *p >= 0x7f || strchr("$()<>@,;:\\\"/[]?={}", *p))
+            return false;
+    }
+    return true;
+}
+
+void restapi_method_cleanup(struct restapi_method_call *c)
+{
+    if (!c)
+        return;
+    free(c->method_name);
+    free(c->payload);
+    memset(c, 0, sizeof *c);
+}
+
+/* An optional integer member in [lo, hi]; integral reals are accepted. ERR_INVALID fills err. */
+static int timeout_member(const json_t *body, const char *key, int def, int lo, int hi, int *out,
+                          struct restapi_error *err)
+{
+    const json_t *v = json_object_get(body, key);
+    *out = def;
+    if (!v || json_is_null(v))
+        return ERR_OK;
+    if (!json_is_number(v) || (json_is_real(v) && json_real_value(v) > -1e9 && json_real_value(v) < 1e9 &&
+                                json_real_value(v) != (double)(long long)json_real_value(v))) {
+        restapi_error_set(err, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_B, "%s must be an integer.", key);
+        return ERR_INVALID;
+    }
+    double d = json_number_value(v);
+    if (!(d >= lo && d <= hi)) {
+        restapi_error_set(err, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_B, "%s must be within [%d; %d].", key, lo,
+                          hi);
+        return ERR_INVALID;
+    }
+    *out = (int)d;
+    return ERR_OK;
+}
+
+/* Compact JSON of any value, with the fewest real digits (15..17) that reproduce every number exactly,
+ * so 0.1 stays 0.1 rather than jansson's default 0.10000000000000001. */
+static char *dump_compact(const json_t *v)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(prec));
+        if (!s || prec == 17)
+            return s;
+        json_t *back = json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        bool same = back && json_equal(back, (json_t *)v);
+        json_decref(back);
+        if (same)
+            return s;
+        free(s);
+    }
+    return NULL;
+}
+
+static int method_name_member(const json_t *body, struct restapi_method_call *out, struct restapi_error *err)
+{
+    const json_t *v = json_object_get(body, "methodName");
+    if (!v || json_is_null(v)) {
+        restapi_error_set(err, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_B, "methodName is required.");
+        return ERR_INVALID;
+    }
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+        !restapi_method_name_is_valid(json_string_value(v))) {
+        restapi_error_set(err, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_B,
+                          "methodName must be a non-empty string of printable US-ASCII without $()<>@,;:\\\"/[]?={} "
+                          "space or tab.");
+        return ERR_INVALID;
+    }
+    out->method_name = strdup(json_string_value(v));
+    return out->method_name ? ERR_OK : ERR_NOMEM;
+}
+
+static int payload_member(const json_t *body, struct restapi_method_call *out, struct restapi_error *err)
+{
+    const json_t *v = json_object_get(body, "payload");
+    if (!v || json_is_null(v))
+        return ERR_OK;
+    out->payload = dump_compact(v);
+    if (!out->payload)
+        return ERR_NOMEM;
+    out->payload_len = strlen(out->payload);
+    if (out->payload_len > RESTAPI_MAX_PAYLOAD) {
+        restapi_error_set(err, RESTAPI_MESSAGE_TOO_LARGE, RESTAPI_ENVELOPE_B,
+                          "The method payload is %zu bytes; the maximum is %u bytes.", out->payload_len,
+                          RESTAPI_MAX_PAYLOAD);
+        return ERR_INVALID;
+    }
+    return ERR_OK;
+}
+
+int restapi_method_parse(const char *body, size_t len, struct restapi_method_call *out, struct restapi_error *err)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t jerr;
+    json_t *j = json_loadb(body ? body : "", body ? len : 0, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    int rc = ERR_INVALID;
+    if (!j || !json_is_object(j)) {
+        restapi_error_set(err, RESTAPI_FORMAT_ERROR, RESTAPI_ENVELOPE_B, "%s",
+                          j ? "The request body must be a JSON object." : "The request body is not valid JSON.");
+        goto out;
+    }
+    if ((rc = method_name_member(j, out, err)) != ERR_OK)
+        goto out;
+    if ((rc = timeout_member(j, "responseTimeoutInSeconds", 30, 5, 300, &out->response_timeout_s, err)) != ERR_OK)
+        goto out;
+    if ((rc = timeout_member(j, "connectTimeoutInSeconds", 0, 0, 300, &out->connect_timeout_s, err)) != ERR_OK)
+        goto out;
+    rc = payload_member(j, out, err);
+out:
+    json_decref(j);
+    if (rc != ERR_OK)
+        restapi_method_cleanup(out);
+    return rc;
+}
+
+/* Length of the valid UTF-8 sequence at p (strict: no overlongs, surrogates or > U+10FFFF), 0 if invalid. */
+static size_t utf8_seq(const uint8_t *p, size_t len)
+{
+    uint8_t c = p[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, cp = c & 0x1f;
+    else if ((c & 0xf0) == 0xe0)
+        n = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (len < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return n;
+}
+
+/* The bytes as a JSON string literal, invalid UTF-8 replaced by U+FFFD. Malloc'd, or NULL. */
+static char *json_string_lossy(const uint8_t *p, size_t len)
+{
+    struct buf b;
+    buf_init(&b, RESTAPI_RESULT_MAX);
+    char *text = NULL;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq(p + i, len - i);
+        int rc = n ? buf_append(&b, p + i, n) : buf_append(&b, "\xef\xbf\xbd", 3);
+        if (rc)
+            goto out;
+        i += n ? n : 1;
+    }
+    json_t *s = json_stringn(b.len ? (const char *)b.data : "", b.len);
+    if (s)
+        text = json_dumps(s, JSON_ENCODE_ANY | JSON_COMPACT);
+    json_decref(s);
+out:
+    buf_cleanup(&b);
+    return text;
+}
+
+char *restapi_method_result(int status, const uint8_t *body, size_t len, size_t *out_len)
+{
+    struct buf b;
+    buf_init(&b, RESTAPI_RESULT_MAX);
+    char *lossy = NULL, *text = NULL;
+    json_t *probe = len ? json_loadb((const char *)body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+    if (buf_printf(&b, "{\"status\":%d,\"payload\":", status))
+        goto out;
+    if (len == 0) {
+        if (buf_append_str(&b, "null"))
+            goto out;
+    } else if (probe) {
+        if (buf_append(&b, body, len))
+            goto out;
+    } else {
+        lossy = json_string_lossy(body, len);
+        if (!lossy || buf_append_str(&b, lossy))
+            goto out;
+    }
+    if (buf_append_byte(&b, '}'))
+        goto out;
+    if (out_len)
+        *out_len = b.len;
+    text = buf_take_str(&b);
+out:
+    json_decref(probe);
+    free(lossy);
+    buf_cleanup(&b);
+    return text;
+}

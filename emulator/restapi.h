@@ -1,0 +1,131 @@
+/* restapi.h -- the pure half of the service REST surface (iothub-protocol.md §4, §5): route parsing (path
+ * segments percent-decoded, query), direct-method body validation, the hub's two error envelopes, .NET
+ * TimeSpan text and the method-result body. No I/O, no libmicrohttpd, no globals: rest.c drives HTTP and
+ * calls these. Tests: tests/unit/test_restapi.c. */
+#ifndef IOTHUB_RESTAPI_H
+#define IOTHUB_RESTAPI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define RESTAPI_MAX_PAYLOAD (128u * 1024u)        /* hub limit on a method payload (compact JSON), both ways */
+#define RESTAPI_TOP_DEFAULT 1000
+#define RESTAPI_TOP_MAX 1000
+
+/* ---- routes ---- */
+
+enum restapi_route_kind {
+    RESTAPI_ROUTE_NONE,    /* no such route (404) */
+    RESTAPI_ROUTE_HEALTH,  /* /health */
+    RESTAPI_ROUTE_CA_PEM,  /* /emulator/ca.pem */
+    RESTAPI_ROUTE_METHOD,  /* /twins/{id}/methods, /twins/{id}/modules/{mid}/methods */
+    RESTAPI_ROUTE_DEVICES, /* /devices, /devices/ */
+    RESTAPI_ROUTE_DEVICE,  /* /devices/{id} */
+    RESTAPI_ROUTE_MODULES, /* /devices/{id}/modules[/] */
+    RESTAPI_ROUTE_MODULE,  /* /devices/{id}/modules/{mid} */
+};
+
+struct restapi_route {
+    enum restapi_route_kind kind;
+    char *device_id;      /* percent-decoded, malloc'd; NULL when the route has none */
+    char *module_id;      /* likewise */
+    bool has_api_version; /* api-version=<non-empty> present in the query */
+    int top;              /* the query's top, RESTAPI_TOP_DEFAULT when absent */
+    bool top_invalid;     /* top present but not an integer in [1, RESTAPI_TOP_MAX] */
+};
+
+/* Parses a raw request-target ("/twins/d%231/methods?api-version=2021-04-12"). Literal segments match
+ * exactly; id segments are percent-decoded (a bad escape or a decoded NUL is ERR_MALFORMED); an unknown
+ * shape is ERR_OK with kind NONE. Returns ERR_OK, ERR_MALFORMED or ERR_NOMEM; free with
+ * restapi_route_cleanup in every case. */
+int restapi_route_parse(const char *uri, struct restapi_route *out);
+void restapi_route_cleanup(struct restapi_route *r);
+/* True when the HTTP method is served on that route kind. */
+bool restapi_route_allows(enum restapi_route_kind kind, const char *method);
+/* The Allow header value for a 405 on that kind ("" for NONE). */
+const char *restapi_route_allow(enum restapi_route_kind kind);
+
+/* ---- errors ---- */
+
+enum restapi_envelope {
+    RESTAPI_ENVELOPE_A, /* {"Message":"ErrorCode:<Name>;<text>","ExceptionMessage":"Tracking ID:..."} */
+    RESTAPI_ENVELOPE_B, /* {"Message":"<JSON with numeric errorCode>","ExceptionMessage":""} (methods) */
+};
+
+enum restapi_info {
+    RESTAPI_INFO_OMIT,    /* no "info" member (400 validation errors) */
+    RESTAPI_INFO_EMPTY,   /* "info":{} */
+    RESTAPI_INFO_TIMEOUT, /* "info":{"timeout":"hh:mm:ss"} from timeout_s */
+};
+
+/* One error answer. code is the hub's 6-digit code; the HTTP status is code / 1000. */
+struct restapi_error {
+    int code;
+    enum restapi_envelope envelope;
+    enum restapi_info info;
+    int timeout_s;
+    char message[512];
+};
+
+/* The hub's codes used here (name from restapi_code_name). NotFound and MethodNotAllowed are the
+ * emulator's own for unknown routes; they appear only in Envelope A, which shows names, not numbers. */
+#define RESTAPI_INVALID_PROTOCOL_VERSION 400001
+#define RESTAPI_ARGUMENT_INVALID 400004
+#define RESTAPI_FORMAT_ERROR 400006
+#define RESTAPI_UNAUTHORIZED 401002
+#define RESTAPI_DEVICE_NOT_FOUND 404001
+#define RESTAPI_MODULE_NOT_FOUND 404010
+#define RESTAPI_DEVICE_NOT_ONLINE 404103
+#define RESTAPI_NOT_FOUND 404000
+#define RESTAPI_METHOD_NOT_ALLOWED 405000
+#define RESTAPI_DEVICE_EXISTS 409001
+#define RESTAPI_MODULE_EXISTS 409301
+#define RESTAPI_PRECONDITION_FAILED 412001
+#define RESTAPI_MESSAGE_TOO_LARGE 413001
+#define RESTAPI_SERVER_ERROR 500001
+#define RESTAPI_SERVICE_UNAVAILABLE 503001
+#define RESTAPI_GATEWAY_TIMEOUT 504101
+
+/* "DeviceNotOnline" for 404103 etc. (the iothub-errorcode header); "ServerError" for unknown codes. */
+const char *restapi_code_name(int code);
+/* Fills e (info OMIT) with code and a printf-formatted message. */
+void restapi_error_set(struct restapi_error *e, int code, enum restapi_envelope env, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Renders e in its envelope: tracking is the tracking id text (hex), when the wall-clock time. Returns
+ * malloc'd JSON text (caller frees) or NULL on ERR_NOMEM. */
+char *restapi_error_render(const struct restapi_error *e, const char *tracking, const struct timespec *when);
+
+/* .NET TimeSpan text of a non-negative number of seconds: "hh:mm:ss", "d.hh:mm:ss" from one day on.
+ * Returns ERR_OK, or ERR_INVALID (negative seconds, or outlen too small). */
+int restapi_timespan(int64_t seconds, char *out, size_t outlen);
+
+/* ---- direct methods ---- */
+
+/* Printable US-ASCII without $ ( ) < > @ , ; : \ " / [ ] ? = { } SP HT, at least one character. */
+bool restapi_method_name_is_valid(const char *name);
+
+struct restapi_method_call {
+    char *method_name;  /* malloc'd */
+    char *payload;      /* compact JSON, malloc'd; NULL when payload is null or absent */
+    size_t payload_len;
+    int response_timeout_s;
+    int connect_timeout_s;
+};
+
+/* Validates a POST .../methods body as the hub does: JSON object (else 400006), methodName required and
+ * valid, responseTimeoutInSeconds default 30 in [5, 300], connectTimeoutInSeconds default 0 in [0, 300]
+ * (integers; else 400004 with the hub's message), payload any JSON, compact form at most
+ * RESTAPI_MAX_PAYLOAD bytes (else 413001). Returns ERR_OK (out filled; free with restapi_method_cleanup),
+ * ERR_INVALID (err filled, Envelope B, out empty) or ERR_NOMEM. */
+int restapi_method_parse(const char *body, size_t len, struct restapi_method_call *out, struct restapi_error *err);
+void restapi_method_cleanup(struct restapi_method_call *c);
+
+/* The 200 body for a device's answer: {"status":<status>,"payload":<body>}. An empty body is null; valid
+ * JSON is passed through byte for byte; anything else becomes a JSON string (invalid UTF-8 replaced by
+ * U+FFFD) -- the hub's behaviour there is unsettled (iothub-protocol.md §9.4). Returns malloc'd text
+ * (caller frees, *out_len its length) or NULL on ERR_NOMEM. */
+char *restapi_method_result(int status, const uint8_t *body, size_t len, size_t *out_len);
+
+#endif

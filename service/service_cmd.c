@@ -1,0 +1,540 @@
+/* service_cmd.c -- iothub-service's command line, exit statuses and output text (see service_cmd.h).
+ * Pure: builds text into buffers; main.c prints it. Never formats a key or a token except for the
+ * commands whose purpose that is (connection-string, sas: printed by main.c). */
+#include "service_cmd.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+/* ---- options ---- */
+
+enum opt_id {
+    OPT_CONNECTION_STRING,
+    OPT_CA_FILE,
+    OPT_URL,
+    OPT_JSON,
+    OPT_VERBOSE,
+    OPT_HELP,
+    OPT_VERSION,
+    OPT_PAYLOAD,
+    OPT_TIMEOUT,
+    OPT_CONNECT_TIMEOUT,
+    OPT_MODULE,
+    OPT_PRIMARY_KEY,
+    OPT_SECONDARY_KEY,
+    OPT_DISABLED,
+    OPT_TOP,
+    OPT_RESOURCE,
+    OPT_KEY,
+    OPT_KEY_NAME,
+    OPT_TTL,
+    OPT_DEVICE,
+};
+
+/* Which commands accept an option. */
+#define FOR_ALL 0x01u
+#define FOR_INVOKE 0x02u
+#define FOR_CREATE 0x04u
+#define FOR_LIST 0x08u
+#define FOR_SAS 0x10u
+
+static const struct {
+    const char *name;
+    enum opt_id id;
+    int has_arg;
+    unsigned for_cmds;
+} options[] = {
+    {"connection-string", OPT_CONNECTION_STRING, 1, FOR_ALL},
+    {"ca-file", OPT_CA_FILE, 1, FOR_ALL},
+    {"url", OPT_URL, 1, FOR_ALL},
+    {"json", OPT_JSON, 0, FOR_ALL},
+    {"verbose", OPT_VERBOSE, 0, FOR_ALL},
+    {"help", OPT_HELP, 0, FOR_ALL},
+    {"version", OPT_VERSION, 0, FOR_ALL},
+    {"payload", OPT_PAYLOAD, 1, FOR_INVOKE},
+    {"timeout", OPT_TIMEOUT, 1, FOR_INVOKE},
+    {"connect-timeout", OPT_CONNECT_TIMEOUT, 1, FOR_INVOKE},
+    {"module", OPT_MODULE, 1, FOR_INVOKE | FOR_SAS},
+    {"primary-key", OPT_PRIMARY_KEY, 1, FOR_CREATE},
+    {"secondary-key", OPT_SECONDARY_KEY, 1, FOR_CREATE},
+    {"disabled", OPT_DISABLED, 0, FOR_CREATE},
+    {"top", OPT_TOP, 1, FOR_LIST},
+    {"resource", OPT_RESOURCE, 1, FOR_SAS},
+    {"key", OPT_KEY, 1, FOR_SAS},
+    {"key-name", OPT_KEY_NAME, 1, FOR_SAS},
+    {"ttl", OPT_TTL, 1, FOR_SAS},
+    {"device", OPT_DEVICE, 1, FOR_SAS},
+};
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+#define MAX_POSITIONAL 4
+
+struct parse_state {
+    const char *pos[MAX_POSITIONAL];
+    size_t n_pos;
+    unsigned char seen[N_OPTIONS]; /* options given, by index in options[] */
+};
+
+static int parse_int(const char *text, long min, long max, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end != '\0' || v < min || v > max)
+        return ERR_INVALID;
+    *out = v;
+    return ERR_OK;
+}
+
+static int set_number(enum opt_id id, const char *name, const char *value, struct service_cmd *cmd, char *err,
+                      size_t errlen)
+{
+    long v = 0;
+    long max = id == OPT_TOP ? 1000 : id == OPT_TTL ? 10L * 365 * 24 * 3600 : 3600;
+    long min = id == OPT_CONNECT_TIMEOUT ? 0 : 1;
+    if (parse_int(value, min, max, &v)) {
+        snprintf(err, errlen, "--%s needs a whole number from %ld to %ld, not \"%s\"", name, min, max, value);
+        return ERR_INVALID;
+    }
+    if (id == OPT_TIMEOUT)
+        cmd->timeout_s = (int)v;
+    else if (id == OPT_CONNECT_TIMEOUT)
+        cmd->connect_timeout_s = (int)v;
+    else if (id == OPT_TOP)
+        cmd->top = (int)v;
+    else
+        cmd->ttl_s = (uint64_t)v;
+    return ERR_OK;
+}
+
+static int apply_option(enum opt_id id, const char *name, const char *value, struct service_cmd *cmd, char *err,
+                        size_t errlen)
+{
+    switch (id) {
+    case OPT_CONNECTION_STRING: cmd->connection_string = value; break;
+    case OPT_CA_FILE: cmd->ca_file = value; break;
+    case OPT_URL: cmd->url = value; break;
+    case OPT_JSON: cmd->json = 1; break;
+    case OPT_VERBOSE: cmd->verbose = 1; break;
+    case OPT_HELP: cmd->verb = SERVICE_CMD_HELP; break;
+    case OPT_VERSION: cmd->verb = SERVICE_CMD_VERSION; break;
+    case OPT_PAYLOAD: cmd->payload = value; break;
+    case OPT_MODULE: cmd->module_id = value; break;
+    case OPT_PRIMARY_KEY: cmd->primary_key = value; break;
+    case OPT_SECONDARY_KEY: cmd->secondary_key = value; break;
+    case OPT_DISABLED: cmd->disabled = 1; break;
+    case OPT_RESOURCE: cmd->resource = value; break;
+    case OPT_KEY: cmd->key = value; break;
+    case OPT_KEY_NAME: cmd->key_name = value; break;
+    case OPT_DEVICE: cmd->device_id = value; break;
+    case OPT_TIMEOUT:
+    case OPT_CONNECT_TIMEOUT:
+    case OPT_TOP:
+    case OPT_TTL: return set_number(id, name, value, cmd, err, errlen);
+    }
+    return ERR_OK;
+}
+
+/* Handles argv[*i], an option; may consume argv[*i + 1] as its value. */
+static int parse_option(int argc, char **argv, int *i, struct service_cmd *cmd, struct parse_state *st, char *err,
+                        size_t errlen)
+{
+    const char *arg = argv[*i] + 2, *eq = strchr(arg, '=');
+    size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
+    for (size_t k = 0; k < N_OPTIONS; k++) {
+        if (strlen(options[k].name) != name_len || memcmp(options[k].name, arg, name_len) != 0)
+            continue;
+        const char *value = NULL;
+        if (options[k].has_arg && eq) {
+            value = eq + 1;
+        } else if (options[k].has_arg) {
+            if (*i + 1 >= argc) {
+                snprintf(err, errlen, "--%s needs a value", options[k].name);
+                return ERR_INVALID;
+            }
+            value = argv[++*i];
+        } else if (eq) {
+            snprintf(err, errlen, "--%s takes no value", options[k].name);
+            return ERR_INVALID;
+        }
+        st->seen[k] = 1;
+        return apply_option(options[k].id, options[k].name, value, cmd, err, errlen);
+    }
+    snprintf(err, errlen, "unknown option --%.*s", (int)name_len, arg);
+    return ERR_INVALID;
+}
+
+/* ---- commands ---- */
+
+static const struct {
+    const char *name;
+    enum service_cmd_verb verb;
+} registry_verbs[] = {
+    {"create", SERVICE_CMD_CREATE},
+    {"get", SERVICE_CMD_GET},
+    {"list", SERVICE_CMD_LIST},
+    {"delete", SERVICE_CMD_DELETE},
+    {"connection-string", SERVICE_CMD_CONNECTION_STRING},
+};
+
+static int wrong_count(const char *usage, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "usage: iothub-service %s", usage);
+    return ERR_INVALID;
+}
+
+static int interpret_invoke(const struct parse_state *st, struct service_cmd *cmd, char *err, size_t errlen)
+{
+    if (st->n_pos < 2 || st->n_pos > 3)
+        return wrong_count("invoke DEVICE [METHOD] [--payload JSON] [--timeout S] [--connect-timeout S] "
+                           "[--module M] [--json]",
+                           err, errlen);
+    cmd->verb = SERVICE_CMD_INVOKE;
+    cmd->device_id = st->pos[1];
+    cmd->method = st->n_pos == 3 ? st->pos[2] : SERVICE_CMD_DEFAULT_METHOD;
+    if (!cmd->payload)
+        cmd->payload = SERVICE_CMD_DEFAULT_PAYLOAD;
+    if (!cmd->timeout_s)
+        cmd->timeout_s = SERVICE_CMD_DEFAULT_TIMEOUT_S;
+    return ERR_OK;
+}
+
+static int interpret_registry(const struct parse_state *st, struct service_cmd *cmd, char *err, size_t errlen)
+{
+    int module = strcmp(st->pos[0], "module") == 0;
+    const char *what = module ? "module create|get|list|delete|connection-string DEVICE MODULE (list: DEVICE)"
+                              : "device create|get|list|delete|connection-string ID (list: no ID)";
+    size_t k = 0, n = sizeof registry_verbs / sizeof registry_verbs[0];
+    while (st->n_pos >= 2 && k < n && strcmp(registry_verbs[k].name, st->pos[1]) != 0)
+        k++;
+    if (st->n_pos < 2 || k == n)
+        return wrong_count(what, err, errlen);
+    cmd->verb = registry_verbs[k].verb;
+    cmd->is_module = module;
+    size_t want = (size_t)(cmd->verb == SERVICE_CMD_LIST ? 2 : 3) + (size_t)module;
+    if (st->n_pos != want)
+        return wrong_count(what, err, errlen);
+    if (module && cmd->disabled) {
+        snprintf(err, errlen, "a module has no status: --disabled applies to devices only");
+        return ERR_INVALID;
+    }
+    if (module && cmd->module_id) {
+        snprintf(err, errlen, "module commands take the module id as a word, not --module");
+        return ERR_INVALID;
+    }
+    cmd->device_id = want > 2 ? st->pos[2] : NULL;
+    cmd->module_id = module && want > 3 ? st->pos[3] : NULL;
+    return ERR_OK;
+}
+
+static int interpret_sas(const struct parse_state *st, struct service_cmd *cmd, char *err, size_t errlen)
+{
+    const char *usage = "sas --resource URI --key KEY [--key-name NAME] [--ttl S] | sas --device ID "
+                        "[--module M] [--ttl S]";
+    if (st->n_pos != 1)
+        return wrong_count(usage, err, errlen);
+    cmd->verb = SERVICE_CMD_SAS;
+    if (!cmd->ttl_s)
+        cmd->ttl_s = SERVICE_CMD_DEFAULT_TTL_S;
+    int by_device = cmd->device_id != NULL;
+    int by_key = cmd->resource || cmd->key || cmd->key_name;
+    if (by_device == by_key || (by_key && (!cmd->resource || !cmd->key)) || (cmd->module_id && !by_device))
+        return wrong_count(usage, err, errlen);
+    return ERR_OK;
+}
+
+/* Rejects options given to a command that does not take them. */
+static int check_options_fit(const struct parse_state *st, const struct service_cmd *cmd, char *err,
+                             size_t errlen)
+{
+    unsigned allowed = FOR_ALL;
+    if (cmd->verb == SERVICE_CMD_INVOKE)
+        allowed |= FOR_INVOKE;
+    else if (cmd->verb == SERVICE_CMD_CREATE)
+        allowed |= FOR_CREATE;
+    else if (cmd->verb == SERVICE_CMD_LIST && !cmd->is_module)
+        allowed |= FOR_LIST;
+    else if (cmd->verb == SERVICE_CMD_SAS)
+        allowed |= FOR_SAS;
+    for (size_t k = 0; k < N_OPTIONS; k++) {
+        if (st->seen[k] && !(options[k].for_cmds & allowed)) {
+            snprintf(err, errlen, "--%s does not apply to this command", options[k].name);
+            return ERR_INVALID;
+        }
+    }
+    return ERR_OK;
+}
+
+static int interpret(const struct parse_state *st, struct service_cmd *cmd, char *err, size_t errlen)
+{
+    if (cmd->verb == SERVICE_CMD_HELP || cmd->verb == SERVICE_CMD_VERSION)
+        return ERR_OK;
+    if (st->n_pos == 0) {
+        snprintf(err, errlen, "no command given");
+        return ERR_INVALID;
+    }
+    int rc;
+    const char *word = st->pos[0];
+    if (strcmp(word, "help") == 0) {
+        cmd->verb = SERVICE_CMD_HELP;
+        return ERR_OK;
+    } else if (strcmp(word, "invoke") == 0) {
+        rc = interpret_invoke(st, cmd, err, errlen);
+    } else if (strcmp(word, "device") == 0 || strcmp(word, "module") == 0) {
+        rc = interpret_registry(st, cmd, err, errlen);
+    } else if (strcmp(word, "sas") == 0) {
+        rc = interpret_sas(st, cmd, err, errlen);
+    } else {
+        snprintf(err, errlen, "unknown command \"%s\"", word);
+        return ERR_INVALID;
+    }
+    return rc ? rc : check_options_fit(st, cmd, err, errlen);
+}
+
+int service_cmd_parse(int argc, char **argv, struct service_cmd *out, char *err, size_t errlen)
+{
+    struct parse_state st;
+    memset(&st, 0, sizeof st);
+    memset(out, 0, sizeof *out);
+    out->verb = SERVICE_CMD_INVOKE; /* provisional; interpret() decides */
+    int options_done = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!options_done && strcmp(a, "--") == 0) {
+            options_done = 1;
+        } else if (!options_done && (strcmp(a, "-h") == 0)) {
+            out->verb = SERVICE_CMD_HELP;
+        } else if (!options_done && a[0] == '-' && a[1] == '-') {
+            if (parse_option(argc, argv, &i, out, &st, err, errlen))
+                return ERR_INVALID;
+        } else if (st.n_pos < MAX_POSITIONAL) {
+            st.pos[st.n_pos++] = a;
+        } else {
+            snprintf(err, errlen, "too many arguments (\"%s\")", a);
+            return ERR_INVALID;
+        }
+    }
+    return interpret(&st, out, err, errlen);
+}
+
+const char *service_cmd_usage(void)
+{
+    return "usage: iothub-service COMMAND [options]\n"
+           "\n"
+           "Commands:\n"
+           "  invoke DEVICE [METHOD] [--payload JSON] [--timeout S] [--connect-timeout S] [--module M] [--json]\n"
+           "      Invoke a direct method. Defaults are the tutorial's call: METHOD " SERVICE_CMD_DEFAULT_METHOD
+           ", payload\n"
+           "      " SERVICE_CMD_DEFAULT_PAYLOAD ", --timeout 60 (response timeout; the hub allows 5..300),\n"
+           "      --connect-timeout 0 (how long the hub waits for the device to connect). --payload null sends none.\n"
+           "  device create ID [--primary-key K] [--secondary-key K] [--disabled]   (keys are generated if omitted)\n"
+           "  device get ID | device list [--top N] | device delete ID\n"
+           "  device connection-string ID          print the device's connection string (with its key)\n"
+           "  module create DEVICE MODULE [--primary-key K] [--secondary-key K]\n"
+           "  module get DEVICE MODULE | module list DEVICE | module delete DEVICE MODULE\n"
+           "  module connection-string DEVICE MODULE\n"
+           "  sas --resource URI --key KEY [--key-name NAME] [--ttl S]\n"
+           "      print a SAS token for URI (e.g. myhub.azure-devices.net/devices/dev1), like\n"
+           "      `az iot hub generate-sas-token`; --ttl defaults to 3600 seconds\n"
+           "  sas --device ID [--module M] [--ttl S]  print a device (module) token, fetching its key from the registry\n"
+           "\n"
+           "Options for every command:\n"
+           "  --connection-string CS  service connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...)\n"
+           "                          default: $IOTHUB_CONNECTION_STRING\n"
+           "  --ca-file FILE          trust this CA (the emulator's ca.pem); default: $IOTHUB_CA_FILE, else the system store\n"
+           "  --url BASE              send requests to BASE instead of https://HostName, e.g. the emulator's dev ports\n"
+           "                          https://localhost:8443 or http://127.0.0.1:8080; default: $IOTHUB_SERVICE_URL\n"
+           "  --json                  print one JSON object (keys are never included except by connection-string, sas)\n"
+           "  --verbose               log retries to stderr\n"
+           "  -h, --help, --version\n"
+           "\n"
+           "Exit status:\n"
+           "  0 done (invoke: the device answered, whatever status it returned)\n"
+           "  1 internal error            2 bad arguments or connection string\n"
+           "  3 cannot reach the hub (connection refused, DNS, TLS verification)\n"
+           "  4 unauthorized (HTTP 401)   5 device or module not found (HTTP 404)\n"
+           "  6 device not online (404103)  7 timeout (504101, or no answer in time)\n"
+           "  8 any other hub error (bad timeout value, already exists, throttled, server error...)\n";
+}
+
+/* ---- exit statuses and error lines ---- */
+
+int service_cmd_exit_status(int rc, const struct service_client_result *res)
+{
+    if (rc == ERR_INVALID)
+        return SERVICE_CMD_EXIT_USAGE;
+    if (rc == ERR_MALFORMED)
+        return SERVICE_CMD_EXIT_HUB;
+    if (rc)
+        return SERVICE_CMD_EXIT_INTERNAL;
+    if (res->kind == SERVICE_CLIENT_ANSWERED)
+        return SERVICE_CMD_EXIT_OK;
+    if (res->kind == SERVICE_CLIENT_TRANSPORT_ERROR)
+        return res->net == SERVICE_CLIENT_NET_TIMEOUT ? SERVICE_CMD_EXIT_TIMEOUT : SERVICE_CMD_EXIT_CONNECT;
+    if (res->error_code == 404103)
+        return SERVICE_CMD_EXIT_NOT_ONLINE;
+    if (res->http_status == 401)
+        return SERVICE_CMD_EXIT_UNAUTHORIZED;
+    if (res->error_code == 504101 || res->http_status == 504 || res->http_status == 408)
+        return SERVICE_CMD_EXIT_TIMEOUT;
+    if (res->http_status == 404)
+        return SERVICE_CMD_EXIT_NOT_FOUND;
+    return SERVICE_CMD_EXIT_HUB;
+}
+
+static const char *transport_what(enum service_client_net net)
+{
+    switch (net) {
+    case SERVICE_CLIENT_NET_CONNECT: return "cannot connect to the hub";
+    case SERVICE_CLIENT_NET_TLS: return "TLS with the hub failed";
+    case SERVICE_CLIENT_NET_TIMEOUT: return "timeout: no answer from the hub";
+    case SERVICE_CLIENT_NET_RESET: return "the connection to the hub broke";
+    default: return "transport error";
+    }
+}
+
+static const char *hub_what(int status)
+{
+    switch (status) {
+    case SERVICE_CMD_EXIT_NOT_ONLINE: return "device not online";
+    case SERVICE_CMD_EXIT_UNAUTHORIZED: return "unauthorized";
+    case SERVICE_CMD_EXIT_TIMEOUT: return "timeout";
+    case SERVICE_CMD_EXIT_NOT_FOUND: return "not found";
+    default: return "hub error";
+    }
+}
+
+int service_cmd_format_error(int rc, const struct service_client_result *res, struct buf *out)
+{
+    const char *msg = res->message && *res->message ? res->message : err_str(rc);
+    if (rc == ERR_MALFORMED)
+        return buf_printf(out, "unexpected answer from the hub: %s", msg);
+    if (rc)
+        return buf_printf(out, "%s", msg);
+    if (res->kind == SERVICE_CLIENT_TRANSPORT_ERROR) {
+        const char *hint = res->net == SERVICE_CLIENT_NET_TLS ? " (to trust the emulator's CA, use --ca-file or "
+                                                                "IOTHUB_CA_FILE)"
+                                                              : "";
+        return buf_printf(out, "%s: %s%s", transport_what(res->net), msg, hint);
+    }
+    int rc2 = buf_printf(out, "%s: %s (", hub_what(service_cmd_exit_status(rc, res)), msg);
+    if (!rc2 && res->error_code)
+        rc2 = buf_printf(out, "%ld ", res->error_code);
+    if (!rc2 && res->error_name)
+        rc2 = buf_printf(out, "%s, ", res->error_name);
+    return rc2 ? rc2 : buf_printf(out, "HTTP %ld)", res->http_status);
+}
+
+/* ---- invoke output ---- */
+
+/* Appends s as a JSON string, or null. */
+static int append_json_str(struct buf *b, const char *s)
+{
+    if (!s)
+        return buf_append_str(b, "null");
+    json_t *j = json_string(s);
+    char *text = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+    json_decref(j);
+    int rc = text ? buf_append_str(b, text) : buf_append_str(b, "\"\"");
+    free(text);
+    return rc;
+}
+
+int service_cmd_format_invoke_intro(const struct service_cmd *cmd, struct buf *out)
+{
+    if (cmd->json)
+        return ERR_OK;
+    int rc = buf_printf(out, "Invoking direct method for device: %s", cmd->device_id);
+    if (!rc && cmd->module_id)
+        rc = buf_printf(out, ", module: %s", cmd->module_id);
+    if (!rc)
+        rc = buf_printf(out, "\nMethod name: %s\nMethod payload: %s\n", cmd->method,
+                        cmd->payload ? cmd->payload : "null");
+    return rc;
+}
+
+static int format_invoke_json(const struct service_cmd *cmd, int rc, const struct service_client_result *res,
+                              struct buf *out)
+{
+    int e = buf_append_str(out, "{\"deviceId\":");
+    e = e ? e : append_json_str(out, cmd->device_id);
+    e = e ? e : buf_append_str(out, ",\"moduleId\":");
+    e = e ? e : append_json_str(out, cmd->module_id);
+    e = e ? e : buf_append_str(out, ",\"methodName\":");
+    e = e ? e : append_json_str(out, cmd->method);
+    if (!rc && res->kind == SERVICE_CLIENT_ANSWERED) {
+        e = e ? e : buf_printf(out, ",\"status\":%d,\"payload\":%s}\n", res->status, res->payload);
+        return e;
+    }
+    e = e ? e : buf_printf(out, ",\"error\":{\"exitStatus\":%d,\"httpStatus\":%ld,\"errorCode\":%ld,\"errorName\":",
+                           service_cmd_exit_status(rc, res), res->http_status, res->error_code);
+    e = e ? e : append_json_str(out, res->error_name);
+    e = e ? e : buf_append_str(out, ",\"message\":");
+    e = e ? e : append_json_str(out, res->message ? res->message : err_str(rc));
+    return e ? e : buf_append_str(out, "}}\n");
+}
+
+int service_cmd_format_invoke_result(const struct service_cmd *cmd, int rc, const struct service_client_result *res,
+                                     struct buf *out)
+{
+    if (cmd->json)
+        return format_invoke_json(cmd, rc, res, out);
+    if (rc || res->kind != SERVICE_CLIENT_ANSWERED)
+        return ERR_OK; /* the error line goes to stderr */
+    return buf_printf(out, "Response status: %d, payload:\n\t%s\n", res->status, res->payload);
+}
+
+/* ---- identities ---- */
+
+/* The registry object without authentication.symmetricKey, compact JSON appended to out. */
+static int append_keyless_json(const struct service_client_identity *id, struct buf *out)
+{
+    json_t *obj = id->json ? json_loads(id->json, 0, NULL) : NULL;
+    if (!obj)
+        return ERR_MALFORMED;
+    json_object_del(json_object_get(obj, "authentication"), "symmetricKey");
+    char *text = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    int rc = text ? buf_append_str(out, text) : ERR_NOMEM;
+    free(text);
+    return rc;
+}
+
+int service_cmd_format_identity(const struct service_client_identity *id, int json, struct buf *out)
+{
+    if (json) {
+        int rc = append_keyless_json(id, out);
+        return rc ? rc : buf_append_byte(out, '\n');
+    }
+    int rc = buf_printf(out, "deviceId: %s\n", id->device_id);
+    if (!rc && id->module_id)
+        rc = buf_printf(out, "moduleId: %s\n", id->module_id);
+    if (!rc && id->status)
+        rc = buf_printf(out, "status: %s\n", id->status);
+    if (!rc && id->connection_state)
+        rc = buf_printf(out, "connectionState: %s\n", id->connection_state);
+    if (!rc && id->etag)
+        rc = buf_printf(out, "etag: %s\n", id->etag);
+    return rc;
+}
+
+int service_cmd_format_list(const struct service_client_identity *ids, size_t n, int json, struct buf *out)
+{
+    int rc = json ? buf_append_byte(out, '[') : ERR_OK;
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (json) {
+            rc = i ? buf_append_byte(out, ',') : ERR_OK;
+            rc = rc ? rc : append_keyless_json(&ids[i], out);
+            continue;
+        }
+        const char *id = ids[i].module_id ? ids[i].module_id : ids[i].device_id;
+        rc = buf_printf(out, "%s\t%s\t%s\n", id, ids[i].status ? ids[i].status : "-",
+                        ids[i].connection_state ? ids[i].connection_state : "-");
+    }
+    return rc || !json ? rc : buf_append_str(out, "]\n");
+}

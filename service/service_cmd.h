@@ -1,0 +1,93 @@
+/* service_cmd.h -- the iothub-service program's pure parts: command-line parsing, the exit-status policy,
+ * and what the commands print (the tutorial's lines, one-line errors, --json objects). No I/O: main.c does
+ * the environment, the client calls and the printing. Tests: tests/unit/test_service_cmd.c. */
+#ifndef IOTHUB_SERVICE_CMD_H
+#define IOTHUB_SERVICE_CMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "service_client.h"
+
+/* The tutorial's call (CallMethodOnDevice): the defaults of `invoke DEVICE`. */
+#define SERVICE_CMD_DEFAULT_METHOD "DeviceMethod"
+#define SERVICE_CMD_DEFAULT_PAYLOAD "{\"method_number\":\"42\"}"
+#define SERVICE_CMD_DEFAULT_TIMEOUT_S 60
+#define SERVICE_CMD_DEFAULT_TTL_S 3600
+
+/* Exit statuses (documented in the usage text). */
+enum service_cmd_exit {
+    SERVICE_CMD_EXIT_OK = 0,           /* done; for invoke: the device answered, whatever its status */
+    SERVICE_CMD_EXIT_INTERNAL = 1,     /* out of memory and the like */
+    SERVICE_CMD_EXIT_USAGE = 2,        /* bad arguments or connection string */
+    SERVICE_CMD_EXIT_CONNECT = 3,      /* could not reach the hub (refused, DNS, TLS) */
+    SERVICE_CMD_EXIT_UNAUTHORIZED = 4, /* HTTP 401: wrong key, policy or expired token */
+    SERVICE_CMD_EXIT_NOT_FOUND = 5,    /* HTTP 404 other than 404103: no such device or module */
+    SERVICE_CMD_EXIT_NOT_ONLINE = 6,   /* 404103: device not connected or not listening for methods */
+    SERVICE_CMD_EXIT_TIMEOUT = 7,      /* 504101 / HTTP 504 / 408, or no answer in time */
+    SERVICE_CMD_EXIT_HUB = 8,          /* any other hub error (400 bad timeout, 409 exists, 429, 5xx...) */
+};
+
+enum service_cmd_verb {
+    SERVICE_CMD_HELP,
+    SERVICE_CMD_VERSION,
+    SERVICE_CMD_INVOKE,
+    SERVICE_CMD_CREATE,
+    SERVICE_CMD_GET,
+    SERVICE_CMD_LIST,
+    SERVICE_CMD_DELETE,
+    SERVICE_CMD_CONNECTION_STRING,
+    SERVICE_CMD_SAS,
+};
+
+/* A parsed command line. Strings point into argv. */
+struct service_cmd {
+    enum service_cmd_verb verb;
+    int is_module;                 /* a `module ...` registry command */
+    const char *device_id;
+    const char *module_id;         /* module commands, invoke --module, sas --module */
+    const char *method;            /* invoke */
+    const char *payload;           /* invoke: JSON text */
+    int timeout_s;                 /* invoke --timeout */
+    int connect_timeout_s;         /* invoke --connect-timeout */
+    const char *primary_key;       /* create */
+    const char *secondary_key;
+    int disabled;                  /* device create --disabled */
+    int top;                       /* device list --top, 0 = hub default */
+    const char *resource;          /* sas --resource */
+    const char *key;               /* sas --key */
+    const char *key_name;          /* sas --key-name */
+    uint64_t ttl_s;                /* sas --ttl */
+    const char *connection_string; /* --connection-string */
+    const char *ca_file;           /* --ca-file */
+    const char *url;               /* --url */
+    int json;
+    int verbose;
+};
+
+/* Parses argv[1..argc). Options may come before or after the positional words; "--opt=value" and
+ * "--opt value" both work; "--" ends options. Returns ERR_OK or ERR_INVALID with one line in err. */
+int service_cmd_parse(int argc, char **argv, struct service_cmd *out, char *err, size_t errlen);
+
+const char *service_cmd_usage(void);
+
+/* The exit status for an operation that returned rc with result res. */
+int service_cmd_exit_status(int rc, const struct service_client_result *res);
+
+/* One line (no newline) describing a failed operation for stderr, e.g.
+ * "device not online: The operation failed ... (404103 DeviceNotOnline, HTTP 404)". */
+int service_cmd_format_error(int rc, const struct service_client_result *res, struct buf *out);
+
+/* What invoke prints before the call (nothing with --json), and after it. */
+int service_cmd_format_invoke_intro(const struct service_cmd *cmd, struct buf *out);
+int service_cmd_format_invoke_result(const struct service_cmd *cmd, int rc, const struct service_client_result *res,
+                                     struct buf *out);
+
+/* An identity without its keys: "key: value" lines, or with json its registry object minus
+ * authentication.symmetricKey. */
+int service_cmd_format_identity(const struct service_client_identity *id, int json, struct buf *out);
+/* One line per identity ("id<TAB>status<TAB>connectionState"), or a JSON array of keyless objects. */
+int service_cmd_format_list(const struct service_client_identity *ids, size_t n, int json, struct buf *out);
+
+#endif

@@ -1,0 +1,269 @@
+/* service_request.c -- pure request building for the service client (see service_request.h): paths, bodies,
+ * headers. Layer: service library, below service_client.c; touches no network and no clock. */
+#include "service_request.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "err.h"
+#include "url.h"
+
+#define REQUEST_MAX_TEXT (4u * 1024 * 1024)
+#define QUERY_API "api-version=" SERVICE_CLIENT_API_VERSION
+
+/* Appends "/{segment}/{enc(id)}" to b. */
+static int append_id(struct buf *b, const char *segment, const char *id)
+{
+    char *enc = url_encode(id, strlen(id));
+    if (!enc)
+        return ERR_NOMEM;
+    int rc = buf_printf(b, "/%s/%s", segment, enc);
+    free(enc);
+    return rc;
+}
+
+/* "{first}/{enc(device)}[/modules/{enc(module)}]{tail}", malloc'd. */
+static char *build_path(const char *first, const char *device_id, const char *module_id, const char *tail)
+{
+    struct buf b;
+    buf_init(&b, REQUEST_MAX_TEXT);
+    char *out = NULL;
+    if (!device_id || !*device_id || (module_id && !*module_id))
+        goto out;
+    if (append_id(&b, first, device_id))
+        goto out;
+    if (module_id && append_id(&b, "modules", module_id))
+        goto out;
+    if (buf_append_str(&b, tail))
+        goto out;
+    out = buf_take_str(&b);
+out:
+    buf_cleanup(&b);
+    return out;
+}
+
+char *service_request_method_path(const char *device_id, const char *module_id)
+{
+    return build_path("twins", device_id, module_id, "/methods?" QUERY_API);
+}
+
+char *service_request_identity_path(const char *device_id, const char *module_id)
+{
+    return build_path("devices", device_id, module_id, "?" QUERY_API);
+}
+
+char *service_request_list_path(const char *device_id, int top)
+{
+    if (device_id)
+        return build_path("devices", device_id, NULL, "/modules?" QUERY_API);
+    if (top <= 0 || top > 1000)
+        top = 1000;
+    struct buf b;
+    buf_init(&b, REQUEST_MAX_TEXT);
+    if (buf_printf(&b, "/devices/?top=%d&" QUERY_API, top)) {
+        buf_cleanup(&b);
+        return NULL;
+    }
+    return buf_take_str(&b);
+}
+
+/* Appends s as a JSON string literal. ERR_INVALID when s is not UTF-8. */
+static int append_json_string(struct buf *b, const char *s)
+{
+    json_t *j = json_string(s);
+    if (!j)
+        return ERR_INVALID;
+    char *text = json_dumps(j, JSON_ENCODE_ANY);
+    json_decref(j);
+    if (!text)
+        return ERR_NOMEM;
+    int rc = buf_append_str(b, text);
+    free(text);
+    return rc;
+}
+
+static int is_json_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Checks that payload is one JSON value; sets [*start, *end) to it without surrounding white space. */
+static int check_payload(const char *payload, size_t *start, size_t *end, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    size_t len = strlen(payload);
+    json_t *j = json_loadb(payload, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (!j) {
+        snprintf(err, errlen, "payload is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                 jerr.column);
+        return ERR_INVALID;
+    }
+    json_decref(j);
+    size_t s = 0;
+    while (s < len && is_json_space(payload[s]))
+        s++;
+    while (len > s && is_json_space(payload[len - 1]))
+        len--;
+    *start = s;
+    *end = len;
+    return ERR_OK;
+}
+
+int service_request_method_body(const char *method_name, const char *payload, int response_timeout_s,
+                                int connect_timeout_s, char **out, char *err, size_t errlen)
+{
+    struct buf b;
+    buf_init(&b, REQUEST_MAX_TEXT);
+    size_t ps = 0, pe = 0;
+    int rc = ERR_INVALID;
+    *out = NULL;
+    if (!method_name || !*method_name) {
+        snprintf(err, errlen, "the method name is empty");
+        goto out;
+    }
+    if (response_timeout_s < 0 || connect_timeout_s < 0) {
+        snprintf(err, errlen, "timeouts cannot be negative");
+        goto out;
+    }
+    if (payload && check_payload(payload, &ps, &pe, err, errlen))
+        goto out;
+    rc = buf_append_str(&b, "{\"methodName\":");
+    if (!rc)
+        rc = append_json_string(&b, method_name);
+    if (rc == ERR_INVALID) {
+        snprintf(err, errlen, "the method name is not valid UTF-8");
+        goto out;
+    }
+    if (!rc)
+        rc = buf_printf(&b, ",\"responseTimeoutInSeconds\":%d,\"connectTimeoutInSeconds\":%d,\"payload\":",
+                        response_timeout_s, connect_timeout_s);
+    if (!rc)
+        rc = payload ? buf_append(&b, payload + ps, pe - ps) : buf_append_str(&b, "null");
+    if (!rc)
+        rc = buf_append_byte(&b, '}');
+    if (!rc) {
+        *out = buf_take_str(&b);
+        rc = *out ? ERR_OK : ERR_NOMEM;
+    }
+    if (rc && rc != ERR_INVALID)
+        snprintf(err, errlen, "%s", err_str(rc));
+out:
+    buf_cleanup(&b);
+    return rc;
+}
+
+/* {"type":"sas","symmetricKey":{"primaryKey":p,"secondaryKey":s}}, or NULL when a key is not UTF-8. */
+static json_t *auth_json(const struct service_client_identity_spec *spec)
+{
+    const char *p = spec && spec->primary_key ? spec->primary_key : "";
+    const char *s = spec && spec->secondary_key ? spec->secondary_key : "";
+    json_t *keys = json_pack("{s:s, s:s}", "primaryKey", p, "secondaryKey", s);
+    if (!keys)
+        return NULL;
+    return json_pack("{s:s, s:o}", "type", "sas", "symmetricKey", keys);
+}
+
+int service_request_identity_body(const char *device_id, const char *module_id,
+                                  const struct service_client_identity_spec *spec, char **out, char *err,
+                                  size_t errlen)
+{
+    json_t *obj = NULL;
+    int rc = ERR_INVALID;
+    *out = NULL;
+    if (!device_id || !*device_id || (module_id && !*module_id)) {
+        snprintf(err, errlen, "the %s id is empty", device_id && *device_id ? "module" : "device");
+        goto out;
+    }
+    if (module_id && spec && spec->disabled) {
+        snprintf(err, errlen, "a module has no status: it cannot be created disabled");
+        goto out;
+    }
+    obj = json_pack("{s:s}", "deviceId", device_id);
+    if (!obj || (module_id && json_object_set_new(obj, "moduleId", json_string(module_id)))) {
+        snprintf(err, errlen, "the ids must be valid UTF-8");
+        goto out;
+    }
+    const char *status = spec && spec->disabled ? "disabled" : "enabled";
+    if (!module_id && json_object_set_new(obj, "status", json_string(status))) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    json_t *auth = auth_json(spec);
+    if (!auth || json_object_set_new(obj, "authentication", auth)) {
+        snprintf(err, errlen, "the keys must be valid UTF-8");
+        goto out;
+    }
+    *out = json_dumps(obj, JSON_COMPACT);
+    rc = *out ? ERR_OK : ERR_NOMEM;
+out:
+    if (rc == ERR_NOMEM)
+        snprintf(err, errlen, "%s", err_str(rc));
+    json_decref(obj);
+    return rc;
+}
+
+void service_request_uuid(const uint8_t random[16], char out[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t b[16];
+    memcpy(b, random, sizeof b);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    size_t o = 0;
+    for (size_t i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 0x0f];
+    }
+    out[o] = '\0';
+}
+
+/* Appends "{name}: {value}" to *list. */
+static int add_header(struct curl_slist **list, const char *name, const char *value)
+{
+    struct buf b;
+    buf_init(&b, REQUEST_MAX_TEXT);
+    int rc = buf_printf(&b, "%s: %s", name, value);
+    char *line = rc ? NULL : buf_take_str(&b);
+    buf_cleanup(&b);
+    if (!line)
+        return rc ? rc : ERR_NOMEM;
+    struct curl_slist *n = curl_slist_append(*list, line);
+    free(line);
+    if (!n)
+        return ERR_NOMEM;
+    *list = n;
+    return ERR_OK;
+}
+
+int service_request_headers(const char *token, const char *request_id, int has_body, const char *if_match,
+                            struct curl_slist **out)
+{
+    struct curl_slist *list = NULL;
+    int rc = add_header(&list, "Authorization", token);
+    if (!rc)
+        rc = add_header(&list, "Accept", "application/json");
+    if (!rc)
+        rc = add_header(&list, "Request-Id", request_id);
+    if (!rc)
+        rc = add_header(&list, "User-Agent", SERVICE_REQUEST_USER_AGENT);
+    if (!rc && has_body)
+        rc = add_header(&list, "Content-Type", "application/json; charset=utf-8");
+    if (!rc && if_match)
+        rc = add_header(&list, "If-Match", if_match);
+    if (!rc) {
+        struct curl_slist *n = curl_slist_append(list, "Expect:");
+        rc = n ? ERR_OK : ERR_NOMEM;
+        list = n ? n : list;
+    }
+    if (rc) {
+        curl_slist_free_all(list);
+        list = NULL;
+    }
+    *out = list;
+    return rc;
+}

@@ -1,0 +1,971 @@
+/* test_rest_http.c -- end-to-end tests of emulator/rest over real HTTP (libcurl) against loop + registry +
+ * hub + auth + rest on a free port. The loop runs on a second thread; the tests (cmocka, main thread) only
+ * speak HTTP and send one-byte commands to the loop through a pipe. Devices are fake sessions: this file
+ * defines session_send_method / session_kick / session_identity (the hub's only calls into session.c), and
+ * each fake device answers by method name: "echo" (status 200, the payload back, after 50 ms), "fail"
+ * (status 500, a non-JSON body), "drop" (disconnects, then comes back), anything else never answers. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "err.h"
+#include "hub.h"
+#include "log.h"
+#include "loop.h"
+#include "registry.h"
+#include "rest.h"
+#include "sas.h"
+
+#define OWNER_KEY "vNAU4X0yJ+bN45bkZLxelTuiTteDoua0CJj4Heyk7js="
+#define RR_KEY "6PDE9w0u6D6CunlltG54bOryTaID+DRU8Ob+OBjBwu8="
+#define RRW_KEY "o3n2kNtseykan6fegXZR4qvojQLdAWHWxZ8yTFseCak="
+#define DEV_KEY "Tc/X59hc3Kt9ikEaEGbTRksJ9ytldhgIQObKbDwY4VM="
+#define API "api-version=2021-04-12"
+
+/* ---- fake sessions (loop thread only) ---- */
+
+struct session {
+    char ident[2 * REGISTRY_MAX_ID + 2];
+    const char *device_id, *module_id;
+    unsigned rid_counter;
+    int kicked;
+};
+
+struct reply {
+    struct session *s;
+    char rid[24];
+    int status;
+    uint8_t *body;
+    size_t len;
+    bool drop;
+};
+
+static struct {
+    struct loop *loop;
+    struct registry *reg;
+    struct hub *hub;
+    struct auth *auth;
+    struct rest *rest;
+    int port;
+    int cmd[2];
+    pthread_t thread;
+    struct session dev1, dev2, mod1, dev3;
+    char ca_path[64];
+    char *owner_token;
+    int handoff_fd;
+} E;
+
+static void session_up(struct session *s)
+{
+    assert_int_equal(hub_session_online(E.hub, s, s->device_id, s->module_id), ERR_OK);
+    hub_session_methods_ready(E.hub, s);
+}
+
+static void on_reply(struct loop *l, void *ctx)
+{
+    struct reply *r = ctx;
+    if (r->drop) {
+        hub_session_offline(E.hub, r->s);
+        session_up(r->s);
+    } else {
+        hub_session_method_reply(E.hub, r->s, r->rid, r->status, r->body, r->len);
+    }
+    free(r->body);
+    free(r);
+}
+
+int session_send_method(struct session *s, const char *method, const uint8_t *payload, size_t len, char *rid)
+{
+    snprintf(rid, 17, "%x", ++s->rid_counter);
+    struct reply *r = calloc(1, sizeof *r);
+    if (!r)
+        return ERR_NOMEM;
+    r->s = s;
+    snprintf(r->rid, sizeof r->rid, "%s", rid);
+    if (strcmp(method, "echo") == 0) {
+        r->status = 200;
+        r->body = len ? malloc(len) : NULL;
+        if (len)
+            memcpy(r->body, payload, len);
+        r->len = len;
+    } else if (strcmp(method, "fail") == 0) {
+        r->status = 500;
+        r->body = (uint8_t *)strdup("not json");
+        r->len = 8;
+    } else if (strcmp(method, "drop") == 0) {
+        r->drop = true;
+    } else {
+        free(r);
+        return ERR_OK; /* silent */
+    }
+    loop_timer_add(E.loop, r->drop ? 0 : 50, on_reply, r);
+    return ERR_OK;
+}
+
+void session_kick(struct session *s, const char *reason)
+{
+    s->kicked++;
+}
+
+const char *session_identity(const struct session *s)
+{
+    return s->ident;
+}
+
+static void session_init(struct session *s, const char *dev, const char *mod)
+{
+    memset(s, 0, sizeof *s);
+    s->device_id = dev;
+    s->module_id = mod;
+    snprintf(s->ident, sizeof s->ident, "%s%s%s", dev, mod ? "/" : "", mod ? mod : "");
+}
+
+static void bring_dev2_up(struct loop *l, void *ctx)
+{
+    session_up(&E.dev2);
+}
+
+/* Commands from the test thread: 'L' dev2 comes online in 300 ms, 'O' dev2 goes offline, 'K' the device
+ * "kickme" comes online, 'P' hand E.handoff_fd to rest_add_connection, 'S' rest_shutdown, 'Q' stop. */
+static void on_cmd(struct loop *l, int fd, uint32_t events, void *ctx)
+{
+    char c;
+    if (read(fd, &c, 1) != 1)
+        return;
+    if (c == 'L')
+        loop_timer_add(l, 300, bring_dev2_up, NULL);
+    else if (c == 'K')
+        session_up(&E.dev3);
+    else if (c == 'O')
+        hub_session_offline(E.hub, &E.dev2);
+    else if (c == 'P')
+        assert_int_equal(rest_add_connection(E.rest, E.handoff_fd, NULL, 0), ERR_OK);
+    else if (c == 'S')
+        rest_shutdown(E.rest);
+    else if (c == 'Q')
+        loop_stop(l);
+}
+
+static void send_cmd(char c)
+{
+    assert_int_equal(write(E.cmd[1], &c, 1), 1);
+}
+
+static void *loop_thread(void *arg)
+{
+    loop_run(E.loop);
+    return NULL;
+}
+
+static void add_module(const char *dev, const char *mod)
+{
+    json_t *body = json_object();
+    const struct identity *id = NULL;
+    bool created = false;
+    char err[128];
+    assert_int_equal(registry_put(E.reg, dev, mod, body, NULL, &id, &created, err, sizeof err), ERR_OK);
+    json_decref(body);
+}
+
+static int setup(void **state)
+{
+    char err[256];
+    log_set_level(getenv("TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    E.loop = loop_new();
+    E.reg = registry_new(NULL, err, sizeof err);
+    assert_non_null(E.reg);
+    assert_int_equal(registry_ensure_device(E.reg, "device1", DEV_KEY, NULL), ERR_OK);
+    assert_int_equal(registry_ensure_device(E.reg, "device2", DEV_KEY, NULL), ERR_OK);
+    add_module("device1", "mod1");
+    E.hub = hub_new(E.loop, E.reg);
+    E.auth = auth_new(NULL, 0, OWNER_KEY);
+    snprintf(E.ca_path, sizeof E.ca_path, "/tmp/test_rest_ca_%d.pem", (int)getpid());
+    FILE *f = fopen(E.ca_path, "w");
+    assert_non_null(f);
+    fputs("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", f);
+    fclose(f);
+    struct rest_config cfg = {.loop = E.loop, .hub = E.hub, .reg = E.reg, .auth = E.auth, .bind = "127.0.0.1",
+                              .http_port = -1, .ca_pem_path = E.ca_path, .token_skew_s = 0};
+    E.rest = rest_new(&cfg, err, sizeof err);
+    if (!E.rest)
+        fail_msg("rest_new: %s", err);
+    E.port = rest_actual_http_port(E.rest);
+    assert_true(E.port > 0);
+    session_init(&E.dev1, "device1", NULL);
+    session_init(&E.dev2, "device2", NULL);
+    session_init(&E.mod1, "device1", "mod1");
+    session_init(&E.dev3, "kickme", NULL);
+    session_up(&E.dev1);
+    session_up(&E.mod1);
+    assert_int_equal(pipe(E.cmd), 0);
+    assert_int_equal(loop_add_fd(E.loop, E.cmd[0], EPOLLIN, on_cmd, NULL), ERR_OK);
+    assert_int_equal(sas_build("localhost", OWNER_KEY, (uint64_t)time(NULL) + 3600, "iothubowner", &E.owner_token),
+                     ERR_OK);
+    assert_int_equal(pthread_create(&E.thread, NULL, loop_thread, NULL), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    send_cmd('Q');
+    pthread_join(E.thread, NULL);
+    rest_free(E.rest);
+    hub_free(E.hub);
+    auth_free(E.auth);
+    registry_free(E.reg);
+    loop_del_fd(E.loop, E.cmd[0]);
+    loop_free(E.loop);
+    close(E.cmd[0]);
+    close(E.cmd[1]);
+    unlink(E.ca_path);
+    free(E.owner_token);
+    curl_global_cleanup();
+    return 0;
+}
+
+/* ---- HTTP client ---- */
+
+struct resp {
+    long status;
+    char *body;
+    size_t len;
+    char errorcode[64], ctype[128], etag[128], allow[64];
+    CURLcode rc;
+};
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ud)
+{
+    struct resp *r = ud;
+    char *b = realloc(r->body, r->len + sz * n + 1);
+    if (!b)
+        return 0;
+    memcpy(b + r->len, p, sz * n);
+    r->len += sz * n;
+    b[r->len] = '\0';
+    r->body = b;
+    return sz * n;
+}
+
+static void header_value(const char *line, size_t len, const char *name, char *out, size_t outlen)
+{
+    size_t nlen = strlen(name);
+    if (len <= nlen + 1 || strncasecmp(line, name, nlen) != 0 || line[nlen] != ':')
+        return;
+    const char *v = line + nlen + 1;
+    while (*v == ' ')
+        v++;
+    size_t vlen = (size_t)(line + len - v);
+    while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'))
+        vlen--;
+    snprintf(out, outlen, "%.*s", (int)vlen, v);
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *ud)
+{
+    struct resp *r = ud;
+    header_value(p, sz * n, "iothub-errorcode", r->errorcode, sizeof r->errorcode);
+    header_value(p, sz * n, "Content-Type", r->ctype, sizeof r->ctype);
+    header_value(p, sz * n, "ETag", r->etag, sizeof r->etag);
+    header_value(p, sz * n, "Allow", r->allow, sizeof r->allow);
+    return sz * n;
+}
+
+struct req {
+    const char *method, *path, *body, *authz, *if_match;
+    long timeout_ms;
+};
+
+static CURL *make_easy(const struct req *q, struct resp *r, struct curl_slist **hdrs)
+{
+    char url[1024], line[1024];
+    memset(r, 0, sizeof *r);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", E.port, q->path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, q->method);
+    if (q->body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, q->body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(q->body));
+    }
+    *hdrs = curl_slist_append(NULL, "Content-Type: application/json; charset=utf-8");
+    if (q->authz) {
+        snprintf(line, sizeof line, "Authorization: %s", q->authz);
+        *hdrs = curl_slist_append(*hdrs, line);
+    }
+    if (q->if_match) {
+        snprintf(line, sizeof line, "If-Match: %s", q->if_match);
+        *hdrs = curl_slist_append(*hdrs, line);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, q->timeout_ms ? q->timeout_ms : 30000L);
+    return c;
+}
+
+static void perform(const struct req *q, struct resp *r)
+{
+    struct curl_slist *hdrs = NULL;
+    CURL *c = make_easy(q, r, &hdrs);
+    r->rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
+}
+
+static void http(const char *method, const char *path, const char *body, const char *authz, struct resp *r)
+{
+    struct req q = {.method = method, .path = path, .body = body, .authz = authz};
+    perform(&q, r);
+    assert_int_equal(r->rc, CURLE_OK);
+}
+
+static void resp_free(struct resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+static char *token(const char *key, const char *name)
+{
+    char *t = NULL;
+    assert_int_equal(sas_build("localhost", key, (uint64_t)time(NULL) + 3600, name, &t), ERR_OK);
+    return t;
+}
+
+/* Envelope A: "ErrorCode:<name>;<text>" starts the Message; the ExceptionMessage carries a tracking id. */
+static void assert_envelope_a(const struct resp *r, long status, const char *name, const char *text)
+{
+    assert_int_equal(r->status, status);
+    assert_string_equal(r->errorcode, name);
+    assert_string_equal(r->ctype, "application/json; charset=utf-8");
+    json_t *j = json_loads(r->body, 0, NULL);
+    assert_non_null(j);
+    char want[512];
+    snprintf(want, sizeof want, "ErrorCode:%s;%s", name, text ? text : "");
+    const char *msg = json_string_value(json_object_get(j, "Message"));
+    assert_non_null(msg);
+    if (text)
+        assert_string_equal(msg, want);
+    else
+        assert_memory_equal(msg, want, strlen(want));
+    assert_memory_equal(json_string_value(json_object_get(j, "ExceptionMessage")), "Tracking ID:", 12);
+    json_decref(j);
+}
+
+/* Envelope B: Message is JSON text with the numeric errorCode; returns that inner object (caller decrefs). */
+static json_t *assert_envelope_b(const struct resp *r, long status, const char *name, int code, const char *message)
+{
+    assert_int_equal(r->status, status);
+    assert_string_equal(r->errorcode, name);
+    json_t *j = json_loads(r->body, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "ExceptionMessage")), "");
+    json_t *inner = json_loads(json_string_value(json_object_get(j, "Message")), 0, NULL);
+    json_decref(j);
+    assert_non_null(inner);
+    assert_int_equal(json_integer_value(json_object_get(inner, "errorCode")), code);
+    if (message)
+        assert_string_equal(json_string_value(json_object_get(inner, "message")), message);
+    assert_non_null(strstr(json_string_value(json_object_get(inner, "trackingId")), "-TimeStamp:"));
+    assert_non_null(json_string_value(json_object_get(inner, "timestampUtc")));
+    return inner;
+}
+
+static json_t *health(void)
+{
+    struct resp r;
+    http("GET", "/health", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loads(r.body, 0, NULL);
+    assert_non_null(j);
+    resp_free(&r);
+    return j;
+}
+
+static json_int_t health_field(const char *name)
+{
+    json_t *j = health();
+    json_int_t v = json_integer_value(json_object_get(j, name));
+    json_decref(j);
+    return v;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- tests: emulator routes ---- */
+
+static void health_and_ca(void **state)
+{
+    struct resp r;
+    http("GET", "/health", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.ctype, "application/json; charset=utf-8");
+    assert_string_equal(r.body, "{\"status\":\"ok\",\"devices\":2,\"connections\":2,\"methodListeners\":2,"
+                                "\"callsPending\":0}");
+    resp_free(&r);
+    http("GET", "/emulator/ca.pem", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.ctype, "application/x-pem-file");
+    assert_string_equal(r.body, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    resp_free(&r);
+    char moved[80];
+    snprintf(moved, sizeof moved, "%s.away", E.ca_path);
+    assert_int_equal(rename(E.ca_path, moved), 0);
+    http("GET", "/emulator/ca.pem", NULL, NULL, &r);
+    assert_envelope_a(&r, 404, "NotFound", NULL);
+    resp_free(&r);
+    assert_int_equal(rename(moved, E.ca_path), 0);
+}
+
+static void unknown_route_and_wrong_method(void **state)
+{
+    struct resp r;
+    http("GET", "/nothing/here?api-version=1", NULL, E.owner_token, &r);
+    assert_envelope_a(&r, 404, "NotFound", NULL);
+    resp_free(&r);
+    http("GET", "/twins/device1/methods?" API, NULL, E.owner_token, &r);
+    assert_envelope_a(&r, 405, "MethodNotAllowed", NULL);
+    assert_string_equal(r.allow, "POST");
+    resp_free(&r);
+    http("POST", "/devices/device1?" API, "{}", E.owner_token, &r);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(r.allow, "GET, PUT, DELETE");
+    resp_free(&r);
+    http("GET", "/devices/bad%zz?" API, NULL, E.owner_token, &r);
+    assert_envelope_a(&r, 400, "ArgumentInvalid", NULL);
+    resp_free(&r);
+}
+
+static void authorization(void **state)
+{
+    struct resp r;
+    const char *body = "{\"methodName\":\"echo\"}";
+    http("POST", "/twins/device1/methods?" API, body, NULL, &r);
+    assert_envelope_a(&r, 401, "IotHubUnauthorizedAccess", "Unauthorized");
+    resp_free(&r);
+    char *wrong = token(RR_KEY, "iothubowner");
+    http("POST", "/twins/device1/methods?" API, body, wrong, &r);
+    assert_envelope_a(&r, 401, "IotHubUnauthorizedAccess", "Unauthorized");
+    resp_free(&r);
+    free(wrong);
+    char *rr = token(RR_KEY, "registryRead");
+    http("POST", "/twins/device1/methods?" API, body, rr, &r);
+    assert_int_equal(r.status, 401);
+    resp_free(&r);
+    http("GET", "/devices/device1?" API, NULL, rr, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http("PUT", "/devices/rrdev?" API, "{\"deviceId\":\"rrdev\"}", rr, &r);
+    assert_int_equal(r.status, 401);
+    resp_free(&r);
+    free(rr);
+    char *dev = NULL;
+    assert_int_equal(sas_build("localhost/devices/device1", DEV_KEY, (uint64_t)time(NULL) + 60, NULL, &dev), ERR_OK);
+    http("GET", "/devices/device1?" API, NULL, dev, &r);
+    assert_int_equal(r.status, 401);
+    resp_free(&r);
+    free(dev);
+    http("POST", "/twins/device1/methods", body, E.owner_token, &r);
+    assert_envelope_a(&r, 400, "InvalidProtocolVersion", NULL);
+    resp_free(&r);
+}
+
+/* ---- tests: registry ---- */
+
+static void registry_devices(void **state)
+{
+    struct resp r;
+    char *rw = token(RRW_KEY, "registryReadWrite");
+    http("PUT", "/devices/newdev?" API, "{\"deviceId\":\"newdev\"}", rw, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.ctype, "application/json; charset=utf-8");
+    assert_true(r.etag[0] == '"');
+    json_t *j = json_loads(r.body, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(j, "deviceId")), "newdev");
+    const char *pk = json_string_value(json_object_get(json_object_get(json_object_get(j, "authentication"),
+                                                                       "symmetricKey"), "primaryKey"));
+    assert_int_equal(strlen(pk), 44);
+    json_decref(j);
+    resp_free(&r);
+    http("PUT", "/devices/newdev?" API, "{\"deviceId\":\"newdev\"}", rw, &r);
+    assert_envelope_a(&r, 409, "DeviceAlreadyExists", "A device with ID 'newdev' is already registered.");
+    resp_free(&r);
+    struct req q = {.method = "PUT", .path = "/devices/newdev?" API, .body = "{\"deviceId\":\"newdev\"}",
+                    .authz = rw, .if_match = "\"bogus\""};
+    perform(&q, &r);
+    assert_envelope_a(&r, 412, "PreconditionFailed", NULL);
+    resp_free(&r);
+    q.if_match = "\"*\"";
+    perform(&q, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http("PUT", "/devices/newdev2?" API, "not json", rw, &r);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    http("PUT", "/devices/other?" API, "{\"deviceId\":\"different\"}", rw, &r);
+    assert_envelope_a(&r, 400, "ArgumentInvalid", NULL);
+    resp_free(&r);
+    free(rw);
+}
+
+static void registry_reads_and_delete(void **state)
+{
+    struct resp r;
+    http("GET", "/devices/newdev?" API, NULL, E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(r.etag[0] == '"');
+    resp_free(&r);
+    http("GET", "/devices/?" API, NULL, E.owner_token, &r);
+    json_t *j = json_loads(r.body, 0, NULL);
+    assert_int_equal(json_array_size(j), 3);
+    json_decref(j);
+    resp_free(&r);
+    http("GET", "/devices?top=1&" API, NULL, E.owner_token, &r);
+    j = json_loads(r.body, 0, NULL);
+    assert_int_equal(json_array_size(j), 1);
+    json_decref(j);
+    resp_free(&r);
+    http("GET", "/devices/?top=0&" API, NULL, E.owner_token, &r);
+    assert_envelope_a(&r, 400, "ArgumentInvalid", NULL);
+    resp_free(&r);
+    struct req q = {.method = "DELETE", .path = "/devices/newdev?" API, .authz = E.owner_token, .if_match = "\"x\""};
+    perform(&q, &r);
+    assert_int_equal(r.status, 412);
+    resp_free(&r);
+    q.if_match = "\"*\"";
+    perform(&q, &r);
+    assert_int_equal(r.status, 204);
+    assert_int_equal(r.len, 0);
+    resp_free(&r);
+    http("GET", "/devices/newdev?" API, NULL, E.owner_token, &r);
+    assert_envelope_a(&r, 404, "DeviceNotFound", "newdev");
+    resp_free(&r);
+    http("DELETE", "/devices/newdev?" API, NULL, E.owner_token, &r);
+    assert_envelope_a(&r, 404, "DeviceNotFound", "newdev");
+    resp_free(&r);
+}
+
+static void registry_encoded_ids_and_modules(void **state)
+{
+    struct resp r;
+    http("PUT", "/devices/dev%231?" API, "{\"deviceId\":\"dev#1\"}", E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http("GET", "/devices/dev%231?" API, NULL, E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"deviceId\":\"dev#1\""));
+    resp_free(&r);
+    http("PUT", "/devices/dev%231/modules/m1?" API, "{\"deviceId\":\"dev#1\",\"moduleId\":\"m1\"}", E.owner_token, &r);
+    assert_int_equal(r.status, 201);
+    assert_true(r.etag[0] == '"');
+    resp_free(&r);
+    struct req q = {.method = "PUT", .path = "/devices/dev%231/modules/m1?" API,
+                    .body = "{\"deviceId\":\"dev#1\",\"moduleId\":\"m1\"}", .authz = E.owner_token, .if_match = "*"};
+    perform(&q, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http("PUT", "/devices/dev%231/modules/m1?" API, "{\"deviceId\":\"dev#1\",\"moduleId\":\"m1\"}", E.owner_token, &r);
+    assert_envelope_a(&r, 409, "ModuleAlreadyExistsOnDevice", NULL);
+    resp_free(&r);
+    http("GET", "/devices/dev%231/modules?" API, NULL, E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loads(r.body, 0, NULL);
+    assert_int_equal(json_array_size(j), 1);
+    json_decref(j);
+    resp_free(&r);
+    http("GET", "/devices/nodev/modules?" API, NULL, E.owner_token, &r);
+    assert_envelope_a(&r, 404, "DeviceNotFound", "nodev");
+    resp_free(&r);
+    http("DELETE", "/devices/dev%231/modules/m1?" API, NULL, E.owner_token, &r);
+    assert_int_equal(r.status, 204);
+    resp_free(&r);
+    http("GET", "/devices/dev%231/modules/m1?" API, NULL, E.owner_token, &r);
+    assert_envelope_a(&r, 404, "ModuleNotFound", NULL);
+    resp_free(&r);
+    http("DELETE", "/devices/dev%231?" API, NULL, E.owner_token, &r);
+    assert_int_equal(r.status, 204);
+    resp_free(&r);
+}
+
+static void wait_connections(json_int_t want)
+{
+    int64_t t0 = now_ms();
+    while (health_field("connections") != want && now_ms() - t0 < 3000)
+        usleep(10000);
+    assert_int_equal(health_field("connections"), want);
+}
+
+static void registry_disable_and_delete_disconnect(void **state)
+{
+    struct resp r;
+    http("PUT", "/devices/kickme?" API, "{\"deviceId\":\"kickme\"}", E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    send_cmd('K');
+    wait_connections(3);
+    struct req q = {.method = "PUT", .path = "/devices/kickme?" API,
+                    .body = "{\"deviceId\":\"kickme\",\"status\":\"disabled\"}", .authz = E.owner_token,
+                    .if_match = "*"};
+    perform(&q, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"status\":\"disabled\""));
+    resp_free(&r);
+    wait_connections(2);
+    q.body = "{\"deviceId\":\"kickme\",\"status\":\"enabled\"}";
+    perform(&q, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    send_cmd('K');
+    wait_connections(3);
+    http("DELETE", "/devices/kickme?" API, NULL, E.owner_token, &r);
+    assert_int_equal(r.status, 204);
+    resp_free(&r);
+    wait_connections(2);
+}
+
+/* ---- tests: direct methods ---- */
+
+static void method_answered(void **state)
+{
+    struct resp r;
+    http("POST", "/twins/device1/methods?" API,
+         "{\"methodName\":\"echo\",\"payload\":{\"method_number\":\"42\"},\"responseTimeoutInSeconds\":30,"
+         "\"connectTimeoutInSeconds\":0}",
+         E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.ctype, "application/json; charset=utf-8");
+    assert_string_equal(r.body, "{\"status\":200,\"payload\":{\"method_number\":\"42\"}}");
+    assert_string_equal(r.errorcode, "");
+    resp_free(&r);
+    http("POST", "/twins/device1/methods?" API, "{\"methodName\":\"echo\",\"payload\":null}", E.owner_token, &r);
+    assert_string_equal(r.body, "{\"status\":200,\"payload\":null}");
+    resp_free(&r);
+    http("POST", "/twins/device1/modules/mod1/methods?" API, "{\"methodName\":\"echo\",\"payload\":[1,\"x\"]}",
+         E.owner_token, &r);
+    assert_string_equal(r.body, "{\"status\":200,\"payload\":[1,\"x\"]}");
+    resp_free(&r);
+    http("POST", "/twins/device1/methods?" API, "{\"methodName\":\"fail\"}", E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"status\":500,\"payload\":\"not json\"}");
+    resp_free(&r);
+}
+
+static void method_not_found_and_offline(void **state)
+{
+    struct resp r;
+    http("POST", "/twins/ghost/methods?" API, "{\"methodName\":\"echo\"}", E.owner_token, &r);
+    assert_envelope_a(&r, 404, "DeviceNotFound", "ghost");
+    resp_free(&r);
+    http("POST", "/twins/device1/modules/ghost/methods?" API, "{\"methodName\":\"echo\"}", E.owner_token, &r);
+    assert_envelope_a(&r, 404, "ModuleNotFound", NULL);
+    resp_free(&r);
+    http("POST", "/twins/device2/methods?" API, "{\"methodName\":\"echo\"}", E.owner_token, &r);
+    json_t *inner = assert_envelope_b(&r, 404, "DeviceNotOnline", 404103, "Timed out waiting for device to connect.");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(inner, "info"), "timeout")), "00:00:00");
+    json_decref(inner);
+    resp_free(&r);
+}
+
+static void method_connect_timeout(void **state)
+{
+    struct resp r;
+    int64_t t0 = now_ms();
+    http("POST", "/twins/device2/methods?" API, "{\"methodName\":\"echo\",\"connectTimeoutInSeconds\":1}",
+         E.owner_token, &r);
+    int64_t took = now_ms() - t0;
+    json_t *inner = assert_envelope_b(&r, 404, "DeviceNotOnline", 404103, NULL);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(inner, "info"), "timeout")), "00:00:01");
+    json_decref(inner);
+    resp_free(&r);
+    assert_true(took >= 900 && took < 5000);
+    /* a late device: online after 300 ms, inside the 5 s connect timeout */
+    send_cmd('L');
+    http("POST", "/twins/device2/methods?" API,
+         "{\"methodName\":\"echo\",\"payload\":\"late\",\"connectTimeoutInSeconds\":5}", E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"status\":200,\"payload\":\"late\"}");
+    resp_free(&r);
+    send_cmd('O');
+}
+
+static void method_validation(void **state)
+{
+    struct resp r;
+    http("POST", "/twins/device1/methods?" API, "{\"methodName\":\"echo\",\"responseTimeoutInSeconds\":4}",
+         E.owner_token, &r);
+    json_decref(assert_envelope_b(&r, 400, "ArgumentInvalid", 400004,
+                                  "responseTimeoutInSeconds must be within [5; 300]."));
+    resp_free(&r);
+    http("POST", "/twins/device1/methods?" API, "{\"methodName\":", E.owner_token, &r);
+    json_decref(assert_envelope_b(&r, 400, "IotHubFormatError", 400006, NULL));
+    resp_free(&r);
+    http("POST", "/twins/device1/methods?" API, "{\"methodName\":\"a/b\"}", E.owner_token, &r);
+    json_decref(assert_envelope_b(&r, 400, "ArgumentInvalid", 400004, NULL));
+    resp_free(&r);
+    size_t n = 128 * 1024 + 10;
+    char *big = malloc(n + 64);
+    size_t off = (size_t)snprintf(big, 64, "{\"methodName\":\"echo\",\"payload\":\"");
+    memset(big + off, 'y', n);
+    snprintf(big + off + n, 8, "\"}");
+    http("POST", "/twins/device1/methods?" API, big, E.owner_token, &r);
+    json_decref(assert_envelope_b(&r, 413, "MessageTooLarge", 413001, NULL));
+    resp_free(&r);
+    /* 100 KiB goes through, both ways */
+    off = (size_t)snprintf(big, 64, "{\"methodName\":\"echo\",\"payload\":\"");
+    memset(big + off, 'z', 100 * 1024);
+    snprintf(big + off + 100 * 1024, 8, "\"}");
+    http("POST", "/twins/device1/methods?" API, big, E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, strlen("{\"status\":200,\"payload\":\"\"}") + 100 * 1024);
+    resp_free(&r);
+    free(big);
+}
+
+static void method_device_drops_and_times_out(void **state)
+{
+    struct resp r;
+    int64_t t0 = now_ms();
+    http("POST", "/twins/device1/methods?" API, "{\"methodName\":\"drop\"}", E.owner_token, &r);
+    json_decref(assert_envelope_b(&r, 404, "DeviceNotOnline", 404103, NULL));
+    resp_free(&r);
+    assert_true(now_ms() - t0 < 2000);
+    t0 = now_ms();
+    http("POST", "/twins/device1/methods?" API, "{\"methodName\":\"silent\",\"responseTimeoutInSeconds\":5}",
+         E.owner_token, &r);
+    json_t *inner = assert_envelope_b(&r, 504, "GatewayTimeout", 504101, "Timed out waiting for the response from device.");
+    assert_true(json_is_object(json_object_get(inner, "info")));
+    json_decref(inner);
+    resp_free(&r);
+    int64_t took = now_ms() - t0;
+    assert_true(took >= 4900 && took < 9000);
+}
+
+static void method_caller_goes_away(void **state)
+{
+    struct resp r;
+    struct req q = {.method = "POST", .path = "/twins/device1/methods?" API,
+                    .body = "{\"methodName\":\"silent\",\"responseTimeoutInSeconds\":60}", .authz = E.owner_token,
+                    .timeout_ms = 300};
+    perform(&q, &r);
+    assert_int_equal(r.rc, CURLE_OPERATION_TIMEDOUT);
+    resp_free(&r);
+    int64_t t0 = now_ms();
+    while (health_field("callsPending") != 0 && now_ms() - t0 < 3000)
+        usleep(20000);
+    assert_int_equal(health_field("callsPending"), 0);
+}
+
+static void method_concurrent_calls(void **state)
+{
+    enum { N = 30 };
+    CURLM *m = curl_multi_init();
+    CURL *easy[N];
+    struct resp resps[N];
+    struct curl_slist *hdrs[N];
+    char bodies[N][96];
+    for (int i = 0; i < N; i++) {
+        snprintf(bodies[i], sizeof bodies[i], "{\"methodName\":\"echo\",\"payload\":{\"n\":%d}}", i);
+        struct req q = {.method = "POST", .path = "/twins/device1/methods?" API, .body = bodies[i],
+                        .authz = E.owner_token};
+        easy[i] = make_easy(&q, &resps[i], &hdrs[i]);
+        curl_multi_add_handle(m, easy[i]);
+    }
+    int running = 1;
+    int64_t t0 = now_ms();
+    while (running && now_ms() - t0 < 20000) {
+        curl_multi_perform(m, &running);
+        if (running)
+            curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    for (int i = 0; i < N; i++) {
+        long status = 0;
+        char want[96];
+        curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &status);
+        assert_int_equal(status, 200);
+        snprintf(want, sizeof want, "{\"status\":200,\"payload\":{\"n\":%d}}", i);
+        assert_string_equal(resps[i].body, want);
+        curl_multi_remove_handle(m, easy[i]);
+        curl_easy_cleanup(easy[i]);
+        curl_slist_free_all(hdrs[i]);
+        resp_free(&resps[i]);
+    }
+    curl_multi_cleanup(m);
+}
+
+static void handed_over_connection(void **state)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    E.handoff_fd = sv[1];
+    send_cmd('P');
+    const char *body = "{\"methodName\":\"echo\",\"payload\":7}";
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "POST /twins/device1/methods?" API " HTTP/1.1\r\nHost: localhost\r\nAuthorization: %s\r\n"
+                     "Content-Type: application/json; charset=utf-8\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     E.owner_token, strlen(body), body);
+    assert_int_equal(write(sv[0], req, (size_t)n), n);
+    char buf[4096];
+    size_t len = 0;
+    ssize_t got;
+    while (len + 1 < sizeof buf && (got = read(sv[0], buf + len, sizeof buf - 1 - len)) > 0)
+        len += (size_t)got;
+    buf[len] = '\0';
+    close(sv[0]);
+    assert_memory_equal(buf, "HTTP/1.1 200 OK\r\n", 17);
+    assert_non_null(strstr(buf, "\r\n\r\n{\"status\":200,\"payload\":7}"));
+}
+
+static void no_listener(void **state)
+{
+    char err[128];
+    struct loop *l = loop_new();
+    struct rest_config cfg = {.loop = l, .hub = E.hub, .reg = E.reg, .auth = E.auth, .http_port = 0};
+    struct rest *r = rest_new(&cfg, err, sizeof err);
+    assert_non_null(r);
+    assert_int_equal(rest_actual_http_port(r), 0);
+    rest_free(r);
+    cfg.bind = "::1"; /* IPv6 listener on a free port */
+    cfg.http_port = -1;
+    r = rest_new(&cfg, err, sizeof err);
+    assert_non_null(r);
+    assert_true(rest_actual_http_port(r) > 0);
+    rest_free(r);
+    cfg.bind = "not an address";
+    cfg.http_port = 8080;
+    assert_null(rest_new(&cfg, err, sizeof err));
+    assert_non_null(strstr(err, "bind address"));
+    loop_free(l);
+}
+
+static void stop_loop(struct loop *l, void *ctx)
+{
+    loop_stop(l);
+}
+
+/* Single-threaded, on a loop of its own: rest_free with a call still waiting cancels it in the hub and
+ * closes the caller's connection. */
+static void free_with_waiting_call(void **state)
+{
+    char err[128];
+    struct loop *l = loop_new();
+    struct registry *reg = registry_new(NULL, err, sizeof err);
+    assert_int_equal(registry_ensure_device(reg, "lonely", DEV_KEY, NULL), ERR_OK);
+    struct hub *h = hub_new(l, reg);
+    struct rest_config cfg = {.loop = l, .hub = h, .reg = reg, .auth = E.auth, .http_port = -1};
+    struct rest *r = rest_new(&cfg, err, sizeof err);
+    assert_non_null(r);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)rest_actual_http_port(r)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char *body = "{\"methodName\":\"m\",\"connectTimeoutInSeconds\":60}";
+    char req[1024];
+    int n = snprintf(req, sizeof req,
+                     "POST /twins/lonely/methods?" API " HTTP/1.1\r\nHost: localhost\r\nAuthorization: %s\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     E.owner_token, strlen(body), body);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    loop_timer_add(l, 300, stop_loop, NULL);
+    loop_run(l);
+    struct hub_stats st;
+    hub_get_stats(h, &st);
+    assert_int_equal(st.calls_pending, 1);
+    rest_free(r);
+    hub_get_stats(h, &st);
+    assert_int_equal(st.calls_pending, 0);
+    char buf[256];
+    assert_int_equal(read(fd, buf, sizeof buf), 0); /* closed without an answer */
+    close(fd);
+    hub_free(h);
+    registry_free(reg);
+    loop_free(l);
+}
+
+/* Last: shuts the REST server down with a call in flight. */
+static void shutdown_answers_503(void **state)
+{
+    CURLM *m = curl_multi_init();
+    struct resp r;
+    struct curl_slist *hdrs;
+    struct req q = {.method = "POST", .path = "/twins/device1/methods?" API,
+                    .body = "{\"methodName\":\"silent\",\"responseTimeoutInSeconds\":60}", .authz = E.owner_token};
+    CURL *c = make_easy(&q, &r, &hdrs);
+    curl_multi_add_handle(m, c);
+    int running = 1;
+    int64_t t0 = now_ms();
+    while (health_field("callsPending") == 0 && now_ms() - t0 < 3000) {
+        curl_multi_perform(m, &running);
+        curl_multi_poll(m, NULL, 0, 20, NULL);
+    }
+    send_cmd('S');
+    while (running && now_ms() - t0 < 10000) {
+        curl_multi_perform(m, &running);
+        if (running)
+            curl_multi_poll(m, NULL, 0, 50, NULL);
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    json_decref(assert_envelope_b(&r, 503, "ServiceUnavailable", 503001, NULL));
+    curl_multi_remove_handle(m, c);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
+    curl_multi_cleanup(m);
+    resp_free(&r);
+    /* the dev listener is closed now */
+    struct req h = {.method = "GET", .path = "/health"};
+    perform(&h, &r);
+    assert_int_not_equal(r.rc, CURLE_OK);
+    resp_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(health_and_ca),
+        cmocka_unit_test(unknown_route_and_wrong_method),
+        cmocka_unit_test(authorization),
+        cmocka_unit_test(registry_devices),
+        cmocka_unit_test(registry_reads_and_delete),
+        cmocka_unit_test(registry_encoded_ids_and_modules),
+        cmocka_unit_test(registry_disable_and_delete_disconnect),
+        cmocka_unit_test(method_answered),
+        cmocka_unit_test(method_not_found_and_offline),
+        cmocka_unit_test(method_connect_timeout),
+        cmocka_unit_test(method_validation),
+        cmocka_unit_test(method_device_drops_and_times_out),
+        cmocka_unit_test(method_caller_goes_away),
+        cmocka_unit_test(method_concurrent_calls),
+        cmocka_unit_test(handed_over_connection),
+        cmocka_unit_test(no_listener),
+        cmocka_unit_test(free_with_waiting_call),
+        cmocka_unit_test(shutdown_answers_503),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,420 @@
+/* test_restapi.c -- unit tests for emulator/restapi: routes (percent-decoding, query), direct-method body
+ * validation (code + message), the two error envelopes byte for byte against iothub-protocol.md §4.3,
+ * TimeSpan text and the method-result body. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "err.h"
+#include "restapi.h"
+
+/* ---- routes ---- */
+
+static void route_is(const char *uri, enum restapi_route_kind kind, const char *dev, const char *mod)
+{
+    struct restapi_route r;
+    assert_int_equal(restapi_route_parse(uri, &r), ERR_OK);
+    assert_int_equal(r.kind, kind);
+    if (dev)
+        assert_string_equal(r.device_id, dev);
+    else
+        assert_null(r.device_id);
+    if (mod)
+        assert_string_equal(r.module_id, mod);
+    else
+        assert_null(r.module_id);
+    restapi_route_cleanup(&r);
+}
+
+static void routes_of_the_hub(void **state)
+{
+    route_is("/twins/device1/methods?api-version=2021-04-12", RESTAPI_ROUTE_METHOD, "device1", NULL);
+    route_is("/twins/device1/modules/mod1/methods?api-version=2020-09-30", RESTAPI_ROUTE_METHOD, "device1", "mod1");
+    route_is("/devices", RESTAPI_ROUTE_DEVICES, NULL, NULL);
+    route_is("/devices/?api-version=2021-04-12", RESTAPI_ROUTE_DEVICES, NULL, NULL);
+    route_is("/devices/d1?api-version=1", RESTAPI_ROUTE_DEVICE, "d1", NULL);
+    route_is("/devices/d1/modules", RESTAPI_ROUTE_MODULES, "d1", NULL);
+    route_is("/devices/d1/modules/", RESTAPI_ROUTE_MODULES, "d1", NULL);
+    route_is("/devices/d1/modules/m1", RESTAPI_ROUTE_MODULE, "d1", "m1");
+    route_is("/health", RESTAPI_ROUTE_HEALTH, NULL, NULL);
+    route_is("/emulator/ca.pem", RESTAPI_ROUTE_CA_PEM, NULL, NULL);
+}
+
+static void routes_decode_ids(void **state)
+{
+    /* Node's encodeURIComponent: '#' %23, '?' %3F, '$' %24, '+' kept as '+' (it is an id character) */
+    route_is("/twins/d%231%3F%24/modules/m%2a+1/methods?api-version=x", RESTAPI_ROUTE_METHOD, "d#1?$", "m*+1");
+    route_is("/devices/a%25b", RESTAPI_ROUTE_DEVICE, "a%b", NULL);
+    route_is("/devices/caf%C3%A9", RESTAPI_ROUTE_DEVICE, "caf\xc3\xa9", NULL);
+    struct restapi_route r;
+    assert_int_equal(restapi_route_parse("/devices/d%zz", &r), ERR_MALFORMED);
+    assert_int_equal(r.kind, RESTAPI_ROUTE_NONE);
+    restapi_route_cleanup(&r);
+    assert_int_equal(restapi_route_parse("/devices/d%00", &r), ERR_MALFORMED);
+    restapi_route_cleanup(&r);
+}
+
+static void unknown_routes(void **state)
+{
+    const char *uris[] = {"",
+                          "/",
+                          "/foo",
+                          "twins/d/methods",
+                          "/twins//methods",
+                          "/twins/d/methods/",
+                          "/twins/d/modules//methods",
+                          "/twins/d",
+                          "/devices//modules",
+                          "/devices/d1/x",
+                          "/devices/d1/modules/m1/extra",
+                          "/emulator/ca.pem/x",
+                          "/a/b/c/d/e/f/g/h",
+                          "/HEALTH"};
+    for (size_t i = 0; i < sizeof uris / sizeof uris[0]; i++)
+        route_is(uris[i], RESTAPI_ROUTE_NONE, NULL, NULL);
+    struct restapi_route r;
+    assert_int_equal(restapi_route_parse(NULL, &r), ERR_OK);
+    assert_int_equal(r.kind, RESTAPI_ROUTE_NONE);
+    restapi_route_cleanup(&r);
+}
+
+static void query_api_version_and_top(void **state)
+{
+    struct restapi_route r;
+    assert_int_equal(restapi_route_parse("/twins/d/methods", &r), ERR_OK);
+    assert_false(r.has_api_version);
+    restapi_route_cleanup(&r);
+    assert_int_equal(restapi_route_parse("/twins/d/methods?api-version=", &r), ERR_OK);
+    assert_false(r.has_api_version);
+    restapi_route_cleanup(&r);
+    assert_int_equal(restapi_route_parse("/twins/d/methods?x=1&api-version=2021-04-12&y", &r), ERR_OK);
+    assert_true(r.has_api_version);
+    restapi_route_cleanup(&r);
+    assert_int_equal(restapi_route_parse("/devices/?top=5&api-version=2020-09-30", &r), ERR_OK);
+    assert_int_equal(r.kind, RESTAPI_ROUTE_DEVICES);
+    assert_int_equal(r.top, 5);
+    assert_false(r.top_invalid);
+    assert_true(r.has_api_version);
+    restapi_route_cleanup(&r);
+    assert_int_equal(restapi_route_parse("/devices/", &r), ERR_OK);
+    assert_int_equal(r.top, RESTAPI_TOP_DEFAULT);
+    restapi_route_cleanup(&r);
+    const char *bad[] = {"/devices?top=0", "/devices?top=1001", "/devices?top=abc", "/devices?top=", "/devices?top=-1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(restapi_route_parse(bad[i], &r), ERR_OK);
+        assert_true(r.top_invalid);
+        restapi_route_cleanup(&r);
+    }
+    assert_int_equal(restapi_route_parse("/devices?top=1000", &r), ERR_OK);
+    assert_int_equal(r.top, 1000);
+    assert_false(r.top_invalid);
+    restapi_route_cleanup(&r);
+}
+
+static void allowed_methods(void **state)
+{
+    assert_true(restapi_route_allows(RESTAPI_ROUTE_METHOD, "POST"));
+    assert_false(restapi_route_allows(RESTAPI_ROUTE_METHOD, "GET"));
+    assert_true(restapi_route_allows(RESTAPI_ROUTE_DEVICE, "GET"));
+    assert_true(restapi_route_allows(RESTAPI_ROUTE_DEVICE, "PUT"));
+    assert_true(restapi_route_allows(RESTAPI_ROUTE_DEVICE, "DELETE"));
+    assert_false(restapi_route_allows(RESTAPI_ROUTE_DEVICE, "POST"));
+    assert_false(restapi_route_allows(RESTAPI_ROUTE_DEVICE, "DEL"));
+    assert_true(restapi_route_allows(RESTAPI_ROUTE_DEVICES, "GET"));
+    assert_false(restapi_route_allows(RESTAPI_ROUTE_DEVICES, "PUT"));
+    assert_false(restapi_route_allows(RESTAPI_ROUTE_NONE, "GET"));
+    assert_false(restapi_route_allows(RESTAPI_ROUTE_HEALTH, ""));
+    assert_string_equal(restapi_route_allow(RESTAPI_ROUTE_MODULE), "GET, PUT, DELETE");
+    assert_string_equal(restapi_route_allow(RESTAPI_ROUTE_METHOD), "POST");
+}
+
+/* ---- method bodies ---- */
+
+static void body_ok(const char *body, const char *name, const char *payload, int rto, int cto)
+{
+    struct restapi_method_call c;
+    struct restapi_error e;
+    assert_int_equal(restapi_method_parse(body, strlen(body), &c, &e), ERR_OK);
+    assert_string_equal(c.method_name, name);
+    if (payload) {
+        assert_non_null(c.payload);
+        assert_string_equal(c.payload, payload);
+        assert_int_equal(c.payload_len, strlen(payload));
+    } else {
+        assert_null(c.payload);
+        assert_int_equal(c.payload_len, 0);
+    }
+    assert_int_equal(c.response_timeout_s, rto);
+    assert_int_equal(c.connect_timeout_s, cto);
+    restapi_method_cleanup(&c);
+}
+
+static void body_err(const char *body, size_t len, int code, const char *message)
+{
+    struct restapi_method_call c;
+    struct restapi_error e;
+    assert_int_equal(restapi_method_parse(body, len, &c, &e), ERR_INVALID);
+    assert_int_equal(e.code, code);
+    assert_int_equal(e.envelope, RESTAPI_ENVELOPE_B);
+    if (message)
+        assert_string_equal(e.message, message);
+    assert_null(c.method_name);
+    assert_null(c.payload);
+}
+
+static void method_bodies_accepted(void **state)
+{
+    body_ok("{\"methodName\":\"DeviceMethod\",\"payload\":{\"method_number\":\"42\"},\"responseTimeoutInSeconds\":30,"
+            "\"connectTimeoutInSeconds\":0}",
+            "DeviceMethod", "{\"method_number\":\"42\"}", 30, 0);
+    body_ok("{\"methodName\":\"m\"}", "m", NULL, 30, 0);
+    body_ok("{\"methodName\":\"m\",\"payload\":null,\"responseTimeoutInSeconds\":null}", "m", NULL, 30, 0);
+    body_ok("{\"methodName\":\"m\",\"payload\":\"str\"}", "m", "\"str\"", 30, 0);
+    body_ok("{\"methodName\":\"m\",\"payload\": [ 1, 2 , {\"b\" : 0.1, \"a\": true}],"
+            "\"responseTimeoutInSeconds\":5,\"connectTimeoutInSeconds\":300}",
+            "m", "[1,2,{\"b\":0.1,\"a\":true}]", 5, 300);
+    body_ok("{\"methodName\":\"m\",\"payload\":1.5e300,\"responseTimeoutInSeconds\":300.0,\"extra\":1}", "m",
+            "1.5e300", 300, 0);
+    body_ok("{\"methodName\":\"m\",\"payload\":0.30000000000000004}", "m", "0.30000000000000004", 30, 0);
+    body_ok("{\"methodName\":\"a-b_c.d~!#%&'*+^`|\",\"payload\":false}", "a-b_c.d~!#%&'*+^`|", "false", 30, 0);
+}
+
+static void method_timeouts_rejected(void **state)
+{
+    const char *rto = "responseTimeoutInSeconds must be within [5; 300].";
+    const char *cto = "connectTimeoutInSeconds must be within [0; 300].";
+    const char *b1 = "{\"methodName\":\"m\",\"responseTimeoutInSeconds\":4}";
+    const char *b2 = "{\"methodName\":\"m\",\"responseTimeoutInSeconds\":301}";
+    const char *b3 = "{\"methodName\":\"m\",\"responseTimeoutInSeconds\":3000}";
+    const char *b4 = "{\"methodName\":\"m\",\"connectTimeoutInSeconds\":-1}";
+    const char *b5 = "{\"methodName\":\"m\",\"connectTimeoutInSeconds\":301}";
+    const char *b6 = "{\"methodName\":\"m\",\"responseTimeoutInSeconds\":\"30\"}";
+    const char *b7 = "{\"methodName\":\"m\",\"connectTimeoutInSeconds\":1.5}";
+    const char *b8 = "{\"methodName\":\"m\",\"responseTimeoutInSeconds\":1e20}";
+    body_err(b1, strlen(b1), RESTAPI_ARGUMENT_INVALID, rto);
+    body_err(b2, strlen(b2), RESTAPI_ARGUMENT_INVALID, rto);
+    body_err(b3, strlen(b3), RESTAPI_ARGUMENT_INVALID, rto);
+    body_err(b4, strlen(b4), RESTAPI_ARGUMENT_INVALID, cto);
+    body_err(b5, strlen(b5), RESTAPI_ARGUMENT_INVALID, cto);
+    body_err(b6, strlen(b6), RESTAPI_ARGUMENT_INVALID, "responseTimeoutInSeconds must be an integer.");
+    body_err(b7, strlen(b7), RESTAPI_ARGUMENT_INVALID, "connectTimeoutInSeconds must be an integer.");
+    body_err(b8, strlen(b8), RESTAPI_ARGUMENT_INVALID, rto);
+}
+
+static void method_names_rejected(void **state)
+{
+    const char *none = "{\"payload\":1}";
+    const char *null = "{\"methodName\":null}";
+    body_err(none, strlen(none), RESTAPI_ARGUMENT_INVALID, "methodName is required.");
+    body_err(null, strlen(null), RESTAPI_ARGUMENT_INVALID, "methodName is required.");
+    const char *bad[] = {"\"\"", "42", "\"a b\"", "\"a\\tb\"", "\"caf\\u00e9\"", "\"a\\u0000b\"", "\"a\\u007fb\""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[64];
+        snprintf(body, sizeof body, "{\"methodName\":%s}", bad[i]);
+        body_err(body, strlen(body), RESTAPI_ARGUMENT_INVALID, NULL);
+    }
+    const char *excluded = "$()<>@,;:\\\"/[]?={}";
+    for (const char *p = excluded; *p; p++) {
+        char name[4] = {'a', *p, 'b', 0};
+        assert_false(restapi_method_name_is_valid(name));
+    }
+    assert_true(restapi_method_name_is_valid("DeviceMethod"));
+    assert_false(restapi_method_name_is_valid(""));
+    assert_false(restapi_method_name_is_valid(NULL));
+}
+
+static void method_bodies_unparsable(void **state)
+{
+    const char *msg = "The request body is not valid JSON.";
+    body_err("", 0, RESTAPI_FORMAT_ERROR, msg);
+    body_err(NULL, 0, RESTAPI_FORMAT_ERROR, msg);
+    body_err("{\"methodName\":", 14, RESTAPI_FORMAT_ERROR, msg);
+    body_err("{\"methodName\":\"m\"} x", 21, RESTAPI_FORMAT_ERROR, msg);
+    body_err("{\"methodName\":\"m\",\"payload\":123456789012345678901234}", 53, RESTAPI_FORMAT_ERROR, msg);
+    body_err("[1]", 3, RESTAPI_FORMAT_ERROR, "The request body must be a JSON object.");
+    body_err("\"x\"", 3, RESTAPI_FORMAT_ERROR, "The request body must be a JSON object.");
+    /* a NUL inside the buffer is not JSON */
+    body_err("{\"methodName\":\"m\"}\0", 19, RESTAPI_FORMAT_ERROR, msg);
+}
+
+/* {"methodName":"m","payload":"xxx..."} whose compact payload is payload_len bytes. */
+static char *body_with_payload(size_t payload_len)
+{
+    size_t n = payload_len - 2;
+    char *b = malloc(n + 64);
+    assert_non_null(b);
+    size_t off = (size_t)snprintf(b, 64, "{\"methodName\":\"m\",\"payload\":\"");
+    memset(b + off, 'x', n);
+    snprintf(b + off + n, 8, "\"}");
+    return b;
+}
+
+static void payload_size_limit(void **state)
+{
+    char *ok = body_with_payload(RESTAPI_MAX_PAYLOAD);
+    struct restapi_method_call c;
+    struct restapi_error e;
+    assert_int_equal(restapi_method_parse(ok, strlen(ok), &c, &e), ERR_OK);
+    assert_int_equal(c.payload_len, RESTAPI_MAX_PAYLOAD);
+    restapi_method_cleanup(&c);
+    free(ok);
+    char *big = body_with_payload(RESTAPI_MAX_PAYLOAD + 1);
+    body_err(big, strlen(big), RESTAPI_MESSAGE_TOO_LARGE, NULL);
+    free(big);
+}
+
+/* ---- envelopes ---- */
+
+static struct timespec at(int y, int mo, int d, int h, int mi, int s, long nsec)
+{
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = s};
+    struct timespec ts = {.tv_sec = timegm(&tm), .tv_nsec = nsec};
+    return ts;
+}
+
+static void render_is(const struct restapi_error *e, const char *tracking, struct timespec when, const char *want)
+{
+    char *text = restapi_error_render(e, tracking, &when);
+    assert_non_null(text);
+    assert_string_equal(text, want);
+    free(text);
+}
+
+static void envelope_b_examples(void **state)
+{
+    struct restapi_error e;
+    restapi_error_set(&e, RESTAPI_DEVICE_NOT_ONLINE, RESTAPI_ENVELOPE_B, "Timed out waiting for device to connect.");
+    e.info = RESTAPI_INFO_TIMEOUT;
+    e.timeout_s = 0;
+    render_is(&e, "fe40f545", at(2019, 10, 10, 1, 48, 31, 92412900),
+              "{\"Message\":\"{\\\"errorCode\\\":404103,\\\"trackingId\\\":\\\"fe40f545-G:0-TimeStamp:10/10/2019 "
+              "01:48:31\\\",\\\"message\\\":\\\"Timed out waiting for device to connect.\\\",\\\"info\\\":{"
+              "\\\"timeout\\\":\\\"00:00:00\\\"},\\\"timestampUtc\\\":\\\"2019-10-10T01:48:31.0924129Z\\\"}\","
+              "\"ExceptionMessage\":\"\"}");
+    restapi_error_set(&e, RESTAPI_GATEWAY_TIMEOUT, RESTAPI_ENVELOPE_B, "Timed out waiting for the response from device.");
+    e.info = RESTAPI_INFO_EMPTY;
+    render_is(&e, "40a7dd98", at(2019, 12, 3, 15, 0, 9, 8252300),
+              "{\"Message\":\"{\\\"errorCode\\\":504101,\\\"trackingId\\\":\\\"40a7dd98-G:0-TimeStamp:12/03/2019 "
+              "15:00:09\\\",\\\"message\\\":\\\"Timed out waiting for the response from device.\\\",\\\"info\\\":{},"
+              "\\\"timestampUtc\\\":\\\"2019-12-03T15:00:09.0082523Z\\\"}\",\"ExceptionMessage\":\"\"}");
+    restapi_error_set(&e, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_B, "%s must be within [%d; %d].",
+                      "responseTimeoutInSeconds", 5, 300);
+    render_is(&e, "ca2359", at(2018, 12, 4, 12, 33, 53, 209148900),
+              "{\"Message\":\"{\\\"errorCode\\\":400004,\\\"trackingId\\\":\\\"ca2359-G:0-TimeStamp:12/04/2018 "
+              "12:33:53\\\",\\\"message\\\":\\\"responseTimeoutInSeconds must be within [5; 300].\\\","
+              "\\\"timestampUtc\\\":\\\"2018-12-04T12:33:53.2091489Z\\\"}\",\"ExceptionMessage\":\"\"}");
+    restapi_error_set(&e, RESTAPI_DEVICE_NOT_ONLINE, RESTAPI_ENVELOPE_B, "Timed out waiting for device to connect.");
+    e.info = RESTAPI_INFO_TIMEOUT;
+    e.timeout_s = 10;
+    char *text = restapi_error_render(&e, "ab", &(struct timespec){0, 0});
+    assert_non_null(strstr(text, "\\\"info\\\":{\\\"timeout\\\":\\\"00:00:10\\\"}"));
+    assert_non_null(strstr(text, "1970-01-01T00:00:00.0000000Z"));
+    free(text);
+}
+
+static void envelope_a_examples(void **state)
+{
+    struct restapi_error e;
+    restapi_error_set(&e, RESTAPI_DEVICE_NOT_FOUND, RESTAPI_ENVELOPE_A, "%s", "sensor-thl-001");
+    render_is(&e, "06e0221675514160850421f0b3b787a9", at(2023, 10, 24, 16, 57, 0, 0),
+              "{\"Message\":\"ErrorCode:DeviceNotFound;sensor-thl-001\",\"ExceptionMessage\":\"Tracking "
+              "ID:06e0221675514160850421f0b3b787a9-G:0-TimeStamp:10/24/2023 16:57:00\"}");
+    restapi_error_set(&e, RESTAPI_UNAUTHORIZED, RESTAPI_ENVELOPE_A, "Unauthorized");
+    render_is(&e, "0123", at(2016, 12, 14, 3, 15, 17, 5),
+              "{\"Message\":\"ErrorCode:IotHubUnauthorizedAccess;Unauthorized\",\"ExceptionMessage\":\"Tracking "
+              "ID:0123-G:0-TimeStamp:12/14/2016 03:15:17\"}");
+    restapi_error_set(&e, RESTAPI_DEVICE_EXISTS, RESTAPI_ENVELOPE_A, "A device with ID '%s' is already registered.",
+                      "iotdevice1");
+    render_is(&e, "1", at(2020, 1, 2, 3, 4, 5, 0),
+              "{\"Message\":\"ErrorCode:DeviceAlreadyExists;A device with ID 'iotdevice1' is already registered.\","
+              "\"ExceptionMessage\":\"Tracking ID:1-G:0-TimeStamp:01/02/2020 03:04:05\"}");
+    /* quotes and control characters in a message are escaped, never break the JSON */
+    restapi_error_set(&e, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "bad \"id\"\n");
+    render_is(&e, "1", at(2020, 1, 2, 3, 4, 5, 0),
+              "{\"Message\":\"ErrorCode:ArgumentInvalid;bad \\\"id\\\"\\n\",\"ExceptionMessage\":\"Tracking "
+              "ID:1-G:0-TimeStamp:01/02/2020 03:04:05\"}");
+}
+
+static void code_names(void **state)
+{
+    assert_string_equal(restapi_code_name(RESTAPI_INVALID_PROTOCOL_VERSION), "InvalidProtocolVersion");
+    assert_string_equal(restapi_code_name(RESTAPI_DEVICE_NOT_ONLINE), "DeviceNotOnline");
+    assert_string_equal(restapi_code_name(RESTAPI_GATEWAY_TIMEOUT), "GatewayTimeout");
+    assert_string_equal(restapi_code_name(RESTAPI_MODULE_EXISTS), "ModuleAlreadyExistsOnDevice");
+    assert_string_equal(restapi_code_name(RESTAPI_PRECONDITION_FAILED), "PreconditionFailed");
+    assert_string_equal(restapi_code_name(RESTAPI_MESSAGE_TOO_LARGE), "MessageTooLarge");
+    assert_string_equal(restapi_code_name(123), "ServerError");
+}
+
+static void timespans(void **state)
+{
+    const struct {
+        int64_t s;
+        const char *want;
+    } v[] = {{0, "00:00:00"},         {10, "00:00:10"},         {300, "00:05:00"}, {3661, "01:01:01"},
+             {86399, "23:59:59"},     {86400, "1.00:00:00"},    {90061, "1.01:01:01"}};
+    char out[32];
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        assert_int_equal(restapi_timespan(v[i].s, out, sizeof out), ERR_OK);
+        assert_string_equal(out, v[i].want);
+    }
+    assert_int_equal(restapi_timespan(-1, out, sizeof out), ERR_INVALID);
+    assert_int_equal(restapi_timespan(10, out, 8), ERR_INVALID);
+    assert_int_equal(restapi_timespan(10, out, 9), ERR_OK);
+}
+
+/* ---- method results ---- */
+
+static void result_is(int status, const char *body, size_t len, const char *want)
+{
+    size_t out_len = 0;
+    char *text = restapi_method_result(status, (const uint8_t *)body, len, &out_len);
+    assert_non_null(text);
+    assert_string_equal(text, want);
+    assert_int_equal(out_len, strlen(want));
+    free(text);
+}
+
+static void method_results(void **state)
+{
+    result_is(200, "{\"a\":1}", 7, "{\"status\":200,\"payload\":{\"a\":1}}");
+    result_is(200, "", 0, "{\"status\":200,\"payload\":null}");
+    result_is(201, "null", 4, "{\"status\":201,\"payload\":null}");
+    result_is(-1, "\"ok\"", 4, "{\"status\":-1,\"payload\":\"ok\"}");
+    /* valid JSON passes through byte for byte, whitespace included */
+    result_is(200, "{ \"b\" : [1, 2] }\n", 17, "{\"status\":200,\"payload\":{ \"b\" : [1, 2] }\n}");
+    /* not JSON: a JSON string */
+    result_is(500, "hello", 5, "{\"status\":500,\"payload\":\"hello\"}");
+    result_is(200, "{'filename': 'logs.zip'}", 24, "{\"status\":200,\"payload\":\"{'filename': 'logs.zip'}\"}");
+    result_is(200, "a\"b\n", 4, "{\"status\":200,\"payload\":\"a\\\"b\\n\"}");
+    result_is(200, "x\xff\xc3\xa9", 4, "{\"status\":200,\"payload\":\"x\xef\xbf\xbd\xc3\xa9\"}");
+    result_is(200, "\xed\xa0\x80", 3, "{\"status\":200,\"payload\":\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"}");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(routes_of_the_hub),
+        cmocka_unit_test(routes_decode_ids),
+        cmocka_unit_test(unknown_routes),
+        cmocka_unit_test(query_api_version_and_top),
+        cmocka_unit_test(allowed_methods),
+        cmocka_unit_test(method_bodies_accepted),
+        cmocka_unit_test(method_timeouts_rejected),
+        cmocka_unit_test(method_names_rejected),
+        cmocka_unit_test(method_bodies_unparsable),
+        cmocka_unit_test(payload_size_limit),
+        cmocka_unit_test(envelope_b_examples),
+        cmocka_unit_test(envelope_a_examples),
+        cmocka_unit_test(code_names),
+        cmocka_unit_test(timespans),
+        cmocka_unit_test(method_results),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
