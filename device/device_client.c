@@ -566,6 +566,20 @@ static int socket_error(int fd)
     return err;
 }
 
+/* After a non-blocking connect reports progress: 0 when connected, else why not. libmosquitto's first TLS
+ * write may already have consumed SO_ERROR, so "not connected" without an error means refused. */
+static int tcp_connect_error(int fd)
+{
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    int err = socket_error(fd);
+    if (err)
+        return err;
+    if (getpeername(fd, (struct sockaddr *)&peer, &len) == 0)
+        return 0;
+    return errno == ENOTCONN ? ECONNREFUSED : errno;
+}
+
 /* Waits up to timeout_ms for the socket, the self-pipe or nothing, then lets libmosquitto do its work. */
 static void wait_and_service(struct device_client *c, int timeout_ms)
 {
@@ -583,7 +597,7 @@ static void wait_and_service(struct device_client *c, int timeout_ms)
     short rev = n > 0 ? pfd[1].revents : 0;
     bool connecting = c->phase == PHASE_CONNECTING;
     if (connecting && !c->at.tcp_up && (rev & (POLLOUT | POLLERR | POLLHUP))) {
-        int err = socket_error(sock);
+        int err = tcp_connect_error(sock);
         if (err) {
             c->at.sys_errno = err;
             abandon(c, DEVICE_CLIENT_REASON_NONE, "");
