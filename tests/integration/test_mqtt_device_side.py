@@ -287,6 +287,34 @@ class DeviceSideTest(unittest.TestCase):
             self.assertEqual(resp.status, 200)
             self.assertEqual(json.loads(resp.read())["status"], "ok")
 
+    # ---- registry follows presence ----
+    def test_registry_shows_connection_state(self):
+        status, _, before = self.emu.rest("GET", "/devices/device1?api-version=2021-04-12")
+        self.assertEqual((status, before["connectionState"]), (200, "Disconnected"))
+        d = Device(self.emu)
+        self.assertEqual(d.connect(), 0)
+        _, _, during = self.emu.rest("GET", "/devices/device1?api-version=2021-04-12")
+        self.assertEqual(during["connectionState"], "Connected")
+        self.assertNotEqual(during["connectionStateUpdatedTime"], "0001-01-01T00:00:00Z")
+        d.close()
+        deadline = time.monotonic() + WAIT
+        state = "Connected"
+        while state == "Connected" and time.monotonic() < deadline:  # no event to await over REST: poll
+            state = self.emu.rest("GET", "/devices/device1?api-version=2021-04-12")[2]["connectionState"]
+            time.sleep(0.05)
+        self.assertEqual(state, "Disconnected")
+
+    def test_disabling_a_device_closes_its_connection(self):
+        status, _, body = self.emu.create_device("tobedisabled")
+        self.assertEqual(status, 200, body)
+        d = Device(self.emu, device_id="tobedisabled", key=body["authentication"]["symmetricKey"]["primaryKey"])
+        self.assertEqual(d.connect(), 0)
+        body["status"] = "disabled"
+        status, _, _ = self.emu.rest("PUT", "/devices/tobedisabled?api-version=2021-04-12", body,
+                                     headers={"If-Match": '"*"'})
+        self.assertEqual(status, 200)
+        self.assertTrue(d.disconnected.wait(WAIT), "the disabled device stayed connected")
+
     # ---- methods ----
     def test_method_goes_to_exactly_one_of_two_devices(self):
         status, _, body = self.emu.create_device("device2")
