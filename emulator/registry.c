@@ -1106,6 +1106,11 @@ json_t *registry_identity_json(const struct identity *id)
         (caps && json_object_update(head, caps))) {
         json_decref(head);
         head = NULL;
+    } else if (id->module_id[0]) {
+        /* The hub's Module object has no status fields (REST reference "Modules - Get Identity"). */
+        json_object_del(head, "status");
+        json_object_del(head, "statusReason");
+        json_object_del(head, "statusUpdatedTime");
     }
     json_decref(o);
     json_decref(caps);

@@ -191,10 +191,8 @@ static int start_timers(struct session *s, uint16_t keep_alive, int64_t expiry)
 {
     struct loop *l = s->env->loop;
     if (keep_alive) {
-        int64_t t = (int64_t)keep_alive * 3 / 2;
-        s->keepalive_ms = (t > SESSION_KEEPALIVE_CAP_S ? SESSION_KEEPALIVE_CAP_S : t) * 1000;
-        if (s->keepalive_ms < 1000)
-            s->keepalive_ms = 1500; /* 1.5 x 1 s */
+        int64_t t = (int64_t)keep_alive * 1500; /* 1.5 x, in ms */
+        s->keepalive_ms = t > SESSION_KEEPALIVE_CAP_S * 1000 ? SESSION_KEEPALIVE_CAP_S * 1000 : t;
         s->keepalive_timer = loop_timer_add(l, s->keepalive_ms, on_keepalive_timer, s);
     }
     int64_t left_s = expiry + s->env->token_skew_s - loop_wall_s(l);

@@ -56,7 +56,8 @@ static struct service_client *make_client(const struct service_cmd *cmd, int *st
     char err[512];
     const char *cs = cmd->connection_string ? cmd->connection_string : env("IOTHUB_CONNECTION_STRING");
     struct service_client_options o = {
-        .ca_file = cmd->ca_file ? cmd->ca_file : env("IOTHUB_CA_FILE"),
+        /* An empty --ca-file means the system store, even when IOTHUB_CA_FILE is set. */
+        .ca_file = cmd->ca_file ? (*cmd->ca_file ? cmd->ca_file : NULL) : env("IOTHUB_CA_FILE"),
         .base_url = cmd->url ? cmd->url : env("IOTHUB_SERVICE_URL"),
     };
     *status = SERVICE_CMD_EXIT_USAGE;

@@ -347,6 +347,7 @@ const char *service_cmd_usage(void)
            "  --connection-string CS  service connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...)\n"
            "                          default: $IOTHUB_CONNECTION_STRING\n"
            "  --ca-file FILE          trust this CA (the emulator's ca.pem); default: $IOTHUB_CA_FILE, else the system store\n"
+           "                          ('' for the system store even when IOTHUB_CA_FILE is set)\n"
            "  --url BASE              send requests to BASE instead of https://HostName, e.g. the emulator's dev ports\n"
            "                          https://localhost:8443 or http://127.0.0.1:8080; default: $IOTHUB_SERVICE_URL\n"
            "  --json                  print one JSON object (keys are never included except by connection-string, sas)\n"
@@ -359,7 +360,14 @@ const char *service_cmd_usage(void)
            "  3 cannot reach the hub (connection refused, DNS, TLS verification)\n"
            "  4 unauthorized (HTTP 401)   5 device or module not found (HTTP 404)\n"
            "  6 device not online (404103)  7 timeout (504101, or no answer in time)\n"
-           "  8 any other hub error (bad timeout value, already exists, throttled, server error...)\n";
+           "  8 any other hub error (bad timeout value, already exists, throttled, server error...)\n"
+           "\n"
+           "From nothing to a call against the emulator (a real hub: its connection string, and no CA file):\n"
+           "  export IOTHUB_CONNECTION_STRING='HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=...'\n"
+           "  export IOTHUB_CA_FILE=.iothub-emulator/ca.pem     # in the emulator's --data-dir\n"
+           "  iothub-service device create mydevice\n"
+           "  iothub-service device connection-string mydevice  # start the device with it, then:\n"
+           "  iothub-service invoke mydevice --connect-timeout 10\n";
 }
 
 /* ---- exit statuses and error lines ---- */

@@ -1,9 +1,10 @@
 // service_emulator.test.js -- iothub-service end to end: the emulator as the hub and the official, unmodified
 // Node device SDK (azure-iot-device + azure-iot-device-mqtt) as the device. The tutorial's call with the
-// program's defaults, each error exit status (offline, timeout, unknown device, wrong key, untrusted TLS),
-// module calls, a registry round trip whose connection strings the SDK connects with, and tokens from `sas`
-// accepted by the emulator and by the Node SDK's own token code. The program talks HTTPS on :443 with the
-// emulator's CA (--ca-file), as a user would; one test uses the plain HTTP dev port (--url).
+// program's defaults, each error exit status (offline, timeout, unknown device, wrong key, untrusted TLS,
+// nothing listening), module calls, a registry round trip whose connection strings the SDK connects with, and
+// tokens from `sas` accepted by the emulator (MQTT connect, REST) and equal to the Node SDK's own. The program
+// talks HTTPS on :443 with the emulator's CA (--ca-file), as a user would; one test uses the plain HTTP dev port.
+// The SDK subscribes to methods after open() resolves, so calls pass --connect-timeout instead of sleeping.
 // Run through run_node_test.py (fixed ports 443/8883, NODE_EXTRA_CA_CERTS, IOTHUB_EMULATOR_BIN,
 // IOTHUB_SERVICE_BIN).
 'use strict';
@@ -46,16 +47,10 @@ async function svcOk(emu, ...args) {
   return out;
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-// Node subscribes to methods after open() resolves; retry while the hub says "not online" (exit 6).
-async function invokeWhenListening(emu, ...args) {
-  const deadline = Date.now() + 15000;
-  for (;;) {
-    const out = await svc(emu, 'invoke', ...args);
-    if (out.code !== 6 || Date.now() > deadline) return out;
-    await sleep(200);
-  }
+// The Node device SDK subscribes to methods lazily, after open() resolves: the call asks the hub to wait for the
+// device (--connect-timeout) instead of sleeping or retrying.
+function invokeWhenListening(emu, ...args) {
+  return svc(emu, 'invoke', ...args, '--connect-timeout', '30');
 }
 
 // A device (or module) answering methodName with handler(request) -> [status, payload] (null: no answer).
@@ -77,15 +72,23 @@ test('the tutorial call with the defaults: invoke device1', async () => {
   await withEmulator({}, async (emu) => {
     const dev = await startDevice(deviceFrom(emu.deviceConnectionString()), 'DeviceMethod', () => [200, TUTORIAL_RESPONSE]);
     try {
-      const out = await invokeWhenListening(emu, 'device1');
-      assert.equal(out.code, 0, out.stderr);
-      assert.equal(out.stdout, 'Invoking direct method for device: device1\nMethod name: DeviceMethod\n'
+      const expected = 'Invoking direct method for device: device1\nMethod name: DeviceMethod\n'
         + 'Method payload: {"method_number":"42"}\n'
-        + 'Response status: 200, payload:\n\t{"Response":"This is the response from the device"}\n');
+        + 'Response status: 200, payload:\n\t{"Response":"This is the response from the device"}\n';
+      // The first call waits for the lazy method subscription; once it is answered, the device listens, and the
+      // second call uses nothing but the defaults.
+      const first = await invokeWhenListening(emu, 'device1');
+      assert.equal(first.code, 0, first.stderr);
+      assert.equal(first.stdout, expected);
+      const out = await svc(emu, 'invoke', 'device1');
+      assert.equal(out.code, 0, out.stderr);
+      assert.equal(out.stdout, expected);
       assert.equal(out.stderr, '');
-      const last = dev.calls[dev.calls.length - 1];
-      assert.equal(last.methodName, 'DeviceMethod');
-      assert.deepEqual(last.payload, { method_number: '42' });
+      assert.equal(dev.calls.length, 2);
+      for (const call of dev.calls) {
+        assert.equal(call.methodName, 'DeviceMethod');
+        assert.deepEqual(call.payload, { method_number: '42' });
+      }
     } finally {
       await dev.client.close();
     }
@@ -144,7 +147,9 @@ test('unknown device: exit 5; a timeout the hub rejects: exit 8', async () => {
 });
 
 test('wrong service key: exit 4; untrusted TLS: exit 3; nothing listening: exit 3', async () => {
+  let freedPort;
   await withEmulator({}, async (emu) => {
+    freedPort = emu.httpPort;
     const wrong = `HostName=${HOST};SharedAccessKeyName=iothubowner;SharedAccessKey=${DEVICE1_KEY}`;
     const out = await run(['invoke', 'device1', '--connection-string', wrong, '--ca-file', caFile(emu)]);
     assert.equal(out.code, 4, out.stderr);
@@ -154,9 +159,18 @@ test('wrong service key: exit 4; untrusted TLS: exit 3; nothing listening: exit 
     const tls = await run(['device', 'list', '--connection-string', emu.serviceConnectionString()]);
     assert.equal(tls.code, 3, tls.stderr);
     assert.match(tls.stderr, /^iothub-service: TLS with the hub failed: .*--ca-file/);
+
+    // The environment as the README sets it up; an empty --ca-file goes back to the system store.
+    const fromEnv = { IOTHUB_CONNECTION_STRING: emu.serviceConnectionString(), IOTHUB_CA_FILE: caFile(emu) };
+    assert.equal((await run(['device', 'list'], fromEnv)).code, 0);
+    const systemStore = await run(['device', 'list', '--ca-file', ''], fromEnv);
+    assert.equal(systemStore.code, 3, systemStore.stderr);
+    assert.match(systemStore.stderr, /^iothub-service: TLS with the hub failed: /);
   });
+  // The stopped emulator's dev port: nothing listens there now (unlike :443, which another test may hold).
   const down = await run(['device', 'list', '--connection-string',
-    `HostName=${HOST};SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`]);
+    `HostName=${HOST};SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`, '--url',
+    `http://127.0.0.1:${freedPort}`]);
   assert.equal(down.code, 3, down.stderr);
   assert.match(down.stderr, /^iothub-service: cannot connect to the hub: /);
 });
@@ -166,6 +180,9 @@ test('module calls: create a module, connect it with its connection string, invo
     await svcOk(emu, 'module', 'create', 'device1', 'filter');
     const cs = (await svcOk(emu, 'module', 'connection-string', 'device1', 'filter')).stdout.trim();
     assert.match(cs, /^HostName=localhost;DeviceId=device1;ModuleId=filter;SharedAccessKey=[A-Za-z0-9+/=]{44}$/);
+    const before = await svc(emu, 'invoke', 'device1', 'Reset', '--module', 'filter');
+    assert.equal(before.code, 6, `registered, not connected: ${before.stderr}`);
+    assert.match(before.stderr, /\(404103 DeviceNotOnline, HTTP 404\)\n$/);
     const mod = await startDevice(ModuleClient.fromConnectionString(cs, Mqtt), 'Reset',
       (req) => [201, { echo: req.payload }], { module: true });
     try {
@@ -175,9 +192,10 @@ test('module calls: create a module, connect it with its connection string, invo
       assert.match(out.stdout, /^Invoking direct method for device: device1, module: filter\n/);
       assert.match(out.stdout, /Response status: 201, payload:\n\t\{"echo":7\}\n$/);
       const list = await svcOk(emu, 'module', 'list', 'device1');
-      assert.match(list.stdout, /^filter\t-\tConnected\n$/m);
-      const offline = await svc(emu, 'invoke', 'device1', 'Reset', '--module', 'other');
-      assert.equal(offline.code, 5, 'no such module');
+      // A real hub's module JSON has no `status` (printed as "-"); the emulator's has "enabled".
+      assert.match(list.stdout, /^filter\t(-|enabled)\tConnected\n$/m);
+      const unknown = await svc(emu, 'invoke', 'device1', 'Reset', '--module', 'other');
+      assert.equal(unknown.code, 5, `no such module: ${unknown.stderr}`);
     } finally {
       await mod.client.close();
     }
@@ -201,11 +219,13 @@ test('registry round trip: create, get, list, connect with the printed connectio
     assert.ok((await svcOk(emu, 'device', 'list')).stdout.split('\n').some((l) => l.startsWith(`${id}\t`)));
 
     const cs = (await svcOk(emu, 'device', 'connection-string', id)).stdout.trim();
-    const dev = await startDevice(deviceFrom(cs), 'Ping', () => [200, 'pong']);
+    const dev = await startDevice(deviceFrom(cs), 'Ping', (req) => [200, `${req.payload}-pong`]);
     try {
-      const out = await svc(emu, 'invoke', id, 'Ping', '--payload', 'null', '--connect-timeout', '30');
+      // A payload, not `null`: the Node SDK answers an empty body with 400 before the handler runs.
+      const out = await invokeWhenListening(emu, id, 'Ping', '--payload', '"ping"');
       assert.equal(out.code, 0, out.stderr);
-      assert.match(out.stdout, /Response status: 200, payload:\n\t"pong"\n$/);
+      assert.match(out.stdout, /Response status: 200, payload:\n\t"ping-pong"\n$/);
+      assert.equal(dev.calls.length, 1);
     } finally {
       await dev.client.close();
     }
@@ -228,7 +248,14 @@ test('registry round trip: create, get, list, connect with the printed connectio
 
 test('sas: a device token the emulator accepts and the Node SDK computes identically', async () => {
   await withEmulator({}, async (emu) => {
+    // `sas --device` fetches the key from the registry; the token is the one the Node SDK signs for the same sr,
+    // key and expiry, and the emulator accepts it on an MQTT connect.
+    const t0 = Math.floor(Date.now() / 1000);
     const token = (await svcOk(emu, 'sas', '--device', 'device1', '--ttl', '600')).stdout.trim();
+    const fields = SharedAccessSignature.parse(token, ['sr', 'sig', 'se']);
+    assert.equal(decodeURIComponent(fields.sr), `${HOST}/devices/device1`);
+    assert.ok(Number(fields.se) >= t0 + 600 && Number(fields.se) <= Math.ceil(Date.now() / 1000) + 600);
+    assert.equal(token, SharedAccessSignature.create(fields.sr, undefined, DEVICE1_KEY, fields.se).toString());
     const dev = await startDevice(DeviceClient.fromSharedAccessSignature(token, Mqtt), 'DeviceMethod',
       () => [200, { via: 'sas' }]);
     try {
@@ -243,15 +270,17 @@ test('sas: a device token the emulator accepts and the Node SDK computes identic
     const made = (await run(['sas', '--resource', `${HOST}/devices/device1`, '--key', DEVICE1_KEY])).stdout.trim();
     const parsed = SharedAccessSignature.parse(made, ['sr', 'sig', 'se']);
     assert.equal(decodeURIComponent(parsed.sr), `${HOST}/devices/device1`);
-    const node = SharedAccessSignature.create(parsed.sr, undefined, DEVICE1_KEY, parsed.se);
-    assert.equal(parsed.sig, node.sig);
+    assert.equal(made, SharedAccessSignature.create(parsed.sr, undefined, DEVICE1_KEY, parsed.se).toString());
     assert.ok(Number(parsed.se) > Date.now() / 1000 + 3500);
 
     // A service token with a policy name works on the hub's REST API.
     const svcToken = (await run(['sas', '--resource', HOST, '--key', OWNER_KEY, '--key-name', 'iothubowner']))
       .stdout.trim();
     const parsedSvc = SharedAccessSignature.parse(svcToken, ['sr', 'sig', 'se', 'skn']);
-    assert.equal(parsedSvc.sig, SharedAccessSignature.create(parsedSvc.sr, 'iothubowner', OWNER_KEY, parsedSvc.se).sig);
+    // Same fields and signature; the order differs (Node: ...&skn=&se=, az and the C SDK: ...&se=&skn=).
+    const nodeSvc = SharedAccessSignature.create(parsedSvc.sr, 'iothubowner', OWNER_KEY, parsedSvc.se);
+    assert.deepEqual(SharedAccessSignature.parse(nodeSvc.toString(), ['sr', 'sig', 'se', 'skn']), parsedSvc);
+    assert.match(svcToken, /^SharedAccessSignature sr=[^&]+&sig=[^&]+&se=\d+&skn=iothubowner$/);
     const res = await fetch(`http://127.0.0.1:${emu.httpPort}/devices/device1?api-version=2021-04-12`,
       { headers: { Authorization: svcToken } });
     assert.equal(res.status, 200);

@@ -242,6 +242,79 @@ class DeviceSideTest(unittest.TestCase):
         self.assertEqual(d.connect(), 0)
         self.assertTrue(d.disconnected.wait(WAIT), "not disconnected when the token expired")
 
+    # ---- the forms other SDKs use ----
+    def test_c_sdk_token_with_raw_resource_uri(self):
+        d = Device(self.emu, token=self.emu.device_token(encode=False))  # sr=localhost/devices/device1, unencoded
+        self.assertEqual(d.connect(), 0)
+        d.close()
+
+    def ws_upgrade(self, protocol):
+        raw = socket.create_connection(("127.0.0.1", self.emu.https_port), timeout=WAIT)
+        s = self.emu.tls_context().wrap_socket(raw, server_hostname="localhost")
+        s.sendall(("GET /$iothub/websocket?iothub-no-client-cert=true HTTP/1.1\r\nHost: localhost\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n\r\n" % protocol).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(1)
+            if not chunk:
+                break
+            head += chunk
+        return s, head.decode()
+
+    def test_websocket_with_the_c_sdks_upper_case_subprotocol(self):
+        s, head = self.ws_upgrade("MQTT")
+        self.assertTrue(head.startswith("HTTP/1.1 101"), head)
+        self.assertIn("Sec-WebSocket-Protocol: MQTT\r\n", head)
+        self.assertIn("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", head)
+        connect = raw_connect_packet("device1", "localhost/device1/?api-version=2020-09-30", self.emu.device_token(), 60)
+        mask = b"\x01\x02\x03\x04"
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(connect))
+        s.sendall(bytes([0x82, 0x80 | 126]) + struct.pack("!H", len(payload)) + mask + payload)
+        frame = s.recv(6)
+        self.assertEqual(frame, b"\x82\x04\x20\x02\x00\x00")  # binary frame carrying CONNACK 0
+        s.close()
+
+    def test_websocket_without_mqtt_subprotocol_is_refused(self):
+        s, head = self.ws_upgrade("chat")
+        self.assertTrue(head.startswith("HTTP/1.1 400"), head)
+        s.close()
+
+    def test_rest_shares_the_https_port(self):
+        import urllib.request
+        with urllib.request.urlopen("https://localhost:%d/health" % self.emu.https_port,
+                                    context=self.emu.tls_context(), timeout=WAIT) as resp:
+            self.assertEqual(resp.status, 200)
+            self.assertEqual(json.loads(resp.read())["status"], "ok")
+
+    # ---- registry follows presence ----
+    def test_registry_shows_connection_state(self):
+        status, _, before = self.emu.rest("GET", "/devices/device1?api-version=2021-04-12")
+        self.assertEqual((status, before["connectionState"]), (200, "Disconnected"))
+        d = Device(self.emu)
+        self.assertEqual(d.connect(), 0)
+        _, _, during = self.emu.rest("GET", "/devices/device1?api-version=2021-04-12")
+        self.assertEqual(during["connectionState"], "Connected")
+        self.assertNotEqual(during["connectionStateUpdatedTime"], "0001-01-01T00:00:00Z")
+        d.close()
+        deadline = time.monotonic() + WAIT
+        state = "Connected"
+        while state == "Connected" and time.monotonic() < deadline:  # no event to await over REST: poll
+            state = self.emu.rest("GET", "/devices/device1?api-version=2021-04-12")[2]["connectionState"]
+            time.sleep(0.05)
+        self.assertEqual(state, "Disconnected")
+
+    def test_disabling_a_device_closes_its_connection(self):
+        status, _, body = self.emu.create_device("tobedisabled")
+        self.assertEqual(status, 200, body)
+        d = Device(self.emu, device_id="tobedisabled", key=body["authentication"]["symmetricKey"]["primaryKey"])
+        self.assertEqual(d.connect(), 0)
+        body["status"] = "disabled"
+        status, _, _ = self.emu.rest("PUT", "/devices/tobedisabled?api-version=2021-04-12", body,
+                                     headers={"If-Match": '"*"'})
+        self.assertEqual(status, 200)
+        self.assertTrue(d.disconnected.wait(WAIT), "the disabled device stayed connected")
+
     # ---- methods ----
     def test_method_goes_to_exactly_one_of_two_devices(self):
         status, _, body = self.emu.create_device("device2")
