@@ -46,9 +46,11 @@ static const struct opt opts[] = {
      "127.0.0.1 is always accepted. The generated server\n"
      "certificate covers each of them plus localhost,\n"
      "127.0.0.1 and ::1."},
-    {"bind", K_ADDR, F(bind), 0, 0, "ADDR", "127.0.0.1",
-     "Listen address, numeric IPv4 or IPv6. Use 0.0.0.0\n"
-     "inside a container."},
+    {"bind", K_ADDR, F(bind), 0, 0, "ADDR", "localhost",
+     "Listen address: localhost (both loopbacks, 127.0.0.1\n"
+     "and ::1, so HostName=localhost works whichever a\n"
+     "client resolves first), or one numeric IPv4 or IPv6\n"
+     "address. Use 0.0.0.0 inside a container."},
     {"mqtts-port", K_PORT, F(mqtts_port), 0, 65535, "PORT", "8883",
      "MQTT over TLS, for devices. 0 disables."},
     {"https-port", K_PORT, F(https_port), 0, 65535, "PORT", "443",
@@ -282,8 +284,9 @@ static int set_value(struct parser *p, const struct opt *o, const char *src, con
     switch (o->kind) {
     case K_HOSTS: return set_hosts(p, src, value, from_flag);
     case K_ADDR:
-        if (inet_pton(AF_INET, value, ip) != 1 && inet_pton(AF_INET6, value, ip) != 1)
-            return fail(p, "%s: '%s' is not a numeric IPv4 or IPv6 address", src, value);
+        if (strcmp(value, "localhost") != 0 && inet_pton(AF_INET, value, ip) != 1 &&
+            inet_pton(AF_INET6, value, ip) != 1)
+            return fail(p, "%s: '%s' is not localhost or a numeric IPv4 or IPv6 address", src, value);
         return set_string(field(p, o), value);
     case K_PORT:
         if (parse_int(value, o->min, o->max, field(p, o)) != 0)
@@ -323,7 +326,7 @@ static int set_defaults(struct config *c)
     if (c->hostnames)
         c->hostnames[0] = strdup("localhost");
     c->n_hostnames = c->hostnames && c->hostnames[0] ? 1 : 0;
-    c->bind = strdup("127.0.0.1");
+    c->bind = strdup("localhost");
     c->data_dir = strdup("./.iothub-emulator");
     c->owner_key = strdup(CONFIG_DEFAULT_OWNER_KEY);
     c->device1_key = strdup(CONFIG_DEFAULT_DEVICE1_KEY);

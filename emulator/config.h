@@ -21,7 +21,7 @@
 struct config {
     char **hostnames;       /* --hostname, repeatable and comma-separated; unique (case-insensitive) */
     size_t n_hostnames;     /* >= 1; default {"localhost"} */
-    char *bind;             /* --bind: numeric IPv4/IPv6 listen address; default "127.0.0.1" */
+    char *bind;             /* --bind: "localhost" (127.0.0.1 and ::1; the default) or a numeric address */
     int mqtts_port;         /* --mqtts-port, default 8883; 0 disables */
     int https_port;         /* --https-port, default 443; 0 disables */
     int mqtt_port;          /* --mqtt-port, default 1883; 0 disables */

@@ -40,7 +40,8 @@ struct emulator {
     struct loop *loop;
     struct hub *hub;
     struct rest *rest;
-    struct net *net;
+    struct net *net;    /* the listeners on --bind (127.0.0.1 for "localhost") */
+    struct net *net_v6; /* "localhost" only: the same ports on ::1 (NULL when IPv6 is unavailable) */
     int signal_fd;
     bool stopping;
 };
@@ -64,6 +65,8 @@ static void on_signal(struct loop *l, int fd, uint32_t events, void *ctx)
     e->stopping = true;
     log_info("signal %u: shutting down", si.ssi_signo);
     net_stop_accepting(e->net);
+    if (e->net_v6)
+        net_stop_accepting(e->net_v6);
     rest_shutdown(e->rest); /* pending method calls are answered 503 */
     /* Give the 503 answers a moment to reach their callers, then stop. */
     if (!loop_timer_add(l, 200, on_stop_timer, e))
@@ -140,23 +143,16 @@ static int setup_storage(struct emulator *e, char *err, size_t errlen)
     return ERR_OK;
 }
 
-static int setup_services(struct emulator *e, char *err, size_t errlen)
+/* "localhost" listens on both loopbacks: clients resolve it to ::1 or 127.0.0.1, whichever comes first. */
+static bool bind_is_localhost(const struct emulator *e)
 {
-    e->auth = auth_new((const char *const *)e->cfg.hostnames, e->cfg.n_hostnames, e->cfg.owner_key);
-    e->loop = loop_new();
-    e->hub = e->loop ? hub_new(e->loop, e->reg) : NULL;
-    if (!e->auth || !e->hub || setup_signals(e)) {
-        snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
-        return ERR_NOMEM;
-    }
-    struct rest_config rc = {
-        .loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth, .bind = e->cfg.bind,
-        .http_port = e->cfg.http_port, .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s};
-    e->rest = rest_new(&rc, err, errlen);
-    if (!e->rest)
-        return ERR_IO;
+    return strcmp(e->cfg.bind, "localhost") == 0;
+}
+
+static int setup_listeners(struct emulator *e, char *err, size_t errlen)
+{
     struct net_config nc = {
-        .bind = e->cfg.bind,
+        .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind,
         .mqtts_port = e->cfg.mqtts_port ? e->cfg.mqtts_port : -1, /* 0 disables a listener */
         .https_port = e->cfg.https_port ? e->cfg.https_port : -1,
         .mqtt_port = e->cfg.mqtt_port ? e->cfg.mqtt_port : -1,
@@ -169,7 +165,39 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
         .connect_timeout_s = e->cfg.connect_timeout_s,
     };
     e->net = net_new(e->loop, &nc, err, errlen);
-    return e->net ? ERR_OK : ERR_IO;
+    if (!e->net)
+        return ERR_IO;
+    if (!bind_is_localhost(e))
+        return ERR_OK;
+    /* The same ports on ::1 (the actual ones, should any have been chosen by the system). */
+    nc.bind = "::1";
+    nc.mqtts_port = net_port(e->net, NET_MQTTS);
+    nc.https_port = net_port(e->net, NET_HTTPS);
+    nc.mqtt_port = net_port(e->net, NET_MQTT);
+    char why[256];
+    e->net_v6 = net_new(e->loop, &nc, why, sizeof why);
+    if (!e->net_v6)
+        log_warn("not listening on ::1 (%s); localhost clients must resolve it to 127.0.0.1", why);
+    return ERR_OK;
+}
+
+static int setup_services(struct emulator *e, char *err, size_t errlen)
+{
+    e->auth = auth_new((const char *const *)e->cfg.hostnames, e->cfg.n_hostnames, e->cfg.owner_key);
+    e->loop = loop_new();
+    e->hub = e->loop ? hub_new(e->loop, e->reg) : NULL;
+    if (!e->auth || !e->hub || setup_signals(e)) {
+        snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
+        return ERR_NOMEM;
+    }
+    struct rest_config rc = {
+        .loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
+        .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind, .http_port = e->cfg.http_port,
+        .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s};
+    e->rest = rest_new(&rc, err, errlen);
+    if (!e->rest)
+        return ERR_IO;
+    return setup_listeners(e, err, errlen);
 }
 
 static void print_banner(const struct emulator *e)
@@ -198,6 +226,7 @@ static void print_banner(const struct emulator *e)
 
 static void emulator_cleanup(struct emulator *e)
 {
+    net_free(e->net_v6);
     net_free(e->net); /* sessions leave the hub as they close */
     rest_free(e->rest);
     hub_free(e->hub);

@@ -84,6 +84,22 @@ class LifecycleTest(unittest.TestCase):
             dev.loop_stop()
             self.assertEqual(result["r"][0], 503, result)
 
+    def test_default_bind_serves_both_loopbacks(self):
+        emu = Emulator()
+        args = emu.args()
+        i = args.index("--bind")
+        del args[i:i + 2]  # the default: localhost
+        emu.args = lambda: args
+        with emu:
+            for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+                raw = socket.socket(family, socket.SOCK_STREAM)
+                raw.settimeout(WAIT)
+                raw.connect((addr, emu.mqtts_port))
+                tls = emu.tls_context().wrap_socket(raw, server_hostname="localhost")
+                self.assertEqual(tls.version()[:3], "TLS")
+                tls.close()
+            self.assertIn("mqtts://localhost:%d" % emu.mqtts_port, "\n".join(emu.lines))
+
     def test_port_in_use_is_a_clear_error(self):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

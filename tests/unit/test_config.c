@@ -90,7 +90,7 @@ static void defaults(void **state)
     assert_int_equal(parse(&c, NULL), ERR_OK);
     assert_int_equal(c.n_hostnames, 1);
     assert_string_equal(c.hostnames[0], "localhost");
-    assert_string_equal(c.bind, "127.0.0.1");
+    assert_string_equal(c.bind, "localhost");
     assert_int_equal(c.mqtts_port, 8883);
     assert_int_equal(c.https_port, 443);
     assert_int_equal(c.mqtt_port, 1883);
@@ -255,7 +255,7 @@ static void bad_ports_and_numbers(void **state)
     expect_invalid("--max-connections: '0' is not a whole number from 1 to 1000000", "--max-connections=0", NULL);
     expect_invalid("--token-skew", "--token-skew", "-5", NULL);
     expect_invalid("--mqtts-port and --mqtt-port are both 1883", "--mqtts-port=1883", NULL);
-    expect_invalid("--bind: 'localhost' is not a numeric", "--bind", "localhost", NULL);
+    expect_invalid("--bind: 'myhost' is not localhost or a numeric", "--bind", "myhost", NULL);
     expect_invalid("--log-level: 'verbose'", "--log-level", "verbose", NULL);
     expect_invalid("--in-memory: 'maybe'", "--in-memory=maybe", NULL);
     struct config c;
@@ -333,7 +333,7 @@ static void help_and_version(void **state)
     static const char *const expected[] = {
         "--hostname NAME[,NAME...]", "IOTHUB_EMULATOR_HOSTNAME", "--mqtts-port PORT", "IOTHUB_EMULATOR_MQTTS_PORT",
         "default: 8883", "--https-port", "default: 443", "--mqtt-port", "default: 1883", "--http-port",
-        "default: 8080", "--bind", "default: 127.0.0.1", "--data-dir", "default: ./.iothub-emulator",
+        "default: 8080", "--bind", "default: localhost", "--data-dir", "default: ./.iothub-emulator",
         "--in-memory", "IOTHUB_EMULATOR_IN_MEMORY", "--cert FILE", "--key FILE", "--owner-key BASE64",
         "IOTHUB_EMULATOR_OWNER_KEY", "--no-default-device", "--default-device-key BASE64",
         "IOTHUB_EMULATOR_DEFAULT_DEVICE_KEY", "--log-level LEVEL", "--max-connections", "default: 20000",
