@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -122,6 +123,15 @@ static const char *job_name(const struct job *j, size_t i)
 static size_t job_n_names(const struct job *j)
 {
     return j->n_hosts + N_BUILTIN;
+}
+
+/* True when name i already appeared earlier (e.g. --hostname localhost and the built-in localhost). */
+static bool job_name_repeats(const struct job *j, size_t i)
+{
+    for (size_t k = 0; k < i; k++)
+        if (strcasecmp(job_name(j, k), job_name(j, i)) == 0)
+            return true;
+    return false;
 }
 
 /* ---------------------------------------------------------------- filesystem */
@@ -358,7 +368,8 @@ static int cert_add_sans(X509 *x, const struct job *j)
     GENERAL_NAMES *names = GENERAL_NAMES_new();
     int rc = names ? ERR_OK : ERR_NOMEM;
     for (size_t i = 0; rc == ERR_OK && i < job_n_names(j); i++)
-        rc = san_push(names, job_name(j, i));
+        if (!job_name_repeats(j, i))
+            rc = san_push(names, job_name(j, i));
     if (rc == ERR_OK && !X509_add1_ext_i2d(x, NID_subject_alt_name, names, 0, 0))
         rc = ERR_NOMEM;
     GENERAL_NAMES_free(names);
@@ -418,7 +429,8 @@ static void log_issued(const struct job *j)
     struct buf b;
     buf_init(&b, 4096);
     for (size_t i = 0; i < job_n_names(j); i++)
-        (void)buf_printf(&b, "%s%s", i ? ", " : "", job_name(j, i));
+        if (!job_name_repeats(j, i))
+            (void)buf_printf(&b, "%s%s", b.len ? ", " : "", job_name(j, i));
     char *names = buf_take_str(&b);
     log_info("certs: issued server certificate %s for %s", j->srv_pem, names ? names : "(names)");
     free(names);

@@ -238,7 +238,7 @@ static void emulator_cleanup(struct emulator *e)
         close(e->signal_fd);
     if (e->tmp_dir) {
         char path[PATH_MAX];
-        const char *files[] = {"ca.pem", "ca.key", "server.pem", "server.key"};
+        const char *files[] = {"ca.pem", "ca.key", "server.pem", "server.key", ".certs.lock"};
         for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
             snprintf(path, sizeof path, "%s/%s", e->tmp_dir, files[i]);
             unlink(path);
