@@ -23,12 +23,15 @@
 #include "net.h"
 #include "registry.h"
 #include "rest.h"
+#include "telemetry.h"
 #include "tls.h"
 
 #define EMULATOR_VERSION "0.1.0"
 #define DEFAULT_DEVICE_ID "device1"
 /* The well-known device1's secondary key (its primary key is a config default, see --help). */
 #define DEFAULT_DEVICE_SECONDARY_KEY "0Jw8tw/kbsEFwxv9kc6G3qAxjKJQVxn8JXZp+Ra1CMQ="
+/* Bodies kept by the telemetry log at most (its message count is --telemetry-log). */
+#define TELEMETRY_MAX_BYTES (64u * 1024u * 1024u)
 
 struct emulator {
     struct config cfg;
@@ -39,6 +42,7 @@ struct emulator {
     struct auth *auth;
     struct loop *loop;
     struct hub *hub;
+    struct telemetry *telemetry;
     struct rest *rest;
     struct net *net;    /* the listeners on --bind (127.0.0.1 for "localhost") */
     struct net *net_v6; /* "localhost" only: the same ports on ::1 (NULL when IPv6 is unavailable) */
@@ -158,7 +162,8 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
         .mqtt_port = e->cfg.mqtt_port ? e->cfg.mqtt_port : -1,
         .tls = e->tls,
         .session_env = {.loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
-                        .token_skew_s = e->cfg.token_skew_s, .max_packet = MQTT_MAX_PACKET_DEFAULT},
+                        .token_skew_s = e->cfg.token_skew_s, .max_packet = MQTT_MAX_PACKET_DEFAULT,
+                        .telemetry = e->telemetry},
         .http_handoff = http_handoff,
         .http_ctx = e->rest,
         .max_connections = (size_t)e->cfg.max_connections,
@@ -186,14 +191,15 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
     e->auth = auth_new((const char *const *)e->cfg.hostnames, e->cfg.n_hostnames, e->cfg.owner_key);
     e->loop = loop_new();
     e->hub = e->loop ? hub_new(e->loop, e->reg) : NULL;
-    if (!e->auth || !e->hub || setup_signals(e)) {
+    e->telemetry = telemetry_new((size_t)e->cfg.telemetry_log, TELEMETRY_MAX_BYTES);
+    if (!e->auth || !e->hub || !e->telemetry || setup_signals(e)) {
         snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
         return ERR_NOMEM;
     }
     struct rest_config rc = {
         .loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
         .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind, .http_port = e->cfg.http_port,
-        .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s};
+        .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry};
     e->rest = rest_new(&rc, err, errlen);
     if (!e->rest)
         return ERR_IO;
@@ -230,6 +236,7 @@ static void emulator_cleanup(struct emulator *e)
     net_free(e->net); /* sessions leave the hub as they close */
     rest_free(e->rest);
     hub_free(e->hub);
+    telemetry_free(e->telemetry);
     loop_free(e->loop);
     auth_free(e->auth);
     registry_free(e->reg);

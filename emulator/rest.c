@@ -29,6 +29,7 @@
 #include "loop.h"
 #include "registry.h"
 #include "restapi.h"
+#include "telemetry.h"
 
 #define REST_JSON "application/json; charset=utf-8"
 #define REST_METHOD_BODY_MAX (1024u * 1024u)     /* raw method body; the payload itself is capped at 128 KiB */
@@ -77,6 +78,7 @@ struct rest {
     struct hub *hub;
     struct registry *reg;
     struct auth *auth;
+    struct telemetry *telemetry;
     char *ca_pem_path;
     int64_t skew_s;
     struct MHD_Daemon *mhd;
@@ -549,11 +551,34 @@ static void route_health(struct rest_req *q)
     struct hub_stats st;
     memset(&st, 0, sizeof st);
     hub_get_stats(q->r->hub, &st);
-    json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I}", "status", "ok", "devices",
+    json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "status", "ok", "devices",
                           (json_int_t)registry_device_count(q->r->reg), "connections", (json_int_t)st.connections,
                           "methodListeners", (json_int_t)st.method_listeners, "callsPending",
-                          (json_int_t)st.calls_pending);
+                          (json_int_t)st.calls_pending, "telemetryReceived",
+                          (json_int_t)(q->r->telemetry ? telemetry_total(q->r->telemetry) : 0));
     answer_json(q, MHD_HTTP_OK, j, NULL);
+}
+
+/* GET /emulator/telemetry[/{deviceId}][?top=N]: the kept device-to-cloud messages, oldest first.
+ * DELETE /emulator/telemetry forgets them. No authorization, like /health: a development aid. */
+static void route_telemetry(struct rest_req *q)
+{
+    if (!q->r->telemetry) {
+        answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "No telemetry log.");
+    } else if (strcmp(q->method, "DELETE") == 0) {
+        if (q->route.device_id) {
+            answer_errorf(q, RESTAPI_METHOD_NOT_ALLOWED, RESTAPI_ENVELOPE_A,
+                          "DELETE /emulator/telemetry clears every device's messages.");
+            return;
+        }
+        telemetry_clear(q->r->telemetry);
+        answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
+    } else if (q->route.top_invalid) {
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "top must be an integer within [1; %d].",
+                      RESTAPI_TOP_MAX);
+    } else {
+        answer_json(q, MHD_HTTP_OK, telemetry_json(q->r->telemetry, q->route.device_id, (size_t)q->route.top), NULL);
+    }
 }
 
 /* Reads the CA file (at most REST_CA_MAX bytes). Returns malloc'd text or NULL. */
@@ -620,6 +645,8 @@ static void handle_request(struct rest_req *q)
         route_health(q);
     else if (rt->kind == RESTAPI_ROUTE_CA_PEM)
         route_ca_pem(q);
+    else if (rt->kind == RESTAPI_ROUTE_TELEMETRY)
+        route_telemetry(q);
     else if (rt->kind == RESTAPI_ROUTE_METHOD)
         route_method(q);
     else if (rt->kind == RESTAPI_ROUTE_DEVICES)
@@ -781,6 +808,7 @@ struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
     r->hub = cfg->hub;
     r->reg = cfg->reg;
     r->auth = cfg->auth;
+    r->telemetry = cfg->telemetry;
     r->skew_s = cfg->token_skew_s;
     r->epfd = -1;
     if (cfg->ca_pem_path && !(r->ca_pem_path = strdup(cfg->ca_pem_path))) {

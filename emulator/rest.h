@@ -24,6 +24,7 @@ struct rest_config {
     int http_port;           /* plain-HTTP dev port; 0: no listener (rest_add_connection only); < 0: any free port */
     const char *ca_pem_path; /* served as GET /emulator/ca.pem, read per request; NULL: 404 */
     int64_t token_skew_s;    /* grace after a SAS token's se */
+    struct telemetry *telemetry; /* served as GET/DELETE /emulator/telemetry; NULL: 404 */
 };
 
 /* Starts the daemon and registers it in cfg->loop. The rest does not own loop, hub, registry or auth; they

@@ -60,6 +60,10 @@ static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
         k = RESTAPI_ROUTE_HEALTH;
     else if (n == 2 && seg_is(&s[0], "emulator") && seg_is(&s[1], "ca.pem"))
         k = RESTAPI_ROUTE_CA_PEM;
+    else if (n == 2 && seg_is(&s[0], "emulator") && seg_is(&s[1], "telemetry"))
+        k = RESTAPI_ROUTE_TELEMETRY;
+    else if (n == 3 && seg_is(&s[0], "emulator") && seg_is(&s[1], "telemetry"))
+        k = RESTAPI_ROUTE_TELEMETRY, dev = &s[2];
     else if (seg_is(&s[0], "devices") && (n == 1 || (n == 2 && s[1].len == 0)))
         k = RESTAPI_ROUTE_DEVICES;
     else if (n == 2 && seg_is(&s[0], "devices"))
@@ -160,6 +164,8 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
     case RESTAPI_ROUTE_DEVICE:
     case RESTAPI_ROUTE_MODULE:
         return "GET, PUT, DELETE";
+    case RESTAPI_ROUTE_TELEMETRY:
+        return "GET, DELETE";
     default:
         return "";
     }

@@ -25,6 +25,7 @@ enum restapi_route_kind {
     RESTAPI_ROUTE_DEVICE,  /* /devices/{id} */
     RESTAPI_ROUTE_MODULES, /* /devices/{id}/modules[/] */
     RESTAPI_ROUTE_MODULE,  /* /devices/{id}/modules/{mid} */
+    RESTAPI_ROUTE_TELEMETRY, /* /emulator/telemetry[/{id}] (the emulator's own) */
 };
 
 struct restapi_route {

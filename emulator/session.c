@@ -18,6 +18,7 @@
 #include "loop.h"
 #include "mqtt.h"
 #include "registry.h"
+#include "telemetry.h"
 
 /* The hub disconnects after 1.5x the keep-alive, at most 1767 s (Azure load balancer idle timeout). */
 #define SESSION_KEEPALIVE_CAP_S 1767
@@ -371,6 +372,9 @@ static int route_publish(struct session *s, const char *topic, const struct mqtt
         return on_twin_patch(s, topic, p->payload);
     if (is_telemetry_topic(s, p->topic.p, p->topic.len)) {
         hub_session_telemetry(s->env->hub, s, topic, p->payload.p, p->payload.len);
+        if (s->env->telemetry)
+            telemetry_add(s->env->telemetry, s->device_id, s->module_id[0] ? s->module_id : NULL, topic,
+                          p->payload.p, p->payload.len, loop_wall_s(s->env->loop));
         return ERR_OK;
     }
     log_info("%s: publish to '%s' is not allowed; closing", s->ident, topic);

@@ -16,6 +16,7 @@ struct hub;
 struct loop;
 struct registry;
 struct session;
+struct telemetry;
 
 struct session_env {
     struct loop *loop;
@@ -24,6 +25,7 @@ struct session_env {
     struct auth *auth;
     int64_t token_skew_s;
     size_t max_packet;
+    struct telemetry *telemetry; /* device-to-cloud messages are kept here (NULL: only counted) */
 };
 
 /* Returns NULL on ERR_NOMEM. env must outlive the session. */

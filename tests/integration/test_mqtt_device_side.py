@@ -177,11 +177,19 @@ class DeviceSideTest(unittest.TestCase):
     def test_telemetry_qos1_is_acknowledged(self):
         d = Device(self.emu)
         self.assertEqual(d.connect(), 0)
-        info = d.client.publish("devices/device1/messages/events/a=b", b'{"t":1}', qos=1)
+        self.emu.rest("DELETE", "/emulator/telemetry")
+        info = d.client.publish("devices/device1/messages/events/a=b&%24.ct=application%2Fjson", b'{"t":1}', qos=1)
         info.wait_for_publish()  # returns only on PUBACK
         self.assertTrue(info.is_published())
         self.assertFalse(d.disconnected.is_set())
         d.close()
+        # The message is kept for inspection, with its property bag decoded.
+        status, _, kept = self.emu.rest("GET", "/emulator/telemetry/device1")
+        self.assertEqual(status, 200)
+        self.assertEqual(len(kept), 1, kept)
+        self.assertEqual(kept[0]["body"], '{"t":1}')
+        self.assertEqual(kept[0]["properties"], {"a": "b", "$.ct": "application/json"})
+        self.assertGreaterEqual(self.emu.rest("GET", "/health")[2]["telemetryReceived"], 1)
 
     def test_publish_to_other_devices_topic_closes(self):
         d = Device(self.emu)
