@@ -1,6 +1,7 @@
 /* hub.c -- the IoT Hub core (see hub.h): presence per identity, method calls from REST to exactly one MQTT
  * connection and back, deadlines, takeover, a minimal twin, and a bounded telemetry log. Single-threaded.
- * Identities are keyed "device" or "device/module" ('/' cannot occur in ids). */
+ * Identities are keyed "device" or "device/module" ('/' cannot occur in ids).
+ * Tests: tests/unit/test_session.c drives it through real sessions; tests/unit/test_rest_http.c from REST. */
 #include "hub.h"
 
 #include <jansson.h>
@@ -16,6 +17,8 @@
 #include "strmap.h"
 
 #define HUB_TELEMETRY_LOG 1000
+/* IoT Hub caps a twin's reported properties at 32 KiB; past it a PATCH is refused (and memory stays bounded). */
+#define HUB_REPORTED_MAX (32u * 1024u)
 
 /* What the hub knows of one identity, kept while the emulator runs (twins survive reconnects). */
 struct hub_ident {
@@ -312,9 +315,12 @@ void hub_session_methods_ready(struct hub *h, struct session *s)
     while (c) {
         struct hub_call *next = c->next;
         if (c->state == CALL_WAITING && strcmp(c->key, session_identity(s)) == 0) {
-            if (call_deliver(h, c, s) != ERR_OK) {
-                call_fail(h, c, HUB_CALL_DISCONNECTED);
-                return; /* the connection is closing; the rest keep waiting */
+            int rc = call_deliver(h, c, s);
+            if (rc == ERR_CLOSED)
+                return; /* the connection is closing: the rest keep waiting for the next one */
+            if (rc != ERR_OK) {
+                call_fail(h, c, HUB_CALL_DISCONNECTED); /* this call could not be sent; try the others */
+                next = h->calls;                        /* the callback may have changed the list: rescan */
             }
         }
         c = next;
@@ -341,7 +347,12 @@ void hub_session_method_reply(struct hub *h, struct session *s, const char *rid,
             return;
         }
     }
-    log_warn("%s: method reply with unknown or late rid %s dropped", session_identity(s), rid);
+    char text[64];
+    size_t i = 0;
+    for (; rid[i] && i + 1 < sizeof text; i++)
+        text[i] = rid[i] > 0x20 && rid[i] < 0x7f ? rid[i] : '?';
+    text[i] = '\0';
+    log_warn("%s: method reply with unknown or late rid %s dropped", session_identity(s), text);
 }
 
 void hub_session_telemetry(struct hub *h, struct session *s, const char *topic, const uint8_t *body, size_t len)
@@ -488,13 +499,24 @@ int hub_session_twin_patch(struct hub *h, struct session *s, const uint8_t *body
         return ERR_MALFORMED;
     }
     struct hub_ident *id = ident_get(h, session_identity(s), true);
-    if (!id || (!id->reported && !(id->reported = json_object()))) {
+    json_t *merged = !id ? NULL : id->reported ? json_deep_copy(id->reported) : json_object();
+    if (!merged) {
         json_decref(patch);
         return ERR_NOMEM;
     }
     json_object_del(patch, "$version");
-    merge_patch(id->reported, patch);
+    merge_patch(merged, patch);
     json_decref(patch);
+    /* Measured on a copy, so a refused patch leaves the twin as it was. */
+    char *text = json_dumps(merged, JSON_COMPACT);
+    int rc = !text ? ERR_NOMEM : strlen(text) > HUB_REPORTED_MAX ? ERR_TOO_BIG : ERR_OK;
+    free(text);
+    if (rc) {
+        json_decref(merged);
+        return rc;
+    }
+    json_decref(id->reported);
+    id->reported = merged;
     *version = ++id->reported_version;
     return ERR_OK;
 }

@@ -50,7 +50,9 @@ struct hub_call_result {
     int connect_timeout_s;   /* NOT_ONLINE: echoed in the error's info.timeout */
 };
 
-/* Called exactly once per call that hub_call_start accepted, never from inside hub_call_start. */
+/* Called exactly once per call that hub_call_start accepted, never from inside hub_call_start. It may run
+ * inside any hub_session_* function and hub_disconnect_identity: it may start or cancel other calls
+ * (cancelling its own is a no-op by then) but must not free sessions or connections. */
 typedef void (*hub_call_fn)(void *ctx, const struct hub_call_result *result);
 
 /* Starts a call. Returns 0 when the outcome is immediate: *now is filled (NOT_FOUND, NOT_ONLINE with
@@ -91,7 +93,8 @@ void hub_session_telemetry(struct hub *h, struct session *s, const char *topic, 
 /* Twin GET: appends the identity's twin {"desired":{...,"$version":n},"reported":{...,"$version":m}} to out. */
 int hub_session_twin_get(struct hub *h, struct session *s, struct buf *out);
 /* Twin reported PATCH: merges the JSON object patch (null deletes) into the reported properties and
- * returns the new reported version. ERR_MALFORMED when body is not a JSON object, ERR_NOMEM. */
+ * returns the new reported version. ERR_MALFORMED when body is not a JSON object, ERR_TOO_BIG when the result
+ * would be over 32 KiB of compact JSON (IoT Hub's limit; the twin is left unchanged), ERR_NOMEM. */
 int hub_session_twin_patch(struct hub *h, struct session *s, const uint8_t *body, size_t len, int64_t *version);
 /* The session is going away: its pending calls end with HUB_CALL_DISCONNECTED. Safe for unknown sessions. */
 void hub_session_offline(struct hub *h, struct session *s);

@@ -15,6 +15,8 @@
 
 #define LOOP_MAX_EVENTS 256
 #define LOOP_MAX_HOOKS 8
+/* Longest timer delay (about 68 years): larger delays are clamped, so now + delay cannot overflow. */
+#define LOOP_MAX_DELAY_MS ((int64_t)INT32_MAX * 1000)
 
 struct loop_timer {
     int64_t when;
@@ -199,7 +201,11 @@ struct loop_timer *loop_timer_add(struct loop *l, int64_t delay_ms, loop_timer_f
     struct loop_timer *t = malloc(sizeof *t);
     if (!t)
         return NULL;
-    t->when = monotonic_ms() + (delay_ms > 0 ? delay_ms : 0);
+    if (delay_ms < 0)
+        delay_ms = 0;
+    else if (delay_ms > LOOP_MAX_DELAY_MS)
+        delay_ms = LOOP_MAX_DELAY_MS;
+    t->when = monotonic_ms() + delay_ms;
     t->seq = ++l->timer_seq;
     t->fn = fn;
     t->ctx = ctx;
@@ -237,9 +243,24 @@ int loop_add_hook(struct loop *l, loop_hook_fn fn, void *ctx)
     return ERR_OK;
 }
 
+void loop_del_hook(struct loop *l, loop_hook_fn fn, void *ctx)
+{
+    for (int i = 0; i < l->nhooks; i++) {
+        if (l->hooks[i].fn == fn && l->hooks[i].ctx == ctx) {
+            memmove(&l->hooks[i], &l->hooks[i + 1], (size_t)(l->nhooks - i - 1) * sizeof l->hooks[0]);
+            l->nhooks--;
+            return;
+        }
+    }
+}
+
+/* Runs the timers that were due when it started. A timer armed by a callback waits for the next iteration
+ * even when it is already due, so a callback that re-arms itself with delay 0 cannot starve the fds. */
 static void run_timers(struct loop *l)
 {
-    while (l->heap_len > 0 && l->heap[0]->when <= l->now_ms) {
+    uint64_t last_seq = l->timer_seq;
+    int64_t now = l->now_ms;
+    while (l->heap_len > 0 && l->heap[0]->when <= now && l->heap[0]->seq <= last_seq) {
         struct loop_timer *t = l->heap[0];
         heap_remove(l, 0);
         loop_timer_fn fn = t->fn;

@@ -23,8 +23,10 @@ int loop_mod_fd(struct loop *l, int fd, uint32_t events);
 /* Safe to call from inside that fd's own callback: no further event of this iteration reaches it. */
 void loop_del_fd(struct loop *l, int fd);
 
-/* One-shot timer firing after delay_ms. Returns NULL on ERR_NOMEM. The handle is valid until the timer
- * fires (the callback is the last use: clear your copy of the handle there) or is cancelled. */
+/* One-shot timer firing after delay_ms (negative counts as 0; over about 68 years is clamped). Returns NULL on
+ * ERR_NOMEM. The handle is valid until the timer fires (the callback is the last use: clear your copy of the
+ * handle there) or is cancelled. A timer armed from a timer callback fires at the next iteration at the
+ * earliest, after the fds have been polled. */
 struct loop_timer *loop_timer_add(struct loop *l, int64_t delay_ms, loop_timer_fn fn, void *ctx);
 /* Cancels and frees an armed timer. Accepts NULL. */
 void loop_timer_cancel(struct loop *l, struct loop_timer *t);
@@ -37,6 +39,8 @@ int64_t loop_wall_s(struct loop *l);
 /* Hooks run, in the order added, after event dispatch and before the next wait (reaping closed
  * connections, driving libmicrohttpd). At most 8. Returns ERR_OK or ERR_NOMEM. */
 int loop_add_hook(struct loop *l, loop_hook_fn fn, void *ctx);
+/* Removes the hook added with (fn, ctx); unknown pairs are ignored. Not from inside a hook. */
+void loop_del_hook(struct loop *l, loop_hook_fn fn, void *ctx);
 
 /* Runs until loop_stop. Returns ERR_OK, or ERR_IO when epoll_wait fails. */
 int loop_run(struct loop *l);

@@ -1,7 +1,8 @@
 /* net.c -- listeners, accepted connections and their byte plumbing (see net.h and conn.h): TCP with optional
  * OpenSSL TLS, per-connection input buffer and output queue (written once per loop iteration), the :443
  * sniff (WebSocket upgrade -> MQTT session, anything else -> REST over a socketpair), deadlines, and reaping
- * closed connections outside any callback. */
+ * closed connections outside any callback. Idle connections keep no buffer storage (freed when empty).
+ * Tests: tests/unit/test_net.c; sessions are tested without net in tests/unit/test_session.c. */
 #include "net.h"
 
 #include <errno.h>
@@ -26,6 +27,9 @@
 #define NET_OUT_MAX (8u * 1024u * 1024u)   /* queued bytes per connection before it is closed as too slow */
 #define NET_OUT_PAUSE (1u * 1024u * 1024u) /* stop reading a client while this much waits to be sent */
 #define NET_LINGER_MS 5000                 /* how long a closing connection may take to flush */
+#define NET_DRAIN_MAX (256u * 1024u)       /* unread input discarded before close(), so it sends FIN, not RST */
+#define NET_ACCEPT_RETRY_MS 250            /* out of fds: pause accepting this long instead of spinning */
+#define NET_PENDING_ROUNDS 16              /* TLS records already decrypted, processed per wake-up at most */
 
 enum conn_proto { PROTO_MQTT, PROTO_SNIFF, PROTO_WS, PROTO_PROXY };
 
@@ -34,7 +38,9 @@ struct conn {
     int fd;
     SSL *ssl;
     bool handshaking;
-    bool ssl_wants_write; /* an SSL_read/SSL_write needs the socket writable */
+    bool read_wants_write; /* the handshake or an SSL_read needs the socket writable */
+    bool write_wants_read; /* an SSL_write needs the socket readable */
+    bool ssl_fatal;        /* OpenSSL reported a fatal error: no SSL_shutdown */
     bool closing;
     bool dead;
     bool flush_queued;
@@ -62,14 +68,28 @@ struct net {
     struct net_config cfg;
     int listen_fd[NET_LISTENERS];
     int port[NET_LISTENERS];
+    struct loop_timer *accept_retry; /* armed while accepting is paused (out of fds) */
     struct conn *conns;
     size_t nconns;
     struct conn *flush_list;
     bool has_dead;
+    uint8_t rbuf[NET_READ_CHUNK]; /* every read lands here first, so idle connections own no input storage */
 };
 
 static void conn_update_events(struct conn *c);
 static void conn_process(struct conn *c);
+
+/* Frees a buffer's storage once it is empty: an idle connection then costs no buffer memory. */
+static void buf_trim(struct buf *b)
+{
+    if (b->len == 0 && b->data)
+        buf_cleanup(b);
+}
+
+static bool conn_paused(const struct conn *c)
+{
+    return c->out.len > NET_OUT_PAUSE || (c->proto == PROTO_PROXY && c->proxy_out.len > NET_OUT_PAUSE);
+}
 
 /* ---- output ---- */
 
@@ -96,36 +116,47 @@ static const char *ssl_reason(void)
     return r ? r : "connection reset";
 }
 
-/* Writes as much of out as the socket takes. */
+/* One SSL_write of the head of out: bytes written, or 0 when it must wait (or the connection died). */
+static size_t flush_tls(struct conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_write(c->ssl, c->out.data, (int)(c->out.len > 1 << 30 ? 1 << 30 : c->out.len));
+    if (r > 0)
+        return (size_t)r;
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ) {
+        c->write_wants_read = true;
+    } else if (e != SSL_ERROR_WANT_WRITE) {
+        c->ssl_fatal = true;
+        mark_dead(c);
+    }
+    return 0;
+}
+
+/* One send() of the head of out: bytes written, or 0 when it must wait (or the connection died). */
+static size_t flush_plain(struct conn *c)
+{
+    ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+    if (n > 0)
+        return (size_t)n;
+    if (n < 0 && errno != EAGAIN && errno != EINTR)
+        mark_dead(c);
+    return 0;
+}
+
+/* Writes as much of out as the socket takes (EPOLLOUT is wanted while anything is left). */
 static void conn_flush(struct conn *c)
 {
-    c->ssl_wants_write = false;
+    if (c->handshaking)
+        return;
+    c->write_wants_read = false;
     while (c->out.len > 0 && !c->dead) {
-        ssize_t n;
-        if (c->ssl) {
-            ERR_clear_error();
-            int r = SSL_write(c->ssl, c->out.data, (int)(c->out.len > 1 << 30 ? 1 << 30 : c->out.len));
-            if (r <= 0) {
-                int e = SSL_get_error(c->ssl, r);
-                if (e == SSL_ERROR_WANT_WRITE)
-                    c->ssl_wants_write = true;
-                else if (e != SSL_ERROR_WANT_READ)
-                    mark_dead(c);
-                break;
-            }
-            n = r;
-        } else {
-            n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
-            if (n < 0) {
-                if (errno != EAGAIN && errno != EINTR)
-                    mark_dead(c);
-                if (errno == EAGAIN)
-                    c->ssl_wants_write = true; /* same meaning: wait for EPOLLOUT */
-                break;
-            }
-        }
-        buf_consume(&c->out, (size_t)n);
+        size_t n = c->ssl ? flush_tls(c) : flush_plain(c);
+        if (n == 0)
+            break;
+        buf_consume(&c->out, n);
     }
+    buf_trim(&c->out);
     if (c->closing && c->out.len == 0)
         mark_dead(c);
 }
@@ -215,11 +246,10 @@ static void on_proxy_io(struct loop *l, int fd, uint32_t events, void *ctx)
         return;
     if (events & EPOLLOUT)
         proxy_flush(c);
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        uint8_t chunk[NET_READ_CHUNK];
-        ssize_t n = recv(fd, chunk, sizeof chunk, 0);
+    if (c->proxy_fd >= 0 && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+        ssize_t n = recv(fd, c->net->rbuf, sizeof c->net->rbuf, 0);
         if (n > 0) {
-            if (buf_append(&c->out, chunk, (size_t)n) == ERR_OK)
+            if (buf_append(&c->out, c->net->rbuf, (size_t)n) == ERR_OK)
                 queue_flush(c);
             else
                 mark_dead(c);
@@ -228,10 +258,8 @@ static void on_proxy_io(struct loop *l, int fd, uint32_t events, void *ctx)
             close(fd);
             c->proxy_fd = -1;
             conn_close(c, "HTTP exchange finished");
-            return;
         }
     }
-    proxy_update_events(c);
     conn_update_events(c);
 }
 
@@ -240,9 +268,9 @@ static bool start_proxy(struct conn *c)
     int sv[2];
     if (!c->net->cfg.http_handoff || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return false;
+    /* The handoff owns sv[1] whatever it returns (rest_add_connection closes it on failure). */
     if (c->net->cfg.http_handoff(c->net->cfg.http_ctx, sv[1], (struct sockaddr *)&c->addr, c->addrlen)) {
         close(sv[0]);
-        close(sv[1]);
         return false;
     }
     if (loop_add_fd(c->net->loop, sv[0], EPOLLIN, on_proxy_io, c)) {
@@ -292,7 +320,10 @@ static void on_sniff(struct conn *c)
         }
         buf_consume(&c->in, head_len);
         ws_stream_init(&c->ws);
-        buf_init(&c->ws_app, c->in.max);
+        /* Room for one whole frame in in, and for a partial MQTT packet plus everything in decodes to. */
+        if (c->in.max < WS_MAX_MESSAGE + 14)
+            c->in.max = WS_MAX_MESSAGE + 14;
+        buf_init(&c->ws_app, c->in.max + c->net->cfg.session_env.max_packet + 16);
         c->proto = PROTO_WS;
         c->transport = "wss";
         queue_flush(c);
@@ -319,6 +350,7 @@ static void on_ws_input(struct conn *c)
         queue_flush(c);
     if (c->ws_app.len && session_on_input(c->session, &c->ws_app) != ERR_OK)
         return;
+    buf_trim(&c->ws_app);
     if (rc == ERR_CLOSED)
         conn_close(c, "WebSocket closed by the client");
     else if (rc)
@@ -346,49 +378,76 @@ static void conn_process(struct conn *c)
         }
         c->in.len = 0;
         proxy_flush(c);
+        buf_trim(&c->proxy_out);
         proxy_update_events(c);
         break;
     }
 }
 
-/* Reads until the socket (and OpenSSL's buffer) is drained, processing as it goes. */
+/* The peer finished sending (TCP FIN or TLS close_notify): what is queued is still flushed, then close. An
+ * MQTT client that half-closes is gone all the same (MQTT has no half-close); its will is published. */
+static void conn_eof(struct conn *c)
+{
+    conn_close(c, "closed by the peer");
+}
+
+/* One SSL_read into buf: bytes read, or 0 when it must wait, the peer closed, or the connection died. */
+static size_t read_tls(struct conn *c, uint8_t *buf, size_t room)
+{
+    ERR_clear_error();
+    int r = SSL_read(c->ssl, buf, (int)room);
+    c->read_wants_write = false;
+    if (r > 0)
+        return (size_t)r;
+    int e = SSL_get_error(c->ssl, r);
+    c->read_wants_write = e == SSL_ERROR_WANT_WRITE;
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        conn_eof(c);
+    } else if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+        log_debug("%s: TLS read failed: %s", c->peer, ssl_reason());
+        c->ssl_fatal = true;
+        mark_dead(c);
+    }
+    return 0;
+}
+
+/* One recv into buf: bytes read, or 0 when it must wait, the peer closed, or the connection died. */
+static size_t read_plain(struct conn *c, uint8_t *buf, size_t room)
+{
+    ssize_t n = recv(c->fd, buf, room, 0);
+    if (n > 0)
+        return (size_t)n;
+    if (n == 0)
+        conn_eof(c);
+    else if (errno != EAGAIN && errno != EINTR)
+        mark_dead(c);
+    return 0;
+}
+
+/* Reads until the socket (and OpenSSL's buffer) is drained, processing as it goes. Bytes land in the net's
+ * shared buffer and only what the protocol leaves unprocessed stays with the connection. */
 static void conn_read(struct conn *c)
 {
-    while (!c->closing) {
-        if (buf_reserve(&c->in, NET_READ_CHUNK) && buf_reserve(&c->in, 1)) {
+    uint8_t *rbuf = c->net->rbuf;
+    while (!c->closing && !c->handshaking && !conn_paused(c)) {
+        size_t room = c->in.max > c->in.len ? c->in.max - c->in.len : 0;
+        if (room == 0) {
             conn_close(c, "input buffer full");
-            return;
+            break;
         }
-        size_t room = c->in.cap - c->in.len;
-        if (room > NET_READ_CHUNK)
-            room = NET_READ_CHUNK;
-        ssize_t n;
-        if (c->ssl) {
-            ERR_clear_error();
-            int r = SSL_read(c->ssl, c->in.data + c->in.len, (int)room);
-            if (r <= 0) {
-                int e = SSL_get_error(c->ssl, r);
-                if (e == SSL_ERROR_WANT_WRITE)
-                    c->ssl_wants_write = true;
-                else if (e != SSL_ERROR_WANT_READ)
-                    mark_dead(c);
-                return;
-            }
-            n = r;
-        } else {
-            n = recv(c->fd, c->in.data + c->in.len, room, 0);
-            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-                mark_dead(c);
-                return;
-            }
-            if (n < 0)
-                return;
+        size_t n = c->ssl ? read_tls(c, rbuf, room < NET_READ_CHUNK ? room : NET_READ_CHUNK)
+                          : read_plain(c, rbuf, room < NET_READ_CHUNK ? room : NET_READ_CHUNK);
+        if (n == 0)
+            break;
+        if (buf_append(&c->in, rbuf, n)) {
+            conn_close(c, "out of memory");
+            break;
         }
-        c->in.len += (size_t)n;
         conn_process(c);
-        if (c->out.len > NET_OUT_PAUSE || (c->proto == PROTO_PROXY && c->proxy_out.len > NET_OUT_PAUSE))
-            return; /* back-pressure: resume when the peer has caught up */
+        if (conn_paused(c))
+            break; /* back-pressure: resume when the peer has caught up */
     }
+    buf_trim(&c->in);
 }
 
 static void conn_handshake(struct conn *c)
@@ -397,14 +456,16 @@ static void conn_handshake(struct conn *c)
     int r = SSL_do_handshake(c->ssl);
     if (r == 1) {
         c->handshaking = false;
+        c->read_wants_write = false;
         return;
     }
     int e = SSL_get_error(c->ssl, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        c->ssl_wants_write = e == SSL_ERROR_WANT_WRITE;
+        c->read_wants_write = e == SSL_ERROR_WANT_WRITE;
         return;
     }
     log_info("%s: TLS handshake failed: %s", c->peer, ssl_reason());
+    c->ssl_fatal = true;
     mark_dead(c);
 }
 
@@ -412,10 +473,25 @@ static void conn_update_events(struct conn *c)
 {
     if (c->dead)
         return;
-    bool paused = c->out.len > NET_OUT_PAUSE || (c->proto == PROTO_PROXY && c->proxy_out.len > NET_OUT_PAUSE);
-    uint32_t want = (c->closing || paused ? 0 : EPOLLIN) | (c->out.len || c->ssl_wants_write ? EPOLLOUT : 0);
+    bool want_in = (!c->closing && !conn_paused(c)) || c->write_wants_read;
+    uint32_t want = (want_in ? EPOLLIN : 0) | (c->out.len || c->read_wants_write ? EPOLLOUT : 0);
     if (want != c->events && loop_mod_fd(c->net->loop, c->fd, want) == ERR_OK)
         c->events = want;
+    proxy_update_events(c);
+}
+
+/* Flushes, then reads what OpenSSL has already decrypted: epoll cannot report those bytes, so a connection
+ * whose reading was paused (back-pressure) must be given them once its output drains. */
+static void conn_pump(struct conn *c)
+{
+    conn_flush(c);
+    for (int i = 0; i < NET_PENDING_ROUNDS && c->ssl && !c->dead && !c->closing && !c->handshaking &&
+                    !conn_paused(c) && SSL_pending(c->ssl) > 0;
+         i++) {
+        conn_read(c);
+        conn_flush(c);
+    }
+    conn_update_events(c);
 }
 
 static void on_conn_io(struct loop *l, int fd, uint32_t events, void *ctx)
@@ -423,20 +499,20 @@ static void on_conn_io(struct loop *l, int fd, uint32_t events, void *ctx)
     struct conn *c = ctx;
     if (c->dead)
         return;
-    bool handshake_done = false;
+    bool readable = (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) || (c->read_wants_write && (events & EPOLLOUT));
     if (c->handshaking) {
         conn_handshake(c);
         if (c->handshaking || c->dead) {
             conn_update_events(c);
             return;
         }
-        handshake_done = true; /* application data may already sit in OpenSSL's buffer */
+        readable = true; /* application data may already sit in OpenSSL's buffer */
     }
-    if (handshake_done || (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-        conn_read(c);
-    if (!c->dead && (c->out.len || (events & EPOLLOUT)))
+    if (c->write_wants_read && (events & EPOLLIN))
         conn_flush(c);
-    conn_update_events(c);
+    if (readable)
+        conn_read(c);
+    conn_pump(c);
 }
 
 /* ---- accepting ---- */
@@ -458,7 +534,8 @@ static void format_peer(const struct sockaddr_storage *a, char *out, size_t outl
     snprintf(out, outlen, "%s:%s", host, port);
 }
 
-static struct conn *conn_new(struct net *n, int fd, enum net_listener kind)
+static struct conn *conn_new(struct net *n, int fd, enum net_listener kind, const struct sockaddr_storage *addr,
+                             socklen_t addrlen)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (!c)
@@ -466,6 +543,9 @@ static struct conn *conn_new(struct net *n, int fd, enum net_listener kind)
     c->net = n;
     c->fd = fd;
     c->proxy_fd = -1;
+    memcpy(&c->addr, addr, addrlen < sizeof c->addr ? addrlen : sizeof c->addr);
+    c->addrlen = addrlen;
+    format_peer(&c->addr, c->peer, sizeof c->peer); /* before session_new, which names the session by it */
     buf_init(&c->in, n->cfg.session_env.max_packet + 64 * 1024);
     buf_init(&c->out, NET_OUT_MAX);
     c->proto = kind == NET_HTTPS ? PROTO_SNIFF : PROTO_MQTT;
@@ -507,6 +587,34 @@ static enum net_listener listener_kind(const struct net *n, int fd)
     return NET_MQTT;
 }
 
+static void set_accepting(struct net *n, bool on)
+{
+    for (int i = 0; i < NET_LISTENERS; i++)
+        if (n->listen_fd[i] >= 0)
+            loop_mod_fd(n->loop, n->listen_fd[i], on ? EPOLLIN : 0);
+}
+
+static void on_accept_retry(struct loop *l, void *ctx)
+{
+    struct net *n = ctx;
+    n->accept_retry = NULL;
+    set_accepting(n, true);
+}
+
+/* accept failed. Out of fds or memory, the pending connection stays in the backlog and the listener stays
+ * readable: stop polling the listeners for a while rather than spin (and log) at full speed. */
+static void on_accept_error(struct net *n, int e)
+{
+    if (e == EAGAIN || e == EINTR || e == ECONNABORTED)
+        return;
+    log_warn("accept: %s%s", strerror(e), n->accept_retry ? "" : "; pausing new connections");
+    if (n->accept_retry || (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM))
+        return;
+    n->accept_retry = loop_timer_add(n->loop, NET_ACCEPT_RETRY_MS, on_accept_retry, n);
+    if (n->accept_retry)
+        set_accepting(n, false);
+}
+
 static void on_accept(struct loop *l, int lfd, uint32_t events, void *ctx)
 {
     struct net *n = ctx;
@@ -515,8 +623,7 @@ static void on_accept(struct loop *l, int lfd, uint32_t events, void *ctx)
         socklen_t len = sizeof addr;
         int fd = accept4(lfd, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR)
-                log_warn("accept: %s", strerror(errno));
+            on_accept_error(n, errno);
             return;
         }
         if (n->nconns >= n->cfg.max_connections) {
@@ -526,19 +633,39 @@ static void on_accept(struct loop *l, int lfd, uint32_t events, void *ctx)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        struct conn *c = conn_new(n, fd, listener_kind(n, lfd));
+        struct conn *c = conn_new(n, fd, listener_kind(n, lfd), &addr, len);
         if (!c) {
             close(fd);
             continue;
         }
-        memcpy(&c->addr, &addr, len);
-        c->addrlen = len;
-        format_peer(&addr, c->peer, sizeof c->peer);
         log_debug("%s: accepted on %s", c->peer, c->transport);
     }
 }
 
 /* ---- reaping and flushing (before each wait) ---- */
+
+static void flush_list_remove(struct net *n, struct conn *c)
+{
+    for (struct conn **p = &n->flush_list; *p; p = &(*p)->next_flush) {
+        if (*p == c) {
+            *p = c->next_flush;
+            break;
+        }
+    }
+    c->flush_queued = false;
+}
+
+/* Discards input the kernel still holds: close() with unread data sends RST, which can destroy the last
+ * replies (CONNACK 5, an HTTP error) before the peer reads them. */
+static void drain_input(struct net *n, int fd)
+{
+    for (size_t total = 0; total < NET_DRAIN_MAX;) {
+        ssize_t r = recv(fd, n->rbuf, sizeof n->rbuf, MSG_DONTWAIT);
+        if (r <= 0)
+            break;
+        total += (size_t)r;
+    }
+}
 
 static void conn_free(struct net *n, struct conn *c)
 {
@@ -549,14 +676,18 @@ static void conn_free(struct net *n, struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     n->nconns--;
+    if (c->flush_queued)
+        flush_list_remove(n, c);
     session_free(c->session);
     loop_timer_cancel(n->loop, c->deadline);
     loop_del_fd(n->loop, c->fd);
-    if (c->ssl && !c->handshaking) {
+    if (c->ssl && !c->handshaking && !c->ssl_fatal) {
         ERR_clear_error();
         SSL_shutdown(c->ssl); /* best effort close_notify */
     }
+    ERR_clear_error();
     SSL_free(c->ssl);
+    drain_input(n, c->fd);
     close(c->fd);
     if (c->proxy_fd >= 0) {
         loop_del_fd(n->loop, c->proxy_fd);
@@ -576,10 +707,8 @@ static void net_before_wait(struct loop *l, void *ctx)
         struct conn *c = n->flush_list;
         n->flush_list = c->next_flush;
         c->flush_queued = false;
-        if (!c->dead) {
-            conn_flush(c);
-            conn_update_events(c);
-        }
+        if (!c->dead)
+            conn_pump(c);
     }
     if (!n->has_dead)
         return;
@@ -669,6 +798,8 @@ int net_port(const struct net *n, enum net_listener which)
 
 void net_stop_accepting(struct net *n)
 {
+    loop_timer_cancel(n->loop, n->accept_retry);
+    n->accept_retry = NULL;
     for (int i = 0; i < NET_LISTENERS; i++) {
         if (n->listen_fd[i] >= 0) {
             loop_del_fd(n->loop, n->listen_fd[i]);
@@ -688,6 +819,7 @@ void net_free(struct net *n)
     if (!n)
         return;
     net_stop_accepting(n);
+    loop_del_hook(n->loop, net_before_wait, n);
     while (n->conns)
         conn_free(n, n->conns);
     free(n);

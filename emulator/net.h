@@ -1,7 +1,7 @@
 /* net.h -- listening sockets and accepted connections: plain MQTT, MQTT over TLS, and TLS on the HTTPS port,
  * where the first request decides between MQTT over WebSocket and HTTP handed to the REST server. Byte
  * streams only; MQTT semantics live in session.c. net.c also implements conn.h, the narrow per-connection
- * interface sessions use. */
+ * interface sessions use. Tests: tests/unit/test_net.c. */
 #ifndef IOTHUB_NET_H
 #define IOTHUB_NET_H
 
@@ -14,8 +14,8 @@
 struct loop;
 struct net;
 
-/* Hands a plaintext HTTP connection (one end of a socketpair) to the REST server, which owns fd after
- * ERR_OK. */
+/* Hands a plaintext HTTP connection (one end of a socketpair) to the REST server, which owns fd whatever it
+ * returns (closing it on failure, as rest_add_connection does). */
 typedef int (*net_http_handoff_fn)(void *ctx, int fd, const struct sockaddr *addr, socklen_t addrlen);
 
 struct net_config {

@@ -1,7 +1,8 @@
 /* session.c -- one device's MQTT session with the hub's rules (see session.h and iothub-protocol.md §1-§3):
  * CONNECT and SAS authentication (any failure: CONNACK 5, then close), keep-alive at 1.5x, the accepted
  * SUBSCRIBE filters and PUBLISH topics (anything else closes the connection, as the hub does), direct-method
- * requests and replies, minimal twin, telemetry, will, and disconnect when the SAS token expires. */
+ * requests and replies, minimal twin, telemetry, will, and disconnect when the SAS token expires.
+ * Tests: tests/unit/test_session.c (with a fake conn.h); fuzz: tests/fuzz/fuzz_session.c. */
 #include "session.h"
 
 #include <inttypes.h>
@@ -23,6 +24,9 @@
 /* The hub disconnects after 1.5x the keep-alive, at most 1767 s (Azure load balancer idle timeout). */
 #define SESSION_KEEPALIVE_CAP_S 1767
 #define SESSION_MAX_TOPIC 1024
+/* Token lifetimes past this are treated as this (about 68 years), so timer arithmetic cannot overflow. */
+#define SESSION_MAX_TOKEN_LIFE_S ((int64_t)INT32_MAX)
+#define SESSION_LOG_TEXT 200 /* bytes of a wire string quoted in a log line */
 
 enum session_state { SESSION_WAIT_CONNECT, SESSION_ONLINE, SESSION_CLOSED };
 
@@ -30,6 +34,7 @@ struct session {
     const struct session_env *env;
     struct conn *conn;
     enum session_state state;
+    bool closing; /* the session asked its conn to close: no further input is processed */
     char device_id[REGISTRY_MAX_ID + 1];
     char module_id[REGISTRY_MAX_ID + 1];
     char ident[2 * REGISTRY_MAX_ID + 2]; /* "device" or "device/module" */
@@ -74,17 +79,30 @@ static void clear_will(struct session *s)
 
 static int fail(struct session *s, const char *reason)
 {
-    if (s->state != SESSION_CLOSED)
+    if (s->state != SESSION_CLOSED && !s->closing)
         conn_close(s->conn, reason);
+    s->closing = true;
     return ERR_CLOSED;
 }
 
-/* Encodes into scratch with fn's result, then hands it to the connection. */
+/* Copies wire bytes for a log line: at most SESSION_LOG_TEXT bytes, anything but printable ASCII as '?', so
+ * a topic cannot break the one-line-per-event log. */
+static const char *log_text(const uint8_t *p, size_t len, char out[SESSION_LOG_TEXT + 1])
+{
+    size_t n = len < SESSION_LOG_TEXT ? len : SESSION_LOG_TEXT;
+    for (size_t i = 0; i < n; i++)
+        out[i] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '?';
+    out[n] = '\0';
+    return out;
+}
+
+/* Encodes into scratch with fn's result, then hands it to the connection. The scratch storage is released
+ * after each packet, so an idle session holds none. */
 static int send_scratch(struct session *s, int rc)
 {
     if (rc == ERR_OK)
         rc = conn_send(s->conn, s->scratch.data, s->scratch.len);
-    s->scratch.len = 0;
+    buf_cleanup(&s->scratch);
     return rc;
 }
 
@@ -107,6 +125,8 @@ static int refuse(struct session *s, const char *why)
 /* Copies client id "device" or "device/module" into the session, validating both ids. */
 static bool take_client_id(struct session *s, struct mqtt_bytes id)
 {
+    if (id.len == 0)
+        return false;
     const uint8_t *slash = memchr(id.p, '/', id.len);
     size_t dlen = slash ? (size_t)(slash - id.p) : id.len;
     size_t mlen = slash ? id.len - dlen - 1 : 0;
@@ -125,7 +145,7 @@ static bool take_client_id(struct session *s, struct mqtt_bytes id)
 /* The username is informational (SDKs differ); only a different device id in it is refused. */
 static bool username_is_plausible(const struct session *s, struct mqtt_bytes user)
 {
-    const uint8_t *slash = memchr(user.p, '/', user.len);
+    const uint8_t *slash = user.len ? memchr(user.p, '/', user.len) : NULL;
     if (!slash)
         return true;
     size_t rest = user.len - (size_t)(slash + 1 - user.p);
@@ -196,8 +216,12 @@ static int start_timers(struct session *s, uint16_t keep_alive, int64_t expiry)
         s->keepalive_ms = t > SESSION_KEEPALIVE_CAP_S * 1000 ? SESSION_KEEPALIVE_CAP_S * 1000 : t;
         s->keepalive_timer = loop_timer_add(l, s->keepalive_ms, on_keepalive_timer, s);
     }
-    int64_t left_s = expiry + s->env->token_skew_s - loop_wall_s(l);
-    s->expiry_timer = loop_timer_add(l, (left_s > 0 ? left_s : 0) * 1000 + 999, on_expiry_timer, s);
+    /* expiry is the token's se, up to INT64_MAX: clamp before adding, so nothing here can overflow. */
+    int64_t now = loop_wall_s(l);
+    int64_t left_s = expiry > now ? expiry - now : 0;
+    left_s = left_s > SESSION_MAX_TOKEN_LIFE_S ? SESSION_MAX_TOKEN_LIFE_S : left_s;
+    left_s += s->env->token_skew_s > 0 ? s->env->token_skew_s : 0;
+    s->expiry_timer = loop_timer_add(l, left_s * 1000 + 999, on_expiry_timer, s);
     return (keep_alive && !s->keepalive_timer) || !s->expiry_timer ? ERR_NOMEM : ERR_OK;
 }
 
@@ -270,8 +294,9 @@ static int on_subscribe(struct session *s, const struct mqtt_subscribe *sub)
     bool methods = false;
     for (size_t i = 0; i < sub->count; i++) {
         if (!filter_is_allowed(s, sub->filters[i])) {
-            log_info("%s: subscription to '%.*s' is not allowed; closing", s->ident, (int)sub->filters[i].len,
-                     (const char *)sub->filters[i].p);
+            char text[SESSION_LOG_TEXT + 1];
+            log_info("%s: subscription to '%s' is not allowed; closing", s->ident,
+                     log_text(sub->filters[i].p, sub->filters[i].len, text));
             return fail(s, "forbidden subscription");
         }
         codes[i] = sub->qos[i] > 1 ? 1 : sub->qos[i];
@@ -327,7 +352,9 @@ static int on_method_reply(struct session *s, const char *topic, struct mqtt_byt
     char rid[64];
     if (end == p || (*end != '/' && *end != '?') || status < -2147483647L || status > 2147483647L ||
         !query_rid(end, rid, sizeof rid)) {
-        log_info("%s: malformed method response topic '%s'", s->ident, topic);
+        char text[SESSION_LOG_TEXT + 1];
+        log_info("%s: malformed method response topic '%s'", s->ident,
+                 log_text((const uint8_t *)topic, strlen(topic), text));
         return fail(s, "malformed method response topic");
     }
     hub_session_method_reply(s->env->hub, s, rid, (int)status, body.p, body.len);
@@ -358,7 +385,8 @@ static int on_twin_patch(struct session *s, const char *topic, struct mqtt_bytes
     if (rc == ERR_OK)
         snprintf(reply, sizeof reply, "$iothub/twin/res/204/?$rid=%s&$version=%" PRId64, rid, version);
     else
-        snprintf(reply, sizeof reply, "$iothub/twin/res/%d/?$rid=%s", rc == ERR_MALFORMED ? 400 : 500, rid);
+        snprintf(reply, sizeof reply, "$iothub/twin/res/%d/?$rid=%s",
+                 rc == ERR_MALFORMED || rc == ERR_TOO_BIG ? 400 : 500, rid);
     return send_publish(s, reply, NULL, 0) ? ERR_CLOSED : ERR_OK;
 }
 
@@ -377,7 +405,9 @@ static int route_publish(struct session *s, const char *topic, const struct mqtt
                           p->payload.p, p->payload.len, loop_wall_s(s->env->loop));
         return ERR_OK;
     }
-    log_info("%s: publish to '%s' is not allowed; closing", s->ident, topic);
+    char text[SESSION_LOG_TEXT + 1];
+    log_info("%s: publish to '%s' is not allowed; closing", s->ident,
+             log_text((const uint8_t *)topic, strlen(topic), text));
     return fail(s, "publish to a topic the hub does not accept");
 }
 
@@ -432,8 +462,8 @@ static int on_packet(struct session *s, const struct mqtt_packet *pkt)
 int session_on_input(struct session *s, struct buf *in)
 {
     size_t off = 0;
-    int rc = ERR_OK;
-    while (rc == ERR_OK && s->state != SESSION_CLOSED && off < in->len) {
+    int rc = s->closing || s->state == SESSION_CLOSED ? ERR_CLOSED : ERR_OK;
+    while (rc == ERR_OK && off < in->len) {
         struct mqtt_packet pkt;
         size_t used = 0;
         int d = mqtt_decode(in->data + off, in->len - off, s->env->max_packet, &pkt, &used);
@@ -457,12 +487,14 @@ int session_on_input(struct session *s, struct buf *in)
 
 int session_send_method(struct session *s, const char *method, const uint8_t *payload, size_t len, char *rid)
 {
-    char topic[256];
+    struct buf topic;
+    buf_init(&topic, SESSION_MAX_TOPIC + 64); /* method names have no limit of their own in REST */
     snprintf(rid, 17, "%" PRIx64, ++s->rid_counter);
-    int n = snprintf(topic, sizeof topic, "$iothub/methods/POST/%s/?$rid=%s", method, rid);
-    if (n < 0 || (size_t)n >= sizeof topic)
-        return ERR_TOO_BIG;
-    return send_publish(s, topic, payload, len);
+    int rc = buf_printf(&topic, "$iothub/methods/POST/%s/?$rid=%s", method, rid);
+    if (rc == ERR_OK)
+        rc = send_publish(s, (const char *)topic.data, payload, len);
+    buf_cleanup(&topic);
+    return rc;
 }
 
 void session_kick(struct session *s, const char *reason)
@@ -485,6 +517,9 @@ void session_on_close(struct session *s)
     if (s->will_topic) {
         log_info("%s: connection lost; publishing its will as telemetry", s->ident);
         hub_session_telemetry(s->env->hub, s, s->will_topic, s->will_payload, s->will_len);
+        if (s->env->telemetry)
+            telemetry_add(s->env->telemetry, s->device_id, s->module_id[0] ? s->module_id : NULL, s->will_topic,
+                          s->will_payload, s->will_len, loop_wall_s(s->env->loop));
     }
     hub_session_offline(s->env->hub, s);
     log_info("%s: connection from %s closed", s->ident, conn_peer(s->conn));
