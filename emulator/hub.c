@@ -1,5 +1,5 @@
 /* hub.c -- the IoT Hub core (see hub.h): presence per identity, method calls from REST to exactly one MQTT
- * connection and back, deadlines, takeover, a minimal twin, and a bounded telemetry log. Single-threaded.
+ * connection and back, deadlines, takeover, and a minimal twin. Single-threaded.
  * Identities are keyed "device" or "device/module" ('/' cannot occur in ids).
  * Tests: tests/unit/test_session.c drives it through real sessions; tests/unit/test_rest_http.c from REST. */
 #include "hub.h"
@@ -16,7 +16,6 @@
 #include "session.h"
 #include "strmap.h"
 
-#define HUB_TELEMETRY_LOG 1000
 /* IoT Hub caps a twin's reported properties at 32 KiB; past it a PATCH is refused (and memory stays bounded). */
 #define HUB_REPORTED_MAX (32u * 1024u)
 
@@ -55,12 +54,6 @@ struct hub {
     struct hub_call *calls;  /* every pending call */
     uint64_t next_call_id;
     struct hub_stats stats;
-    struct {
-        char *identity;
-        char *topic;
-        size_t len;
-    } telemetry[HUB_TELEMETRY_LOG];
-    size_t telemetry_next;
 };
 
 static void ident_key(const char *device_id, const char *module_id, char *out, size_t outlen)
@@ -139,10 +132,6 @@ void hub_free(struct hub *h)
         call_fail(h, h->calls, HUB_CALL_SHUTDOWN);
     strmap_each(h->idents, free_ident, NULL);
     strmap_free(h->idents);
-    for (size_t i = 0; i < HUB_TELEMETRY_LOG; i++) {
-        free(h->telemetry[i].identity);
-        free(h->telemetry[i].topic);
-    }
     free(h);
 }
 
@@ -353,19 +342,6 @@ void hub_session_method_reply(struct hub *h, struct session *s, const char *rid,
         text[i] = rid[i] > 0x20 && rid[i] < 0x7f ? rid[i] : '?';
     text[i] = '\0';
     log_warn("%s: method reply with unknown or late rid %s dropped", session_identity(s), text);
-}
-
-void hub_session_telemetry(struct hub *h, struct session *s, const char *topic, const uint8_t *body, size_t len)
-{
-    size_t i = h->telemetry_next;
-    free(h->telemetry[i].identity);
-    free(h->telemetry[i].topic);
-    h->telemetry[i].identity = strdup(session_identity(s));
-    h->telemetry[i].topic = strdup(topic);
-    h->telemetry[i].len = len;
-    h->telemetry_next = (i + 1) % HUB_TELEMETRY_LOG;
-    h->stats.telemetry_total++;
-    (void)body; /* bodies are not kept yet: only what arrived, from whom, and how large */
 }
 
 void hub_session_offline(struct hub *h, struct session *s)

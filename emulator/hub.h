@@ -72,7 +72,6 @@ struct hub_stats {
     size_t method_listeners; /* of those, subscribed to methods */
     size_t calls_pending;
     uint64_t calls_total;
-    uint64_t telemetry_total;
 };
 void hub_get_stats(const struct hub *h, struct hub_stats *out);
 
@@ -88,8 +87,6 @@ void hub_session_methods_stopped(struct hub *h, struct session *s);
 /* A device's reply on $iothub/methods/res/{status}/?$rid={rid}. Unknown or late rids are logged and dropped. */
 void hub_session_method_reply(struct hub *h, struct session *s, const char *rid, int status, const uint8_t *body,
                               size_t len);
-/* A telemetry message was accepted (counted and kept in the bounded log). */
-void hub_session_telemetry(struct hub *h, struct session *s, const char *topic, const uint8_t *body, size_t len);
 /* Twin GET: appends the identity's twin {"desired":{...,"$version":n},"reported":{...,"$version":m}} to out. */
 int hub_session_twin_get(struct hub *h, struct session *s, struct buf *out);
 /* Twin reported PATCH: merges the JSON object patch (null deletes) into the reported properties and

@@ -390,6 +390,14 @@ static int on_twin_patch(struct session *s, const char *topic, struct mqtt_bytes
     return send_publish(s, reply, NULL, 0) ? ERR_CLOSED : ERR_OK;
 }
 
+/* A device-to-cloud message (or a will) goes to the telemetry log, when there is one. */
+static void record_telemetry(struct session *s, const char *topic, const uint8_t *body, size_t len)
+{
+    if (s->env->telemetry)
+        telemetry_add(s->env->telemetry, s->device_id, s->module_id[0] ? s->module_id : NULL, topic, body, len,
+                      loop_wall_s(s->env->loop));
+}
+
 static int route_publish(struct session *s, const char *topic, const struct mqtt_publish *p)
 {
     if (strncmp(topic, "$iothub/methods/res/", 20) == 0)
@@ -399,10 +407,7 @@ static int route_publish(struct session *s, const char *topic, const struct mqtt
     if (strncmp(topic, "$iothub/twin/PATCH/properties/reported/", 39) == 0)
         return on_twin_patch(s, topic, p->payload);
     if (is_telemetry_topic(s, p->topic.p, p->topic.len)) {
-        hub_session_telemetry(s->env->hub, s, topic, p->payload.p, p->payload.len);
-        if (s->env->telemetry)
-            telemetry_add(s->env->telemetry, s->device_id, s->module_id[0] ? s->module_id : NULL, topic,
-                          p->payload.p, p->payload.len, loop_wall_s(s->env->loop));
+        record_telemetry(s, topic, p->payload.p, p->payload.len);
         return ERR_OK;
     }
     char text[SESSION_LOG_TEXT + 1];
@@ -516,10 +521,7 @@ void session_on_close(struct session *s)
         return;
     if (s->will_topic) {
         log_info("%s: connection lost; publishing its will as telemetry", s->ident);
-        hub_session_telemetry(s->env->hub, s, s->will_topic, s->will_payload, s->will_len);
-        if (s->env->telemetry)
-            telemetry_add(s->env->telemetry, s->device_id, s->module_id[0] ? s->module_id : NULL, s->will_topic,
-                          s->will_payload, s->will_len, loop_wall_s(s->env->loop));
+        record_telemetry(s, s->will_topic, s->will_payload, s->will_len);
     }
     hub_session_offline(s->env->hub, s);
     log_info("%s: connection from %s closed", s->ident, conn_peer(s->conn));
