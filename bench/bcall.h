@@ -18,15 +18,15 @@ struct bcall_config {
 };
 
 struct bcall_result {
-    uint64_t calls;     /* completed within the measuring window */
-    uint64_t errors;    /* wrong status, wrong payload, lost connection, or still unanswered after the drain */
-    double seconds;     /* the measuring window */
+    uint64_t calls;  /* completed within the measuring window */
+    uint64_t errors; /* wrong status, wrong payload, lost connection, or still unanswered after the drain */
+    double seconds;  /* the measuring window */
     double calls_per_s;
     double p50, p90, p99, max; /* seconds, over calls started within the window */
     size_t samples;
-    double bench_cpu;   /* CPU used by this process / wall time, over warm-up + window (1.0 = one core) */
-    double server_cpu;  /* the same for the server (target->pid), or -1 */
-    char error[160];    /* the first error */
+    double bench_cpu;  /* CPU used by this process / wall time, over warm-up + window (1.0 = one core) */
+    double server_cpu; /* the same for the server (target->pid), or -1 */
+    char error[160];   /* the first error */
 };
 
 struct bcall_set;
@@ -41,8 +41,7 @@ int bcall_set_connect(struct bcall_set *s, double timeout_s);
 int bcall_set_payload(struct bcall_set *s, const char *json, size_t len);
 /* Runs calls for warmup_s, then measures for measure_s, then stops issuing and waits up to drain_s for
  * the calls still in flight. ERR_OK, or ERR_IO when a caller broke (out->error says why). */
-int bcall_set_run(struct bcall_set *s, double warmup_s, double measure_s, double drain_s,
-                  struct bcall_result *out);
+int bcall_set_run(struct bcall_set *s, double warmup_s, double measure_s, double drain_s, struct bcall_result *out);
 const char *bcall_set_error(const struct bcall_set *s);
 
 #endif

@@ -32,8 +32,8 @@ struct bdev_set {
     struct bnet *n;
     struct bdev_config cfg;
     struct bdev *devs;
-    size_t next;      /* next device to start */
-    size_t pending;   /* started, not yet ready or failed */
+    size_t next;    /* next device to start */
+    size_t pending; /* started, not yet ready or failed */
     size_t ready, failed, lost;
     uint64_t answered;
     char error[160];
@@ -113,8 +113,8 @@ static int encode_connect(struct bdev *d, struct buf *out)
     if (t->kind == BTARGET_EMULATOR) {
         snprintf(user, sizeof user, "%s/%s/?api-version=2021-04-12", t->hub_host, id);
         uri = sas_resource_uri(t->hub_host, id, NULL);
-        rc = uri ? sas_build(uri, t->device_key, (uint64_t)time(NULL) + BDEV_TOKEN_LIFETIME_S, NULL, &token)
-                 : ERR_NOMEM;
+        rc =
+            uri ? sas_build(uri, t->device_key, (uint64_t)time(NULL) + BDEV_TOKEN_LIFETIME_S, NULL, &token) : ERR_NOMEM;
         c.has_username = c.has_password = true;
         c.username = (struct mqtt_bytes){(const uint8_t *)user, strlen(user)};
         c.password = (struct mqtt_bytes){(const uint8_t *)token, token ? strlen(token) : 0};
@@ -287,8 +287,8 @@ int bdev_set_connect(struct bdev_set *s, double timeout_s, double *seconds)
     if (s->failed)
         return ERR_IO;
     if (s->ready < s->cfg.count) {
-        snprintf(s->error, sizeof s->error, "%s: %zu of %zu devices ready after %.0f s", s->cfg.target->name,
-                 s->ready, s->cfg.count, timeout_s);
+        snprintf(s->error, sizeof s->error, "%s: %zu of %zu devices ready after %.0f s", s->cfg.target->name, s->ready,
+                 s->cfg.count, timeout_s);
         return ERR_TOO_BIG;
     }
     return ERR_OK;

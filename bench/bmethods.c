@@ -57,17 +57,18 @@ static char *make_payload(size_t len)
 static void report(struct bmeth *m, size_t t, long payload, const struct bcall_result *r)
 {
     const struct btarget *tg = m->targets[t];
-    fprintf(stderr, "  %-9s %-5s dev=%-5ld inflight=%-3ld payload=%-6ld %8.0f calls/s p50=%.3f ms p99=%.3f ms "
-            "cpu bench=%.2f server=%.2f%s%s\n", tg->name, m->tls ? "tls" : "plain", m->devices, m->inflight, payload,
-            r->calls_per_s, r->p50 * 1e3, r->p99 * 1e3, r->bench_cpu, r->server_cpu, r->errors ? " ERRORS: " : "",
-            r->error);
-    emit(json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:s}",
-                   "kind", "method", "target", tg->name, "transport", m->tls ? "tls" : "plain", "devices",
+    fprintf(stderr,
+            "  %-9s %-5s dev=%-5ld inflight=%-3ld payload=%-6ld %8.0f calls/s p50=%.3f ms p99=%.3f ms "
+            "cpu bench=%.2f server=%.2f%s%s\n",
+            tg->name, m->tls ? "tls" : "plain", m->devices, m->inflight, payload, r->calls_per_s, r->p50 * 1e3,
+            r->p99 * 1e3, r->bench_cpu, r->server_cpu, r->errors ? " ERRORS: " : "", r->error);
+    emit(json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:s}", "kind",
+                   "method", "target", tg->name, "transport", m->tls ? "tls" : "plain", "devices",
                    (json_int_t)m->devices, "inflight", (json_int_t)m->inflight, "payload_bytes", (json_int_t)payload,
-                   "calls", (json_int_t)r->calls, "errors", (json_int_t)r->errors, "seconds", r->seconds,
-                   "calls_per_s", r->calls_per_s, "p50_ms", r->p50 * 1e3, "p90_ms", r->p90 * 1e3, "p99_ms",
-                   r->p99 * 1e3, "max_ms", r->max * 1e3, "samples", (json_int_t)r->samples, "bench_cpu",
-                   r->bench_cpu, "server_cpu", r->server_cpu, "error", r->error));
+                   "calls", (json_int_t)r->calls, "errors", (json_int_t)r->errors, "seconds", r->seconds, "calls_per_s",
+                   r->calls_per_s, "p50_ms", r->p50 * 1e3, "p90_ms", r->p90 * 1e3, "p99_ms", r->p99 * 1e3, "max_ms",
+                   r->max * 1e3, "samples", (json_int_t)r->samples, "bench_cpu", r->bench_cpu, "server_cpu",
+                   r->server_cpu, "error", r->error));
 }
 
 static int run_payload(struct bmeth *m, long payload)
@@ -107,8 +108,8 @@ static int run_inflight(struct bmeth *m)
     size_t np = bopt_list(m->o, "payloads", "16,4096,102400", payloads);
     int rc = ERR_OK;
     for (size_t t = 0; t < m->n_targets && !rc; t++) {
-        struct bcall_config cc = {.target = m->targets[t], .callers = (size_t)m->inflight,
-                                  .devices = (size_t)m->devices};
+        struct bcall_config cc = {
+            .target = m->targets[t], .callers = (size_t)m->inflight, .devices = (size_t)m->devices};
         m->calls[t] = bcall_set_new(m->n, &cc);
         rc = m->calls[t] ? bcall_set_connect(m->calls[t], BMETH_CONNECT_TIMEOUT_S) : ERR_NOMEM;
         if (rc)
@@ -137,8 +138,8 @@ static void free_devices(struct bmeth *m)
 static int connect_devices(struct bmeth *m)
 {
     for (size_t t = 0; t < m->n_targets; t++) {
-        struct bdev_config dc = {.target = m->targets[t], .count = (size_t)m->devices, .max_pending = 64,
-                                 .keepalive_s = 240};
+        struct bdev_config dc = {
+            .target = m->targets[t], .count = (size_t)m->devices, .max_pending = 64, .keepalive_s = BDEV_KEEPALIVE_S};
         double secs = 0;
         m->devs[t] = bdev_set_new(m->n, &dc);
         int rc = m->devs[t] ? bdev_set_connect(m->devs[t], BMETH_CONNECT_TIMEOUT_S, &secs) : ERR_NOMEM;

@@ -373,8 +373,8 @@ static void conn_connected(struct bconn *c)
         return;
     }
     c->state = BCONN_HANDSHAKE;
-    SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                             SSL_MODE_RELEASE_BUFFERS);
+    SSL_set_mode(c->ssl,
+                 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     if (!SSL_set_fd(c->ssl, c->fd) || tls_client_set_host(c->ssl, c->tls_host)) {
         conn_fail(c, "TLS setup failed");
         return;

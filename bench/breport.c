@@ -13,11 +13,11 @@
 #define BREPORT_MAX_VALUES 16
 
 struct breport {
-    json_t *all;   /* every record, in run order */
+    json_t *all; /* every record, in run order */
     FILE *md;
     const char *mode;
-    int missed;    /* targets missed */
-    int errors;    /* records carrying an error */
+    int missed; /* targets missed */
+    int errors; /* records carrying an error */
 };
 
 /* ---- input ---- */
@@ -71,12 +71,13 @@ static double num_of(const json_t *j, const char *key)
     return json_number_value(json_object_get(j, key));
 }
 
-static json_t *find_method(const struct breport *r, const char *target, const char *transport, long dev,
-                           long inflight, long payload)
+static json_t *find_method(const struct breport *r, const char *target, const char *transport, long dev, long inflight,
+                           long payload)
 {
     size_t i;
     json_t *j;
-    json_array_foreach(r->all, i, j) {
+    json_array_foreach(r->all, i, j)
+    {
         if (strcmp(str_of(j, "kind"), "method") == 0 && strcmp(str_of(j, "target"), target) == 0 &&
             strcmp(str_of(j, "transport"), transport) == 0 && num_of(j, "devices") == dev &&
             num_of(j, "inflight") == inflight && num_of(j, "payload_bytes") == payload)
@@ -90,7 +91,8 @@ static json_t *find_kind(const struct breport *r, const char *kind, const char *
 {
     size_t i;
     json_t *j;
-    json_array_foreach(r->all, i, j) {
+    json_array_foreach(r->all, i, j)
+    {
         if (strcmp(str_of(j, "kind"), kind) == 0 && strcmp(str_of(j, "target"), target) == 0 &&
             strcmp(str_of(j, key), value) == 0)
             return j;
@@ -103,7 +105,8 @@ static size_t distinct(const struct breport *r, const char *transport, const cha
 {
     size_t n = 0, i;
     json_t *j;
-    json_array_foreach(r->all, i, j) {
+    json_array_foreach(r->all, i, j)
+    {
         if (strcmp(str_of(j, "kind"), "method") || strcmp(str_of(j, "transport"), transport))
             continue;
         long v = (long)num_of(j, key);
@@ -205,11 +208,13 @@ static void headline_counts(struct breport *r)
     long top = 0;
     size_t i;
     json_t *j;
-    json_array_foreach(r->all, i, j) {
+    json_array_foreach(r->all, i, j)
+    {
         if (strcmp(str_of(j, "kind"), "method") == 0 && num_of(j, "inflight") > top)
             top = (long)num_of(j, "inflight");
     }
-    json_array_foreach(r->all, i, j) {
+    json_array_foreach(r->all, i, j)
+    {
         if (strcmp(str_of(j, "kind"), "method") || strcmp(str_of(j, "target"), "emulator") ||
             num_of(j, "inflight") != top)
             continue;
@@ -221,8 +226,10 @@ static void headline_counts(struct breport *r)
         p50_ok += num_of(j, "p50_ms") <= num_of(m, "p50_ms");
         tput_ok += num_of(j, "calls_per_s") >= num_of(m, "calls_per_s");
     }
-    fprintf(r->md, "\nOver all %d phases at %ld calls in flight (both transports, every device count and payload): "
-            "p50 ≤ Mosquitto's in %d, calls/s ≥ Mosquitto's in %d.\n", total, top, p50_ok, tput_ok);
+    fprintf(r->md,
+            "\nOver all %d phases at %ld calls in flight (both transports, every device count and payload): "
+            "p50 ≤ Mosquitto's in %d, calls/s ≥ Mosquitto's in %d.\n",
+            total, top, p50_ok, tput_ok);
 }
 
 static void headline_scale_startup(struct breport *r)
@@ -231,8 +238,8 @@ static void headline_scale_startup(struct breport *r)
     json_t *m = find_kind(r, "scale", "mosquitto", "transport", "tls");
     char fig[160];
     snprintf(fig, sizeof fig, "RSS per idle TLS device (%.0f devices)", e ? num_of(e, "devices") : 0.0);
-    headline_row(r, fig, e ? num_of(e, "rss_per_device_kib") : -1, m ? num_of(m, "rss_per_device_kib") : -1,
-                 " KiB", true);
+    headline_row(r, fig, e ? num_of(e, "rss_per_device_kib") : -1, m ? num_of(m, "rss_per_device_kib") : -1, " KiB",
+                 true);
     json_t *s = find_kind(r, "startup", "emulator", "label", "registry");
     char a[32];
     double ms = s ? num_of(s, "median_ms") : -1;
@@ -283,10 +290,12 @@ static void section_methods(struct breport *r, const char *transport, const char
            np = distinct(r, transport, "payload_bytes", pay);
     if (!nd)
         return;
-    fprintf(r->md, "\n## Method calls, %s\n\nEach cell: emulator / Mosquitto (ratio). Latency in ms. CPU is cores "
+    fprintf(r->md,
+            "\n## Method calls, %s\n\nEach cell: emulator / Mosquitto (ratio). Latency in ms. CPU is cores "
             "used (1.00 = one core) by the server and by this load generator during the phase.\n\n"
             "| devices | in flight | payload | p50 | p90 | p99 | max | calls/s | server CPU | bench CPU |\n"
-            "|---:|---:|---:|---|---|---|---|---|---|---|\n", title);
+            "|---:|---:|---:|---|---|---|---|---|---|---|\n",
+            title);
     for (size_t d = 0; d < nd; d++)
         for (size_t i = 0; i < ni; i++)
             for (size_t p = 0; p < np; p++)
@@ -307,7 +316,8 @@ static void section_scale(struct breport *r)
     fputs("\n## Connection scale\n\nDevices connect (TCP, TLS, MQTT CONNECT, SUBSCRIBE) with at most 64 in "
           "progress; RSS is the server's VmRSS before and after (1 s settle), idle CPU is utime+stime over the idle "
           "window. Each row pair ran against freshly started servers.\n\n"
-          "| figure | emulator | Mosquitto | ratio |\n|---|---:|---:|---:|\n", r->md);
+          "| figure | emulator | Mosquitto | ratio |\n|---|---:|---:|---:|\n",
+          r->md);
     static const char *const transports[] = {"tls", "plain"};
     for (size_t t = 0; t < 2; t++) {
         json_t *e = find_kind(r, "scale", "emulator", "transport", transports[t]);
@@ -335,7 +345,8 @@ static void section_startup(struct breport *r)
     fputs("\n## Start-up\n\nFrom fork+exec to the first good answer, probed every millisecond: the emulator's "
           "`GET /health` 200, Mosquitto's CONNACK (it has no registry, so its figure is the same baseline for both "
           "rows). Median of the runs; certificates already generated (one unmeasured warm-up start).\n\n"
-          "| figure | emulator | Mosquitto | ratio |\n|---|---:|---:|---:|\n", r->md);
+          "| figure | emulator | Mosquitto | ratio |\n|---|---:|---:|---:|\n",
+          r->md);
     json_t *m = find_kind(r, "startup", "mosquitto", "label", "baseline");
     static const char *const labels[] = {"empty", "registry"};
     for (size_t i = 0; i < 2; i++) {
@@ -361,7 +372,8 @@ static void section_intro(struct breport *r, const char *machine, const char *no
             "answer to the requester's reply topic. Both make the same hops (caller -> server -> device -> "
             "server -> caller) with the same payloads, concurrency and device counts; QoS 0 both ways, as IoT "
             "Hub method requests and SDK answers are. The ratio shows what HTTP + auth + routing cost against a "
-            "general broker.\n",
+            "general broker. Where the emulator's time and memory go, and what to change: bench/README.md, "
+            "section Findings.\n",
             strcmp(r->mode, "quick") == 0 ? " --quick" : "");
     fprintf(r->md, "\n## Machine and run\n\n```text\n%s%s```\n", machine ? machine : "(not recorded)\n",
             notes ? notes : "");

@@ -25,8 +25,8 @@ static bool valid_port(long p)
 }
 
 /* One target of a kind and transport from its two ports (device side, REST side for the emulator). */
-static void add_target(struct bsetup *b, enum btarget_kind kind, bool tls, long mqtt_port, long http_port,
-                       long pid, struct bopt *o)
+static void add_target(struct bsetup *b, enum btarget_kind kind, bool tls, long mqtt_port, long http_port, long pid,
+                       struct bopt *o)
 {
     SSL_CTX *ctx = kind == BTARGET_EMULATOR ? b->emu_tls : b->mosq_tls;
     if (!valid_port(mqtt_port) || (kind == BTARGET_EMULATOR && !valid_port(http_port)) || (tls && !ctx))

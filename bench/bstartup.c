@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,10 +147,9 @@ static void emit(struct bopt *o, const struct bstart *b, double *ms, size_t n)
     for (size_t i = 0; i < n; i++)
         json_array_append_new(all, json_real(ms[i]));
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:f, s:f, s:f, s:o}", "kind", "startup", "target",
-                          b->kind == BTARGET_EMULATOR ? "emulator" : "mosquitto", "label",
-                          bopt_str(o, "label", ""), "registry_desc", bopt_str(o, "desc", ""), "runs",
-                          (json_int_t)n, "min_ms", n ? ms[0] : 0.0, "median_ms", n ? ms[n / 2] : 0.0, "max_ms",
-                          n ? ms[n - 1] : 0.0, "runs_ms", all);
+                          b->kind == BTARGET_EMULATOR ? "emulator" : "mosquitto", "label", bopt_str(o, "label", ""),
+                          "registry_desc", bopt_str(o, "desc", ""), "runs", (json_int_t)n, "min_ms", n ? ms[0] : 0.0,
+                          "median_ms", n ? ms[n / 2] : 0.0, "max_ms", n ? ms[n - 1] : 0.0, "runs_ms", all);
     if (j) {
         json_dumpf(j, stdout, JSON_COMPACT);
         fputc('\n', stdout);
@@ -162,13 +162,14 @@ static void emit(struct bopt *o, const struct bstart *b, double *ms, size_t n)
 
 int bstart_main(struct bopt *o)
 {
-    struct bstart b = {.port = bopt_long(o, "port", 0), .log = bopt_str(o, "log", "/dev/null"), .cmd = o->rest,
+    struct bstart b = {.port = bopt_long(o, "port", 0),
+                       .log = bopt_str(o, "log", "/dev/null"),
+                       .cmd = o->rest,
                        .timeout_s = bopt_double(o, "timeout", 30)};
     long runs = bopt_long(o, "runs", 5), warm = bopt_long(o, "warmup-runs", 1);
-    if (bsetup_kind(bopt_str(o, "target", NULL), &b.kind) || !b.cmd || !b.cmd[0] || b.port <= 0 ||
-        b.port > 65535 || runs < 1 || runs > BSTART_MAX_RUNS || warm < 0 || warm > BSTART_MAX_RUNS || o->bad) {
-        fprintf(stderr, "iothub_bench startup: need --target, --port, --runs 1..%d and -- COMMAND\n",
-                BSTART_MAX_RUNS);
+    if (bsetup_kind(bopt_str(o, "target", NULL), &b.kind) || !b.cmd || !b.cmd[0] || b.port <= 0 || b.port > 65535 ||
+        runs < 1 || runs > BSTART_MAX_RUNS || warm < 0 || warm > BSTART_MAX_RUNS || o->bad) {
+        fprintf(stderr, "iothub_bench startup: need --target, --port, --runs 1..%d and -- COMMAND\n", BSTART_MAX_RUNS);
         return ERR_INVALID;
     }
     double ms[BSTART_MAX_RUNS];
@@ -186,9 +187,24 @@ int bstart_main(struct bopt *o)
     return ERR_OK;
 }
 
+/* True while pid runs (not gone, not a zombie): lets "wait" give up at once when the server died. */
+static bool is_running(long pid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(line, 1, sizeof line - 1, f) : 0;
+    if (f)
+        fclose(f);
+    line[n] = '\0';
+    const char *p = strrchr(line, ')');
+    return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
 int bstart_wait_main(struct bopt *o)
 {
     struct bstart b = {.port = bopt_long(o, "port", 0)};
+    long pid = bopt_long(o, "pid", 0);
     double timeout_s = bopt_double(o, "timeout", 30);
     struct timespec ms = {0, 5 * 1000 * 1000};
     if (bsetup_kind(bopt_str(o, "target", NULL), &b.kind) || b.port <= 0 || b.port > 65535 || o->bad) {
@@ -198,6 +214,10 @@ int bstart_wait_main(struct bopt *o)
     for (double end = bstat_now() + timeout_s; bstat_now() < end; nanosleep(&ms, NULL)) {
         if (probe(&b))
             return ERR_OK;
+        if (pid > 0 && !is_running(pid)) {
+            fprintf(stderr, "iothub_bench wait: process %ld exited before answering on port %ld\n", pid, b.port);
+            return ERR_IO;
+        }
     }
     fprintf(stderr, "iothub_bench wait: nothing answered on port %ld within %.0f s\n", b.port, timeout_s);
     return ERR_IO;

@@ -25,7 +25,7 @@ static void usage(FILE *f)
           "  methods       method-call latency and calls/s (emulator HTTP->MQTT vs Mosquitto MQTT relay)\n"
           "  scale         connect N devices to one target: time, RSS per device, idle CPU\n"
           "  startup       exec to first good answer (/health 200 or CONNACK): --target --port -- COMMAND\n"
-          "  wait          until a server answers: --target emulator|mosquitto --port P --timeout S\n"
+          "  wait          until a server answers: --target emulator|mosquitto --port P [--pid P] --timeout S\n"
           "  gen-registry  write a registry.json with N bench devices: --devices N --out FILE\n"
           "  free-ports    print N free loopback TCP ports: --count N\n"
           "  report        results.json and RESULTS.md from the JSON lines of a run\n"

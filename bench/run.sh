@@ -124,7 +124,7 @@ start_mosquitto() {
     "$MOSQUITTO" -c "$WORK/mosq/mosquitto.conf" >> "$WORK/mosquitto.log" 2>&1 &
     MOSQ_PID=$!
     PIDS="$PIDS $MOSQ_PID"
-    "$BENCH" wait --target mosquitto --port "$MOSQ_MQTT" --timeout 30
+    "$BENCH" wait --target mosquitto --port "$MOSQ_MQTT" --pid "$MOSQ_PID" --timeout 30
 }
 
 # Sets EMU_PID and EMU_MQTTS, EMU_HTTPS, EMU_MQTT, EMU_HTTP. $1: data dir.
@@ -135,7 +135,7 @@ start_emulator() {
         --http-port "$EMU_HTTP" --max-connections "$MAXCONN" --log-level warn >> "$WORK/emulator.log" 2>&1 &
     EMU_PID=$!
     PIDS="$PIDS $EMU_PID"
-    "$BENCH" wait --target emulator --port "$EMU_HTTP" --timeout 60
+    "$BENCH" wait --target emulator --port "$EMU_HTTP" --pid "$EMU_PID" --timeout 60
 }
 
 # Stops a server started above; complains when it is already gone (it crashed).
@@ -178,6 +178,7 @@ machine() {
     echo "mosquitto: $("$MOSQUITTO" -h 2>/dev/null | head -1)"
     echo "openssl: $(openssl version)"
     echo "RLIMIT_NOFILE: $NOFILE"
+    echo "load average at start (other work shares this machine): $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); mode: $MODE"
 }
 
@@ -210,7 +211,10 @@ done
 echo "== start-up ==" >&2
 for d in start-empty start-registry; do
     mkdir -p "$WORK/$d"
-    cp "$WORK/emu/ca.pem" "$WORK/emu/ca.key" "$WORK/emu/server.pem" "$WORK/emu/server.key" "$WORK/$d/"
+    # The certificates the runs above generated, so start-up is not timing key generation (when they are
+    # missing the warm-up start generates them).
+    cp "$WORK/emu/ca.pem" "$WORK/emu/ca.key" "$WORK/emu/server.pem" "$WORK/emu/server.key" "$WORK/$d/" 2>/dev/null ||
+        true
 done
 "$BENCH" gen-registry --devices $START_REGISTRY --out "$WORK/start-registry/registry.json" || fail "gen-registry"
 set -- $("$BENCH" free-ports --count 4)
@@ -226,6 +230,7 @@ mosq_conf "$1" "$2" "$WORK/mosq/startup.conf"
     --log "$WORK/startup.log" -- "$MOSQUITTO" -c "$WORK/mosq/startup.conf" >> "$JSONL" || fail "start-up mosquitto"
 
 # ---- report ----
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$NOTES"
 "$BENCH" report --jsonl "$JSONL" --machine "$WORK/machine.txt" --notes "$NOTES" --mode $MODE \
     --md-out "$OUT/RESULTS.md" --json-out "$OUT/results.json" || fail "report"
 if [ $FAILED = 1 ]; then
