@@ -375,13 +375,34 @@ static int timeout_member(const json_t *body, const char *key, int def, int lo, 
     return ERR_OK;
 }
 
+/* True when v holds a real anywhere (jansson caps parse depth at 2048, so the recursion is bounded). */
+static bool has_real(const json_t *v)
+{
+    if (json_is_real(v))
+        return true;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            if (has_real(json_array_get(v, i)))
+                return true;
+    } else if (json_is_object(v)) {
+        const char *key;
+        json_t *m;
+        json_object_foreach((json_t *)v, key, m)
+            if (has_real(m))
+                return true;
+    }
+    return false;
+}
+
 /* Compact JSON of any value, with the fewest real digits (15..17) that reproduce every number exactly,
- * so 0.1 stays 0.1 rather than jansson's default 0.10000000000000001. */
+ * so 0.1 stays 0.1 rather than jansson's default 0.10000000000000001. Without reals the first dump is
+ * exact, and the reparse that checks the round trip is skipped. */
 static char *dump_compact(const json_t *v)
 {
+    bool reals = has_real(v);
     for (int prec = 15; prec <= 17; prec++) {
         char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(prec));
-        if (!s || prec == 17)
+        if (!s || !reals || prec == 17)
             return s;
         json_t *back = json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
         bool same = back && json_equal(back, (json_t *)v);
@@ -482,6 +503,198 @@ static size_t utf8_seq(const uint8_t *p, size_t len)
     return n;
 }
 
+/* ---- JSON validation (device answers; no tree, no allocation) ---- */
+
+static size_t skip_ws(const uint8_t *p, size_t len, size_t i)
+{
+    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* The 4 hex digits at p[*i..] as a code unit, or -1. */
+static long hex4(const uint8_t *p, size_t len, size_t *i)
+{
+    if (len - *i < 4)
+        return -1;
+    long v = 0;
+    for (size_t k = 0; k < 4; k++) {
+        uint8_t c = p[*i + k];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0)
+            return -1;
+        v = v << 4 | d;
+    }
+    *i += 4;
+    return v;
+}
+
+/* A \uXXXX escape after the 'u' at p[*i - 1]; a high surrogate must be followed by an escaped low one and a
+ * lone low surrogate is refused (as jansson does). \u0000 is accepted. */
+static bool scan_u_escape(const uint8_t *p, size_t len, size_t *i)
+{
+    long u = hex4(p, len, i);
+    if (u < 0 || (u >= 0xdc00 && u <= 0xdfff))
+        return false;
+    if (u < 0xd800 || u > 0xdbff)
+        return true;
+    if (len - *i < 2 || p[*i] != '\\' || p[*i + 1] != 'u')
+        return false;
+    *i += 2;
+    u = hex4(p, len, i);
+    return u >= 0xdc00 && u <= 0xdfff;
+}
+
+/* A string starting at the quote p[*i]; on success *i is past the closing quote. */
+static bool scan_string(const uint8_t *p, size_t len, size_t *i)
+{
+    size_t j = *i + 1;
+    while (j < len) {
+        uint8_t c = p[j];
+        if (c == '"') {
+            *i = j + 1;
+            return true;
+        }
+        if (c < 0x20)
+            return false;
+        if (c == '\\') {
+            if (++j == len)
+                return false;
+            c = p[j++];
+            if (c == 'u') {
+                if (!scan_u_escape(p, len, &j))
+                    return false;
+            } else if (!strchr("\"\\/bfnrt", c) || c == 0) {
+                return false;
+            }
+        } else if (c < 0x80) {
+            j++;
+        } else {
+            size_t n = utf8_seq(p + j, len - j);
+            if (!n)
+                return false;
+            j += n;
+        }
+    }
+    return false;
+}
+
+static size_t scan_digits(const uint8_t *p, size_t len, size_t i)
+{
+    while (i < len && p[i] >= '0' && p[i] <= '9')
+        i++;
+    return i;
+}
+
+/* A number by the RFC 8259 grammar (any magnitude); on success *i is past it. */
+static bool scan_number(const uint8_t *p, size_t len, size_t *i)
+{
+    size_t j = *i, k;
+    if (j < len && p[j] == '-')
+        j++;
+    if (j < len && p[j] == '0')
+        j++;
+    else if ((k = scan_digits(p, len, j)) > j)
+        j = k;
+    else
+        return false;
+    if (j < len && p[j] == '.') {
+        if ((k = scan_digits(p, len, j + 1)) == j + 1)
+            return false;
+        j = k;
+    }
+    if (j < len && (p[j] == 'e' || p[j] == 'E')) {
+        j++;
+        if (j < len && (p[j] == '+' || p[j] == '-'))
+            j++;
+        if ((k = scan_digits(p, len, j)) == j)
+            return false;
+        j = k;
+    }
+    *i = j;
+    return true;
+}
+
+static bool scan_literal(const uint8_t *p, size_t len, size_t *i, const char *word, size_t n)
+{
+    if (len - *i < n || memcmp(p + *i, word, n) != 0)
+        return false;
+    *i += n;
+    return true;
+}
+
+/* A scalar at p[*i] (not whitespace, not a bracket); on success *i is past it. */
+static bool scan_scalar(const uint8_t *p, size_t len, size_t *i)
+{
+    switch (p[*i]) {
+    case '"':
+        return scan_string(p, len, i);
+    case 't':
+        return scan_literal(p, len, i, "true", 4);
+    case 'f':
+        return scan_literal(p, len, i, "false", 5);
+    case 'n':
+        return scan_literal(p, len, i, "null", 4);
+    default:
+        return scan_number(p, len, i);
+    }
+}
+
+enum json_want { WANT_VALUE, WANT_KEY, WANT_AFTER };
+
+bool restapi_json_is_valid(const uint8_t *p, size_t len)
+{
+    uint8_t is_object[RESTAPI_JSON_MAX_DEPTH / 8] = {0}; /* one bit per open container */
+    size_t depth = 0, i = 0;
+    enum json_want want = WANT_VALUE;
+    if (!p)
+        return false;
+    for (;;) {
+        i = skip_ws(p, len, i);
+        if (want == WANT_AFTER && depth == 0)
+            return i == len;
+        if (i == len)
+            return false;
+        uint8_t c = p[i];
+        if (want == WANT_KEY) {
+            if (c != '"' || !scan_string(p, len, &i))
+                return false;
+            i = skip_ws(p, len, i);
+            if (i == len || p[i] != ':')
+                return false;
+            i++;
+            want = WANT_VALUE;
+        } else if (want == WANT_AFTER) {
+            bool obj = is_object[(depth - 1) / 8] >> ((depth - 1) % 8) & 1;
+            i++;
+            if (c == ',')
+                want = obj ? WANT_KEY : WANT_VALUE;
+            else if (c == (obj ? '}' : ']'))
+                depth--;
+            else
+                return false;
+        } else if (c == '{' || c == '[') {
+            if (depth == RESTAPI_JSON_MAX_DEPTH)
+                return false;
+            uint8_t bit = (uint8_t)(1u << (depth % 8));
+            is_object[depth / 8] = (uint8_t)(c == '{' ? is_object[depth / 8] | bit : is_object[depth / 8] & ~bit);
+            depth++;
+            i = skip_ws(p, len, i + 1);
+            if (i < len && p[i] == (c == '{' ? '}' : ']')) {
+                i++;
+                depth--;
+                want = WANT_AFTER;
+            } else {
+                want = c == '{' ? WANT_KEY : WANT_VALUE;
+            }
+        } else {
+            if (!scan_scalar(p, len, &i))
+                return false;
+            want = WANT_AFTER;
+        }
+    }
+}
+
 /* The bytes as a JSON string literal, invalid UTF-8 replaced by U+FFFD. Malloc'd, or NULL. */
 static char *json_string_lossy(const uint8_t *p, size_t len)
 {
@@ -509,13 +722,13 @@ char *restapi_method_result(int status, const uint8_t *body, size_t len, size_t 
     struct buf b;
     buf_init(&b, RESTAPI_RESULT_MAX);
     char *lossy = NULL, *text = NULL;
-    json_t *probe = len ? json_loadb((const char *)body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+    bool valid = len && restapi_json_is_valid(body, len);
     if (buf_printf(&b, "{\"status\":%d,\"payload\":", status))
         goto out;
     if (len == 0) {
         if (buf_append_str(&b, "null"))
             goto out;
-    } else if (probe) {
+    } else if (valid) {
         if (buf_append(&b, body, len))
             goto out;
     } else {
@@ -529,7 +742,6 @@ char *restapi_method_result(int status, const uint8_t *body, size_t len, size_t 
         *out_len = b.len;
     text = buf_take_str(&b);
 out:
-    json_decref(probe);
     free(lossy);
     buf_cleanup(&b);
     return text;

@@ -129,4 +129,12 @@ void restapi_method_cleanup(struct restapi_method_call *c);
  * (caller frees, *out_len its length) or NULL on ERR_NOMEM. */
 char *restapi_method_result(int status, const uint8_t *body, size_t len, size_t *out_len);
 
+#define RESTAPI_JSON_MAX_DEPTH 2048 /* nesting of arrays and objects, jansson's parser limit */
+
+/* True when p[0..len) is exactly one JSON value (RFC 8259) between optional whitespace: strings valid UTF-8
+ * without raw control characters, escapes well-formed with surrogates paired, numbers of any magnitude, at
+ * most RESTAPI_JSON_MAX_DEPTH nested containers. No allocation, no recursion; p may be NULL. It accepts
+ * what jansson refuses only for integers beyond int64, reals beyond double and "\u0000" in keys. */
+bool restapi_json_is_valid(const uint8_t *p, size_t len);
+
 #endif

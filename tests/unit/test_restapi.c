@@ -1,6 +1,7 @@
 /* test_restapi.c -- unit tests for emulator/restapi: routes (percent-decoding, query), direct-method body
  * validation (code + message), the two error envelopes byte for byte against iothub-protocol.md §4.3,
- * TimeSpan text and the method-result body. */
+ * TimeSpan text, the method-result body and the JSON validator (vectors on guard pages, and differentially
+ * against jansson). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,7 +12,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "err.h"
+#include "guard_page.h"
 #include "restapi.h"
 
 /* ---- routes ---- */
@@ -369,6 +373,132 @@ static void timespans(void **state)
     assert_int_equal(restapi_timespan(10, out, 9), ERR_OK);
 }
 
+/* ---- JSON validator ---- */
+
+static bool json_ok(const char *text, size_t len)
+{
+    struct guard_page g;
+    const char *copy = guard_page_copy(&g, text, len);
+    assert_non_null(copy);
+    bool ok = restapi_json_is_valid((const uint8_t *)copy, len);
+    guard_page_free(&g);
+    return ok;
+}
+
+/* jansson's verdict, with the flags restapi_method_result used before the validator. */
+static bool jansson_ok(const char *text, size_t len)
+{
+    json_t *j = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    json_decref(j);
+    return j != NULL;
+}
+
+static const char *const json_good[] = {
+    "{\"Response\":\"This is the response from the device\"}", "null", "true", "false", "0", "-0", "12",
+    "-3.25", "1e10", "1E-2", "6.02e+23", "0.5e-0", "-0.0E+00", "123456789012345678", "\"\"",
+    "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"", "\"\\u00e9\\uD83D\\uDE00\\u0000\\uffff\"", "\"\\uDBFF\\uDFFF\"",
+    "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf\"", "\"\x7f\"", "[]", "{}",
+    " [ 1 , \"two\" , { \"three\" : [ null ] } ] ", "\t\r\n{\"a\":{\"b\":{\"c\":[true,false,null]}}}\n",
+    "[[],{},[[]],{\"\":{}}]", "{\"a\":1,\"a\":2}", "[-1,0.1,1e400]", "\"]\"", "{\"}\":\"{\"}",
+};
+
+static const char *const json_bad[] = {
+    "", " ", "{", "}", "[", "]", "[1,]", "[,1]", "[1 2]", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{,}", "{a:1}",
+    "{'a':1}", "{1:1}", "{\"a\" 1}", "{\"a\":1 \"b\":2}", "'x'", "\"unterminated", "\"bad \\x escape\"",
+    "\"\\u12\"", "\"\\u12G4\"", "\"\\\"", "\"\\", "tru", "nul", "True", "nulll", "01", "-01", "1.", ".5", "-",
+    "+1", "1e", "1e+", "1.e3", "0x10", "NaN", "Infinity", "-Infinity", "1 2", "{} {}", "[1]]", "[1}", "{\"a\":1]",
+    "[[]", "\"tab\there\"", "\"nl\nhere\"", "\"\xc3\"", "\"\xc0\x80\"", "\"\xc1\xbf\"", "\"\xe0\x80\x80\"",
+    "\"\xed\xa0\x80\"", "\"\xf0\x80\x80\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xf5\x80\x80\x80\"", "\"\xff\"",
+    "\"\x80\"", "\"\\uD800\"", "\"\\uDC00\"", "\"\\uD800x\"", "\"\\uD800\\n\"", "\"\\uD800\\u0041\"",
+    "\"\\uD800\\uD800\"", "\"\\uDBFF\\uE000\"", "{\"a\":1}x", "[\"a\" \"b\"]", "\xef\xbb\xbf{}", "/* c */ 1",
+    "[1,/**/2]", "\x0c" "1", "\x0b" "1", "\xc2\xa0" "1",
+};
+
+static void json_vectors(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof json_good / sizeof json_good[0]; i++)
+        if (!json_ok(json_good[i], strlen(json_good[i])))
+            fail_msg("rejected: %s", json_good[i]);
+    for (size_t i = 0; i < sizeof json_bad / sizeof json_bad[0]; i++)
+        if (json_ok(json_bad[i], strlen(json_bad[i])))
+            fail_msg("accepted: %s", json_bad[i]);
+    assert_false(restapi_json_is_valid(NULL, 0));
+    static const char nul_raw[] = "\"a\0b\"", nul_after[] = "1\0", nul_before[] = "\0" "1";
+    assert_false(json_ok(nul_raw, sizeof nul_raw - 1));
+    assert_false(json_ok(nul_after, sizeof nul_after - 1));
+    assert_false(json_ok(nul_before, sizeof nul_before - 1));
+    assert_true(json_ok("[1]xyz", 3)); /* only len bytes count */
+}
+
+/* Agrees with jansson on every vector, except the magnitudes jansson cannot hold (documented in restapi.h). */
+static void json_matches_jansson(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof json_good / sizeof json_good[0]; i++)
+        if (!strstr(json_good[i], "1e400") && !jansson_ok(json_good[i], strlen(json_good[i])))
+            fail_msg("jansson rejects: %s", json_good[i]);
+    for (size_t i = 0; i < sizeof json_bad / sizeof json_bad[0]; i++)
+        if (jansson_ok(json_bad[i], strlen(json_bad[i])))
+            fail_msg("jansson accepts: %s", json_bad[i]);
+    assert_true(json_ok("99999999999999999999", 20));
+    assert_false(jansson_ok("99999999999999999999", 20));
+}
+
+static void json_every_prefix_and_byte(void **state)
+{
+    (void)state;
+    const char *full = "{\"k\":[1,-2.5e3,\"s\\u0041\\uD83D\\uDE00\xc3\xa9\",true,false,null,{}],\"m\":{\"n\":[]}}";
+    size_t n = strlen(full);
+    assert_true(json_ok(full, n));
+    for (size_t len = 0; len < n; len++)
+        if (json_ok(full, len))
+            fail_msg("prefix of %zu bytes accepted", len);
+    /* every single-byte change agrees with jansson */
+    char mut[128];
+    for (size_t i = 0; i < n; i++) {
+        for (int b = 0; b < 256; b++) {
+            memcpy(mut, full, n);
+            mut[i] = (char)b;
+            if (json_ok(mut, n) != jansson_ok(mut, n))
+                fail_msg("byte %zu = 0x%02x: jansson disagrees", i, b);
+        }
+    }
+}
+
+static void json_depth_limit(void **state)
+{
+    (void)state;
+    size_t max = RESTAPI_JSON_MAX_DEPTH;
+    char *deep = malloc(2 * max + 8);
+    assert_non_null(deep);
+    /* {"":[{"":[ ... ]}]}: objects need keys */
+    char *obj = malloc(8 * max + 8);
+    assert_non_null(obj);
+    size_t n = 0;
+    for (size_t i = 0; i < max; i++) {
+        const char *open = i % 2 ? "[" : "{\"\":";
+        memcpy(obj + n, open, strlen(open));
+        n += strlen(open);
+    }
+    for (size_t i = max; i-- > 0;)
+        obj[n++] = i % 2 ? ']' : '}';
+    assert_true(json_ok(obj, n));
+    /* one more level is refused */
+    memmove(obj + 1, obj, n);
+    obj[0] = '[';
+    obj[n + 1] = ']';
+    assert_false(json_ok(obj, n + 2));
+    /* arrays only, unbalanced at the end */
+    memset(deep, '[', max);
+    memset(deep + max, ']', max - 1);
+    assert_false(json_ok(deep, 2 * max - 1));
+    deep[2 * max - 1] = ']';
+    assert_true(json_ok(deep, 2 * max));
+    free(obj);
+    free(deep);
+}
+
 /* ---- method results ---- */
 
 static void result_is(int status, const char *body, size_t len, const char *want)
@@ -395,6 +525,11 @@ static void method_results(void **state)
     result_is(200, "a\"b\n", 4, "{\"status\":200,\"payload\":\"a\\\"b\\n\"}");
     result_is(200, "x\xff\xc3\xa9", 4, "{\"status\":200,\"payload\":\"x\xef\xbf\xbd\xc3\xa9\"}");
     result_is(200, "\xed\xa0\x80", 3, "{\"status\":200,\"payload\":\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"}");
+    /* near-misses of JSON stay strings */
+    result_is(200, "[1,]", 4, "{\"status\":200,\"payload\":\"[1,]\"}");
+    result_is(200, "\"\\uD800\"", 8, "{\"status\":200,\"payload\":\"\\\"\\\\uD800\\\"\"}");
+    /* numbers beyond int64 are valid JSON: spliced as they are */
+    result_is(200, "[1e400,18446744073709551616]", 28, "{\"status\":200,\"payload\":[1e400,18446744073709551616]}");
 }
 
 int main(void)
@@ -414,6 +549,10 @@ int main(void)
         cmocka_unit_test(envelope_a_examples),
         cmocka_unit_test(code_names),
         cmocka_unit_test(timespans),
+        cmocka_unit_test(json_vectors),
+        cmocka_unit_test(json_matches_jansson),
+        cmocka_unit_test(json_every_prefix_and_byte),
+        cmocka_unit_test(json_depth_limit),
         cmocka_unit_test(method_results),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
