@@ -39,7 +39,7 @@
 #define REST_CA_MAX (1024u * 1024u)
 #define REST_URI_MAX 8192
 #define REST_CONN_TIMEOUT_S 600u                 /* idle keep-alive; long so SDK agents rarely race a close */
-#define REST_CONN_MEMORY (64u * 1024u)
+#define REST_CONN_MEMORY (16u * 1024u)        /* MHD pool: request head + I/O buffers; bodies go to rest_req.body */
 #define REST_MAX_TIMER_MS 60000
 
 /* The answer to one request, built before it is queued (possibly after a suspension). */
