@@ -29,6 +29,7 @@
 #include "loop.h"
 #include "registry.h"
 #include "restapi.h"
+#include "sas.h"
 #include "telemetry.h"
 
 #define REST_JSON "application/json; charset=utf-8"
@@ -41,6 +42,7 @@
 #define REST_CONN_TIMEOUT_S 600u                 /* idle keep-alive; long so SDK agents rarely race a close */
 #define REST_CONN_MEMORY (16u * 1024u)        /* MHD pool: request head + I/O buffers; bodies go to rest_req.body */
 #define REST_MAX_TIMER_MS 60000
+#define REST_AUTH_CACHE 64                       /* verified Authorization values remembered */
 
 /* The answer to one request, built before it is queued (possibly after a suspension). */
 struct rest_answer {
@@ -73,7 +75,19 @@ struct rest_req {
     struct rest_answer ans;
 };
 
+/* An Authorization value that auth_check_service accepted, for the permission sets it was checked for. */
+struct rest_verified {
+    char *header;    /* malloc'd; NULL when the slot is free */
+    size_t len;
+    uint64_t hash;
+    uint64_t expiry; /* the token's se */
+    unsigned perms;  /* union of the need_perms it passed */
+    uint64_t used;   /* for eviction: the least recently used goes first */
+};
+
 struct rest {
+    struct rest_verified verified[REST_AUTH_CACHE];
+    uint64_t verified_clock;
     struct loop *loop;
     struct hub *hub;
     struct registry *reg;
@@ -365,13 +379,106 @@ static void on_hub_result(void *ctx, const struct hub_call_result *res)
     resume(q);
 }
 
+/* ---- verified service tokens ----
+ * An HMAC per request was 12% of a small method call. A token that passed auth_check_service is remembered
+ * by its exact text; a later request with the same text skips the HMAC when it is still not expired
+ * (se + skew >= now, checked on every use) and asks for permissions it already passed (policies do not
+ * change while the emulator runs). Anything else goes through auth_check_service again. */
+
+static uint64_t verified_hash(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211u;
+    return h;
+}
+
+/* se + skew < now, without overflow (as sas_verify decides). */
+static bool verified_expired(const struct rest_verified *v, int64_t now, int64_t skew)
+{
+    if (skew < 0)
+        skew = 0;
+    return now > 0 && (uint64_t)now > v->expiry && (uint64_t)now - v->expiry > (uint64_t)skew;
+}
+
+static void verified_drop(struct rest_verified *v)
+{
+    free(v->header);
+    memset(v, 0, sizeof *v);
+}
+
+static struct rest_verified *verified_find(struct rest *r, const char *authz, size_t len, uint64_t hash)
+{
+    for (size_t i = 0; i < REST_AUTH_CACHE; i++) {
+        struct rest_verified *v = &r->verified[i];
+        if (v->header && v->hash == hash && v->len == len && memcmp(v->header, authz, len) == 0)
+            return v;
+    }
+    return NULL;
+}
+
+/* Remembers authz as verified for perms: in its own slot, a free or expired one, or the least recently used. */
+static void verified_put(struct rest *r, struct rest_verified *v, const char *authz, size_t len, uint64_t hash,
+                         unsigned perms, int64_t now)
+{
+    if (!v) {
+        struct sas_token tok;
+        if (sas_parse(authz, len, &tok) != ERR_OK)
+            return;
+        for (size_t i = 0; i < REST_AUTH_CACHE; i++) {
+            struct rest_verified *c = &r->verified[i];
+            if (c->header && verified_expired(c, now, r->skew_s))
+                verified_drop(c);
+            if (!v || !c->header || (v->header && c->used < v->used))
+                v = c;
+        }
+        verified_drop(v);
+        v->header = malloc(len + 1);
+        if (!v->header)
+            return;
+        memcpy(v->header, authz, len + 1);
+        v->len = len;
+        v->hash = hash;
+        v->expiry = tok.expiry;
+    }
+    v->perms |= perms;
+    v->used = ++r->verified_clock;
+}
+
+/* auth_check_service, through the cache of verified tokens. */
+static int check_service(struct rest *r, const char *authz, unsigned perms, char *why, size_t whylen)
+{
+    int64_t now = loop_wall_s(r->loop);
+    size_t len = authz ? strlen(authz) : 0;
+    uint64_t hash = verified_hash(authz ? authz : "", len);
+    struct rest_verified *v = len ? verified_find(r, authz, len, hash) : NULL;
+    if (v && verified_expired(v, now, r->skew_s)) {
+        verified_drop(v);
+        v = NULL;
+    }
+    if (v && (v->perms & perms) == perms) {
+        v->used = ++r->verified_clock;
+        return ERR_OK;
+    }
+    int rc = auth_check_service(r->auth, authz, perms, now, r->skew_s, why, whylen);
+    if (rc == ERR_OK)
+        verified_put(r, v, authz, len, hash, perms, now);
+    return rc;
+}
+
+static void verified_cleanup(struct rest *r)
+{
+    for (size_t i = 0; i < REST_AUTH_CACHE; i++)
+        verified_drop(&r->verified[i]);
+}
+
 /* Auth and api-version, common to the hub routes. False when an error answer was set. */
 static bool service_prelude(struct rest_req *q, unsigned perms)
 {
     struct rest *r = q->r;
     char why[96];
     const char *authz = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth_check_service(r->auth, authz, perms, loop_wall_s(r->loop), r->skew_s, why, sizeof why) != ERR_OK) {
+    if (check_service(r, authz, perms, why, sizeof why) != ERR_OK) {
         log_info("http %s %.200s: unauthorized (%s)", q->method, q->uri, why);
         answer_errorf(q, RESTAPI_UNAUTHORIZED, RESTAPI_ENVELOPE_A, "Unauthorized");
         return false;
@@ -893,6 +1000,7 @@ void rest_free(struct rest *r)
         MHD_run(r->mhd);
         MHD_stop_daemon(r->mhd);
     }
+    verified_cleanup(r);
     free(r->ca_pem_path);
     free(r);
 }

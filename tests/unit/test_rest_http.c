@@ -496,6 +496,70 @@ static void authorization(void **state)
     resp_free(&r);
 }
 
+/* The cache of verified tokens: exact text only, expiry and permissions checked again on every use, and more
+ * distinct tokens than it holds. */
+static void authorization_cache(void **state)
+{
+    struct resp r;
+    const char *body = "{\"methodName\":\"echo\"}";
+    char *owner = NULL;
+    assert_int_equal(sas_build("localhost", OWNER_KEY, (uint64_t)time(NULL) + 1, "iothubowner", &owner), ERR_OK);
+    for (int i = 0; i < 3; i++) {
+        http("POST", "/twins/device1/methods?" API, body, owner, &r);
+        assert_int_equal(r.status, 200);
+        resp_free(&r);
+    }
+    /* the same token with one signature character changed */
+    char *forged = strdup(owner);
+    char *sig = strstr(forged, "sig=");
+    assert_non_null(sig);
+    sig[4] = sig[4] == 'A' ? 'B' : 'A';
+    http("POST", "/twins/device1/methods?" API, body, forged, &r);
+    assert_int_equal(r.status, 401);
+    resp_free(&r);
+    free(forged);
+    /* a registryRead token verified for a read is still refused a write and a method call */
+    char *rr = token(RR_KEY, "registryRead");
+    http("GET", "/devices/device1?" API, NULL, rr, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http("PUT", "/devices/rrdev2?" API, "{\"deviceId\":\"rrdev2\"}", rr, &r);
+    assert_int_equal(r.status, 401);
+    resp_free(&r);
+    http("POST", "/twins/device1/methods?" API, body, rr, &r);
+    assert_int_equal(r.status, 401);
+    resp_free(&r);
+    http("GET", "/devices/device1?" API, NULL, rr, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    free(rr);
+    /* 100 distinct tokens (more than the cache holds), then the first again */
+    char *first = NULL;
+    for (int i = 0; i < 100; i++) {
+        char *t = NULL;
+        assert_int_equal(sas_build("localhost", OWNER_KEY, (uint64_t)time(NULL) + 3600 + i, "iothubowner", &t),
+                         ERR_OK);
+        http("GET", "/devices/device1?" API, NULL, t, &r);
+        assert_int_equal(r.status, 200);
+        resp_free(&r);
+        if (i == 0)
+            first = t;
+        else
+            free(t);
+    }
+    http("GET", "/devices/device1?" API, NULL, first, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    free(first);
+    /* the first token expires (skew 0): refused although it was verified before */
+    while (time(NULL) <= (time_t)strtoll(strstr(owner, "se=") + 3, NULL, 10))
+        usleep(50 * 1000);
+    http("POST", "/twins/device1/methods?" API, body, owner, &r);
+    assert_envelope_a(&r, 401, "IotHubUnauthorizedAccess", "Unauthorized");
+    resp_free(&r);
+    free(owner);
+}
+
 /* ---- tests: registry ---- */
 
 static void registry_devices(void **state)
@@ -974,6 +1038,7 @@ int main(void)
         cmocka_unit_test(health_and_ca),
         cmocka_unit_test(unknown_route_and_wrong_method),
         cmocka_unit_test(authorization),
+        cmocka_unit_test(authorization_cache),
         cmocka_unit_test(registry_devices),
         cmocka_unit_test(registry_reads_and_delete),
         cmocka_unit_test(registry_encoded_ids_and_modules),
