@@ -39,6 +39,7 @@ struct conn {
     SSL *ssl;
     bool handshaking;
     bool read_wants_write; /* the handshake or an SSL_read needs the socket writable */
+    bool read_drained;     /* the last conn_read ended on "wait": OpenSSL holds at most a partial record */
     bool write_wants_read; /* an SSL_write needs the socket readable */
     bool ssl_fatal;        /* OpenSSL reported a fatal error: no SSL_shutdown */
     bool closing;
@@ -429,6 +430,7 @@ static size_t read_plain(struct conn *c, uint8_t *buf, size_t room)
 static void conn_read(struct conn *c)
 {
     uint8_t *rbuf = c->net->rbuf;
+    c->read_drained = false;
     while (!c->closing && !c->handshaking && !conn_paused(c)) {
         size_t room = c->in.max > c->in.len ? c->in.max - c->in.len : 0;
         if (room == 0) {
@@ -437,8 +439,10 @@ static void conn_read(struct conn *c)
         }
         size_t n = c->ssl ? read_tls(c, rbuf, room < NET_READ_CHUNK ? room : NET_READ_CHUNK)
                           : read_plain(c, rbuf, room < NET_READ_CHUNK ? room : NET_READ_CHUNK);
-        if (n == 0)
+        if (n == 0) {
+            c->read_drained = true;
             break;
+        }
         if (buf_append(&c->in, rbuf, n)) {
             conn_close(c, "out of memory");
             break;
@@ -474,19 +478,23 @@ static void conn_update_events(struct conn *c)
     if (c->dead)
         return;
     bool want_in = (!c->closing && !conn_paused(c)) || c->write_wants_read;
-    uint32_t want = (want_in ? EPOLLIN : 0) | (c->out.len || c->read_wants_write ? EPOLLOUT : 0);
+    /* Output queued for this iteration's flush is written first; EPOLLOUT only after a write fell short. */
+    bool want_out = (c->out.len && !c->flush_queued) || c->read_wants_write;
+    uint32_t want = (want_in ? EPOLLIN : 0) | (want_out ? EPOLLOUT : 0);
     if (want != c->events && loop_mod_fd(c->net->loop, c->fd, want) == ERR_OK)
         c->events = want;
     proxy_update_events(c);
 }
 
-/* Flushes, then reads what OpenSSL has already decrypted: epoll cannot report those bytes, so a connection
- * whose reading was paused (back-pressure) must be given them once its output drains. */
+/* Flushes, then reads what OpenSSL already holds (decrypted, or raw records read ahead): epoll cannot report
+ * those bytes, so a connection whose reading was paused (back-pressure) must be given them once its output
+ * drains. SSL_has_pending, not SSL_pending: with read-ahead whole records can wait undecrypted. After a read
+ * that ended on "wait" only a partial record can be left, and the socket will report the rest. */
 static void conn_pump(struct conn *c)
 {
     conn_flush(c);
     for (int i = 0; i < NET_PENDING_ROUNDS && c->ssl && !c->dead && !c->closing && !c->handshaking &&
-                    !conn_paused(c) && SSL_pending(c->ssl) > 0;
+                    !conn_paused(c) && !c->read_drained && SSL_has_pending(c->ssl);
          i++) {
         conn_read(c);
         conn_flush(c);

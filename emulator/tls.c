@@ -69,6 +69,9 @@ static int server_set_policy(SSL_CTX *ctx, char *err, size_t errlen)
                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    /* One read() per burst rather than two per record (header, then body); net.c drains what is read ahead
+     * with SSL_has_pending. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     if (SSL_CTX_set_session_id_context(ctx, (const unsigned char *)SESSION_ID_CTX, sizeof SESSION_ID_CTX - 1) !=
         1) {
