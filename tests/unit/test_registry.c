@@ -669,6 +669,17 @@ static void corrupt_file_is_refused(void **state)
         "{\"version\":1,\"devices\":[{\"deviceId\":\"d\",\"primaryKey\":\"" KEY_A "\",\"secondaryKey\":\"" KEY_B
         "\",\"status\":\"enabled\",\"generationId\":\"1\",\"version\":0},{\"deviceId\":\"d\",\"primaryKey\":\"" KEY_A
         "\",\"secondaryKey\":\"" KEY_B "\",\"status\":\"enabled\",\"generationId\":\"1\",\"version\":0}]}",
+        /* mistyped members: version, statusUpdatedTime, iotEdge, generationId, deviceId */
+        "{\"version\":1,\"devices\":[{\"deviceId\":\"d\",\"primaryKey\":\"" KEY_A "\",\"secondaryKey\":\"" KEY_B
+        "\",\"status\":\"enabled\",\"generationId\":\"1\",\"version\":\"0\"}]}",
+        "{\"version\":1,\"devices\":[{\"deviceId\":\"d\",\"primaryKey\":\"" KEY_A "\",\"secondaryKey\":\"" KEY_B
+        "\",\"status\":\"enabled\",\"generationId\":\"1\",\"version\":0,\"statusUpdatedTime\":null}]}",
+        "{\"version\":1,\"devices\":[{\"deviceId\":\"d\",\"primaryKey\":\"" KEY_A "\",\"secondaryKey\":\"" KEY_B
+        "\",\"status\":\"enabled\",\"generationId\":\"1\",\"version\":0,\"iotEdge\":1}]}",
+        "{\"version\":1,\"devices\":[{\"deviceId\":\"d\",\"primaryKey\":\"" KEY_A "\",\"secondaryKey\":\"" KEY_B
+        "\",\"status\":\"enabled\",\"generationId\":1,\"version\":0}]}",
+        "{\"version\":1,\"devices\":[{\"deviceId\":7,\"primaryKey\":\"" KEY_A "\",\"secondaryKey\":\"" KEY_B
+        "\",\"status\":\"enabled\",\"generationId\":\"1\",\"version\":0}]}",
     };
     struct tmpdir t;
     tmpdir_make(&t);
