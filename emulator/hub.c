@@ -376,47 +376,72 @@ void hub_session_offline(struct hub *h, struct session *s)
     }
 }
 
-struct kick_ctx {
+/* The identity keys of a device (and its modules), or of one module. */
+struct ident_match {
     const char *device_id;
-    const char *module_id;
-    struct session **found;
+    const char *module_id; /* NULL: the device and all of its modules */
+    char **keys;
     size_t n, cap;
 };
 
-static void collect_sessions(const char *key, void *value, void *ctx)
+static bool key_matches(const struct ident_match *m, const char *key)
 {
-    struct kick_ctx *k = ctx;
-    struct hub_ident *id = value;
-    if (!id->session)
+    size_t dlen = strlen(m->device_id);
+    if (strncmp(key, m->device_id, dlen) != 0)
+        return false;
+    if (m->module_id)
+        return key[dlen] == '/' && strcmp(key + dlen + 1, m->module_id) == 0;
+    return key[dlen] == '\0' || key[dlen] == '/';
+}
+
+static void collect_keys(const char *key, void *value, void *ctx)
+{
+    struct ident_match *m = ctx;
+    if (!key_matches(m, key))
         return;
-    size_t dlen = strlen(k->device_id);
-    bool match;
-    if (k->module_id)
-        match = strncmp(key, k->device_id, dlen) == 0 && key[dlen] == '/' && strcmp(key + dlen + 1, k->module_id) == 0;
-    else
-        match = strncmp(key, k->device_id, dlen) == 0 && (key[dlen] == '\0' || key[dlen] == '/');
-    if (!match)
-        return;
-    if (k->n == k->cap) {
-        size_t cap = k->cap ? k->cap * 2 : 8;
-        struct session **p = realloc(k->found, cap * sizeof *p);
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 8;
+        char **p = realloc(m->keys, cap * sizeof *p);
         if (!p)
             return;
-        k->found = p;
-        k->cap = cap;
+        m->keys = p;
+        m->cap = cap;
     }
-    k->found[k->n++] = id->session;
+    if ((m->keys[m->n] = strdup(key)))
+        m->n++;
+}
+
+/* Closes the connections of the matching identities and, with forget, drops what the hub keeps of them
+ * (their twins), so an identity created again with the same id starts afresh. */
+static void close_identities(struct hub *h, const char *device_id, const char *module_id, const char *reason,
+                             bool forget)
+{
+    struct ident_match m = {.device_id = device_id, .module_id = module_id && *module_id ? module_id : NULL};
+    strmap_each(h->idents, collect_keys, &m);
+    for (size_t i = 0; i < m.n; i++) {
+        struct hub_ident *id = strmap_get(h->idents, m.keys[i]);
+        if (id && id->session) {
+            struct session *s = id->session;
+            hub_session_offline(h, s);
+            session_kick(s, reason);
+        }
+        if (id && forget) {
+            strmap_remove(h->idents, m.keys[i]);
+            free_ident(m.keys[i], id, NULL);
+        }
+        free(m.keys[i]);
+    }
+    free(m.keys);
 }
 
 void hub_disconnect_identity(struct hub *h, const char *device_id, const char *module_id, const char *reason)
 {
-    struct kick_ctx k = {.device_id = device_id, .module_id = module_id && *module_id ? module_id : NULL};
-    strmap_each(h->idents, collect_sessions, &k);
-    for (size_t i = 0; i < k.n; i++) {
-        hub_session_offline(h, k.found[i]);
-        session_kick(k.found[i], reason);
-    }
-    free(k.found);
+    close_identities(h, device_id, module_id, reason, false);
+}
+
+void hub_forget_identity(struct hub *h, const char *device_id, const char *module_id)
+{
+    close_identities(h, device_id, module_id, "identity deleted", true);
 }
 
 void hub_get_stats(const struct hub *h, struct hub_stats *out)

@@ -66,6 +66,9 @@ void hub_call_cancel(struct hub *h, uint64_t call_id);
 /* Closes the connection of an identity (disabled or deleted in the registry). module_id NULL closes the
  * device and all of its modules. */
 void hub_disconnect_identity(struct hub *h, const char *device_id, const char *module_id, const char *reason);
+/* The identity was deleted from the registry: closes its connections (module_id NULL: the device's and its
+ * modules') and forgets what the hub kept of it, so one created again with the same id starts afresh. */
+void hub_forget_identity(struct hub *h, const char *device_id, const char *module_id);
 
 struct hub_stats {
     size_t connections;      /* authenticated MQTT connections */

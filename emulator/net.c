@@ -192,6 +192,9 @@ void conn_close(struct conn *c, const char *reason)
     if (c->deadline)
         loop_timer_cancel(c->net->loop, c->deadline);
     c->deadline = loop_timer_add(c->net->loop, NET_LINGER_MS, on_linger_timeout, c);
+    /* A WebSocket client is told with a close frame (1000), unless one was sent already. */
+    if (c->proto == PROTO_WS && !c->ws.close_sent && ws_encode_close(&c->out, 1000) == ERR_OK)
+        c->ws.close_sent = true;
     if (c->out.len == 0 || !c->deadline)
         mark_dead(c);
     else

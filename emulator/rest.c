@@ -648,7 +648,7 @@ static void identity_delete(struct rest_req *q)
     }
     answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
     log_info("registry: deleted %s%s%s", rt->device_id, rt->module_id ? "/" : "", rt->module_id ? rt->module_id : "");
-    hub_disconnect_identity(r->hub, rt->device_id, rt->module_id, "identity deleted");
+    hub_forget_identity(r->hub, rt->device_id, rt->module_id);
 }
 
 /* ---- emulator routes ---- */

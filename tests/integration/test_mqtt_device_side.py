@@ -283,6 +283,17 @@ class DeviceSideTest(unittest.TestCase):
         self.assertEqual(frame, b"\x82\x04\x20\x02\x00\x00")  # binary frame carrying CONNACK 0
         s.close()
 
+    def test_websocket_refusal_ends_with_a_close_frame(self):
+        s, head = self.ws_upgrade("mqtt")
+        self.assertTrue(head.startswith("HTTP/1.1 101"), head)
+        connect = raw_connect_packet("device1", "localhost/device1/?api-version=2021-04-12",
+                                     self.emu.device_token(key="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="), 60)
+        mask = b"\x05\x06\x07\x08"
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(connect))
+        s.sendall(bytes([0x82, 0x80 | 126]) + struct.pack("!H", len(payload)) + mask + payload)
+        data = self.assert_closed_by_server(s)
+        self.assertEqual(data, b"\x82\x04\x20\x02\x00\x05" + b"\x88\x02\x03\xe8")  # CONNACK 5, then close 1000
+
     def test_websocket_without_mqtt_subprotocol_is_refused(self):
         s, head = self.ws_upgrade("chat")
         self.assertTrue(head.startswith("HTTP/1.1 400"), head)
@@ -322,6 +333,35 @@ class DeviceSideTest(unittest.TestCase):
                                      headers={"If-Match": '"*"'})
         self.assertEqual(status, 200)
         self.assertTrue(d.disconnected.wait(WAIT), "the disabled device stayed connected")
+
+    def test_deleted_device_is_forgotten(self):
+        def twin_client(key):
+            d = Device(self.emu, device_id="twinner", key=key)
+            self.assertEqual(d.connect(), 0)
+            d.client.subscribe("$iothub/twin/res/#", qos=0)
+            self.assertTrue(d.subscribed.wait(WAIT))
+            return d
+
+        def request(d, topic, body=b""):
+            d.got_message.clear()
+            d.client.publish(topic, body, qos=0)
+            self.assertTrue(d.got_message.wait(WAIT), "no twin response")
+            return d.messages[-1]
+
+        key = self.emu.create_device("twinner")[2]["authentication"]["symmetricKey"]["primaryKey"]
+        d = twin_client(key)
+        topic, _ = request(d, "$iothub/twin/PATCH/properties/reported/?$rid=1", b'{"a":1}')
+        self.assertTrue(topic.startswith("$iothub/twin/res/204/?$rid=1&$version="), topic)
+        _, doc = request(d, "$iothub/twin/GET/?$rid=2")
+        self.assertEqual(json.loads(doc)["reported"]["a"], 1)
+        self.assertEqual(self.emu.rest("DELETE", "/devices/twinner?api-version=2021-04-12",
+                                       headers={"If-Match": "*"})[0], 204)
+        self.assertTrue(d.disconnected.wait(WAIT), "the deleted device stayed connected")
+        d.client.loop_stop()
+        key = self.emu.create_device("twinner")[2]["authentication"]["symmetricKey"]["primaryKey"]
+        d2 = twin_client(key)
+        _, doc = request(d2, "$iothub/twin/GET/?$rid=3")
+        self.assertNotIn("a", json.loads(doc)["reported"])
 
     # ---- methods ----
     def test_method_goes_to_exactly_one_of_two_devices(self):
