@@ -464,6 +464,19 @@ static int on_packet(struct session *s, const struct mqtt_packet *pkt)
     }
 }
 
+/* An MQTT 5 CONNECT, which the 3.1.1 codec rejects: header 0x10, remaining length, "MQTT", level 5. */
+static bool is_mqtt5_connect(const uint8_t *p, size_t len)
+{
+    static const uint8_t name_and_level[] = {0, 4, 'M', 'Q', 'T', 'T', 5};
+    if (len < 2 || p[0] != 0x10)
+        return false;
+    size_t i = 1;
+    while (i < len && i < 4 && (p[i] & 0x80))
+        i++;
+    i++; /* past the last byte of the remaining length */
+    return len >= i + sizeof name_and_level && memcmp(p + i, name_and_level, sizeof name_and_level) == 0;
+}
+
 int session_on_input(struct session *s, struct buf *in)
 {
     size_t off = 0;
@@ -474,6 +487,10 @@ int session_on_input(struct session *s, struct buf *in)
         int d = mqtt_decode(in->data + off, in->len - off, s->env->max_packet, &pkt, &used);
         if (d == ERR_NEED_MORE)
             break;
+        if (d == ERR_MALFORMED && s->state == SESSION_WAIT_CONNECT && is_mqtt5_connect(in->data + off, in->len - off)) {
+            rc = refuse(s, "MQTT 5 is not supported: IoT Hub speaks MQTT 3.1.1 (protocol level 4)");
+            break;
+        }
         if (d) {
             log_info("%s: %s packet from %s; closing", s->ident, d == ERR_TOO_BIG ? "oversized" : "malformed",
                      conn_peer(s->conn));

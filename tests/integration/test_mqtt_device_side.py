@@ -197,6 +197,13 @@ class DeviceSideTest(unittest.TestCase):
         d.client.publish("devices/device2/messages/events/", b"x", qos=1)
         self.assertTrue(d.disconnected.wait(WAIT))
 
+    def test_mqtt5_connect_gets_connack_5(self):
+        s = self.raw_tls()
+        body = mqtt_string("MQTT") + bytes([5, 0x02]) + struct.pack("!H", 60) + b"\x00" + mqtt_string("device1")
+        s.sendall(bytes([0x10, len(body)]) + body)
+        self.assertEqual(self.assert_closed_by_server(s), b"\x20\x02\x00\x05")
+        self.assertIn("MQTT 5 is not supported", self.emu.log_text())
+
     def test_garbage_closes_only_that_connection(self):
         good = Device(self.emu)
         self.assertEqual(good.connect(), 0)

@@ -413,14 +413,15 @@ static void connect_module(void **state)
 }
 
 /* MQTT 5 is not decodable as 3.1.1: closed without a CONNACK. */
-static void connect_level_5_closes(void **state)
+/* An MQTT 5 client is told no (CONNACK 5, the hub's only refusal), not just dropped. */
+static void connect_level_5_refused(void **state)
 {
     struct dev d;
     dev_open(&d);
     struct connect_opts o = {.client_id = "device1", .password = "x", .level = 5};
     assert_int_equal(send_connect(&d, &o), ERR_CLOSED);
     assert_true(d.conn.closed);
-    expect_nothing_sent(&d);
+    expect_connack(&d, 5);
     dev_free(&d);
 }
 
@@ -1054,7 +1055,7 @@ int main(void)
         T(connect_refusals),
         T(connect_lenient_usernames),
         T(connect_module),
-        T(connect_level_5_closes),
+        T(connect_level_5_refused),
         T(packets_before_connect_close),
         T(second_connect_closes),
         T(connect_with_far_future_token),
