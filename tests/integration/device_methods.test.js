@@ -11,9 +11,9 @@ const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const net = require('node:net');
-const { Client: ServiceClient, Registry } = require('azure-iothub');
-const { withEmulator, DEVICE1_KEY, HOST } = require('./lib/emulator');
+const { Registry } = require('azure-iothub');
+const { withEmulator, freePort, DEVICE1_KEY, HOST } = require('./lib/emulator');
+const { invoke } = require('./lib/sdk');
 
 const DEVICE_BIN = process.env.IOTHUB_DEVICE_BIN;
 const TUTORIAL_RESPONSE = { Response: 'This is the response from the device' };
@@ -93,24 +93,8 @@ async function runToExit(args, timeoutMs = 30000) {
   return { code, err: dev.err, out: dev.out };
 }
 
-function invoke(emu, deviceId, params, moduleId) {
-  const service = ServiceClient.fromConnectionString(emu.serviceConnectionString());
-  return moduleId ? service.invokeDeviceMethod(deviceId, moduleId, params) : service.invokeDeviceMethod(deviceId, params);
-}
-
 function call(emu, payload, extra = {}) {
   return invoke(emu, 'device1', { methodName: 'DeviceMethod', payload, responseTimeoutInSeconds: 10, ...extra });
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -9,30 +9,15 @@ const assert = require('node:assert/strict');
 const { Client: DeviceClient, ModuleClient } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
 const { Client: ServiceClient, Registry } = require('azure-iothub');
+const { answerMethods, invoke } = require('./lib/sdk');
 const { Emulator, withEmulator, randomId } = require('./lib/emulator');
 
 const TUTORIAL_RESPONSE = { Response: 'This is the response from the device' };
 
 // A device (or module) that answers `methodName` with handler(request) -> [status, payload].
-async function startDevice(connectionString, methodName, handler, { module = false } = {}) {
+function startDevice(connectionString, methodName, handler, { module = false } = {}) {
   const Ctor = module ? ModuleClient : DeviceClient;
-  const client = Ctor.fromConnectionString(connectionString, Mqtt);
-  const calls = [];
-  if (methodName) {
-    const register = module ? client.onMethod.bind(client) : client.onDeviceMethod.bind(client);
-    register(methodName, (request, response) => {
-      calls.push(request);
-      const answer = handler(request);
-      if (answer) response.send(answer[0], answer[1], () => {});
-    });
-  }
-  await client.open();
-  return { client, calls };
-}
-
-function invoke(emu, deviceId, params, moduleId) {
-  const service = ServiceClient.fromConnectionString(emu.serviceConnectionString());
-  return moduleId ? service.invokeDeviceMethod(deviceId, moduleId, params) : service.invokeDeviceMethod(deviceId, params);
+  return answerMethods(Ctor.fromConnectionString(connectionString, Mqtt), methodName, handler, { module });
 }
 
 async function invokeError(emu, deviceId, params) {

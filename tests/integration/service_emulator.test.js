@@ -12,27 +12,18 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
 const { Client: DeviceClient, ModuleClient } = require('azure-iot-device');
 const { Mqtt } = require('azure-iot-device-mqtt');
 const { SharedAccessSignature } = require('azure-iot-common');
 const { withEmulator, randomId, OWNER_KEY, DEVICE1_KEY, HOST } = require('./lib/emulator');
+const { runProgram } = require('./lib/run');
+const { answerMethods } = require('./lib/sdk');
 
 const BIN = process.env.IOTHUB_SERVICE_BIN || 'iothub-service';
 const TUTORIAL_RESPONSE = { Response: 'This is the response from the device' };
 
-// Runs iothub-service; resolves {code, stdout, stderr}. Only PATH is inherited: no IOTHUB_* leaks in.
-function run(args, env = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(BIN, args, { env: { PATH: process.env.PATH, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+// Runs iothub-service; resolves {code, stdout, stderr}.
+const run = (args, env = {}) => runProgram(BIN, args, env);
 
 const caFile = (emu) => path.join(emu.dataDir, 'ca.pem');
 
@@ -53,18 +44,7 @@ function invokeWhenListening(emu, ...args) {
   return svc(emu, 'invoke', ...args, '--connect-timeout', '30');
 }
 
-// A device (or module) answering methodName with handler(request) -> [status, payload] (null: no answer).
-async function startDevice(client, methodName, handler, { module = false } = {}) {
-  const calls = [];
-  const register = module ? client.onMethod.bind(client) : client.onDeviceMethod.bind(client);
-  register(methodName, (request, response) => {
-    calls.push(request);
-    const answer = handler(request);
-    if (answer) response.send(answer[0], answer[1], () => {});
-  });
-  await client.open();
-  return { client, calls };
-}
+const startDevice = answerMethods;
 
 const deviceFrom = (cs) => DeviceClient.fromConnectionString(cs, Mqtt);
 

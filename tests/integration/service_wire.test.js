@@ -10,7 +10,7 @@ const assert = require('node:assert/strict');
 const http = require('node:http');
 const net = require('node:net');
 const crypto = require('node:crypto');
-const { spawn } = require('node:child_process');
+const { runProgram } = require('./lib/run');
 
 const BIN = process.env.IOTHUB_SERVICE_BIN || 'iothub-service';
 const OWNER_KEY = 'vNAU4X0yJ+bN45bkZLxelTuiTteDoua0CJj4Heyk7js=';
@@ -19,17 +19,7 @@ const CS = `HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=$
 const UUID4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 // Runs iothub-service; resolves {code, stdout, stderr}. Async: the fake hub lives in this process.
-function run(args, env = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(BIN, args, { env: { PATH: process.env.PATH, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (args, env = {}) => runProgram(BIN, args, env);
 
 // A fake hub: answers each request with the next scripted reply ({status, body, headers} or 'reset').
 async function fakeHub(replies) {

@@ -91,4 +91,4 @@ async function withEmulator(opts, fn) {
   }
 }
 
-module.exports = { Emulator, withEmulator, randomId, OWNER_KEY, DEVICE1_KEY, HOST };
+module.exports = { Emulator, withEmulator, freePort, randomId, OWNER_KEY, DEVICE1_KEY, HOST };
