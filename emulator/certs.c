@@ -29,6 +29,7 @@
 #include <openssl/x509v3.h>
 
 #include "buf.h"
+#include "dirs.h"
 #include "err.h"
 #include "log.h"
 
@@ -138,33 +139,10 @@ static bool job_name_repeats(const struct job *j, size_t i)
 
 static int mkdir_p(struct job *j, const char *dir)
 {
-    char *p = strdup(dir);
-    if (!p)
-        return ERR_NOMEM;
-    int rc = ERR_OK;
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != '\0')
-            continue;
-        char saved = *s;
-        *s = '\0';
-        if (mkdir(p, 0700) != 0 && errno != EEXIST && errno != EACCES && errno != EROFS) {
-            job_err(j, "cannot create directory %s: %s", p, strerror(errno));
-            rc = ERR_IO;
-            break;
-        }
-        *s = saved;
-        if (saved == '\0')
-            break;
-    }
-    struct stat st;
-    if (rc == ERR_OK && stat(dir, &st) != 0) {
-        job_err(j, "cannot create directory %s: %s", dir, strerror(errno));
-        rc = ERR_IO;
-    } else if (rc == ERR_OK && !S_ISDIR(st.st_mode)) {
-        job_err(j, "%s exists and is not a directory", dir);
-        rc = ERR_IO;
-    }
-    free(p);
+    char why[512];
+    int rc = dirs_make(dir, why, sizeof why);
+    if (rc)
+        job_err(j, "%s", why);
     return rc;
 }
 

@@ -9,12 +9,12 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "auth.h"
 #include "certs.h"
 #include "config.h"
+#include "dirs.h"
 #include "err.h"
 #include "hub.h"
 #include "log.h"
@@ -92,22 +92,6 @@ static int setup_signals(struct emulator *e)
     return loop_add_fd(e->loop, e->signal_fd, EPOLLIN, on_signal, e);
 }
 
-static int mkdir_p(const char *path)
-{
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
-        return -1;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    }
-    return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* Certificates and the registry file, in the data dir (or a temp dir with --in-memory). */
 static int setup_storage(struct emulator *e, char *err, size_t errlen)
 {
@@ -120,8 +104,7 @@ static int setup_storage(struct emulator *e, char *err, size_t errlen)
         }
         e->tmp_dir = strdup(tmpl);
         dir = e->tmp_dir;
-    } else if (mkdir_p(dir) < 0) {
-        snprintf(err, errlen, "cannot create --data-dir %s: %s", dir, strerror(errno));
+    } else if (dirs_make(dir, err, errlen)) {
         return ERR_IO;
     }
     const char *cert = e->cfg.cert, *key = e->cfg.key;

@@ -260,32 +260,27 @@ static int on_connect(struct session *s, const struct mqtt_connect *c)
 
 /* ---- SUBSCRIBE / UNSUBSCRIBE ---- */
 
-static bool filter_eq(struct mqtt_bytes f, const char *s)
-{
-    return mqtt_bytes_eq(f, s);
-}
-
 static bool is_methods_filter(struct mqtt_bytes f)
 {
-    return filter_eq(f, "$iothub/methods/POST/#");
+    return mqtt_bytes_eq(f, "$iothub/methods/POST/#");
 }
 
 /* The filters IoT Hub accepts (iothub-protocol.md §1.7, §3). */
 static bool filter_is_allowed(const struct session *s, struct mqtt_bytes f)
 {
-    if (is_methods_filter(f) || filter_eq(f, "$iothub/twin/res/#") ||
-        filter_eq(f, "$iothub/twin/PATCH/properties/desired/#"))
+    if (is_methods_filter(f) || mqtt_bytes_eq(f, "$iothub/twin/res/#") ||
+        mqtt_bytes_eq(f, "$iothub/twin/PATCH/properties/desired/#"))
         return true;
     char want[2 * REGISTRY_MAX_ID + 64];
     if (s->module_id[0]) {
         snprintf(want, sizeof want, "devices/%s/modules/%s/inputs/#", s->device_id, s->module_id);
-        if (filter_eq(f, want))
+        if (mqtt_bytes_eq(f, want))
             return true;
         snprintf(want, sizeof want, "devices/%s/modules/%s/#", s->device_id, s->module_id);
-        return filter_eq(f, want);
+        return mqtt_bytes_eq(f, want);
     }
     snprintf(want, sizeof want, "devices/%s/messages/devicebound/#", s->device_id);
-    return filter_eq(f, want) || filter_eq(f, "devices/+/messages/devicebound/#");
+    return mqtt_bytes_eq(f, want) || mqtt_bytes_eq(f, "devices/+/messages/devicebound/#");
 }
 
 static int on_subscribe(struct session *s, const struct mqtt_subscribe *sub)
