@@ -6,10 +6,13 @@
  * Touches: libsqlite3 and the database file (+ its -wal and -shm files) it is given. Tests: tests/unit/test_db.c. */
 #include "db.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "log.h"
@@ -118,11 +121,7 @@ int db_result(struct db *db, int sqlite_rc, const char *what)
 /* Runs constant SQL text from our source (pragmas, migrations, transaction control). */
 static int db_run(struct db *db, const char *sql, const char *what)
 {
-    char *msg = NULL;
-    int rc = sqlite3_exec(db->h, sql, NULL, NULL, &msg);
-    if (rc != SQLITE_OK && msg)
-        log_error("store: %s: %s", what, msg);
-    sqlite3_free(msg);
+    int rc = sqlite3_exec(db->h, sql, NULL, NULL, NULL);
     return rc == SQLITE_OK ? ERR_OK : db_result(db, rc, what);
 }
 
@@ -433,6 +432,12 @@ struct db *db_open(const char *path, char *err, size_t errlen)
         free(db);
         return NULL;
     }
+    /* The store holds keys: create it owner-only (SQLite gives its -wal and -shm files the same mode). */
+    int fd = path ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+    if (fd >= 0)
+        close(fd);
+    else if (path && errno != EEXIST)
+        log_debug("store: cannot create %s: %s (SQLite will say why)", path, strerror(errno));
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (!path)
         flags |= SQLITE_OPEN_MEMORY;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "db.h"
@@ -146,6 +147,13 @@ static void file_round_trip_wal(void **state)
     sqlite3_reset(st);
     assert_int_equal(count(db, "PRAGMA synchronous"), 2); /* FULL */
     assert_int_equal(insert_dev(db, "dev1"), ERR_OK);      /* autocommit */
+    struct stat sb;
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", t.path);
+    assert_int_equal(stat(t.path, &sb), 0);
+    assert_int_equal(sb.st_mode & 077, 0); /* keys inside: owner only */
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_int_equal(sb.st_mode & 077, 0);
     db_close(db);
 
     db = db_open(t.path, err, sizeof err);
