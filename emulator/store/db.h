@@ -16,9 +16,12 @@ struct db;
 
 /* Opens (creating when absent) the database at path, or an in-memory one when path is NULL, and brings its
  * schema up to date with the migrations in db.c. Returns NULL on failure with a one-line reason in err (not a
- * database, a schema newer than this build, unwritable directory...); the file is then left as it was. */
+ * database, a schema newer than this build, unwritable directory...); the file is then left as it was.
+ * An existing store in a read-only place (read-only mount or permissions) is opened read-only (logged): reads
+ * work, every write fails with ERR_IO. */
 struct db *db_open(const char *path, char *err, size_t errlen);
 void db_close(struct db *db);
+bool db_is_read_only(const struct db *db);
 
 /* The schema version the database is at after db_open (the number of the last migration applied). */
 int db_schema_version(struct db *db);

@@ -202,13 +202,14 @@ static void refused_requests_apply_nothing(void **state)
         size_t n = strlen(text);
         snprintf(text + n, sizeof text - n, "%s{\"id\":\"d%03d\"}", i ? "," : "", i);
     }
-    strcat(text, "]");
+    size_t len = strlen(text);
+    snprintf(text + len, sizeof text - len, "]");
     char err[256] = "";
     json_t *res = NULL;
     assert_int_equal(run(r, text, &res, NULL, err, sizeof err), ERR_INVALID);
     assert_non_null(strstr(err, "101"));
-    text[strlen(text) - strlen(",{\"id\":\"d100\"}]")] = '\0';
-    strcat(text, "]");
+    len = strlen(text) - strlen(",{\"id\":\"d100\"}]");
+    snprintf(text + len, sizeof text - len, "]");
     struct applied_log log = {""};
     res = run_ok(r, text, &log);
     json_decref(res);
