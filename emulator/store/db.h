@@ -1,6 +1,7 @@
 /* db.h -- the durable store: one SQLite database file (<data-dir>/iothub.db) or an in-memory one, its schema
  * migrations, cached prepared statements and nestable transactions with commit/rollback hooks.
- * Durability: WAL journal, synchronous=FULL, so a commit that returned ERR_OK survives kill -9 and power loss.
+ * Durability: WAL journal, synchronous=NORMAL: a commit that returned ERR_OK survives kill -9 (any process
+ * crash); a power loss may drop the last commits but never breaks the store (db.c says why not FULL).
  * Other store modules (registry today; twins, sessions, C2D queues, jobs later) bind and step the statements
  * with the sqlite3 API; no SQL text is ever built from input. Tests: tests/unit/test_db.c. */
 #ifndef IOTHUB_DB_H
