@@ -872,6 +872,12 @@ fail:
     return NULL;
 }
 
+/* A constant leaf; v is a new reference, NULL after a failed allocation (ERR_NOMEM). */
+static struct node *const_leaf(struct parser *p, json_t *v)
+{
+    return v ? node_leaf(p, N_CONST, v, NULL) : nomem(p);
+}
+
 /* primary := constant | path | call | '(' expr ')' */
 static struct node *parse_primary(struct parser *p)
 {
@@ -879,10 +885,10 @@ static struct node *parse_primary(struct parser *p)
     switch (t->kind) {
     case T_STRING:
         p->pos++;
-        return node_leaf(p, N_CONST, json_stringn(t->str, t->slen), NULL);
+        return const_leaf(p, json_stringn(t->str, t->slen));
     case T_NUMBER:
         p->pos++;
-        return node_leaf(p, N_CONST, json_real(t->num), NULL);
+        return const_leaf(p, json_real(t->num));
     case T_LPAREN: {
         p->pos++;
         if (!enter(p))
@@ -899,7 +905,7 @@ static struct node *parse_primary(struct parser *p)
         if (word_is(p, t, "TRUE") || word_is(p, t, "FALSE") || word_is(p, t, "NULL")) {
             json_t *v = word_is(p, t, "TRUE") ? json_true() : word_is(p, t, "FALSE") ? json_false() : json_null();
             p->pos++;
-            return node_leaf(p, N_CONST, v, NULL);
+            return const_leaf(p, v);
         }
         if (word_is(p, t, "UNDEFINED")) {
             p->pos++;
