@@ -742,6 +742,66 @@ static void test_limits(void **state)
     expect_limit(repeat("x = ", "1", 401, ""), true, ERR_MALFORMED, "invalid number");
 }
 
+/* ---------------------------------------------------------------- allocation failures */
+
+/* jansson's allocator fails after fail_after successful allocations (SIZE_MAX: never). */
+static size_t fail_after = SIZE_MAX;
+
+static void *failing_malloc(size_t n)
+{
+    if (fail_after == 0)
+        return NULL;
+    if (fail_after != SIZE_MAX)
+        fail_after--;
+    return malloc(n);
+}
+
+/* Runs parse, match, projection and aggregation with jansson allocations failing at every point in turn: each
+ * step either works or reports ERR_NOMEM / NULL, and nothing leaks (ASan checks at exit). */
+static void test_nomem_jansson(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "SELECT deviceId, tags.location FROM devices WHERE tags.floor IN [1, 2, 3, 'x'] AND deviceId = 'dev1'",
+        ("SELECT tags.location.region AS r, COUNT() AS n, SUM(tags.floor) AS s FROM devices WHERE true "
+         "GROUP BY tags.location.region"),
+        "SELECT * FROM devices WHERE deviceId != 'x' AND tags.nothing = null",
+    };
+    json_t *twin = load(TWIN);
+    json_set_alloc_funcs(failing_malloc, free);
+    for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+        bool completed = false;
+        for (size_t n = 0; !completed && n < 10000; n++) {
+            fail_after = n;
+            struct query *q = NULL;
+            struct query_error err;
+            int rc = query_parse(texts[t], strlen(texts[t]), &q, &err);
+            assert_true(rc == ERR_OK || rc == ERR_NOMEM);
+            if (rc != ERR_OK) {
+                assert_null(q);
+                continue;
+            }
+            assert_true(query_match(q, twin));
+            json_t *rows = NULL;
+            if (query_is_aggregate(q)) {
+                struct query_agg *a = query_agg_new(q);
+                if (a && query_agg_add(a, twin) == ERR_OK)
+                    rows = query_agg_result(a);
+                query_agg_free(a);
+            } else {
+                rows = query_project(q, twin);
+            }
+            completed = rows != NULL;
+            json_decref(rows);
+            query_free(q);
+        }
+        assert_true(completed);
+    }
+    fail_after = SIZE_MAX;
+    json_set_alloc_funcs(malloc, free);
+    json_decref(twin);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -749,6 +809,7 @@ int main(void)
         cmocka_unit_test(test_projection),      cmocka_unit_test(test_aggregation),
         cmocka_unit_test(test_agg_group_limit), cmocka_unit_test(test_error_vectors),
         cmocka_unit_test(test_error_position),  cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_nomem_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
