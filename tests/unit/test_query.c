@@ -375,6 +375,38 @@ static void test_projection(void **state)
     json_decref(twin);
 }
 
+/* The queries Azure IoT Explorer sends (its LIST_IOT_DEVICES and the filters it appends). */
+static void test_explorer_queries(void **state)
+{
+    (void)state;
+    static const char list[] =
+        "\n    SELECT deviceId as DeviceId,\n    status as Status,\n"
+        "    lastActivityTime as LastActivityTime,\n    statusUpdatedTime as StatusUpdatedTime,\n"
+        "    authenticationType as AuthenticationType,\n"
+        "    cloudToDeviceMessageCount as CloudToDeviceMessageCount,\n"
+        "    connectionState as ConnectionState,\n    capabilities.iotEdge as IotEdge,\n"
+        "    modelId as ModelId\n    FROM devices";
+    json_t *twin = load(TWIN);
+    json_object_set_new(twin, "capabilities", json_pack("{s:b}", "iotEdge", 0));
+    static const char *const filters[] = {"", " WHERE STARTSWITH(devices.deviceId, 'dev')",
+                                          " WHERE (capabilities.iotEdge=false AND status='enabled')"};
+    for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, "%s%s", list, filters[i]);
+        struct query *q = must_parse(text, false);
+        assert_true(query_match(q, twin));
+        expect_row(q, twin,
+                   "{\"DeviceId\":\"dev1\",\"Status\":\"enabled\",\"LastActivityTime\":\"2026-01-01T00:00:00Z\","
+                   "\"AuthenticationType\":\"sas\",\"CloudToDeviceMessageCount\":0,\"ConnectionState\":\"Connected\","
+                   "\"IotEdge\":false}");
+        query_free(q);
+    }
+    struct query *q = must_parse(" SELECT * FROM devices WHERE deviceId = 'dev1'", false);
+    assert_true(query_match(q, twin));
+    query_free(q);
+    json_decref(twin);
+}
+
 static json_t *agg_run(const char *text, const char *const *docs, size_t n)
 {
     struct query *q = must_parse(text, false);
@@ -809,7 +841,7 @@ int main(void)
         cmocka_unit_test(test_projection),      cmocka_unit_test(test_aggregation),
         cmocka_unit_test(test_agg_group_limit), cmocka_unit_test(test_error_vectors),
         cmocka_unit_test(test_error_position),  cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_nomem_jansson),
+        cmocka_unit_test(test_nomem_jansson),   cmocka_unit_test(test_explorer_queries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
