@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -300,6 +301,19 @@ def compose_command(engine):
     raise Skip("neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose)")
 
 
+PUBLISHED_PORTS = (8883, 443, 1883, 8080)
+
+
+def port_is_free(port):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            return False
+
+
 def http_get(url, timeout=10):
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.status, resp.read().decode()
@@ -367,6 +381,8 @@ class DockerTest(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="iothub-compose-")
         done = False
         try:
+            busy = [p for p in PUBLISHED_PORTS if not port_is_free(p)]
+            self.assertEqual(busy, [], "docker-compose.yml publishes these ports on this host; they are in use")
             # 1. up: the emulator turns healthy, then the example device connects.
             cid = self.up()
             wait_for("the example device to connect", self.device_connected_count, 60)
