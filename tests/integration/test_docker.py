@@ -400,6 +400,7 @@ class DockerTest(unittest.TestCase):
             device_cs = re.search(r"Device connection string: +(\S+)", banner).group(1)
             self.assertTrue(service_cs.startswith("HostName=127.0.0.1;SharedAccessKeyName=iothubowner;"), banner)
             self.assertTrue(device_cs.startswith("HostName=127.0.0.1;DeviceId=device1;"), banner)
+            self.assertIn("mqtts://127.0.0.1:8883", banner)  # endpoints name the host, not the 0.0.0.0 bind
             ca = os.path.join(tmp, "ca.pem")
             self.engine.docker_cmd("cp", cid + ":/data/ca.pem", ca)
             with open(ca) as f:
