@@ -70,7 +70,8 @@ int db_defer(struct db *db, void (*on_commit)(void *arg), void (*on_rollback)(vo
 
 /* A prepared statement for sql, which must be a string constant in our source (statements are cached by
  * it). Returned reset with its bindings cleared, ready to bind; owned by db, valid until db_close. NULL when
- * it cannot be prepared (logged: a bug in the SQL or an unusable database). */
+ * it cannot be prepared (logged: a bug in the SQL or an unusable database). One user at a time: while stepping
+ * through its rows, do not call anything that asks for the same SQL (it would be reset under you). */
 sqlite3_stmt *db_stmt(struct db *db, const char *sql);
 
 /* Steps st to completion and resets it: ERR_OK, ERR_EXISTS for a constraint violation, ERR_IO otherwise
