@@ -156,9 +156,10 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
     switch (kind) {
     case RESTAPI_ROUTE_HEALTH:
     case RESTAPI_ROUTE_CA_PEM:
-    case RESTAPI_ROUTE_DEVICES:
     case RESTAPI_ROUTE_MODULES:
         return "GET";
+    case RESTAPI_ROUTE_DEVICES:
+        return "GET, POST"; /* POST: the bulk registry operation */
     case RESTAPI_ROUTE_METHOD:
         return "POST";
     case RESTAPI_ROUTE_DEVICE:
