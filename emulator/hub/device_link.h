@@ -20,6 +20,9 @@ struct device_link_ops {
     int (*push_desired)(struct device_link *l, const uint8_t *patch, size_t len, int64_t version);
     /* Closes the connection (takeover, identity disabled or deleted); reason is logged. */
     void (*kick)(struct device_link *l, const char *reason);
+    /* Drops the connection without a goodbye, as a network failure would (fault injection: KillTcp; MQTT: a TCP
+     * RST, nothing flushed). May be NULL: the hub then kicks. */
+    void (*abort)(struct device_link *l, const char *reason);
 };
 
 struct device_link {
