@@ -28,6 +28,10 @@
 #define FAULTS_MAX_SECONDS 86400
 #define FAULTS_MAX_COUNT 1000000
 #define FAULTS_MAX_ACTIVE 1024 /* control API: more active faults than this is refused */
+/* An SDK re-publishes an unacknowledged message after it reconnects; the fault message that caused a drop
+ * would then drop every new connection. An identical request from the same identity this soon after the drop
+ * (plus its duration) is taken for that re-send: acknowledged, not carried out again. */
+#define FAULTS_RESEND_GUARD_MS 15000
 
 enum entry_kind {
     E_DROP,         /* a connection to drop when the timer fires (KillTcp, ShutDownMqtt) */
@@ -39,11 +43,12 @@ enum entry_kind {
     E_METHOD_DROP,  /* method replies dropped */
     E_REST,         /* REST requests answered status */
     E_TOKEN,        /* tokens with se <= token_se refused */
+    E_GUARD,        /* after a drop: the SDK's re-send of the same fault message is acknowledged, not repeated */
 };
 
 static const char *const entry_names[] = {"drop", "refuseConnect", "InvokeThrottling", "InvokeMaxMessageQuota",
                                           "InvokeAuthError", "methodReplies", "methodReplies", "rest",
-                                          "expireToken"};
+                                          "expireToken", "resendGuard"};
 
 struct entry {
     uint64_t id;
@@ -63,6 +68,8 @@ struct entry {
     char method[12];              /* E_REST: "" = any */
     char route[FAULTS_ROUTE_MAX]; /* E_REST: fnmatch pattern on the path */
     int64_t token_se;             /* E_TOKEN */
+    char reason[96];              /* E_GUARD: the request that caused the drop */
+    int delay_s, duration_s;
     struct entry *next;
 };
 
@@ -329,7 +336,11 @@ static void on_drop_timer(struct loop *l, void *ctx)
     bool abrupt = e->abrupt;
     char reason[96];
     snprintf(reason, sizeof reason, "fault injection: %s", e->type);
-    entry_remove(f, e); /* first: the drop below calls hook_link_offline */
+    /* The entry becomes the re-send guard (detached from the link first: the drop calls hook_link_offline). */
+    e->kind = E_GUARD;
+    e->link = NULL;
+    e->from_ms = loop_now_ms(l);
+    e->until_ms = e->from_ms + (int64_t)e->duration_s * 1000 + FAULTS_RESEND_GUARD_MS;
     log_info("%s: %s now (%s)", link->identity, abrupt ? "dropping the connection without a goodbye" : "closing the connection",
              reason);
     hub_link_drop(f->hub, link, abrupt, reason);
@@ -363,10 +374,24 @@ static int schedule(struct faults *f, const char *ident, struct device_link *lin
     case FAULTS_KIND_SHUTDOWN: {
         if (!link)
             return ERR_INVALID;
+        int64_t now = loop_now_ms(f->loop);
+        bool from_device = strcmp(source, "device") == 0;
+        for (struct entry *g = f->entries; from_device && g; g = g->next) {
+            if (g->kind == E_GUARD && strcmp(g->ident, ident) == 0 && now < g->until_ms && strcmp(g->type, r->type) == 0 &&
+                strcmp(g->reason, r->reason) == 0 && g->delay_s == r->delay_s && g->duration_s == r->duration_s) {
+                log_info("fault injection: %s: the same %s message again right after the drop: taken for the SDK "
+                         "re-sending it, acknowledged and not repeated",
+                         ident, r->type);
+                return ERR_OK;
+            }
+        }
         struct entry *e = entry_add(f, E_DROP, ident, source);
         if (!e)
             return ERR_NOMEM;
         snprintf(e->type, sizeof e->type, "%s", r->type);
+        snprintf(e->reason, sizeof e->reason, "%s", r->reason);
+        e->delay_s = r->delay_s;
+        e->duration_s = r->duration_s;
         e->link = link;
         e->abrupt = r->kind == FAULTS_KIND_KILL_TCP;
         e->until_ms = e->from_ms + delay;
@@ -412,14 +437,7 @@ enum faults_verdict faults_d2c(struct faults *f, struct device_link *link, const
     if (!f)
         return FAULTS_ACCEPT;
     prune(f);
-    bool hold = false;
-    if (req && req->kind != FAULTS_KIND_NONE) {
-        struct entry *made;
-        if (!f->sdk_on)
-            log_info("%s: fault injection message (%s) ignored: --no-fault-injection", link->identity, req->type);
-        else if (schedule(f, link->identity, link, req, "device", &hold, &made) == ERR_NOMEM)
-            log_warn("%s: fault injection: out of memory", link->identity);
-    }
+    /* The faults in force first, so the message that asks for a throttling fault is itself accepted. */
     const char *id = link->identity;
     if (active(f, E_AUTH, id)) {
         log_info("%s: D2C message refused: authentication error (fault injection)", id);
@@ -433,14 +451,20 @@ enum faults_verdict faults_d2c(struct faults *f, struct device_link *link, const
         log_info("%s: D2C message refused: daily message quota exceeded (fault injection)", id);
         return FAULTS_QUOTA_EXCEEDED;
     }
-    if (hold)
-        return FAULTS_HOLD;
     int retry = 0;
     if (!faults_throttle_take(f, FAULTS_OP_D2C, 1, &retry)) {
         log_info("%s: D2C message refused: over the %s D2C throttle", id, tier_names[f->tier]);
         return FAULTS_THROTTLED;
     }
-    return FAULTS_ACCEPT;
+    bool hold = false;
+    if (req && req->kind != FAULTS_KIND_NONE) {
+        struct entry *made;
+        if (!f->sdk_on)
+            log_info("%s: fault injection message (%s) ignored: --no-fault-injection", id, req->type);
+        else if (schedule(f, id, link, req, "device", &hold, &made) == ERR_NOMEM)
+            log_warn("%s: fault injection: out of memory", id);
+    }
+    return hold ? FAULTS_HOLD : FAULTS_ACCEPT;
 }
 
 /* ---- connects ---- */
@@ -671,7 +695,8 @@ json_t *faults_control_list(struct faults *f)
     prune(f);
     json_t *list = json_array();
     for (const struct entry *e = f->entries; list && e; e = e->next)
-        json_array_append_new(list, entry_json(f, e));
+        if (e->kind != E_GUARD)
+            json_array_append_new(list, entry_json(f, e));
     return json_pack("{s:o,s:b,s:o}", "faults", list ? list : json_array(), "sdkProtocol", f->sdk_on, "throttle",
                      faults_throttle_json(f));
 }
