@@ -803,7 +803,7 @@ int faults_control_add(struct faults *f, const char *body_text, size_t len, json
         if (!int_member(body, "count", 0, 1, FAULTS_MAX_COUNT, &count, err, errlen) ||
             !int_member(body, "seconds", 0, 1, FAULTS_MAX_SECONDS, &seconds, err, errlen) ||
             !int_member(body, "status", 503, 429, 503, &status, err, errlen) ||
-            !int_member(body, "retryAfter", 1, 0, 3600, &retry, err, errlen)) {
+            !int_member(body, "retryAfter", status == 500 ? 0 : 1, 0, 3600, &retry, err, errlen)) {
         } else if (status != 429 && status != 500 && status != 503) {
             snprintf(err, errlen, "status must be 429, 500 or 503.");
         } else if ((route && (!json_is_string(route) || json_string_length(route) == 0 ||
