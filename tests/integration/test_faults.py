@@ -7,7 +7,9 @@ list and clear) and --throttle s1 (the 101st registry call in a minute is 429 42
 accepted again after it). Raw MQTT 3.1.1 over the plain port, REST over the plain HTTP port; free ports."""
 
 import json
+import os
 import socket
+import subprocess
 import struct
 import threading
 import time
@@ -213,6 +215,32 @@ class SdkProtocol(unittest.TestCase):
             self.assertEqual(d.read_packet()[0], 0xD0)
             self.assertIn("ignored: --no-fault-injection", emu.log_text())
             d.close()
+
+
+class DeviceProgram(unittest.TestCase):
+    def test_iothub_device_fault_kill_tcp(self):
+        """iothub-device --fault KillTcp --fault-delay 1: the connection drops, it reconnects, answers again."""
+        with Emulator() as emu:
+            proc = subprocess.Popen([os.environ["IOTHUB_DEVICE_BIN"], "--connection-string",
+                                     emu.device_connection_string(), "--plain-port", str(emu.mqtt_port),
+                                     "--fault", "KillTcp", "--fault-delay", "1", "--retry-max-ms", "500"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            lines = []
+            try:
+                deadline = time.monotonic() + WAIT
+                while lines.count("connected") < 2 and time.monotonic() < deadline:
+                    line = proc.stdout.readline()
+                    if not line:
+                        break
+                    lines.append(line.strip())
+                self.assertIn("Fault injection: asked for KillTcp in 1 s", lines)
+                self.assertEqual(lines.count("connected"), 2, lines)
+                self.assertIn("dropping the connection without a goodbye now (fault injection: KillTcp)", emu.log_text())
+                status, _, body = emu.invoke("device1", payload={}, response_timeout=10, connect_timeout=10)
+                self.assertEqual((status, body["status"]), (200, 200))
+            finally:
+                proc.terminate()
+                proc.wait(10)
 
 
 class ControlApi(unittest.TestCase):
