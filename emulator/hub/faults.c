@@ -60,6 +60,7 @@ struct entry {
     struct faults *f;
     struct device_link *link;     /* E_DROP */
     bool abrupt;
+    bool front;                   /* E_DROP: a type the front carries out (device_link fault op) */
     struct loop_timer *timer;
     int code;                     /* E_REFUSE: CONNACK code */
     int64_t delay_ms;             /* E_METHOD_DELAY */
@@ -341,6 +342,11 @@ static void on_drop_timer(struct loop *l, void *ctx)
     e->link = NULL;
     e->from_ms = loop_now_ms(l);
     e->until_ms = e->from_ms + (int64_t)e->duration_s * 1000 + FAULTS_RESEND_GUARD_MS;
+    if (e->front) {
+        log_info("%s: %s now (fault injection)", link->identity, e->type);
+        link->ops->fault(link, e->type, e->reason);
+        return;
+    }
     log_info("%s: %s now (%s)", link->identity, abrupt ? "dropping the connection without a goodbye" : "closing the connection",
              reason);
     hub_link_drop(f->hub, link, abrupt, reason);
@@ -369,7 +375,14 @@ static int schedule(struct faults *f, const char *ident, struct device_link *lin
     *made = NULL;
     log_info("fault injection: %s asks for %s (reason '%s', delay %ds, duration %ds)", ident, r->type, r->reason,
              r->delay_s, r->duration_s);
+    bool by_front = r->kind == FAULTS_KIND_AMQP && link && link->ops->fault;
     switch (r->kind) {
+    case FAULTS_KIND_AMQP:
+        if (!by_front) {
+            log_info("fault injection: %s: %s applies to AMQP connections only; ignored", ident, r->type);
+            return ERR_OK;
+        }
+        __attribute__((fallthrough)); /* timed here, carried out by the front */
     case FAULTS_KIND_KILL_TCP:
     case FAULTS_KIND_SHUTDOWN: {
         if (!link)
@@ -394,6 +407,7 @@ static int schedule(struct faults *f, const char *ident, struct device_link *lin
         e->duration_s = r->duration_s;
         e->link = link;
         e->abrupt = r->kind == FAULTS_KIND_KILL_TCP;
+        e->front = by_front;
         e->until_ms = e->from_ms + delay;
         e->timer = loop_timer_add(f->loop, delay, on_drop_timer, e);
         if (!e->timer) {
@@ -423,9 +437,6 @@ static int schedule(struct faults *f, const char *ident, struct device_link *lin
         *made = e;
         return e ? ERR_OK : ERR_NOMEM;
     }
-    case FAULTS_KIND_AMQP:
-        log_info("fault injection: %s: %s applies to AMQP connections only; ignored", ident, r->type);
-        return ERR_OK;
     default:
         log_info("fault injection: %s: unknown fault type '%s' ignored", ident, r->type);
         return ERR_OK;
@@ -765,8 +776,9 @@ static int add_sdk_kind(struct faults *f, const json_t *body, const char *type, 
     snprintf(r.reason, sizeof r.reason, "control API");
     r.delay_s = (int)delay;
     r.duration_s = (int)duration;
-    if (r.kind == FAULTS_KIND_AMQP) {
-        snprintf(err, errlen, "%s needs the AMQP front, which this emulator does not have yet.", type);
+    struct device_link *link = hub_link_of(f->hub, ident);
+    if (r.kind == FAULTS_KIND_AMQP && (!link || !link->ops->fault)) {
+        snprintf(err, errlen, "%s needs %s connected over AMQP.", type, ident);
         return ERR_INVALID;
     }
     if ((r.kind == FAULTS_KIND_THROTTLE || r.kind == FAULTS_KIND_QUOTA || r.kind == FAULTS_KIND_AUTH) && !duration) {
@@ -775,7 +787,7 @@ static int add_sdk_kind(struct faults *f, const json_t *body, const char *type, 
     }
     bool hold;
     struct entry *made = NULL;
-    int rc = schedule(f, ident, hub_link_of(f->hub, ident), &r, "api", &hold, &made);
+    int rc = schedule(f, ident, link, &r, "api", &hold, &made);
     if (rc == ERR_INVALID)
         snprintf(err, errlen, "%s is not connected.", ident);
     if (rc == ERR_OK)

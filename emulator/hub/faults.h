@@ -40,7 +40,9 @@ enum faults_kind {
     FAULTS_KIND_THROTTLE,     /* InvokeThrottling */
     FAULTS_KIND_QUOTA,        /* InvokeMaxMessageQuota */
     FAULTS_KIND_AUTH,         /* InvokeAuthError */
-    FAULTS_KIND_AMQP,         /* KillAmqp* / ShutDownAmqp: for the AMQP front (not carried out over MQTT) */
+    FAULTS_KIND_AMQP,         /* KillAmqp* / ShutDownAmqp: timed here like KillTcp (HOLD, the delay, the re-send
+                               * guard, the duration's CONNACK-3-like refusal), carried out by the link's fault
+                               * op; a link without one (MQTT) logs and ignores them */
     FAULTS_KIND_UNKNOWN,      /* a type the emulator does not know: logged, ignored */
 };
 

@@ -55,6 +55,16 @@ static void fake_abort(struct device_link *l, const char *reason)
 static const struct device_link_ops fake_ops = {
     .deliver_method = fake_deliver, .push_desired = fake_push, .kick = fake_kick, .abort = fake_abort};
 
+static char front_fault[64];
+static void fake_fault(struct device_link *l, const char *type, const char *reason)
+{
+    snprintf(front_fault, sizeof front_fault, "%s", type);
+}
+
+/* An AMQP-like front: carries out the AMQP fault kinds itself. */
+static const struct device_link_ops fake_amqp_ops = {.deliver_method = fake_deliver, .push_desired = fake_push,
+                                                     .kick = fake_kick, .abort = fake_abort, .fault = fake_fault};
+
 static struct {
     struct loop *loop;
     struct registry *reg;
@@ -235,6 +245,22 @@ static void test_offline_link_cancels_its_drop(void **state)
     hub_link_offline(E.hub, &E.dev.link); /* the device went away first */
     spin(1100);
     assert_int_equal(E.dev.aborts, 0);
+}
+
+static void test_amqp_kinds_are_timed_here_and_left_to_the_front(void **state)
+{
+    struct faults_request r = bag("AzIoTHub_FaultOperationType=KillAmqpSession&AzIoTHub_FaultOperationDelayInSecs=0");
+    assert_int_equal(faults_d2c(E.f, &E.dev.link, &r), FAULTS_ACCEPT); /* an MQTT-like link: ignored */
+    spin(20);
+    assert_int_equal(E.dev.aborts + E.dev.kicks, 0);
+    E.dev.link.ops = &fake_amqp_ops;
+    front_fault[0] = '\0';
+    assert_int_equal(faults_d2c(E.f, &E.dev.link, &r), FAULTS_HOLD);
+    assert_string_equal(front_fault, "");
+    spin(20);
+    assert_string_equal(front_fault, "KillAmqpSession");
+    assert_int_equal(E.dev.aborts + E.dev.kicks, 0); /* the front decides what goes */
+    assert_non_null(hub_link_of(E.hub, "device1"));
 }
 
 /* ---- the control API ---- */
@@ -442,6 +468,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_throttle_quota_auth_windows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sdk_protocol_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offline_link_cancels_its_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_amqp_kinds_are_timed_here_and_left_to_the_front, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control_bad_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control_faults_list_clear, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control_expire_token, setup, teardown),
