@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include "db.h"
 #include "dirs.h"
 #include "err.h"
+#include "faults.h"
 #include "hub.h"
 #include "log.h"
 #include "loop.h"
@@ -46,6 +48,7 @@ struct emulator {
     struct auth *auth;
     struct loop *loop;
     struct hub *hub;
+    struct faults *faults;
     struct telemetry *telemetry;
     struct rest *rest;
     struct session_env mqtt_env; /* every MQTT session's environment */
@@ -155,7 +158,7 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
 {
     e->mqtt_env = (struct session_env){.loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
                                        .token_skew_s = e->cfg.token_skew_s, .max_packet = MQTT_MAX_PACKET_DEFAULT,
-                                       .telemetry = e->telemetry};
+                                       .telemetry = e->telemetry, .faults = e->faults};
     session_proto(&e->mqtt, &e->mqtt_env);
     struct net_config nc = {
         .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind,
@@ -192,16 +195,25 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
     e->loop = loop_new();
     e->hub = e->loop ? hub_new(e->loop, e->reg) : NULL;
     e->telemetry = telemetry_new((size_t)e->cfg.telemetry_log, TELEMETRY_MAX_BYTES);
-    if (!e->auth || !e->hub || !e->telemetry || setup_signals(e)) {
+    e->faults = e->hub ? faults_new(e->loop, e->hub) : NULL;
+    if (!e->auth || !e->hub || !e->telemetry || !e->faults || setup_signals(e)) {
         snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
         return ERR_NOMEM;
     }
     if (hub_use_session_store(e->hub, e->db, err, errlen))
         return ERR_IO;
+    faults_set_sdk_protocol(e->faults, !e->cfg.no_fault_injection);
+    if (faults_set_throttle(e->faults, e->cfg.throttle)) {
+        snprintf(err, errlen, "--throttle: unknown tier");
+        return ERR_INVALID;
+    }
+    if (e->cfg.throttle && strcasecmp(e->cfg.throttle, "off") != 0)
+        log_info("throttling at the published limits of one %s unit (README \"Testing failures\")", e->cfg.throttle);
     struct rest_config rc = {
         .loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
         .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind, .http_port = e->cfg.http_port,
-        .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry};
+        .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry,
+        .faults = e->faults};
     e->rest = rest_new(&rc, err, errlen);
     if (!e->rest)
         return ERR_IO;
@@ -239,6 +251,7 @@ static void emulator_cleanup(struct emulator *e)
     net_free(e->net_v6);
     net_free(e->net); /* sessions leave the hub as they close */
     rest_free(e->rest);
+    faults_free(e->faults);
     hub_free(e->hub);
     telemetry_free(e->telemetry);
     loop_free(e->loop);

@@ -25,6 +25,7 @@ struct rest_config {
     const char *ca_pem_path; /* served as GET /emulator/ca.pem, read per request; NULL: 404 */
     int64_t token_skew_s;    /* grace after a SAS token's se */
     struct telemetry *telemetry; /* served as GET/DELETE /emulator/telemetry; NULL: 404 */
+    struct faults *faults;       /* /emulator/faults, injected REST faults and throttling; NULL: none */
 };
 
 /* Starts the daemon and registers it in cfg->loop. The rest does not own loop, hub, registry or auth; they

@@ -44,9 +44,15 @@ struct hub_call {
     int connect_timeout_s;
     hub_call_fn fn;
     void *ctx;
-    struct device_link *link; /* DELIVERED: the connection that got it */
+    struct device_link *link; /* DELIVERED: the connection that got it (NULL once an answer is held) */
     char rid[24];
     struct loop_timer *timer;
+    /* An answer held back by a method-reply delay fault (hub_hooks), released by release_timer. */
+    bool held;
+    int held_status;
+    uint8_t *held_body;
+    size_t held_len;
+    struct loop_timer *release_timer;
     struct hub *hub;
     struct hub_call *prev, *next;
 };
@@ -59,6 +65,8 @@ struct hub {
     struct hub_call *calls;  /* every pending call */
     uint64_t next_call_id;
     struct hub_stats stats;
+    const struct hub_hooks *hooks; /* fault injection's seam, or NULL */
+    void *hooks_ctx;
 };
 
 static void ident_key(const char *device_id, const char *module_id, char *out, size_t outlen)
@@ -105,6 +113,10 @@ static void call_unlink(struct hub *h, struct hub_call *c)
         loop_timer_cancel(h->loop, c->timer);
         c->timer = NULL;
     }
+    if (c->release_timer) {
+        loop_timer_cancel(h->loop, c->release_timer);
+        c->release_timer = NULL;
+    }
     h->stats.calls_pending--;
 }
 
@@ -113,6 +125,7 @@ static void call_free(struct hub_call *c)
     free(c->key);
     free(c->method);
     free(c->payload);
+    free(c->held_body);
     free(c);
 }
 
@@ -400,11 +413,54 @@ void hub_link_methods_stopped(struct hub *h, struct device_link *link)
     }
 }
 
+static void on_release_timer(struct loop *l, void *ctx)
+{
+    struct hub_call *c = ctx;
+    c->release_timer = NULL;
+    log_info("method %s on %s: delayed answer released", c->method, c->key);
+    struct hub_call_result r = {
+        .outcome = HUB_CALL_ANSWERED, .status = c->held_status, .payload = c->held_body, .payload_len = c->held_len};
+    call_finish(c->hub, c, &r);
+}
+
+/* A reply the fault hooks hold back: kept with the call (detached from its link, so a disconnect no longer
+ * fails it) until the delay passes; the response timeout still runs and wins if it comes first. */
+static void hold_reply(struct hub *h, struct hub_call *c, int status, const uint8_t *body, size_t len, int64_t delay)
+{
+    c->held_body = malloc(len ? len : 1);
+    c->release_timer = c->held_body ? loop_timer_add(h->loop, delay, on_release_timer, c) : NULL;
+    if (!c->release_timer) {
+        struct hub_call_result r = {.outcome = HUB_CALL_ANSWERED, .status = status, .payload = body, .payload_len = len};
+        call_finish(h, c, &r); /* out of memory: answer now */
+        return;
+    }
+    memcpy(c->held_body, body, len);
+    c->held_len = len;
+    c->held_status = status;
+    c->held = true;
+    c->link = NULL;
+    log_info("method %s on %s: answer held back %lld ms (fault injection)", c->method, c->key, (long long)delay);
+}
+
 void hub_link_method_reply(struct hub *h, struct device_link *link, const char *rid, int status, const uint8_t *body,
                               size_t len)
 {
     for (struct hub_call *c = h->calls; c; c = c->next) {
         if (c->state == CALL_DELIVERED && c->link == link && strcmp(c->rid, rid) == 0) {
+            int64_t delay = 0;
+            enum hub_reply_policy p = h->hooks && h->hooks->method_reply
+                                          ? h->hooks->method_reply(h->hooks_ctx, link->identity, &delay)
+                                          : HUB_REPLY_PASS;
+            if (p == HUB_REPLY_DROP) {
+                log_info("method %s on %s: answer dropped (fault injection); the caller will time out", c->method,
+                         c->key);
+                c->link = NULL; /* kept until its response timeout, whatever the connection does */
+                return;
+            }
+            if (p == HUB_REPLY_DELAY && delay > 0) {
+                hold_reply(h, c, status, body, len, delay);
+                return;
+            }
             struct hub_call_result r = {
                 .outcome = HUB_CALL_ANSWERED, .status = status, .payload = body, .payload_len = len};
             call_finish(h, c, &r);
@@ -438,6 +494,8 @@ void hub_link_offline(struct hub *h, struct device_link *link)
         dev[n] = '\0';
         registry_set_connected(h->reg, dev, slash ? slash + 1 : NULL, false, loop_wall_s(h->loop));
     }
+    if (h->hooks && h->hooks->link_offline)
+        h->hooks->link_offline(h->hooks_ctx, link);
     /* Calls delivered to this connection end now, not at their timeout. */
     struct hub_call *c = h->calls;
     while (c) {
@@ -517,6 +575,27 @@ void hub_disconnect_identity(struct hub *h, const char *device_id, const char *m
 void hub_forget_identity(struct hub *h, const char *device_id, const char *module_id)
 {
     close_identities(h, device_id, module_id, "identity deleted", true);
+}
+
+void hub_set_hooks(struct hub *h, const struct hub_hooks *hooks, void *ctx)
+{
+    h->hooks = hooks;
+    h->hooks_ctx = ctx;
+}
+
+struct device_link *hub_link_of(struct hub *h, const char *identity)
+{
+    struct hub_ident *id = ident_get(h, identity, false);
+    return id ? id->link : NULL;
+}
+
+void hub_link_drop(struct hub *h, struct device_link *link, bool abrupt, const char *reason)
+{
+    hub_link_offline(h, link);
+    if (abrupt && link->ops->abort)
+        link->ops->abort(link, reason);
+    else
+        link->ops->kick(link, reason);
 }
 
 void hub_get_stats(const struct hub *h, struct hub_stats *out)

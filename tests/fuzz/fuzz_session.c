@@ -60,6 +60,11 @@ void conn_close(struct conn *c, const char *reason)
     c->closed = true;
 }
 
+void conn_abort(struct conn *c, const char *reason)
+{
+    conn_close(c, reason);
+}
+
 void conn_established(struct conn *c)
 {
 }
