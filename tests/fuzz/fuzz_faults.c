@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db.h"
 #include "device_link.h"
 #include "err.h"
 #include "faults.h"
@@ -52,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char err[128];
         log_set_level(LOG_LEVEL_ERROR);
         loop = loop_new();
-        reg = registry_new(NULL, err, sizeof err);
+        reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err);
         registry_ensure_device(reg, "device1", "Tc/X59hc3Kt9ikEaEGbTRksJ9ytldhgIQObKbDwY4VM=",
                                "o3n2kNtseykan6fegXZR4qvojQLdAWHWxZ8yTFseCak=");
     }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "db.h"
 #include "device_link.h"
 #include "err.h"
 #include "faults.h"
@@ -90,7 +91,7 @@ static int setup(void **state)
     char err[256];
     log_set_level(LOG_LEVEL_ERROR);
     E.loop = loop_new();
-    E.reg = registry_new(NULL, err, sizeof err);
+    E.reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err);
     assert_int_equal(registry_ensure_device(E.reg, "device1", KEY1, KEY2), ERR_OK);
     E.hub = hub_new(E.loop, E.reg);
     E.f = faults_new(E.loop, E.hub);
@@ -108,7 +109,9 @@ static int teardown(void **state)
     faults_free(E.f);
     hub_free(E.hub);
     loop_free(E.loop);
+    struct db *db = registry_db(E.reg);
     registry_free(E.reg);
+    db_close(db);
     return 0;
 }
 
