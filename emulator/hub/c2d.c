@@ -1,0 +1,338 @@
+/* c2d.c -- per-identity cloud-to-device queues (see c2d.h): FIFO lists keyed by "device[/module]", expiry,
+ * delivery counts, completion, purge, and the persistence seam. No protocol knowledge.
+ * Tests: tests/unit/test_c2d.c. */
+#include "c2d.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "log.h"
+#include "registry.h"
+#include "url.h"
+
+#define C2D_MAX_IDENTITY (2 * REGISTRY_MAX_ID + 2)
+
+struct c2d_entry {
+    struct c2d_message m; /* m.body points at body */
+    uint8_t *body;
+    bool in_flight;
+    struct c2d_entry *next;
+};
+
+struct c2d_queue {
+    char identity[C2D_MAX_IDENTITY];
+    struct c2d_entry *head, *tail;
+    size_t n;
+    struct c2d_queue *next;
+};
+
+struct c2d {
+    const struct registry *reg;
+    struct c2d_store store;
+    bool has_store;
+    int64_t ttl_ms;
+    uint64_t seq;
+    c2d_notify_fn notify;
+    void *notify_ctx;
+    struct c2d_queue *queues;
+};
+
+static void set_why(char *why, size_t whylen, const char *text)
+{
+    if (why && whylen)
+        snprintf(why, whylen, "%s", text);
+}
+
+static struct c2d_queue *find_queue(struct c2d *q, const char *identity, bool create)
+{
+    for (struct c2d_queue *k = q->queues; k; k = k->next)
+        if (strcmp(k->identity, identity) == 0)
+            return k;
+    if (!create || strlen(identity) >= C2D_MAX_IDENTITY)
+        return NULL;
+    struct c2d_queue *k = calloc(1, sizeof *k);
+    if (!k)
+        return NULL;
+    snprintf(k->identity, sizeof k->identity, "%s", identity);
+    k->next = q->queues;
+    q->queues = k;
+    return k;
+}
+
+static void free_entry(struct c2d_entry *e)
+{
+    free(e->body);
+    free(e);
+}
+
+/* Unlinks e (prev is its predecessor or NULL) and forgets it in the store. */
+static void drop(struct c2d *q, struct c2d_queue *k, struct c2d_entry *prev, struct c2d_entry *e)
+{
+    if (prev)
+        prev->next = e->next;
+    else
+        k->head = e->next;
+    if (k->tail == e)
+        k->tail = prev;
+    k->n--;
+    if (q->has_store && q->store.del(q->store.ctx, k->identity, e->m.seq) != ERR_OK)
+        log_warn("c2d: could not remove message %llu of %s from the store", (unsigned long long)e->m.seq, k->identity);
+    free_entry(e);
+}
+
+static void drop_expired(struct c2d *q, struct c2d_queue *k, int64_t now_ms)
+{
+    struct c2d_entry *prev = NULL, *e = k->head;
+    while (e) {
+        struct c2d_entry *next = e->next;
+        if (!e->in_flight && e->m.expiry_ms < now_ms) {
+            log_info("c2d: message %s for %s expired", e->m.message_id, k->identity);
+            drop(q, k, prev, e);
+        } else {
+            prev = e;
+        }
+        e = next;
+    }
+}
+
+/* Appends a copy of m to k (no checks). */
+static int append(struct c2d_queue *k, const struct c2d_message *m)
+{
+    struct c2d_entry *e = calloc(1, sizeof *e);
+    if (!e)
+        return ERR_NOMEM;
+    e->m = *m;
+    if (m->body_len) {
+        e->body = malloc(m->body_len);
+        if (!e->body) {
+            free(e);
+            return ERR_NOMEM;
+        }
+        memcpy(e->body, m->body, m->body_len);
+    }
+    e->m.body = e->body;
+    if (k->tail)
+        k->tail->next = e;
+    else
+        k->head = e;
+    k->tail = e;
+    k->n++;
+    return ERR_OK;
+}
+
+static int load_one(void *arg, const char *identity, const struct c2d_message *m)
+{
+    struct c2d *q = arg;
+    struct c2d_queue *k = find_queue(q, identity, true);
+    if (!k)
+        return ERR_NOMEM;
+    if (m->seq > q->seq)
+        q->seq = m->seq;
+    return append(k, m);
+}
+
+struct c2d *c2d_new(const struct registry *reg, const struct c2d_store *store, int ttl_s)
+{
+    struct c2d *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    q->reg = reg;
+    q->ttl_ms = (int64_t)(ttl_s > 0 ? ttl_s : C2D_DEFAULT_TTL_S) * 1000;
+    if (store && store->put && store->del && store->load) {
+        q->store = *store;
+        q->has_store = true;
+        if (store->load(store->ctx, load_one, q) != ERR_OK) {
+            c2d_free(q);
+            return NULL;
+        }
+    }
+    return q;
+}
+
+void c2d_free(struct c2d *q)
+{
+    if (!q)
+        return;
+    struct c2d_queue *k = q->queues;
+    while (k) {
+        struct c2d_queue *kn = k->next;
+        struct c2d_entry *e = k->head;
+        while (e) {
+            struct c2d_entry *en = e->next;
+            free_entry(e);
+            e = en;
+        }
+        free(k);
+        k = kn;
+    }
+    free(q);
+}
+
+void c2d_set_notify(struct c2d *q, c2d_notify_fn fn, void *ctx)
+{
+    q->notify = fn;
+    q->notify_ctx = ctx;
+}
+
+/* Decodes one path segment [p, end) into out (REGISTRY_MAX_ID + 1). */
+static bool segment(const char *p, size_t len, char *out)
+{
+    char *dec = NULL;
+    size_t dlen = 0;
+    if (len == 0 || url_decode(p, len, &dec, &dlen) != ERR_OK)
+        return false;
+    bool ok = dlen <= REGISTRY_MAX_ID;
+    if (ok)
+        memcpy(out, dec, dlen + 1);
+    free(dec);
+    return ok;
+}
+
+/* /devices/{id}[/modules/{mid}]/messages/devicebound -> ids. */
+static bool parse_to(const char *to, char *dev, char *mod)
+{
+    static const char pre[] = "/devices/", tail[] = "/messages/devicebound", mods[] = "/modules/";
+    mod[0] = 0;
+    if (strncmp(to, pre, sizeof pre - 1) != 0)
+        return false;
+    const char *p = to + sizeof pre - 1;
+    const char *slash = strchr(p, '/');
+    if (!slash || !segment(p, (size_t)(slash - p), dev))
+        return false;
+    if (strncmp(slash, mods, sizeof mods - 1) == 0) {
+        const char *m = slash + sizeof mods - 1;
+        slash = strchr(m, '/');
+        if (!slash || !segment(m, (size_t)(slash - m), mod))
+            return false;
+    }
+    return strcmp(slash, tail) == 0 ||
+           (strncmp(slash, tail, sizeof tail - 1) == 0 && strcmp(slash + sizeof tail - 1, "/") == 0);
+}
+
+int c2d_send(struct c2d *q, const char *to, const struct c2d_message *m, int64_t now_ms, char *why, size_t whylen)
+{
+    char dev[REGISTRY_MAX_ID + 1], mod[REGISTRY_MAX_ID + 1];
+    set_why(why, whylen, "");
+    if (!to || !parse_to(to, dev, mod)) {
+        set_why(why, whylen, "'to' must be /devices/{deviceId}/messages/devicebound");
+        return ERR_INVALID;
+    }
+    if (!registry_find(q->reg, dev, mod[0] ? mod : NULL)) {
+        if (why && whylen)
+            snprintf(why, whylen, "device %s%s%s not found", dev, mod[0] ? "/" : "", mod);
+        return ERR_NOT_FOUND;
+    }
+    if (m->body_len > C2D_MAX_BODY) {
+        set_why(why, whylen, "message body over the 64 KiB limit");
+        return ERR_TOO_BIG;
+    }
+    char identity[C2D_MAX_IDENTITY];
+    snprintf(identity, sizeof identity, "%s%s%s", dev, mod[0] ? "/" : "", mod);
+    struct c2d_queue *k = find_queue(q, identity, true);
+    if (!k) {
+        set_why(why, whylen, "out of memory");
+        return ERR_NOMEM;
+    }
+    drop_expired(q, k, now_ms);
+    if (k->n >= C2D_MAX_QUEUE) {
+        if (why && whylen)
+            snprintf(why, whylen, "the queue of %s holds %d messages already", identity, C2D_MAX_QUEUE);
+        return ERR_TOO_BIG;
+    }
+    struct c2d_message copy = *m;
+    copy.enqueued_ms = now_ms;
+    copy.delivery_count = 0;
+    copy.seq = q->seq + 1;
+    if (copy.expiry_ms == 0)
+        copy.expiry_ms = now_ms + q->ttl_ms;
+    if (copy.expiry_ms < now_ms) {
+        set_why(why, whylen, "the message has expired already");
+        return ERR_INVALID;
+    }
+    snprintf(copy.to, sizeof copy.to, "%s", to);
+    if (q->has_store && q->store.put(q->store.ctx, identity, &copy) != ERR_OK) {
+        set_why(why, whylen, "the message could not be stored");
+        return ERR_IO;
+    }
+    int rc = append(k, &copy);
+    if (rc) {
+        set_why(why, whylen, "out of memory");
+        return rc;
+    }
+    q->seq++;
+    if (q->notify)
+        q->notify(q->notify_ctx, identity);
+    return ERR_OK;
+}
+
+const struct c2d_message *c2d_next(struct c2d *q, const char *identity, int64_t now_ms)
+{
+    struct c2d_queue *k = find_queue(q, identity, false);
+    if (!k)
+        return NULL;
+    drop_expired(q, k, now_ms);
+    for (struct c2d_entry *e = k->head; e; e = e->next) {
+        if (!e->in_flight) {
+            e->in_flight = true;
+            e->m.delivery_count++;
+            return &e->m;
+        }
+    }
+    return NULL;
+}
+
+int c2d_complete(struct c2d *q, const char *identity, uint64_t seq)
+{
+    struct c2d_queue *k = find_queue(q, identity, false);
+    if (!k)
+        return ERR_NOT_FOUND;
+    struct c2d_entry *prev = NULL;
+    for (struct c2d_entry *e = k->head; e; prev = e, e = e->next) {
+        if (e->m.seq == seq) {
+            drop(q, k, prev, e);
+            return ERR_OK;
+        }
+    }
+    return ERR_NOT_FOUND;
+}
+
+void c2d_abandon_all(struct c2d *q, const char *identity)
+{
+    struct c2d_queue *k = find_queue(q, identity, false);
+    if (!k)
+        return;
+    struct c2d_entry *prev = NULL, *e = k->head;
+    while (e) {
+        struct c2d_entry *next = e->next;
+        if (e->in_flight && e->m.delivery_count >= C2D_MAX_DELIVERY) {
+            log_info("c2d: message %s for %s dropped after %d deliveries", e->m.message_id, identity, C2D_MAX_DELIVERY);
+            drop(q, k, prev, e);
+        } else {
+            e->in_flight = false;
+            prev = e;
+        }
+        e = next;
+    }
+}
+
+size_t c2d_count(struct c2d *q, const char *identity, int64_t now_ms)
+{
+    struct c2d_queue *k = find_queue(q, identity, false);
+    if (!k)
+        return 0;
+    drop_expired(q, k, now_ms);
+    return k->n;
+}
+
+size_t c2d_purge(struct c2d *q, const char *identity)
+{
+    struct c2d_queue *k = find_queue(q, identity, false);
+    size_t n = 0;
+    while (k && k->head) {
+        drop(q, k, NULL, k->head);
+        n++;
+    }
+    return n;
+}
