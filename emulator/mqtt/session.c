@@ -6,6 +6,7 @@
 #include "session.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "auth.h"
 #include "conn.h"
+#include "device_link.h"
 #include "err.h"
 #include "hub.h"
 #include "log.h"
@@ -31,6 +33,7 @@
 enum session_state { SESSION_WAIT_CONNECT, SESSION_ONLINE, SESSION_CLOSED };
 
 struct session {
+    struct device_link link; /* what the hub sees of this session once it is online */
     const struct session_env *env;
     struct conn *conn;
     enum session_state state;
@@ -43,18 +46,26 @@ struct session {
     struct loop_timer *keepalive_timer;
     struct loop_timer *expiry_timer;
     uint64_t rid_counter;
-    bool methods_subscribed;
+    bool clean;      /* CleanSession 1: nothing of this session outlives the connection */
+    uint32_t subs;   /* accepted subscriptions, one bit per enum sub_kind */
+    uint32_t qos1;   /* of those, granted QoS 1 */
     char *will_topic; /* NULL = no will */
     uint8_t *will_payload;
     size_t will_len;
     struct buf scratch; /* one encoded packet at a time */
 };
 
+static const struct device_link_ops session_link_ops;
+static bool open_session(struct session *s, bool clean);
+static void announce_subs(struct session *s, uint32_t before);
+
 struct session *session_new(const struct session_env *env, struct conn *c)
 {
     struct session *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
+    s->link.ops = &session_link_ops;
+    s->link.identity = s->ident;
     s->env = env;
     s->conn = c;
     s->state = SESSION_WAIT_CONNECT;
@@ -247,74 +258,168 @@ static int on_connect(struct session *s, const struct mqtt_connect *c)
         return refuse(s, why);
     if (!take_will(s, c))
         return refuse(s, "the will topic must be this identity's telemetry topic");
-    if (hub_session_online(s->env->hub, s, s->device_id, s->module_id[0] ? s->module_id : NULL))
+    if (hub_link_online(s->env->hub, &s->link, s->device_id, s->module_id[0] ? s->module_id : NULL))
         return fail(s, "out of memory");
     s->state = SESSION_ONLINE;
     conn_established(s->conn);
     if (start_timers(s, c->keep_alive, expiry))
         return fail(s, "out of memory");
-    log_info("%s connected over %s from %s (keep-alive %us)", s->ident, conn_transport(s->conn), conn_peer(s->conn),
-             (unsigned)c->keep_alive);
-    return send_scratch(s, mqtt_encode_connack(&s->scratch, false, 0)) ? ERR_CLOSED : ERR_OK;
+    bool present = open_session(s, c->clean_session);
+    log_info("%s connected over %s from %s (keep-alive %us, CleanSession %d, session present %d)", s->ident,
+             conn_transport(s->conn), conn_peer(s->conn), (unsigned)c->keep_alive, c->clean_session ? 1 : 0,
+             present ? 1 : 0);
+    if (send_scratch(s, mqtt_encode_connack(&s->scratch, present, 0)))
+        return ERR_CLOSED;
+    announce_subs(s, 0);
+    return ERR_OK;
 }
 
-/* ---- SUBSCRIBE / UNSUBSCRIBE ---- */
+/* ---- SUBSCRIBE / UNSUBSCRIBE, and the persisted session ---- */
 
-static bool is_methods_filter(struct mqtt_bytes f)
-{
-    return mqtt_bytes_eq(f, "$iothub/methods/POST/#");
-}
+/* The filters IoT Hub accepts (iothub-protocol.md §1.7, §3), one kind each. A persisted session (CleanSession
+ * 0) is the set of kinds subscribed with their granted QoS, so the hub keeps it as a short text such as
+ * "methods:0,twin-desired:0" (see session_state_text): it never holds a filter the hub would refuse. */
+enum sub_kind { SUB_METHODS, SUB_TWIN_RES, SUB_TWIN_DESIRED, SUB_C2D, SUB_C2D_ANY, SUB_INPUTS, SUB_MODULE, SUB_KINDS };
+static const char *const sub_names[SUB_KINDS] = {"methods", "twin-responses", "twin-desired", "c2d",
+                                                 "c2d-any-device", "module-inputs", "module-all"};
+#define SESSION_STATE_MAX 160 /* every kind at once fits */
 
-/* The filters IoT Hub accepts (iothub-protocol.md §1.7, §3). */
-static bool filter_is_allowed(const struct session *s, struct mqtt_bytes f)
+/* The kind of filter f, or -1 when the hub does not accept it from this identity. */
+static int filter_kind(const struct session *s, struct mqtt_bytes f)
 {
-    if (is_methods_filter(f) || mqtt_bytes_eq(f, "$iothub/twin/res/#") ||
-        mqtt_bytes_eq(f, "$iothub/twin/PATCH/properties/desired/#"))
-        return true;
+    if (mqtt_bytes_eq(f, "$iothub/methods/POST/#"))
+        return SUB_METHODS;
+    if (mqtt_bytes_eq(f, "$iothub/twin/res/#"))
+        return SUB_TWIN_RES;
+    if (mqtt_bytes_eq(f, "$iothub/twin/PATCH/properties/desired/#"))
+        return SUB_TWIN_DESIRED;
     char want[2 * REGISTRY_MAX_ID + 64];
     if (s->module_id[0]) {
         snprintf(want, sizeof want, "devices/%s/modules/%s/inputs/#", s->device_id, s->module_id);
         if (mqtt_bytes_eq(f, want))
-            return true;
+            return SUB_INPUTS;
         snprintf(want, sizeof want, "devices/%s/modules/%s/#", s->device_id, s->module_id);
-        return mqtt_bytes_eq(f, want);
+        return mqtt_bytes_eq(f, want) ? SUB_MODULE : -1;
     }
     snprintf(want, sizeof want, "devices/%s/messages/devicebound/#", s->device_id);
-    return mqtt_bytes_eq(f, want) || mqtt_bytes_eq(f, "devices/+/messages/devicebound/#");
+    if (mqtt_bytes_eq(f, want))
+        return SUB_C2D;
+    return mqtt_bytes_eq(f, "devices/+/messages/devicebound/#") ? SUB_C2D_ANY : -1;
+}
+
+/* "methods:0,twin-desired:1": the kinds in subs with their QoS; "" for none. out has SESSION_STATE_MAX bytes. */
+static void session_state_text(uint32_t subs, uint32_t qos1, char *out)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int k = 0; k < SUB_KINDS; k++)
+        if (subs & (1u << k))
+            n += (size_t)snprintf(out + n, SESSION_STATE_MAX - n, "%s%s:%d", n ? "," : "", sub_names[k],
+                                  (qos1 >> k) & 1u ? 1 : 0);
+}
+
+/* Parses session_state_text's form; unknown kinds (a newer emulator's) are skipped. */
+static void session_state_parse(const char *text, uint32_t *subs, uint32_t *qos1)
+{
+    *subs = *qos1 = 0;
+    for (const char *p = text; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        for (int k = 0; k < SUB_KINDS; k++) {
+            size_t nl = strlen(sub_names[k]);
+            if (len == nl + 2 && memcmp(p, sub_names[k], nl) == 0 && p[nl] == ':' && (p[nl + 1] == '0' || p[nl + 1] == '1')) {
+                *subs |= 1u << k;
+                *qos1 |= (p[nl + 1] == '1' ? 1u : 0u) << k;
+            }
+        }
+        p = end ? end + 1 : NULL;
+    }
+}
+
+/* CleanSession 0: the subscriptions are the session, so every change is kept before it is acknowledged. */
+static int save_session(struct session *s)
+{
+    if (s->clean)
+        return ERR_OK;
+    char text[SESSION_STATE_MAX];
+    session_state_text(s->subs, s->qos1, text);
+    return hub_saved_session_put(s->env->hub, s->ident, text);
+}
+
+/* What the hub should know once subscriptions changed from before to s->subs (after the SUBACK, CONNACK or
+ * UNSUBACK went out, so it precedes any request it causes). */
+static void announce_subs(struct session *s, uint32_t before)
+{
+    uint32_t m = 1u << SUB_METHODS;
+    if ((s->subs & m) && !(before & m))
+        hub_link_methods_ready(s->env->hub, &s->link);
+    else if (!(s->subs & m) && (before & m))
+        hub_link_methods_stopped(s->env->hub, &s->link);
+    /* Hook for C2D (issue 15): a restored c2d subscription starts delivery of what was queued meanwhile. */
 }
 
 static int on_subscribe(struct session *s, const struct mqtt_subscribe *sub)
 {
     uint8_t codes[MQTT_MAX_FILTERS];
-    bool methods = false;
+    uint32_t before = s->subs;
+    char text[SESSION_LOG_TEXT + 1];
     for (size_t i = 0; i < sub->count; i++) {
-        if (!filter_is_allowed(s, sub->filters[i])) {
-            char text[SESSION_LOG_TEXT + 1];
+        int kind = filter_kind(s, sub->filters[i]);
+        if (kind < 0) {
             log_info("%s: subscription to '%s' is not allowed; closing", s->ident,
                      log_text(sub->filters[i].p, sub->filters[i].len, text));
             return fail(s, "forbidden subscription");
         }
         codes[i] = sub->qos[i] > 1 ? 1 : sub->qos[i];
-        methods = methods || is_methods_filter(sub->filters[i]);
+        s->subs |= 1u << kind;
+        s->qos1 = (s->qos1 & ~(1u << kind)) | ((uint32_t)codes[i] << kind);
+        log_debug("%s: SUBSCRIBE '%s' granted QoS %u", s->ident,
+                  log_text(sub->filters[i].p, sub->filters[i].len, text), (unsigned)codes[i]);
     }
+    if (save_session(s))
+        return fail(s, "cannot keep the session");
     if (send_scratch(s, mqtt_encode_suback(&s->scratch, sub->packet_id, codes, sub->count)))
         return ERR_CLOSED;
-    if (methods && !s->methods_subscribed) {
-        s->methods_subscribed = true;
-        hub_session_methods_ready(s->env->hub, s); /* after the SUBACK, so it precedes any request */
-    }
+    announce_subs(s, before);
     return ERR_OK;
 }
 
 static int on_unsubscribe(struct session *s, const struct mqtt_subscribe *unsub)
 {
+    uint32_t before = s->subs;
+    char text[SESSION_LOG_TEXT + 1];
     for (size_t i = 0; i < unsub->count; i++) {
-        if (is_methods_filter(unsub->filters[i]) && s->methods_subscribed) {
-            s->methods_subscribed = false;
-            hub_session_methods_stopped(s->env->hub, s);
-        }
+        int kind = filter_kind(s, unsub->filters[i]);
+        if (kind >= 0)
+            s->subs &= ~(1u << kind);
+        log_debug("%s: UNSUBSCRIBE '%s'", s->ident, log_text(unsub->filters[i].p, unsub->filters[i].len, text));
     }
-    return send_scratch(s, mqtt_encode_ack(&s->scratch, MQTT_UNSUBACK, unsub->packet_id)) ? ERR_CLOSED : ERR_OK;
+    if (s->subs != before && save_session(s))
+        return fail(s, "cannot keep the session");
+    if (send_scratch(s, mqtt_encode_ack(&s->scratch, MQTT_UNSUBACK, unsub->packet_id)))
+        return ERR_CLOSED;
+    announce_subs(s, before);
+    return ERR_OK;
+}
+
+/* At CONNECT: CleanSession 1 discards what was kept; CleanSession 0 restores it (or starts one, so the next
+ * connect finds it). Returns whether a session was present. */
+static bool open_session(struct session *s, bool clean)
+{
+    s->clean = clean;
+    if (clean) {
+        hub_saved_session_drop(s->env->hub, s->ident);
+        return false;
+    }
+    char *kept = hub_saved_session_get(s->env->hub, s->ident);
+    if (!kept) {
+        save_session(s);
+        return false;
+    }
+    session_state_parse(kept, &s->subs, &s->qos1);
+    log_info("%s: session restored (CleanSession 0): %s", s->ident, *kept ? kept : "no subscriptions");
+    free(kept);
+    return true;
 }
 
 /* ---- PUBLISH ---- */
@@ -352,7 +457,7 @@ static int on_method_reply(struct session *s, const char *topic, struct mqtt_byt
                  log_text((const uint8_t *)topic, strlen(topic), text));
         return fail(s, "malformed method response topic");
     }
-    hub_session_method_reply(s->env->hub, s, rid, (int)status, body.p, body.len);
+    hub_link_method_reply(s->env->hub, &s->link, rid, (int)status, body.p, body.len);
     return ERR_OK;
 }
 
@@ -363,7 +468,7 @@ static int on_twin_get(struct session *s, const char *topic)
         return fail(s, "twin GET without $rid");
     struct buf doc;
     buf_init(&doc, 64 * 1024);
-    int rc = hub_session_twin_get(s->env->hub, s, &doc);
+    int rc = hub_link_twin_get(s->env->hub, &s->link, &doc);
     snprintf(reply, sizeof reply, "$iothub/twin/res/%d/?$rid=%s", rc ? 500 : 200, rid);
     rc = send_publish(s, reply, doc.data, rc ? 0 : doc.len);
     buf_cleanup(&doc);
@@ -376,7 +481,7 @@ static int on_twin_patch(struct session *s, const char *topic, struct mqtt_bytes
     if (!query_rid(topic, rid, sizeof rid))
         return fail(s, "twin PATCH without $rid");
     int64_t version = 0;
-    int rc = hub_session_twin_patch(s->env->hub, s, body.p, body.len, &version);
+    int rc = hub_link_twin_patch(s->env->hub, &s->link, body.p, body.len, &version);
     if (rc == ERR_OK)
         snprintf(reply, sizeof reply, "$iothub/twin/res/204/?$rid=%s&$version=%" PRId64, rid, version);
     else
@@ -520,6 +625,42 @@ void session_kick(struct session *s, const char *reason)
     fail(s, reason);
 }
 
+int session_push_desired(struct session *s, const uint8_t *patch, size_t len, int64_t version)
+{
+    char topic[96];
+    snprintf(topic, sizeof topic, "$iothub/twin/PATCH/properties/desired/?$version=%" PRId64, version);
+    return send_publish(s, topic, patch, len);
+}
+
+/* ---- the hub's view of this session (device_link.h) ---- */
+
+static struct session *link_session(struct device_link *l)
+{
+    return (struct session *)((char *)l - offsetof(struct session, link));
+}
+
+static int link_deliver_method(struct device_link *l, const char *method, const uint8_t *payload, size_t len,
+                               char *rid)
+{
+    return session_send_method(link_session(l), method, payload, len, rid);
+}
+
+static int link_push_desired(struct device_link *l, const uint8_t *patch, size_t len, int64_t version)
+{
+    return session_push_desired(link_session(l), patch, len, version);
+}
+
+static void link_kick(struct device_link *l, const char *reason)
+{
+    session_kick(link_session(l), reason);
+}
+
+static const struct device_link_ops session_link_ops = {
+    .deliver_method = link_deliver_method,
+    .push_desired = link_push_desired,
+    .kick = link_kick,
+};
+
 void session_on_close(struct session *s)
 {
     if (s->state == SESSION_CLOSED)
@@ -535,7 +676,7 @@ void session_on_close(struct session *s)
         log_info("%s: connection lost; publishing its will as telemetry", s->ident);
         record_telemetry(s, s->will_topic, s->will_payload, s->will_len);
     }
-    hub_session_offline(s->env->hub, s);
+    hub_link_offline(s->env->hub, &s->link);
     log_info("%s: connection from %s closed", s->ident, conn_peer(s->conn));
 }
 
@@ -547,4 +688,27 @@ void session_free(struct session *s)
     clear_will(s);
     buf_cleanup(&s->scratch);
     free(s);
+}
+
+/* ---- net's view: the MQTT protocol handler (proto.h) ---- */
+
+static void *proto_open(void *ctx, struct conn *c)
+{
+    return session_new(ctx, c);
+}
+
+static int proto_input(void *state, struct buf *in)
+{
+    return session_on_input(state, in);
+}
+
+static void proto_free(void *state)
+{
+    session_free(state);
+}
+
+void session_proto(struct proto *out, const struct session_env *env)
+{
+    *out = (struct proto){.name = "mqtt", .max_frame = env->max_packet, .open = proto_open, .input = proto_input,
+                          .free = proto_free, .ctx = (void *)env};
 }

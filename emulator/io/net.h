@@ -1,7 +1,7 @@
 /* net.h -- listening sockets and accepted connections: plain MQTT, MQTT over TLS, and TLS on the HTTPS port,
- * where the first request decides between MQTT over WebSocket and HTTP handed to the REST server. Byte
- * streams only; MQTT semantics live in session.c. net.c also implements conn.h, the narrow per-connection
- * interface sessions use. Tests: tests/unit/test_net.c. */
+ * where the first request decides between a WebSocket (handed to the front its sub-protocol names) and HTTP
+ * handed to the REST server. Byte streams only: each protocol is a struct proto (proto.h) given in the config.
+ * net.c also implements conn.h, the narrow per-connection interface fronts use. Tests: tests/unit/test_net.c. */
 #ifndef IOTHUB_NET_H
 #define IOTHUB_NET_H
 
@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#include "session.h"
+#include "proto.h"
 
 struct loop;
 struct net;
@@ -24,7 +24,7 @@ struct net_config {
     int https_port;
     int mqtt_port;
     SSL_CTX *tls;           /* required for mqtts and https */
-    struct session_env session_env;
+    const struct proto *mqtt; /* the MQTT listeners' front, and the WebSocket sub-protocol "mqtt" (required) */
     net_http_handoff_fn http_handoff;
     void *http_ctx;
     size_t max_connections;
