@@ -28,6 +28,6 @@ RUN setcap cap_net_bind_service=+ep /usr/local/bin/iothub-emulator \
 USER iothub
 WORKDIR /data
 VOLUME /data
-EXPOSE 8883 443 1883 8080
+EXPOSE 8883 443 5671 1883 5672 8080
 ENTRYPOINT ["iothub-emulator"]
 CMD ["--bind", "0.0.0.0", "--data-dir", "/data", "--hostname", "localhost", "--hostname", "iothub-emulator"]

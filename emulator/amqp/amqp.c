@@ -913,3 +913,13 @@ void amqp_free(void *state)
     free(a->rx);
     free(a);
 }
+
+void amqp_proto(struct proto *out, const struct amqp_env *env)
+{
+    *out = (struct proto){.name = "amqp",
+                          .max_frame = SASL_MAX_FRAME,
+                          .open = amqp_open,
+                          .input = amqp_input,
+                          .free = amqp_free,
+                          .ctx = (void *)env};
+}

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "proto.h"
 
 struct auth;
 struct c2d;
@@ -41,5 +42,7 @@ int amqp_input(void *state, struct buf *in);
 void amqp_closed(void *state);
 /* Frees the state (calls amqp_closed first if needed). Accepts NULL. */
 void amqp_free(void *state);
+/* The front as net sees it (name "amqp"); env must outlive it. */
+void amqp_proto(struct proto *out, const struct amqp_env *env);
 
 #endif

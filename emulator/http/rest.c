@@ -101,6 +101,7 @@ struct rest {
     int64_t timer_due;
     bool shutting_down;
     struct rest_req *waiting;
+    int amqps_port, amqp_port; /* for /health; <= 0 when not listening */
 };
 
 /* ---- driving MHD from the loop ---- */
@@ -663,6 +664,10 @@ static void route_health(struct rest_req *q)
                           "methodListeners", (json_int_t)st.method_listeners, "callsPending",
                           (json_int_t)st.calls_pending, "telemetryReceived",
                           (json_int_t)(q->r->telemetry ? telemetry_total(q->r->telemetry) : 0));
+    if (j && q->r->amqps_port > 0) /* the AMQP listeners, when there are any */
+        json_object_set_new(j, "amqpsPort", json_integer(q->r->amqps_port));
+    if (j && q->r->amqp_port > 0)
+        json_object_set_new(j, "amqpPort", json_integer(q->r->amqp_port));
     answer_json(q, MHD_HTTP_OK, j, NULL);
 }
 
@@ -1003,6 +1008,12 @@ void rest_free(struct rest *r)
     verified_cleanup(r);
     free(r->ca_pem_path);
     free(r);
+}
+
+void rest_set_amqp_ports(struct rest *r, int amqps_port, int amqp_port)
+{
+    r->amqps_port = amqps_port;
+    r->amqp_port = amqp_port;
 }
 
 int rest_actual_http_port(struct rest *r)

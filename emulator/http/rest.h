@@ -45,5 +45,7 @@ void rest_free(struct rest *r);
 
 /* The bound plain-HTTP port (useful with http_port < 0), or 0 when there is no listener. */
 int rest_actual_http_port(struct rest *r);
+/* The AMQP listeners' ports (-1: not listening), reported by GET /health as "amqpsPort" / "amqpPort". */
+void rest_set_amqp_ports(struct rest *r, int amqps_port, int amqp_port);
 
 #endif

@@ -1,0 +1,259 @@
+"""test_amqp.py -- the AMQP front end of a real emulator, driven by an independent AMQP 1.0 client (Debian's
+python3-qpid-proton) and by raw bytes: SASL ANONYMOUS, PLAIN (valid and bad tokens) and MSSBCBS (as uamqp sends
+it), bare AMQP, $cbs put-token answered 200/401 with the request's message-id as correlation-id, links refused
+without a token, cloud-to-device sends (accepted, unknown device, the 51st), AMQP over TLS and the AMQPWSB10
+WebSocket upgrade on the HTTPS port, and malformed or oversized frames closing only their own connection.
+Ports are picked at run time. Skips itself (exit 77 via the CMake SKIP_RETURN_CODE) when proton is missing."""
+
+import base64
+import os
+import socket
+import ssl
+import struct
+import sys
+import time
+import unittest
+import uuid
+
+try:
+    from proton import Message, SSLDomain
+    from proton.utils import BlockingConnection, SendException
+    from proton import ConnectionException, LinkException
+except ImportError:  # pragma: no cover
+    print("SKIPPED: python3-qpid-proton is not installed (apt-get install python3-qpid-proton)")
+    sys.exit(77)
+
+from harness import Emulator, OWNER_KEY, sas_token
+
+SERVICE_KEY = "wlm7/WzL2F/6TlYJAcyi2qxf7hvJEmOAWEe1qWLyOqY="
+TIMEOUT = 20
+
+
+def put_token(conn, token, audience="localhost", message_id=None):
+    """A CBS put-token on conn; returns (status-code, the reply message)."""
+    snd = conn.create_sender("$cbs")
+    rcv = conn.create_receiver("$cbs", credit=5)
+    mid = message_id if message_id is not None else str(uuid.uuid4())
+    req = Message(body=token, id=mid, reply_to="cbs",
+                  properties={"operation": "put-token", "type": "servicebus.windows.net:sastoken",
+                              "name": audience})
+    snd.send(req)
+    rep = rcv.receive(timeout=TIMEOUT)  # pre-settled by the hub: nothing to accept
+    snd.close()
+    rcv.close()
+    return rep.properties["status-code"], rep
+
+
+def c2d(device_id, body="hello", **props):
+    return Message(address="/devices/%s/messages/devicebound" % device_id, body=body.encode(),
+                   id=str(uuid.uuid4()), properties=dict({"iothub-ack": "full"}, **props))
+
+
+def recv_exact(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise EOFError("closed after %d of %d bytes" % (len(data), n))
+        data += chunk
+    return data
+
+
+def read_frame(s):
+    head = recv_exact(s, 8)
+    size = struct.unpack(">I", head[:4])[0]
+    return head + recv_exact(s, size - 8)
+
+
+def closed_soon(s, timeout=TIMEOUT):
+    """True when the peer closes s (EOF or reset) within timeout; the bytes before are drained."""
+    s.settimeout(timeout)
+    try:
+        while s.recv(65536):
+            pass
+        return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+class AmqpTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.emu = Emulator().start()
+        cls.url = "amqp://127.0.0.1:%d" % cls.emu.amqp_port
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.emu.stop()
+
+    def owner_token(self, ttl=3600, key=OWNER_KEY, policy="iothubowner"):
+        return sas_token("localhost", key, ttl=ttl, key_name=policy, encode=False)
+
+    def anonymous(self, **kw):
+        return BlockingConnection(self.url, timeout=TIMEOUT, sasl_enabled=True, allowed_mechs="ANONYMOUS", **kw)
+
+    def test_anonymous_then_cbs_200_and_401(self):
+        conn = self.anonymous()
+        try:
+            status, rep = put_token(conn, self.owner_token(), message_id=42)
+            self.assertEqual(status, 200)
+            self.assertEqual(rep.correlation_id, 42)  # a ulong id comes back as the same ulong
+            status, rep = put_token(conn, self.owner_token(), audience="https://localhost", message_id="id-7")
+            self.assertEqual(status, 200)
+            self.assertEqual(rep.correlation_id, "id-7")
+            status, _ = put_token(conn, self.owner_token(key=SERVICE_KEY))  # signed with the wrong key
+            self.assertEqual(status, 401)
+            status, _ = put_token(conn, self.owner_token(ttl=-60))  # expired
+            self.assertEqual(status, 401)
+            status, _ = put_token(conn, self.owner_token(), audience="otherhub.azure-devices.net")
+            self.assertEqual(status, 401)
+        finally:
+            conn.close()
+
+    def test_links_need_a_token_and_c2d(self):
+        conn = self.anonymous()
+        try:
+            with self.assertRaises(LinkException) as cm:
+                conn.create_sender("/messages/devicebound")
+            self.assertIn("unauthorized-access", str(cm.exception))
+            status, _ = put_token(conn, self.owner_token(key=SERVICE_KEY, policy="service"))
+            self.assertEqual(status, 200)
+            with self.assertRaises(LinkException) as cm:
+                conn.create_sender("/no/such/node")
+            self.assertIn("not-found", str(cm.exception))
+            snd = conn.create_sender("/messages/devicebound")
+            snd.send(c2d("device1", k1="v1"))
+            with self.assertRaises(SendException):
+                snd.send(c2d("no-such-device"))
+        finally:
+            conn.close()
+
+    def test_queue_limit(self):
+        self.assertEqual(self.emu.create_device("full1")[0], 200)
+        conn = self.anonymous()
+        try:
+            self.assertEqual(put_token(conn, self.owner_token())[0], 200)
+            snd = conn.create_sender("amqps://localhost/messages/devicebound")  # Python azure-iot-hub's target
+            for i in range(50):
+                snd.send(c2d("full1", body="m%d" % i))
+            with self.assertRaises(SendException):
+                snd.send(c2d("full1", body="m50"))
+        finally:
+            conn.close()
+
+    def test_sasl_plain(self):
+        good = self.owner_token(key=SERVICE_KEY, policy="service")
+        conn = BlockingConnection(self.url, timeout=TIMEOUT, user="service@sas.root.localhost", password=good,
+                                  allowed_mechs="PLAIN", allow_insecure_mechs=True)
+        try:
+            snd = conn.create_sender("/messages/devicebound")  # PLAIN's token authorises links, no CBS needed
+            snd.send(c2d("device1"))
+        finally:
+            conn.close()
+        bad = self.owner_token(key=OWNER_KEY, policy="service")
+        with self.assertRaises(ConnectionException):
+            BlockingConnection(self.url, timeout=TIMEOUT, user="service@sas.root.localhost", password=bad,
+                               allowed_mechs="PLAIN", allow_insecure_mechs=True)
+
+    def test_bare_amqp(self):
+        conn = BlockingConnection(self.url, timeout=TIMEOUT, sasl_enabled=False)
+        try:
+            self.assertEqual(put_token(conn, self.owner_token())[0], 200)
+        finally:
+            conn.close()
+
+    def test_mssbcbs_bytes(self):
+        """uamqp-c: SASL header, sasl-init MSSBCBS with empty bytes; needs an array of symbols offered."""
+        with socket.create_connection(("127.0.0.1", self.emu.amqp_port), timeout=TIMEOUT) as s:
+            s.sendall(b"AMQP\x03\x01\x00\x00")
+            self.assertEqual(recv_exact(s, 8), b"AMQP\x03\x01\x00\x00")
+            mechs = read_frame(s)
+            self.assertEqual(mechs[5], 1)  # SASL frame
+            self.assertEqual(mechs[8:11], b"\x00\x53\x40")  # sasl-mechanisms
+            self.assertIn(b"\xe0", mechs[11:16])  # an array
+            for m in (b"MSSBCBS", b"PLAIN", b"ANONYMOUS"):
+                self.assertIn(bytes([len(m)]) + m, mechs)
+            fields = b"\xa3\x07MSSBCBS" + b"\xa0\x00"
+            body = b"\x00\x53\x41\xc0" + bytes([len(fields) + 1, 2]) + fields
+            s.sendall(struct.pack(">IBBH", 8 + len(body), 2, 1, 0) + body)
+            outcome = read_frame(s)
+            self.assertEqual(outcome[8:11], b"\x00\x53\x44")
+            self.assertEqual(outcome[-2:], b"\x50\x00")  # code ok
+            s.sendall(b"AMQP\x00\x01\x00\x00")
+            self.assertEqual(recv_exact(s, 8), b"AMQP\x00\x01\x00\x00")
+
+    def test_malformed_and_oversized_close_only_that_connection(self):
+        conn = self.anonymous()
+        try:
+            self.assertEqual(put_token(conn, self.owner_token())[0], 200)
+            with socket.create_connection(("127.0.0.1", self.emu.amqp_port), timeout=TIMEOUT) as s:
+                s.sendall(b"AMQP\x00\x01\x00\x00" + struct.pack(">IBBH", 16, 2, 0, 0) + b"\x00\x53\x10\x99" * 2)
+                self.assertTrue(closed_soon(s))
+            with socket.create_connection(("127.0.0.1", self.emu.amqp_port), timeout=TIMEOUT) as s:
+                s.sendall(b"AMQP\x00\x01\x00\x00" + struct.pack(">IBBH", 10_000_000, 2, 0, 0))
+                self.assertTrue(closed_soon(s))
+            with socket.create_connection(("127.0.0.1", self.emu.amqp_port), timeout=TIMEOUT) as s:
+                s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+                self.assertTrue(closed_soon(s))
+            # the first client still works
+            self.assertEqual(put_token(conn, self.owner_token())[0], 200)
+        finally:
+            conn.close()
+
+    def test_amqps(self):
+        domain = SSLDomain(SSLDomain.MODE_CLIENT)
+        domain.set_trusted_ca_db(self.emu.ca_path)
+        domain.set_peer_authentication(SSLDomain.VERIFY_PEER_NAME)
+        conn = BlockingConnection("amqps://localhost:%d" % self.emu.amqps_port, timeout=TIMEOUT,
+                                  ssl_domain=domain, sasl_enabled=True, allowed_mechs="ANONYMOUS")
+        try:
+            self.assertEqual(put_token(conn, self.owner_token())[0], 200)
+        finally:
+            conn.close()
+
+    def test_websocket_amqpwsb10(self):
+        """The :443 sniff hands /$servicebus/websocket/ with AMQPWSB10 to the AMQP front."""
+        ctx = self.emu.tls_context()
+        for path in ("/$servicebus/websocket/", "/$iothub/websocket"):
+            with socket.create_connection(("127.0.0.1", self.emu.https_port), timeout=TIMEOUT) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                    key = base64.b64encode(os.urandom(16)).decode()
+                    s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                               "Sec-WebSocket-Protocol: AMQPWSB10\r\n\r\n" % (path, key)).encode())
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        head += s.recv(1)
+                    self.assertIn(b" 101 ", head.split(b"\r\n")[0])
+                    self.assertIn(b"sec-websocket-protocol: amqpwsb10", head.lower())
+                    payload = b"AMQP\x00\x01\x00\x00"
+                    mask = os.urandom(4)
+                    s.sendall(bytes([0x82, 0x80 | len(payload)]) + mask +
+                              bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+                    frame = recv_exact(s, 2)
+                    self.assertEqual(frame[0], 0x82)
+                    self.assertEqual(recv_exact(s, frame[1] & 0x7f)[:8], payload)
+
+    def test_health_reports_amqp_ports(self):
+        import json
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/health" % self.emu.http_port, timeout=TIMEOUT) as r:
+            health = json.loads(r.read())
+        self.assertEqual(health["amqpsPort"], self.emu.amqps_port)
+        self.assertEqual(health["amqpPort"], self.emu.amqp_port)
+
+
+class AmqpDeadlineTest(unittest.TestCase):
+    def test_no_token_in_time_closes(self):
+        with Emulator(extra_args=["--connect-timeout", "1"]) as emu:
+            with socket.create_connection(("127.0.0.1", emu.amqp_port), timeout=TIMEOUT) as s:
+                s.sendall(b"AMQP\x03\x01\x00\x00")  # then nothing: SASL never finishes
+                start = time.monotonic()
+                self.assertTrue(closed_soon(s, timeout=10))
+                self.assertLess(time.monotonic() - start, 10)
+
+
+if __name__ == "__main__":
+    unittest.main()
