@@ -513,7 +513,7 @@ static void c2d_message(struct amqp *a, pn_delivery_t *d, pn_message_t *m)
         cm.body = (const uint8_t *)b.start;
         cm.body_len = b.size;
     }
-    int rc = c2d_send(a->env->c2d, to, &cm, loop_wall_s(a->env->loop) * 1000, why, sizeof why);
+    int rc = c2d_send(a->env->c2d, to, &cm, c2d_wall_ms(), why, sizeof why);
     switch (rc) {
     case ERR_OK:
         set_outcome(d, PN_ACCEPTED, NULL, NULL);

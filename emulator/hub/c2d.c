@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "device_link.h"
 #include "err.h"
 #include "log.h"
 #include "registry.h"
@@ -25,6 +27,7 @@ struct c2d_queue {
     char identity[C2D_MAX_IDENTITY];
     struct c2d_entry *head, *tail;
     size_t n;
+    struct device_link *link; /* attached: gets the messages */
     struct c2d_queue *next;
 };
 
@@ -34,8 +37,6 @@ struct c2d {
     bool has_store;
     int64_t ttl_ms;
     uint64_t seq;
-    c2d_notify_fn notify;
-    void *notify_ctx;
     struct c2d_queue *queues;
 };
 
@@ -170,10 +171,53 @@ void c2d_free(struct c2d *q)
     free(q);
 }
 
-void c2d_set_notify(struct c2d *q, c2d_notify_fn fn, void *ctx)
+/* Delivers the oldest message to k's link when nothing is in flight (one at a time keeps the order). */
+static void deliver(struct c2d *q, struct c2d_queue *k, int64_t now_ms)
 {
-    q->notify = fn;
-    q->notify_ctx = ctx;
+    if (!k->link || !k->link->ops->deliver_c2d)
+        return;
+    drop_expired(q, k, now_ms);
+    for (struct c2d_entry *e = k->head; e; e = e->next)
+        if (e->in_flight)
+            return;
+    struct c2d_entry *e = k->head;
+    if (!e)
+        return;
+    e->in_flight = true;
+    e->m.delivery_count++;
+    if (k->link->ops->deliver_c2d(k->link, &e->m) != ERR_OK) {
+        e->in_flight = false;
+        e->m.delivery_count--;
+        log_warn("c2d: message %s for %s could not be delivered; it stays queued", e->m.message_id, k->identity);
+    }
+}
+
+int64_t c2d_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void c2d_attach(struct c2d *q, struct device_link *link, int64_t now_ms)
+{
+    struct c2d_queue *k = find_queue(q, link->identity, true);
+    if (!k)
+        return;
+    if (k->link && k->link != link)
+        c2d_abandon_all(q, k->identity);
+    k->link = link;
+    deliver(q, k, now_ms);
+}
+
+void c2d_detach(struct c2d *q, struct device_link *link)
+{
+    for (struct c2d_queue *k = q->queues; k; k = k->next) {
+        if (k->link == link) {
+            k->link = NULL;
+            c2d_abandon_all(q, k->identity);
+        }
+    }
 }
 
 /* Decodes one path segment [p, end) into out (REGISTRY_MAX_ID + 1). */
@@ -247,6 +291,7 @@ int c2d_send(struct c2d *q, const char *to, const struct c2d_message *m, int64_t
     copy.seq = q->seq + 1;
     if (copy.expiry_ms == 0)
         copy.expiry_ms = now_ms + q->ttl_ms;
+    copy.expiry_given = m->expiry_ms != 0;
     if (copy.expiry_ms < now_ms) {
         set_why(why, whylen, "the message has expired already");
         return ERR_INVALID;
@@ -262,8 +307,7 @@ int c2d_send(struct c2d *q, const char *to, const struct c2d_message *m, int64_t
         return rc;
     }
     q->seq++;
-    if (q->notify)
-        q->notify(q->notify_ctx, identity);
+    deliver(q, k, now_ms);
     return ERR_OK;
 }
 
@@ -292,6 +336,7 @@ int c2d_complete(struct c2d *q, const char *identity, uint64_t seq)
     for (struct c2d_entry *e = k->head; e; prev = e, e = e->next) {
         if (e->m.seq == seq) {
             drop(q, k, prev, e);
+            deliver(q, k, c2d_wall_ms());
             return ERR_OK;
         }
     }
