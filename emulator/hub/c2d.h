@@ -24,6 +24,11 @@ struct registry;
 #define C2D_MAX_KEY 128
 #define C2D_MAX_VALUE 512
 #define C2D_MAX_ID 128
+#define C2D_FEEDBACK_BATCH 64  /* records per feedback message, as the hub batches them */
+#define C2D_FEEDBACK_MAX 10000 /* records kept for a receiver; the oldest go first */
+
+/* How a message left its queue (the feedback statusCode). */
+enum c2d_outcome { C2D_SUCCESS, C2D_EXPIRED, C2D_DELIVERY_COUNT_EXCEEDED, C2D_REJECTED, C2D_PURGED };
 
 struct c2d_prop {
     char key[C2D_MAX_KEY];
@@ -97,5 +102,24 @@ void c2d_abandon_all(struct c2d *q, const char *identity);
 size_t c2d_count(struct c2d *q, const char *identity, int64_t now_ms);
 /* Drops identity's whole queue (DELETE /devices/{id}/commands, identity deleted). Returns how many. */
 size_t c2d_purge(struct c2d *q, const char *identity);
+
+/* Feedback (iothub-amqp.md §B.2.2): when a message leaves its queue and its ack asks for that outcome
+ * (positive: Success; negative: the others; full: all), a record {originalMessageId, enqueuedTimeUtc,
+ * statusCode, description, deviceId, deviceGenerationId} is kept. An attached sink gets them as a JSON array
+ * of up to C2D_FEEDBACK_BATCH records, one batch at a time, as soon as there are any (the hub waits up to 15 s
+ * to fill a batch; the emulator does not), and settles each batch: done (the receiver accepted or rejected
+ * it) or not (released, or the receiver left: the records go back, in order). deliver returns ERR_OK or an
+ * error (the batch then goes back at once). */
+struct c2d_feedback_sink {
+    int (*deliver)(void *ctx, uint64_t batch, const char *json, size_t len);
+    void *ctx;
+};
+/* The sink replaces any earlier one (whose unsettled batch goes back). */
+void c2d_feedback_attach(struct c2d *q, const struct c2d_feedback_sink *sink);
+/* Detaches the sink whose ctx is ctx (others are left alone); its unsettled batch goes back. */
+void c2d_feedback_detach(struct c2d *q, void *ctx);
+void c2d_feedback_settled(struct c2d *q, uint64_t batch, bool done);
+/* Records not yet settled by a receiver. */
+size_t c2d_feedback_pending(const struct c2d *q);
 
 #endif

@@ -58,6 +58,44 @@ for (const [name, Transport] of TRANSPORTS) {
   });
 }
 
+test('feedback: ack "full" gives a Success record on the feedback receiver once the device completes', async () => {
+  await withEmulator({}, async (emu) => {
+    const deviceId = randomId('fb');
+    const cs = await createDevice(emu, deviceId);
+    const service = ServiceClient.fromConnectionString(emu.serviceConnectionString(), Amqp);
+    await service.open();
+    const device = DeviceClient.fromConnectionString(cs, Mqtt);
+    device.on('message', (m) => device.complete(m, () => {}));
+    await device.open();
+    try {
+      const receiver = await new Promise((resolve, reject) =>
+        service.getFeedbackReceiver((err, r) => (err ? reject(err) : resolve(r))));
+      const got = new Promise((resolve) => {
+        receiver.on('message', (msg) => {
+          receiver.complete(msg, () => {});
+          resolve(msg);
+        });
+      });
+      const msg = new Message('tracked');
+      msg.messageId = 'fb-1';
+      msg.ack = 'full';
+      await service.send(deviceId, msg);
+      const fb = await got;
+      assert.equal(fb.contentType, 'application/vnd.microsoft.iothub.feedback.json');
+      const records = JSON.parse(fb.data.toString());
+      assert.equal(records.length, 1);
+      assert.equal(records[0].originalMessageId, 'fb-1');
+      assert.equal(records[0].statusCode, 'Success');
+      assert.equal(records[0].deviceId, deviceId);
+      assert.match(records[0].enqueuedTimeUtc, /^\d{4}-\d\d-\d\dT/);
+      assert.ok(records[0].deviceGenerationId);
+    } finally {
+      await device.close();
+      await service.close();
+    }
+  });
+});
+
 for (const [name, Transport] of [['Mqtt', Mqtt], ['MqttWs', MqttWs]]) {
   test(`a device on ${name} receives what azure-iothub sent, with its properties, and completes it`, async () => {
     await withEmulator({}, async (emu) => {

@@ -221,6 +221,73 @@ static void test_store_seam(void **state)
     c2d_free(q);
 }
 
+/* ---- feedback ---- */
+
+static struct {
+    int batches;
+    char last[4096];
+    uint64_t batch;
+    int refuse;
+} FB;
+
+static int fb_deliver(void *ctx, uint64_t batch, const char *json, size_t len)
+{
+    if (FB.refuse) {
+        FB.refuse--;
+        return ERR_CLOSED;
+    }
+    FB.batches++;
+    FB.batch = batch;
+    snprintf(FB.last, sizeof FB.last, "%.*s", (int)len, json);
+    return ERR_OK;
+}
+
+static void test_feedback(void **state)
+{
+    memset(&FB, 0, sizeof FB);
+    struct c2d *q = c2d_new(reg, NULL, 0);
+    char why[160];
+    struct c2d_message full = msg("full-1", 0), pos = msg("pos-1", NOW + 10), neg = msg("neg-1", 0),
+                       none = msg("none-1", 0);
+    snprintf(full.ack, sizeof full.ack, "full");
+    snprintf(pos.ack, sizeof pos.ack, "positive");
+    snprintf(neg.ack, sizeof neg.ack, "negative");
+    const char *to = "/devices/dev2/messages/devicebound";
+    assert_int_equal(c2d_send(q, to, &pos, NOW, why, sizeof why), ERR_OK);  /* will expire: no record */
+    assert_int_equal(c2d_send(q, to, &full, NOW, why, sizeof why), ERR_OK); /* completed: Success */
+    assert_int_equal(c2d_send(q, to, &neg, NOW, why, sizeof why), ERR_OK);  /* purged: Purged */
+    assert_int_equal(c2d_send(q, to, &none, NOW, why, sizeof why), ERR_OK); /* purged: no record */
+    struct fake f;
+    fake_init(&f, "dev2");
+    c2d_attach(q, &f.link, NOW + 20);
+    assert_string_equal(f.last_id, "full-1");
+    assert_int_equal(c2d_complete(q, "dev2", f.last_seq), ERR_OK);
+    c2d_detach(q, &f.link);
+    assert_int_equal(c2d_purge(q, "dev2"), 2);
+    assert_int_equal(c2d_feedback_pending(q), 2);
+    /* no receiver yet; the first one refuses, the records stay; the next gets both in one batch */
+    struct c2d_feedback_sink sink = {.deliver = fb_deliver, .ctx = &FB};
+    FB.refuse = 1;
+    c2d_feedback_attach(q, &sink);
+    assert_int_equal(FB.batches, 0);
+    assert_int_equal(c2d_feedback_pending(q), 2);
+    c2d_feedback_attach(q, &sink);
+    assert_int_equal(FB.batches, 1);
+    assert_non_null(strstr(FB.last, "\"originalMessageId\":\"full-1\""));
+    assert_non_null(strstr(FB.last, "\"statusCode\":\"Success\""));
+    assert_non_null(strstr(FB.last, "\"originalMessageId\":\"neg-1\""));
+    assert_non_null(strstr(FB.last, "\"statusCode\":\"Purged\""));
+    assert_non_null(strstr(FB.last, "\"deviceId\":\"dev2\""));
+    assert_null(strstr(FB.last, "pos-1"));
+    /* released: sent again; accepted: gone */
+    c2d_feedback_settled(q, FB.batch, false);
+    assert_int_equal(FB.batches, 2);
+    c2d_feedback_settled(q, FB.batch, true);
+    assert_int_equal(c2d_feedback_pending(q), 0);
+    c2d_feedback_detach(q, &FB);
+    c2d_free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_delivery_one_at_a_time),
         cmocka_unit_test(test_delivery_count_limit),
         cmocka_unit_test(test_store_seam),
+        cmocka_unit_test(test_feedback),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
