@@ -202,7 +202,8 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
     struct rest_config rc = {
         .loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
         .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind, .http_port = e->cfg.http_port,
-        .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry};
+        .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry,
+        .c2d = e->c2d};
     e->rest = rest_new(&rc, err, errlen);
     if (!e->rest)
         return ERR_IO;

@@ -26,6 +26,7 @@ enum restapi_route_kind {
     RESTAPI_ROUTE_MODULES, /* /devices/{id}/modules[/] */
     RESTAPI_ROUTE_MODULE,  /* /devices/{id}/modules/{mid} */
     RESTAPI_ROUTE_TELEMETRY, /* /emulator/telemetry[/{id}] (the emulator's own) */
+    RESTAPI_ROUTE_C2D_PURGE, /* /devices/{id}/commands: DELETE purges the device's C2D queue */
 };
 
 struct restapi_route {

@@ -351,6 +351,20 @@ class C2dDeliveryTest(unittest.TestCase):
         dev.puback(pid)
         dev.close()
 
+    def test_message_count_and_purge(self):
+        self.assertEqual(self.emu.create_device("c2d-purge")[0], 200)
+        self.snd.send(c2d("c2d-purge", body="one"))
+        self.snd.send(c2d("c2d-purge", body="two"))
+        status, _, dev = self.emu.rest("GET", "/devices/c2d-purge?api-version=2021-04-12")
+        self.assertEqual((status, dev["cloudToDeviceMessageCount"]), (200, 2))
+        status, _, body = self.emu.rest("DELETE", "/devices/c2d-purge/commands?api-version=2021-04-12")
+        self.assertEqual(status, 200)
+        self.assertEqual(body, {"totalMessagesPurged": 2, "deviceId": "c2d-purge"})
+        status, _, dev = self.emu.rest("GET", "/devices/c2d-purge?api-version=2021-04-12")
+        self.assertEqual(dev["cloudToDeviceMessageCount"], 0)
+        status, _, _ = self.emu.rest("DELETE", "/devices/nobody-here/commands?api-version=2021-04-12")
+        self.assertEqual(status, 404)
+
     def test_expired_messages_are_not_delivered(self):
         self.assertEqual(self.emu.create_device("c2d-exp", DEVICE1_KEY, DEVICE1_KEY)[0], 200)
         m = c2d("c2d-exp", body="short-lived")
