@@ -368,9 +368,12 @@ static void cbs_request(struct amqp *a, pn_message_t *req)
         } else if (cbs_claims_put(&a->claims, norm, expiry) < 0) {
             status = 401;
             snprintf(why, sizeof why, "too many audiences on one connection");
-        } else if (!a->authenticated) {
-            a->authenticated = true;
-            conn_established(a->conn);
+        } else {
+            snprintf(why, sizeof why, "OK");
+            if (!a->authenticated) {
+                a->authenticated = true;
+                conn_established(a->conn);
+            }
         }
     }
     log_info("amqp %s: put-token %s: %d %s", conn_peer(a->conn), name, status, why);
