@@ -36,6 +36,8 @@
 #define AMQP_C2D_CREDIT 100 /* C2D messages in flight per link */
 #define AMQP_MAX_QUEUED 64  /* replies waiting for credit on one link before the connection is closed */
 #define AMQP_OUT_MAX (16u * 1024u * 1024u)
+#define AMQP_MAX_LINKS 64    /* links open at once on one connection; more are refused */
+#define AMQP_CHANNEL_MAX 15  /* sessions: channels 0..15 */
 
 /* What a link is for; stored with the claim slot that authorised it in the link's context pointer. */
 enum link_kind { LINK_UNKNOWN, LINK_CBS_IN, LINK_CBS_OUT, LINK_C2D_IN, LINK_FEEDBACK_OUT };
@@ -697,6 +699,13 @@ static void on_link_open(struct amqp *a, pn_link_t *l)
     enum link_kind k = classify(addr, we_receive);
     if ((k == LINK_C2D_IN || k == LINK_FEEDBACK_OUT) && !a->env->c2d)
         k = LINK_UNKNOWN;
+    size_t open_links = 0;
+    for (pn_link_t *o = pn_link_head(a->d.connection, PN_LOCAL_ACTIVE); o; o = pn_link_next(o, PN_LOCAL_ACTIVE))
+        open_links++;
+    if (open_links >= AMQP_MAX_LINKS) {
+        refuse_link(a, l, "amqp:resource-limit-exceeded", "too many links on one connection");
+        return;
+    }
     if (k == LINK_UNKNOWN) {
         char desc[160];
         snprintf(desc, sizeof desc, "no such node: %.100s", addr ? addr : "(none)");
@@ -922,6 +931,7 @@ void *amqp_open(void *envp, struct conn *c)
     pn_transport_set_server(a->d.transport);
     pn_transport_set_max_frame(a->d.transport, AMQP_MAX_FRAME);
     pn_transport_set_idle_timeout(a->d.transport, AMQP_IDLE_TIMEOUT_MS);
+    pn_transport_set_channel_max(a->d.transport, AMQP_CHANNEL_MAX);
     int timeout = env->auth_timeout_s > 0 ? env->auth_timeout_s : 30;
     a->deadline = loop_now_ms(env->loop) + (int64_t)timeout * 1000;
     schedule(a);
