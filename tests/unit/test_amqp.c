@@ -688,14 +688,10 @@ static void test_token_expiry_closes_links(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bare_amqp_and_cbs),
-        cmocka_unit_test(test_links_need_a_token),
-        cmocka_unit_test(test_link_limit),
-        cmocka_unit_test(test_sasl_plain),
-        cmocka_unit_test(test_c2d_send),
-        cmocka_unit_test(test_malformed_and_oversized),
-        cmocka_unit_test(test_auth_deadline),
-        cmocka_unit_test(test_token_expiry_closes_links),
+        cmocka_unit_test(test_bare_amqp_and_cbs), cmocka_unit_test(test_links_need_a_token),
+        cmocka_unit_test(test_link_limit),        cmocka_unit_test(test_sasl_plain),
+        cmocka_unit_test(test_c2d_send),          cmocka_unit_test(test_malformed_and_oversized),
+        cmocka_unit_test(test_auth_deadline),     cmocka_unit_test(test_token_expiry_closes_links),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
