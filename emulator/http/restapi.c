@@ -76,13 +76,13 @@ static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
         k = RESTAPI_ROUTE_D2C_EVENTS, dev = &s[1];
     else if (n >= 4 && n <= 6 && seg_is(&s[0], "devices") && seg_is(&s[2], "messages") &&
              (seg_is(&s[3], "deviceBound") || seg_is(&s[3], "devicebound"))) {
-        dev = &s[1];
         if (n == 4)
             k = RESTAPI_ROUTE_C2D_RECEIVE;
         else if (n == 5 && s[4].len)
             k = RESTAPI_ROUTE_C2D_LOCK, lock = &s[4];
         else if (n == 6 && s[4].len && seg_is(&s[5], "abandon"))
             k = RESTAPI_ROUTE_C2D_ABANDON, lock = &s[4];
+        dev = k != RESTAPI_ROUTE_NONE ? &s[1] : NULL;
     }
     else if (n >= 3 && n <= 4 && seg_is(&s[0], "devices") && seg_is(&s[2], "modules")) {
         dev = &s[1];
