@@ -2,11 +2,11 @@
  * validation (code + message), the two error envelopes byte for byte against iothub-protocol.md §4.3,
  * TimeSpan text, the method-result body and the JSON validator (vectors on guard pages, and differentially
  * against jansson). */
-#include <cmocka.h>
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +60,8 @@ static void routes_of_the_hub(void **state)
 static void c2d_lock_routes(void **state)
 {
     struct restapi_route r;
-    assert_int_equal(restapi_route_parse("/devices/d1/messages/deviceBound/%2242%22?api-version=1&reject", &r), ERR_OK);
+    assert_int_equal(restapi_route_parse("/devices/d1/messages/deviceBound/%2242%22?api-version=1&reject", &r),
+                     ERR_OK);
     assert_int_equal(r.kind, RESTAPI_ROUTE_C2D_LOCK);
     assert_string_equal(r.lock_token, "42");
     assert_true(r.reject);
@@ -211,8 +212,8 @@ static void method_bodies_accepted(void **state)
     body_ok("{\"methodName\":\"m\",\"payload\": [ 1, 2 , {\"b\" : 0.1, \"a\": true}],"
             "\"responseTimeoutInSeconds\":5,\"connectTimeoutInSeconds\":300}",
             "m", "[1,2,{\"b\":0.1,\"a\":true}]", 5, 300);
-    body_ok("{\"methodName\":\"m\",\"payload\":1.5e300,\"responseTimeoutInSeconds\":300.0,\"extra\":1}", "m", "1.5e300",
-            300, 0);
+    body_ok("{\"methodName\":\"m\",\"payload\":1.5e300,\"responseTimeoutInSeconds\":300.0,\"extra\":1}", "m",
+            "1.5e300", 300, 0);
     body_ok("{\"methodName\":\"m\",\"payload\":0.30000000000000004}", "m", "0.30000000000000004", 30, 0);
     body_ok("{\"methodName\":\"a-b_c.d~!#%&'*+^`|\",\"payload\":false}", "a-b_c.d~!#%&'*+^`|", "false", 30, 0);
 }
@@ -329,8 +330,7 @@ static void envelope_b_examples(void **state)
               "01:48:31\\\",\\\"message\\\":\\\"Timed out waiting for device to connect.\\\",\\\"info\\\":{"
               "\\\"timeout\\\":\\\"00:00:00\\\"},\\\"timestampUtc\\\":\\\"2019-10-10T01:48:31.0924129Z\\\"}\","
               "\"ExceptionMessage\":\"\"}");
-    restapi_error_set(&e, RESTAPI_GATEWAY_TIMEOUT, RESTAPI_ENVELOPE_B,
-                      "Timed out waiting for the response from device.");
+    restapi_error_set(&e, RESTAPI_GATEWAY_TIMEOUT, RESTAPI_ENVELOPE_B, "Timed out waiting for the response from device.");
     e.info = RESTAPI_INFO_EMPTY;
     render_is(&e, "40a7dd98", at(2019, 12, 3, 15, 0, 9, 8252300),
               "{\"Message\":\"{\\\"errorCode\\\":504101,\\\"trackingId\\\":\\\"40a7dd98-G:0-TimeStamp:12/03/2019 "
@@ -390,8 +390,8 @@ static void timespans(void **state)
     const struct {
         int64_t s;
         const char *want;
-    } v[] = {{0, "00:00:00"},     {10, "00:00:10"},      {300, "00:05:00"},    {3661, "01:01:01"},
-             {86399, "23:59:59"}, {86400, "1.00:00:00"}, {90061, "1.01:01:01"}};
+    } v[] = {{0, "00:00:00"},         {10, "00:00:10"},         {300, "00:05:00"}, {3661, "01:01:01"},
+             {86399, "23:59:59"},     {86400, "1.00:00:00"},    {90061, "1.01:01:01"}};
     char out[32];
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         assert_int_equal(restapi_timespan(v[i].s, out, sizeof out), ERR_OK);
@@ -423,116 +423,24 @@ static bool jansson_ok(const char *text, size_t len)
 }
 
 static const char *const json_good[] = {
-    "{\"Response\":\"This is the response from the device\"}",
-    "null",
-    "true",
-    "false",
-    "0",
-    "-0",
-    "12",
-    "-3.25",
-    "1e10",
-    "1E-2",
-    "6.02e+23",
-    "0.5e-0",
-    "-0.0E+00",
-    "123456789012345678",
-    "\"\"",
-    "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"",
-    "\"\\u00e9\\uD83D\\uDE00\\u0000\\uffff\"",
-    "\"\\uDBFF\\uDFFF\"",
-    "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf\"",
-    "\"\x7f\"",
-    "[]",
-    "{}",
-    " [ 1 , \"two\" , { \"three\" : [ null ] } ] ",
-    "\t\r\n{\"a\":{\"b\":{\"c\":[true,false,null]}}}\n",
-    "[[],{},[[]],{\"\":{}}]",
-    "{\"a\":1,\"a\":2}",
-    "[-1,0.1,1e400]",
-    "\"]\"",
-    "{\"}\":\"{\"}",
+    "{\"Response\":\"This is the response from the device\"}", "null", "true", "false", "0", "-0", "12",
+    "-3.25", "1e10", "1E-2", "6.02e+23", "0.5e-0", "-0.0E+00", "123456789012345678", "\"\"",
+    "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\"", "\"\\u00e9\\uD83D\\uDE00\\u0000\\uffff\"", "\"\\uDBFF\\uDFFF\"",
+    "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf\"", "\"\x7f\"", "[]", "{}",
+    " [ 1 , \"two\" , { \"three\" : [ null ] } ] ", "\t\r\n{\"a\":{\"b\":{\"c\":[true,false,null]}}}\n",
+    "[[],{},[[]],{\"\":{}}]", "{\"a\":1,\"a\":2}", "[-1,0.1,1e400]", "\"]\"", "{\"}\":\"{\"}",
 };
 
 static const char *const json_bad[] = {
-    "",
-    " ",
-    "{",
-    "}",
-    "[",
-    "]",
-    "[1,]",
-    "[,1]",
-    "[1 2]",
-    "{\"a\"}",
-    "{\"a\":}",
-    "{\"a\":1,}",
-    "{,}",
-    "{a:1}",
-    "{'a':1}",
-    "{1:1}",
-    "{\"a\" 1}",
-    "{\"a\":1 \"b\":2}",
-    "'x'",
-    "\"unterminated",
-    "\"bad \\x escape\"",
-    "\"\\u12\"",
-    "\"\\u12G4\"",
-    "\"\\\"",
-    "\"\\",
-    "tru",
-    "nul",
-    "True",
-    "nulll",
-    "01",
-    "-01",
-    "1.",
-    ".5",
-    "-",
-    "+1",
-    "1e",
-    "1e+",
-    "1.e3",
-    "0x10",
-    "NaN",
-    "Infinity",
-    "-Infinity",
-    "1 2",
-    "{} {}",
-    "[1]]",
-    "[1}",
-    "{\"a\":1]",
-    "[[]",
-    "\"tab\there\"",
-    "\"nl\nhere\"",
-    "\"\xc3\"",
-    "\"\xc0\x80\"",
-    "\"\xc1\xbf\"",
-    "\"\xe0\x80\x80\"",
-    "\"\xed\xa0\x80\"",
-    "\"\xf0\x80\x80\x80\"",
-    "\"\xf4\x90\x80\x80\"",
-    "\"\xf5\x80\x80\x80\"",
-    "\"\xff\"",
-    "\"\x80\"",
-    "\"\\uD800\"",
-    "\"\\uDC00\"",
-    "\"\\uD800x\"",
-    "\"\\uD800\\n\"",
-    "\"\\uD800\\u0041\"",
-    "\"\\uD800\\uD800\"",
-    "\"\\uDBFF\\uE000\"",
-    "{\"a\":1}x",
-    "[\"a\" \"b\"]",
-    "\xef\xbb\xbf{}",
-    "/* c */ 1",
-    "[1,/**/2]",
-    "\x0c"
-    "1",
-    "\x0b"
-    "1",
-    "\xc2\xa0"
-    "1",
+    "", " ", "{", "}", "[", "]", "[1,]", "[,1]", "[1 2]", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{,}", "{a:1}",
+    "{'a':1}", "{1:1}", "{\"a\" 1}", "{\"a\":1 \"b\":2}", "'x'", "\"unterminated", "\"bad \\x escape\"",
+    "\"\\u12\"", "\"\\u12G4\"", "\"\\\"", "\"\\", "tru", "nul", "True", "nulll", "01", "-01", "1.", ".5", "-",
+    "+1", "1e", "1e+", "1.e3", "0x10", "NaN", "Infinity", "-Infinity", "1 2", "{} {}", "[1]]", "[1}", "{\"a\":1]",
+    "[[]", "\"tab\there\"", "\"nl\nhere\"", "\"\xc3\"", "\"\xc0\x80\"", "\"\xc1\xbf\"", "\"\xe0\x80\x80\"",
+    "\"\xed\xa0\x80\"", "\"\xf0\x80\x80\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xf5\x80\x80\x80\"", "\"\xff\"",
+    "\"\x80\"", "\"\\uD800\"", "\"\\uDC00\"", "\"\\uD800x\"", "\"\\uD800\\n\"", "\"\\uD800\\u0041\"",
+    "\"\\uD800\\uD800\"", "\"\\uDBFF\\uE000\"", "{\"a\":1}x", "[\"a\" \"b\"]", "\xef\xbb\xbf{}", "/* c */ 1",
+    "[1,/**/2]", "\x0c" "1", "\x0b" "1", "\xc2\xa0" "1",
 };
 
 static void json_vectors(void **state)
@@ -545,9 +453,7 @@ static void json_vectors(void **state)
         if (json_ok(json_bad[i], strlen(json_bad[i])))
             fail_msg("accepted: %s", json_bad[i]);
     assert_false(restapi_json_is_valid(NULL, 0));
-    static const char nul_raw[] = "\"a\0b\"", nul_after[] = "1\0",
-                      nul_before[] = "\0"
-                                     "1";
+    static const char nul_raw[] = "\"a\0b\"", nul_after[] = "1\0", nul_before[] = "\0" "1";
     assert_false(json_ok(nul_raw, sizeof nul_raw - 1));
     assert_false(json_ok(nul_after, sizeof nul_after - 1));
     assert_false(json_ok(nul_before, sizeof nul_before - 1));
