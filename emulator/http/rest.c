@@ -868,6 +868,8 @@ static void identity_delete(struct rest_req *q)
     answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
     log_info("registry: deleted %s%s%s", rt->device_id, rt->module_id ? "/" : "", rt->module_id ? rt->module_id : "");
     hub_forget_identity(r->hub, rt->device_id, rt->module_id);
+    if (r->c2d && !rt->module_id)
+        c2d_purge(r->c2d, rt->device_id); /* a re-created device starts with an empty queue */
 }
 
 /* ---- emulator routes ---- */

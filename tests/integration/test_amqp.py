@@ -364,6 +364,13 @@ class C2dDeliveryTest(unittest.TestCase):
         self.assertEqual(dev["cloudToDeviceMessageCount"], 0)
         status, _, _ = self.emu.rest("DELETE", "/devices/nobody-here/commands?api-version=2021-04-12")
         self.assertEqual(status, 404)
+        # deleting the device forgets its queue: a device re-created under the same id starts empty
+        self.snd.send(c2d("c2d-purge", body="three"))
+        self.assertEqual(self.emu.rest("DELETE", "/devices/c2d-purge?api-version=2021-04-12",
+                                       headers={"If-Match": "*"})[0], 204)
+        self.assertEqual(self.emu.create_device("c2d-purge")[0], 200)
+        status, _, dev = self.emu.rest("GET", "/devices/c2d-purge?api-version=2021-04-12")
+        self.assertEqual(dev["cloudToDeviceMessageCount"], 0)
 
     def test_expired_messages_are_not_delivered(self):
         self.assertEqual(self.emu.create_device("c2d-exp", DEVICE1_KEY, DEVICE1_KEY)[0], 200)
