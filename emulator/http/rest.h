@@ -14,6 +14,7 @@ struct loop;
 struct hub;
 struct registry;
 struct auth;
+struct c2d;
 
 struct rest_config {
     struct loop *loop;
@@ -26,6 +27,7 @@ struct rest_config {
     int64_t token_skew_s;    /* grace after a SAS token's se */
     struct telemetry *telemetry; /* served as GET/DELETE /emulator/telemetry; NULL: 404 */
     struct faults *faults;       /* /emulator/faults, injected REST faults and throttling; NULL: none */
+    struct c2d *c2d;             /* C2D queues: DELETE /devices/{id}/commands, cloudToDeviceMessageCount */
 };
 
 /* Starts the daemon and registers it in cfg->loop. The rest does not own loop, hub, registry or auth; they
@@ -46,5 +48,7 @@ void rest_free(struct rest *r);
 
 /* The bound plain-HTTP port (useful with http_port < 0), or 0 when there is no listener. */
 int rest_actual_http_port(struct rest *r);
+/* The AMQP listeners' ports (-1: not listening), reported by GET /health as "amqpsPort" / "amqpPort". */
+void rest_set_amqp_ports(struct rest *r, int amqps_port, int amqp_port);
 
 #endif

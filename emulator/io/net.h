@@ -1,4 +1,4 @@
-/* net.h -- listening sockets and accepted connections: plain MQTT, MQTT over TLS, and TLS on the HTTPS port,
+/* net.h -- listening sockets and accepted connections: plain MQTT and AMQP, both over TLS too, and TLS on the HTTPS port,
  * where the first request decides between a WebSocket (handed to the front its sub-protocol names) and HTTP
  * handed to the REST server. Byte streams only: each protocol is a struct proto (proto.h) given in the config.
  * net.c also implements conn.h, the narrow per-connection interface fronts use. Tests: tests/unit/test_net.c. */
@@ -23,15 +23,19 @@ struct net_config {
     int mqtts_port;         /* -1 = no listener; 0 = an ephemeral port */
     int https_port;
     int mqtt_port;
-    SSL_CTX *tls;           /* required for mqtts and https */
+    int amqps_port;         /* AMQP over TLS (needs amqp) */
+    int amqp_port;          /* plain AMQP, for development (needs amqp) */
+    SSL_CTX *tls;           /* required for mqtts, https and amqps */
     const struct proto *mqtt; /* the MQTT listeners' front, and the WebSocket sub-protocol "mqtt" (required) */
+    const struct proto *amqp; /* the AMQP listeners' front, and the WebSocket sub-protocol "AMQPWSB10" (NULL:
+                                 no AMQP listeners, and AMQPWSB10 is refused) */
     net_http_handoff_fn http_handoff;
     void *http_ctx;
     size_t max_connections;
     int connect_timeout_s;  /* to finish TLS and send CONNECT (or the first HTTP request) */
 };
 
-enum net_listener { NET_MQTTS, NET_HTTPS, NET_MQTT, NET_LISTENERS };
+enum net_listener { NET_MQTTS, NET_HTTPS, NET_MQTT, NET_AMQPS, NET_AMQP, NET_LISTENERS };
 
 /* Binds every configured listener. Returns NULL with a one-line reason in err (e.g. the port is in use, or
  * needs root / CAP_NET_BIND_SERVICE). */

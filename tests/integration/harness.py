@@ -49,10 +49,10 @@ class Emulator:
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.hostname = hostname
         if fixed_ports:
-            self.mqtts_port, self.https_port = 8883, 443
+            self.mqtts_port, self.https_port, self.amqps_port = 8883, 443, 5671
         else:
-            self.mqtts_port, self.https_port = free_port(), free_port()
-        self.mqtt_port, self.http_port = free_port(), free_port()
+            self.mqtts_port, self.https_port, self.amqps_port = free_port(), free_port(), free_port()
+        self.mqtt_port, self.http_port, self.amqp_port = free_port(), free_port(), free_port()
         self.extra_args = list(extra_args)
         self.proc = None
         self.log_path = os.path.join(self.tmp, "emulator.log")
@@ -66,6 +66,7 @@ class Emulator:
         return [EMULATOR, "--bind", "127.0.0.1", "--hostname", self.hostname,
                 "--mqtts-port", str(self.mqtts_port), "--https-port", str(self.https_port),
                 "--mqtt-port", str(self.mqtt_port), "--http-port", str(self.http_port),
+                "--amqps-port", str(self.amqps_port), "--amqp-port", str(self.amqp_port),
                 "--data-dir", self.data_dir, "--log-level", "debug"] + self.extra_args
 
     def start(self, timeout=20):
