@@ -31,10 +31,13 @@
 #include "restapi.h"
 #include "sas.h"
 #include "telemetry.h"
+#include "twin.h"
 
 #define REST_JSON "application/json; charset=utf-8"
 #define REST_METHOD_BODY_MAX (1024u * 1024u)     /* raw method body; the payload itself is capped at 128 KiB */
 #define REST_REGISTRY_BODY_MAX (64u * 1024u)
+#define REST_TWIN_BODY_MAX (256u * 1024u)        /* a whole twin sent back (PUT): 8+32+32 KiB plus metadata */
+#define REST_QUERY_BODY_MAX (64u * 1024u)        /* {"query": 8192 characters of up to 4 UTF-8 bytes} */
 #define REST_OTHER_BODY_MAX (16u * 1024u)
 #define REST_DROP_AFTER (8u * 1024u * 1024u)     /* a body this large closes the connection */
 #define REST_CA_MAX (1024u * 1024u)
@@ -53,6 +56,8 @@ struct rest_answer {
     const char *errorcode; /* iothub-errorcode header (static text) */
     const char *allow;
     char etag[80];
+    char continuation[24]; /* x-ms-continuation of a query page ("" = last page: no header) */
+    const char *item_type; /* x-ms-item-type of a query page */
 };
 
 struct rest_req {
@@ -229,7 +234,9 @@ static enum MHD_Result queue_answer(struct rest_req *q)
     if ((a->ctype && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->ctype) != MHD_YES) ||
         (a->errorcode && MHD_add_response_header(resp, "iothub-errorcode", a->errorcode) != MHD_YES) ||
         (a->etag[0] && MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, a->etag) != MHD_YES) ||
-        (a->allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, a->allow) != MHD_YES)) {
+        (a->allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, a->allow) != MHD_YES) ||
+        (a->continuation[0] && MHD_add_response_header(resp, "x-ms-continuation", a->continuation) != MHD_YES) ||
+        (a->item_type && MHD_add_response_header(resp, "x-ms-item-type", a->item_type) != MHD_YES)) {
         MHD_destroy_response(resp);
         return MHD_NO;
     }
@@ -651,6 +658,153 @@ static void identity_delete(struct rest_req *q)
     hub_forget_identity(r->hub, rt->device_id, rt->module_id);
 }
 
+/* ---- twins, query, statistics ---- */
+
+/* Auth with either of two permission sets (the hub lets several policies through some routes). */
+static bool service_prelude_any(struct rest_req *q, unsigned perms_a, unsigned perms_b)
+{
+    char why[96];
+    const char *authz = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (check_service(q->r, authz, perms_a, why, sizeof why) == ERR_OK)
+        perms_b = perms_a;
+    return service_prelude(q, perms_b);
+}
+
+/* The request body as a JSON object, or an error answer (false). Caller json_decref's *out. */
+static bool body_object(struct rest_req *q, json_t **out)
+{
+    *out = NULL;
+    if (q->body_seen > q->body_cap) {
+        answer_errorf(q, RESTAPI_MESSAGE_TOO_LARGE, RESTAPI_ENVELOPE_A, "The request body is over %zu bytes.",
+                      q->body_cap);
+        return false;
+    }
+    json_t *body = json_loadb(q->body.len ? (const char *)q->body.data : "", q->body.len, JSON_REJECT_DUPLICATES,
+                              NULL);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        answer_errorf(q, RESTAPI_FORMAT_ERROR, RESTAPI_ENVELOPE_A, "The request body is not a JSON object.");
+        return false;
+    }
+    *out = body;
+    return true;
+}
+
+static void answer_twin(struct rest_req *q, json_t *doc, const char *etag)
+{
+    answer_json(q, MHD_HTTP_OK, doc, NULL);
+    if (q->ans.status == MHD_HTTP_OK)
+        snprintf(q->ans.etag, sizeof q->ans.etag, "%s", etag);
+}
+
+static void twin_update_route(struct rest_req *q, enum twin_mode mode)
+{
+    const struct restapi_route *rt = &q->route;
+    json_t *body = NULL;
+    if (!service_prelude_any(q, AUTH_SERVICE_CONNECT, AUTH_REGISTRY_WRITE) || !body_object(q, &body))
+        return;
+    struct hub_twin_update u = {
+        .device_id = rt->device_id,
+        .module_id = rt->module_id,
+        .body = body,
+        .mode = mode,
+        .if_match = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_MATCH),
+    };
+    json_t *doc = NULL;
+    char etag[40] = "";
+    struct twin_error e = {0, ""};
+    int rc = hub_twin_update(q->r->hub, &u, &doc, etag, sizeof etag, &e);
+    json_decref(body);
+    switch (rc) {
+    case ERR_OK:
+        answer_twin(q, doc, etag);
+        log_info("twin: %s %s%s%s", mode == TWIN_MERGE ? "patched" : "replaced", rt->device_id,
+                 rt->module_id ? "/" : "", rt->module_id ? rt->module_id : "");
+        return;
+    case ERR_NOT_FOUND:
+        answer_not_found(q, RESTAPI_ENVELOPE_A);
+        return;
+    case ERR_PRECONDITION:
+        answer_errorf(q, RESTAPI_PRECONDITION_FAILED, RESTAPI_ENVELOPE_A,
+                      "Precondition failed: the If-Match etag does not match the twin's etag.");
+        return;
+    case ERR_INVALID:
+        answer_errorf(q, e.code, RESTAPI_ENVELOPE_A, "%s", e.message);
+        return;
+    default:
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Internal error: %s.", err_str(rc));
+        return;
+    }
+}
+
+static void route_twin(struct rest_req *q)
+{
+    const struct restapi_route *rt = &q->route;
+    if (strcmp(q->method, "PATCH") == 0) {
+        twin_update_route(q, TWIN_MERGE);
+        return;
+    }
+    if (strcmp(q->method, "PUT") == 0) {
+        twin_update_route(q, TWIN_REPLACE);
+        return;
+    }
+    if (!service_prelude_any(q, AUTH_REGISTRY_READ, AUTH_SERVICE_CONNECT))
+        return;
+    json_t *doc = NULL;
+    char etag[40] = "";
+    int rc = hub_twin_get(q->r->hub, rt->device_id, rt->module_id, &doc, etag, sizeof etag);
+    if (rc == ERR_NOT_FOUND)
+        answer_not_found(q, RESTAPI_ENVELOPE_A);
+    else if (rc != ERR_OK)
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+    else
+        answer_twin(q, doc, etag);
+}
+
+struct device_counts {
+    size_t total, enabled;
+};
+
+static void count_device(const struct identity *id, void *ctx)
+{
+    struct device_counts *c = ctx;
+    c->total++;
+    c->enabled += id->enabled;
+}
+
+/* GET /statistics/devices and /statistics/service (the registry's and the live connections' counts). */
+static void route_statistics(struct rest_req *q)
+{
+    if (!service_prelude_any(q, AUTH_REGISTRY_READ, AUTH_SERVICE_CONNECT))
+        return;
+    if (q->route.kind == RESTAPI_ROUTE_STATS_SERVICE) {
+        struct hub_stats st;
+        hub_get_stats(q->r->hub, &st);
+        answer_json(q, MHD_HTTP_OK, json_pack("{s:I}", "connectedDeviceCount", (json_int_t)st.devices_connected),
+                    NULL);
+        return;
+    }
+    struct device_counts c = {0, 0};
+    json_t *devices = registry_list_devices(q->r->reg, SIZE_MAX);
+    size_t i;
+    json_t *d;
+    json_array_foreach(devices, i, d) {
+        const struct identity *id = registry_find(q->r->reg, json_string_value(json_object_get(d, "deviceId")), NULL);
+        if (id)
+            count_device(id, &c);
+    }
+    json_decref(devices);
+    answer_json(q, MHD_HTTP_OK,
+                json_pack("{s:I,s:I,s:I}", "totalDeviceCount", (json_int_t)c.total, "enabledDeviceCount",
+                          (json_int_t)c.enabled, "disabledDeviceCount", (json_int_t)(c.total - c.enabled)),
+                NULL);
+}
+
+static void route_query(struct rest_req *q)
+{
+    answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "Queries are not available yet.");
+}
+
 /* ---- emulator routes ---- */
 
 static void route_health(struct rest_req *q)
@@ -735,7 +889,9 @@ static void route_identity(struct rest_req *q)
 
 static void handle_request(struct rest_req *q)
 {
-    const struct restapi_route *rt = &q->route;
+    struct restapi_route *rt = &q->route;
+    if (rt->kind == RESTAPI_ROUTE_QUERY && strcmp(q->method, "POST") != 0)
+        rt->kind = RESTAPI_ROUTE_DEVICE; /* GET/PUT/DELETE /devices/query: a device named "query" */
     if (q->r->shutting_down)
         answer_errorf(q, RESTAPI_SERVICE_UNAVAILABLE, RESTAPI_ENVELOPE_A, "The emulator is shutting down.");
     else if (q->route_rc == ERR_MALFORMED)
@@ -760,6 +916,12 @@ static void handle_request(struct rest_req *q)
         route_devices(q);
     else if (rt->kind == RESTAPI_ROUTE_MODULES)
         route_modules(q);
+    else if (rt->kind == RESTAPI_ROUTE_TWIN)
+        route_twin(q);
+    else if (rt->kind == RESTAPI_ROUTE_QUERY)
+        route_query(q);
+    else if (rt->kind == RESTAPI_ROUTE_STATS_DEVICES || rt->kind == RESTAPI_ROUTE_STATS_SERVICE)
+        route_statistics(q);
     else
         route_identity(q);
 }
@@ -772,6 +934,10 @@ static size_t body_cap_of(enum restapi_route_kind kind)
     case RESTAPI_ROUTE_DEVICE:
     case RESTAPI_ROUTE_MODULE:
         return REST_REGISTRY_BODY_MAX;
+    case RESTAPI_ROUTE_TWIN:
+        return REST_TWIN_BODY_MAX;
+    case RESTAPI_ROUTE_QUERY:
+        return REST_QUERY_BODY_MAX;
     default:
         return REST_OTHER_BODY_MAX;
     }

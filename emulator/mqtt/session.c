@@ -1,11 +1,12 @@
 /* session.c -- one device's MQTT session with the hub's rules (see session.h and iothub-protocol.md §1-§3):
  * CONNECT and SAS authentication (any failure: CONNACK 5, then close), keep-alive at 1.5x, the accepted
  * SUBSCRIBE filters and PUBLISH topics (anything else closes the connection, as the hub does), direct-method
- * requests and replies, minimal twin, telemetry, will, and disconnect when the SAS token expires.
+ * requests and replies, twin GET / reported PATCH / desired push, telemetry, will, and disconnect when the SAS token expires.
  * Tests: tests/unit/test_session.c (with a fake conn.h); fuzz: tests/fuzz/fuzz_session.c. */
 #include "session.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -47,6 +48,7 @@ struct session {
     struct loop_timer *expiry_timer;
     uint64_t rid_counter;
     bool methods_subscribed;
+    bool desired_subscribed;
     char *will_topic; /* NULL = no will */
     uint8_t *will_payload;
     size_t will_len;
@@ -272,11 +274,15 @@ static bool is_methods_filter(struct mqtt_bytes f)
     return mqtt_bytes_eq(f, "$iothub/methods/POST/#");
 }
 
+static bool is_desired_filter(struct mqtt_bytes f)
+{
+    return mqtt_bytes_eq(f, "$iothub/twin/PATCH/properties/desired/#");
+}
+
 /* The filters IoT Hub accepts (iothub-protocol.md §1.7, §3). */
 static bool filter_is_allowed(const struct session *s, struct mqtt_bytes f)
 {
-    if (is_methods_filter(f) || mqtt_bytes_eq(f, "$iothub/twin/res/#") ||
-        mqtt_bytes_eq(f, "$iothub/twin/PATCH/properties/desired/#"))
+    if (is_methods_filter(f) || mqtt_bytes_eq(f, "$iothub/twin/res/#") || is_desired_filter(f))
         return true;
     char want[2 * REGISTRY_MAX_ID + 64];
     if (s->module_id[0]) {
@@ -293,7 +299,7 @@ static bool filter_is_allowed(const struct session *s, struct mqtt_bytes f)
 static int on_subscribe(struct session *s, const struct mqtt_subscribe *sub)
 {
     uint8_t codes[MQTT_MAX_FILTERS];
-    bool methods = false;
+    bool methods = false, desired = false;
     for (size_t i = 0; i < sub->count; i++) {
         if (!filter_is_allowed(s, sub->filters[i])) {
             char text[SESSION_LOG_TEXT + 1];
@@ -303,12 +309,17 @@ static int on_subscribe(struct session *s, const struct mqtt_subscribe *sub)
         }
         codes[i] = sub->qos[i] > 1 ? 1 : sub->qos[i];
         methods = methods || is_methods_filter(sub->filters[i]);
+        desired = desired || is_desired_filter(sub->filters[i]);
     }
     if (send_scratch(s, mqtt_encode_suback(&s->scratch, sub->packet_id, codes, sub->count)))
         return ERR_CLOSED;
     if (methods && !s->methods_subscribed) {
         s->methods_subscribed = true;
         hub_link_methods_ready(s->env->hub, &s->link); /* after the SUBACK, so it precedes any request */
+    }
+    if (desired && !s->desired_subscribed) {
+        s->desired_subscribed = true;
+        hub_link_desired_ready(s->env->hub, &s->link);
     }
     return ERR_OK;
 }
@@ -319,6 +330,10 @@ static int on_unsubscribe(struct session *s, const struct mqtt_subscribe *unsub)
         if (is_methods_filter(unsub->filters[i]) && s->methods_subscribed) {
             s->methods_subscribed = false;
             hub_link_methods_stopped(s->env->hub, &s->link);
+        }
+        if (is_desired_filter(unsub->filters[i]) && s->desired_subscribed) {
+            s->desired_subscribed = false;
+            hub_link_desired_stopped(s->env->hub, &s->link);
         }
     }
     return send_scratch(s, mqtt_encode_ack(&s->scratch, MQTT_UNSUBACK, unsub->packet_id)) ? ERR_CLOSED : ERR_OK;
@@ -377,18 +392,36 @@ static int on_twin_get(struct session *s, const char *topic)
     return rc ? ERR_CLOSED : ERR_OK;
 }
 
+/* A twin error as the hub answers it on MQTT: the status in the topic, and a body with errorCode and message
+ * (the Node SDK ignores the status and fails the request on a body with an errorCode). */
+static int send_twin_error(struct session *s, const char *rid, const struct twin_error *e)
+{
+    char reply[160];
+    int status = e->code >= 100000 ? e->code / 1000 : 500;
+    snprintf(reply, sizeof reply, "$iothub/twin/res/%d/?$rid=%s", status, rid);
+    json_t *body = json_pack("{s:i,s:s}", "errorCode", e->code >= 100000 ? e->code : 500001, "message", e->message);
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(body);
+    int rc = send_publish(s, reply, (const uint8_t *)text, text ? strlen(text) : 0);
+    free(text);
+    return rc ? ERR_CLOSED : ERR_OK;
+}
+
 static int on_twin_patch(struct session *s, const char *topic, struct mqtt_bytes body)
 {
     char rid[64], reply[160];
     if (!query_rid(topic, rid, sizeof rid))
         return fail(s, "twin PATCH without $rid");
     int64_t version = 0;
-    int rc = hub_link_twin_patch(s->env->hub, &s->link, body.p, body.len, &version);
-    if (rc == ERR_OK)
-        snprintf(reply, sizeof reply, "$iothub/twin/res/204/?$rid=%s&$version=%" PRId64, rid, version);
-    else
-        snprintf(reply, sizeof reply, "$iothub/twin/res/%d/?$rid=%s",
-                 rc == ERR_MALFORMED || rc == ERR_TOO_BIG ? 400 : 500, rid);
+    struct twin_error e = {500001, "Internal error."};
+    int rc = hub_link_twin_patch(s->env->hub, &s->link, body.p, body.len, &version, &e);
+    if (rc != ERR_OK) {
+        if (rc != ERR_INVALID && rc != ERR_MALFORMED)
+            e = (struct twin_error){500001, "The twin could not be saved."};
+        log_info("%s: reported properties refused: %s", s->ident, e.message);
+        return send_twin_error(s, rid, &e);
+    }
+    snprintf(reply, sizeof reply, "$iothub/twin/res/204/?$rid=%s&$version=%" PRId64, rid, version);
     return send_publish(s, reply, NULL, 0) ? ERR_CLOSED : ERR_OK;
 }
 

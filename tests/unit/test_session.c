@@ -824,7 +824,7 @@ static json_t *publish_json(struct dev *d, const char *topic)
     return j;
 }
 
-static json_int_t twin_version(json_t *doc, const char *part)
+static json_int_t section_version(json_t *doc, const char *part)
 {
     return json_integer_value(json_object_get(json_object_get(doc, part), "$version"));
 }
@@ -836,8 +836,8 @@ static void twin_get_and_reported_patch(void **state)
     connect_as(&d, "device1", NULL, 0);
     assert_int_equal(send_publish(&d, "$iothub/twin/GET/?$rid=42", " ", 0, 0), ERR_OK);
     json_t *doc = publish_json(&d, "$iothub/twin/res/200/?$rid=42");
-    assert_int_equal(twin_version(doc, "desired"), 1);
-    assert_int_equal(twin_version(doc, "reported"), 1);
+    assert_int_equal(section_version(doc, "desired"), 1);
+    assert_int_equal(section_version(doc, "reported"), 1);
     json_decref(doc);
     assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=u-1", "{\"a\":{\"b\":1}}", 1, 8),
                      ERR_OK);
@@ -850,10 +850,18 @@ static void twin_get_and_reported_patch(void **state)
                      ERR_OK);
     assert_null(publish_json(&d, "$iothub/twin/res/204/?$rid=7&$version=3"));
     assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=8", "[1]", 0, 0), ERR_OK);
-    assert_null(publish_json(&d, "$iothub/twin/res/400/?$rid=8"));
+    doc = publish_json(&d, "$iothub/twin/res/400/?$rid=8");
+    assert_int_equal(json_integer_value(json_object_get(doc, "errorCode")), 400004);
+    json_decref(doc);
+    /* Not JSON at all: 400006 (IotHubFormatError). */
+    assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=8b", "{", 0, 0), ERR_OK);
+    doc = publish_json(&d, "$iothub/twin/res/400/?$rid=8b");
+    assert_int_equal(json_integer_value(json_object_get(doc, "errorCode")), 400006);
+    assert_non_null(json_string_value(json_object_get(doc, "message")));
+    json_decref(doc);
     assert_int_equal(send_publish(&d, "$iothub/twin/GET/?$rid=9", NULL, 0, 0), ERR_OK);
     doc = publish_json(&d, "$iothub/twin/res/200/?$rid=9");
-    assert_int_equal(twin_version(doc, "reported"), 3);
+    assert_int_equal(section_version(doc, "reported"), 3);
     json_t *rep = json_object_get(doc, "reported");
     assert_int_equal(json_integer_value(json_object_get(rep, "c")), 2);
     assert_int_equal(json_object_size(json_object_get(rep, "a")), 0);
@@ -861,7 +869,8 @@ static void twin_get_and_reported_patch(void **state)
     dev_free(&d);
 }
 
-/* Reported properties grew without bound (and past 64 KiB every twin GET failed with 500). */
+/* Reported properties grew without bound (and past 64 KiB every twin GET failed with 500): 32 KiB is the cap,
+ * answered 403 with the hub's DeviceModelMaxPropertiesExceeded, and the twin stays as it was. */
 static void twin_reported_size_is_capped(void **state)
 {
     struct dev d;
@@ -869,17 +878,94 @@ static void twin_reported_size_is_capped(void **state)
     connect_as(&d, "device1", NULL, 0);
     static char body[40 * 1024];
     for (int i = 0; i < 2; i++) {
-        int n = snprintf(body, sizeof body, "{\"k%d\":\"", i);
-        memset(body + n, 'x', 20 * 1024);
-        memcpy(body + n + 20 * 1024, "\"}", 3);
+        size_t n = 0;
+        body[n++] = '{';
+        for (int k = 0; k < 6; k++) {
+            n += (size_t)snprintf(body + n, sizeof body - n, "%s\"k%d_%d\":\"", k ? "," : "", i, k);
+            memset(body + n, 'x', 3000);
+            n += 3000;
+            body[n++] = '"';
+        }
+        memcpy(body + n, "}", 2);
         assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=1", body, 0, 0), ERR_OK);
-        assert_null(publish_json(&d, i == 0 ? "$iothub/twin/res/204/?$rid=1&$version=2" : "$iothub/twin/res/400/?$rid=1"));
+        json_t *reply = publish_json(&d, i == 0 ? "$iothub/twin/res/204/?$rid=1&$version=2" : "$iothub/twin/res/403/?$rid=1");
+        if (i == 1)
+            assert_int_equal(json_integer_value(json_object_get(reply, "errorCode")), 403100);
+        json_decref(reply);
     }
     assert_int_equal(send_publish(&d, "$iothub/twin/GET/?$rid=2", NULL, 0, 0), ERR_OK);
     json_t *doc = publish_json(&d, "$iothub/twin/res/200/?$rid=2");
-    assert_int_equal(twin_version(doc, "reported"), 2);
-    assert_null(json_object_get(json_object_get(doc, "reported"), "k1"));
+    assert_int_equal(section_version(doc, "reported"), 2);
+    assert_null(json_object_get(json_object_get(doc, "reported"), "k1_0"));
     json_decref(doc);
+    dev_free(&d);
+}
+
+static void subscribe(struct dev *d, const char *filter)
+{
+    const char *f[] = {filter, NULL};
+    assert_int_equal(send_subscribe(d, 3, f, NULL), ERR_OK);
+    struct mqtt_packet pkt;
+    assert_true(next_packet(d, &pkt));
+    assert_int_equal(pkt.type, MQTT_SUBACK);
+}
+
+static void unsubscribe(struct dev *d, const char *filter)
+{
+    struct mqtt_subscribe u = {.packet_id = 4, .count = 1};
+    u.filters[0] = (struct mqtt_bytes){(const uint8_t *)filter, strlen(filter)};
+    struct buf b;
+    buf_init(&b, SIZE_MAX);
+    assert_int_equal(mqtt_encode_unsubscribe(&b, &u), ERR_OK);
+    assert_int_equal(dev_feed_buf(d, &b), ERR_OK);
+    struct mqtt_packet pkt;
+    assert_true(next_packet(d, &pkt));
+    assert_int_equal(pkt.type, MQTT_UNSUBACK);
+}
+
+/* A desired change from the service reaches the connection only once it subscribed to the desired topic, as
+ * $iothub/twin/PATCH/properties/desired/?$version=N with the patch and its $version; unsubscribed, nothing. */
+static void twin_desired_push_needs_subscription(void **state)
+{
+    struct dev d;
+    dev_open(&d);
+    connect_as(&d, "device1", NULL, 0);
+    json_t *body = json_pack("{s:{s:{s:i}}}", "properties", "desired", "rate", 5);
+    struct hub_twin_update u = {.device_id = "device1", .body = body, .mode = TWIN_MERGE};
+    json_t *doc = NULL;
+    struct twin_error e;
+    assert_int_equal(hub_twin_update(E.hub, &u, &doc, NULL, 0, &e), ERR_OK);
+    json_decref(doc);
+    struct mqtt_packet pkt;
+    assert_false(next_packet(&d, &pkt)); /* not subscribed: nothing sent */
+    subscribe(&d, "$iothub/twin/PATCH/properties/desired/#");
+    json_object_set_new(json_object_get(json_object_get(body, "properties"), "desired"), "rate", json_integer(6));
+    assert_int_equal(hub_twin_update(E.hub, &u, &doc, NULL, 0, &e), ERR_OK);
+    json_decref(doc);
+    json_t *patch = publish_json(&d, "$iothub/twin/PATCH/properties/desired/?$version=3");
+    assert_int_equal(json_integer_value(json_object_get(patch, "rate")), 6);
+    assert_int_equal(json_integer_value(json_object_get(patch, "$version")), 3);
+    json_decref(patch);
+    /* The device's twin GET sees the same desired version. */
+    assert_int_equal(send_publish(&d, "$iothub/twin/GET/?$rid=g", NULL, 0, 0), ERR_OK);
+    doc = publish_json(&d, "$iothub/twin/res/200/?$rid=g");
+    assert_int_equal(section_version(doc, "desired"), 3);
+    json_decref(doc);
+    unsubscribe(&d, "$iothub/twin/PATCH/properties/desired/#");
+    assert_int_equal(hub_twin_update(E.hub, &u, &doc, NULL, 0, &e), ERR_OK);
+    json_decref(doc);
+    assert_false(next_packet(&d, &pkt));
+    json_decref(body);
+    dev_free(&d);
+}
+
+/* A device may not write desired properties: publishing to the desired topic closes the connection. */
+static void twin_device_cannot_write_desired(void **state)
+{
+    struct dev d;
+    dev_open(&d);
+    connect_as(&d, "device1", NULL, 0);
+    assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/desired/?$rid=1", "{\"a\":1}", 0, 0), ERR_CLOSED);
     dev_free(&d);
 }
 
@@ -1077,6 +1163,8 @@ int main(void)
         T(disconnect_identity_kicks_device_and_modules),
         T(twin_get_and_reported_patch),
         T(twin_reported_size_is_capped),
+        T(twin_desired_push_needs_subscription),
+        T(twin_device_cannot_write_desired),
         T(twin_without_rid_closes),
         T(pingreq_and_stray_puback),
         T(disconnect_then_more_data),
