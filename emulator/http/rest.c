@@ -31,6 +31,7 @@
 #include "restapi.h"
 #include "sas.h"
 #include "telemetry.h"
+#include "query.h"
 #include "twin.h"
 
 #define REST_JSON "application/json; charset=utf-8"
@@ -800,9 +801,120 @@ static void route_statistics(struct rest_req *q)
                 NULL);
 }
 
+/* One query's evaluation over the twins: the rows from the first one up to `want` (non-aggregate queries stop
+ * there), or the accumulator of an aggregate query. */
+struct query_run {
+    const struct query *query;
+    json_t *rows;
+    struct query_agg *agg;
+    size_t want;  /* rows needed: offset + page + 1 (one more says whether another page follows) */
+    int rc;
+};
+
+static bool query_row(void *ctx, const json_t *doc)
+{
+    struct query_run *run = ctx;
+    if (!query_match(run->query, doc))
+        return true;
+    if (run->agg) {
+        run->rc = query_agg_add(run->agg, doc);
+        return run->rc == ERR_OK;
+    }
+    json_t *row = query_project(run->query, doc);
+    if (!row || json_array_append_new(run->rows, row)) {
+        run->rc = ERR_NOMEM;
+        return false;
+    }
+    return json_array_size(run->rows) < run->want;
+}
+
+/* The query's rows, at most want of them (all of an aggregate's). NULL with *rc set on failure. */
+static json_t *query_rows(struct rest *r, const struct query *query, size_t want, int *rc)
+{
+    struct query_run run = {.query = query, .want = want, .rc = ERR_OK};
+    long top = query_top(query);
+    if (top >= 0 && (size_t)top < run.want)
+        run.want = (size_t)top;
+    run.rows = json_array();
+    if (query_is_aggregate(query))
+        run.agg = query_agg_new(query);
+    if (!run.rows || (query_is_aggregate(query) && !run.agg)) {
+        run.rc = ERR_NOMEM;
+    } else if (run.want > 0 && query_source(query) != QUERY_JOBS) {
+        /* devices.jobs is empty: the emulator has no jobs yet */
+        int each = hub_twin_each(r->hub, query_source(query) == QUERY_MODULES, query_row, &run);
+        if (run.rc == ERR_OK)
+            run.rc = each;
+    }
+    if (run.rc == ERR_OK && run.agg) {
+        json_decref(run.rows);
+        run.rows = query_agg_result(run.agg);
+        if (!run.rows)
+            run.rc = ERR_NOMEM;
+        else if (top >= 0 && json_array_size(run.rows) > (size_t)top)
+            while (json_array_size(run.rows) > (size_t)top)
+                json_array_remove(run.rows, json_array_size(run.rows) - 1);
+    }
+    query_agg_free(run.agg);
+    *rc = run.rc;
+    if (run.rc) {
+        json_decref(run.rows);
+        return NULL;
+    }
+    return run.rows;
+}
+
+/* POST /devices/query: {"query":"SELECT ..."}; a page of x-ms-max-item-count rows from x-ms-continuation on.
+ * The continuation is the offset of the next row; it is left out on the last page (the Node SDK pages while it
+ * is present). Each page evaluates the query again over the current twins. */
 static void route_query(struct rest_req *q)
 {
-    answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "Queries are not available yet.");
+    json_t *body = NULL;
+    if (!service_prelude_any(q, AUTH_REGISTRY_READ, AUTH_SERVICE_CONNECT) || !body_object(q, &body))
+        return;
+    const char *text = json_string_value(json_object_get(body, "query"));
+    int page = 0;
+    size_t offset = 0;
+    const char *hdr_page = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "x-ms-max-item-count");
+    const char *hdr_cont = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "x-ms-continuation");
+    if (!text) {
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "The body needs a \"query\" string.");
+    } else if (restapi_page_size(hdr_page, &page) != ERR_OK) {
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A,
+                      "x-ms-max-item-count must be a positive integer.");
+    } else if (restapi_continuation(hdr_cont, &offset) != ERR_OK) {
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "Invalid x-ms-continuation token.");
+    } else {
+        struct query *query = NULL;
+        struct query_error qe;
+        memset(&qe, 0, sizeof qe);
+        int rc = query_parse(text, strlen(text), &query, &qe);
+        if (rc == ERR_MALFORMED || rc == ERR_TOO_BIG) {
+            answer_errorf(q, QUERY_HUB_ERROR_CODE, RESTAPI_ENVELOPE_A, "%s", qe.message);
+        } else if (rc != ERR_OK) {
+            answer_errorf(q, rc == ERR_INVALID ? RESTAPI_ARGUMENT_INVALID : RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A,
+                          "The query could not be run.");
+        } else {
+            json_t *rows = query_rows(q->r, query, offset + (size_t)page + 1, &rc);
+            if (!rows) {
+                answer_errorf(q, rc == ERR_TOO_BIG ? RESTAPI_ARGUMENT_INVALID : RESTAPI_SERVER_ERROR,
+                              RESTAPI_ENVELOPE_A, "%s",
+                              rc == ERR_TOO_BIG ? "The query has too many groups." : "Out of memory.");
+            } else {
+                size_t total = json_array_size(rows);
+                json_t *out = json_array();
+                for (size_t i = offset; out && i < total && i < offset + (size_t)page; i++)
+                    json_array_append(out, json_array_get(rows, i));
+                json_decref(rows);
+                answer_json(q, MHD_HTTP_OK, out, NULL);
+                if (total > offset + (size_t)page)
+                    snprintf(q->ans.continuation, sizeof q->ans.continuation, "%zu", offset + (size_t)page);
+                q->ans.item_type = query_item_type(query);
+            }
+        }
+        query_free(query);
+    }
+    json_decref(body);
 }
 
 /* ---- emulator routes ---- */
