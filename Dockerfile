@@ -4,7 +4,7 @@
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake pkg-config libssl-dev libjansson-dev \
-      libmicrohttpd-dev libmosquitto-dev libcurl4-openssl-dev \
+      libmicrohttpd-dev libmosquitto-dev libcurl4-openssl-dev libsqlite3-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -18,7 +18,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libssl3 libjansson4 libmicrohttpd12 libmosquitto1 libcurl4 \
+ && apt-get install -y --no-install-recommends libssl3 libjansson4 libmicrohttpd12 libmosquitto1 libcurl4 libsqlite3-0 \
       ca-certificates curl libcap2-bin \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/bin/ /usr/local/bin/

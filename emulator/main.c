@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "certs.h"
 #include "config.h"
+#include "db.h"
 #include "dirs.h"
 #include "err.h"
 #include "hub.h"
@@ -39,6 +40,7 @@ struct emulator {
     struct certs_paths certs;
     char *tmp_dir;
     SSL_CTX *tls;
+    struct db *db;
     struct registry *reg;
     struct auth *auth;
     struct loop *loop;
@@ -120,9 +122,14 @@ static int setup_storage(struct emulator *e, char *err, size_t errlen)
     e->tls = tls_server_ctx_new(cert, key, err, errlen);
     if (!e->tls)
         return ERR_INVALID;
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/registry.json", dir);
-    e->reg = registry_new(e->cfg.in_memory ? NULL : path, err, errlen);
+    /* The store: <data-dir>/iothub.db; a registry.json of release 0.1 in the data dir is imported once. */
+    char path[PATH_MAX], json_path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/" DB_FILE_NAME, dir);
+    snprintf(json_path, sizeof json_path, "%s/registry.json", dir);
+    e->db = db_open(e->cfg.in_memory ? NULL : path, err, errlen);
+    if (!e->db)
+        return ERR_IO;
+    e->reg = registry_new(e->db, e->cfg.in_memory ? NULL : json_path, err, errlen);
     if (!e->reg)
         return ERR_IO;
     if (!e->cfg.no_default_device &&
@@ -228,6 +235,7 @@ static void emulator_cleanup(struct emulator *e)
     loop_free(e->loop);
     auth_free(e->auth);
     registry_free(e->reg);
+    db_close(e->db);
     SSL_CTX_free(e->tls);
     if (e->signal_fd > 0)
         close(e->signal_fd);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "db.h"
 #include "err.h"
 #include "hub.h"
 #include "log.h"
@@ -190,7 +191,7 @@ static int setup(void **state)
     log_set_level(getenv("TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     E.loop = loop_new();
-    E.reg = registry_new(NULL, err, sizeof err);
+    E.reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err);
     assert_non_null(E.reg);
     assert_int_equal(registry_ensure_device(E.reg, "device1", DEV_KEY, NULL), ERR_OK);
     assert_int_equal(registry_ensure_device(E.reg, "device2", DEV_KEY, NULL), ERR_OK);
@@ -230,7 +231,9 @@ static int teardown(void **state)
     rest_free(E.rest);
     hub_free(E.hub);
     auth_free(E.auth);
+    struct db *reg_db = registry_db(E.reg);
     registry_free(E.reg);
+    db_close(reg_db);
     loop_del_fd(E.loop, E.cmd[0]);
     loop_free(E.loop);
     close(E.cmd[0]);
@@ -973,7 +976,7 @@ static void free_with_waiting_call(void **state)
 {
     char err[128];
     struct loop *l = loop_new();
-    struct registry *reg = registry_new(NULL, err, sizeof err);
+    struct registry *reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err);
     assert_int_equal(registry_ensure_device(reg, "lonely", DEV_KEY, NULL), ERR_OK);
     struct hub *h = hub_new(l, reg);
     struct rest_config cfg = {.loop = l, .hub = h, .reg = reg, .auth = E.auth, .http_port = -1};
@@ -1002,7 +1005,9 @@ static void free_with_waiting_call(void **state)
     assert_int_equal(read(fd, buf, sizeof buf), 0); /* closed without an answer */
     close(fd);
     hub_free(h);
+    struct db *reg_db = registry_db(reg);
     registry_free(reg);
+    db_close(reg_db);
     loop_free(l);
 }
 
