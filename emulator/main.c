@@ -191,6 +191,10 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
         snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
         return ERR_NOMEM;
     }
+    if (hub_use_twin_store(e->hub, e->db)) {
+        snprintf(err, errlen, "cannot read the twins from the store");
+        return ERR_IO;
+    }
     struct rest_config rc = {
         .loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
         .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind, .http_port = e->cfg.http_port,

@@ -18,6 +18,7 @@
 #include "device_link.h"
 #include "strmap.h"
 #include "twin.h"
+#include "twinstore.h"
 #include <time.h>
 
 /* What the hub knows of one identity, kept while the emulator runs (twins survive reconnects). */
@@ -521,6 +522,24 @@ int hub_twin_load(struct hub *h, const char *device_id, const char *module_id, c
     twin_free(id->twin);
     id->twin = t;
     return ERR_OK;
+}
+
+static int save_to_db(void *ctx, const char *device_id, const char *module_id, const char *text)
+{
+    return twinstore_save(ctx, device_id, module_id, text);
+}
+
+static int load_from_db(void *ctx, const char *device_id, const char *module_id, const char *text, size_t len)
+{
+    return hub_twin_load(ctx, device_id, module_id, text, len);
+}
+
+int hub_use_twin_store(struct hub *h, struct db *db)
+{
+    int rc = twinstore_load(db, load_from_db, h);
+    if (rc == ERR_OK)
+        hub_set_twin_store(h, save_to_db, db);
+    return rc;
 }
 
 /* The identity's twin, created fresh on first use. NULL on ERR_NOMEM. */

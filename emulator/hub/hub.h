@@ -151,6 +151,10 @@ int hub_twin_each(struct hub *h, bool modules, hub_twin_each_fn fn, void *ctx);
  * change is acknowledged; a failure (its ERR_ code) undoes the change. NULL: twins live in memory only. */
 typedef int (*hub_twin_save_fn)(void *ctx, const char *device_id, const char *module_id, const char *text);
 void hub_set_twin_store(struct hub *h, hub_twin_save_fn save, void *ctx);
+/* Twins in the durable store (store/twinstore.h): loads every kept twin, then saves each change there. Call
+ * once at start, before any connection. Returns ERR_OK or ERR_IO. */
+struct db;
+int hub_use_twin_store(struct hub *h, struct db *db);
 /* At start: a twin kept by the store (twin_save text). Returns ERR_OK, ERR_MALFORMED or ERR_NOMEM. */
 int hub_twin_load(struct hub *h, const char *device_id, const char *module_id, const char *text, size_t len);
 

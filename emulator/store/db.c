@@ -57,7 +57,18 @@ static const struct db_migration db_migrations[] = {
      ") WITHOUT ROWID;"
      "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;",
      NULL},
-    /* Next: 2 twins (issue 14), sessions (13), C2D queues (15), jobs (17). */
+    {2, "twins",
+     /* One row per identity that has a twin: the twin's own JSON text (hub/twin.c twin_save), written whole on
+      * every acknowledged change (at most ~80 KiB). Deleting the identity deletes its twin. */
+     "CREATE TABLE twins ("
+     " device_id TEXT NOT NULL,"
+     " module_id TEXT NOT NULL DEFAULT '',"
+     " doc TEXT NOT NULL,"
+     " PRIMARY KEY (device_id, module_id),"
+     " FOREIGN KEY (device_id, module_id) REFERENCES identities (device_id, module_id) ON DELETE CASCADE"
+     ") WITHOUT ROWID;",
+     NULL},
+    /* Next: sessions (13), C2D queues (15), jobs (17). */
 };
 
 struct db_cached {

@@ -127,7 +127,7 @@ static void open_in_memory(void **state)
     char err[256];
     struct db *db = db_open(NULL, err, sizeof err);
     assert_non_null(db);
-    assert_int_equal(db_schema_version(db), 1);
+    assert_int_equal(db_schema_version(db), 2) /* 1 identities and meta, 2 twins */;
     assert_int_equal(count(db, "SELECT count(*) FROM schema_migrations WHERE version = 1"), 1);
     assert_int_equal(count(db, "PRAGMA foreign_keys"), 1);
     assert_int_equal(devices(db), 0);
@@ -158,8 +158,8 @@ static void file_round_trip_wal(void **state)
 
     db = db_open(t.path, err, sizeof err);
     assert_non_null(db);
-    assert_int_equal(db_schema_version(db), 1);
-    assert_int_equal(count(db, "SELECT count(*) FROM schema_migrations"), 1); /* not applied twice */
+    assert_int_equal(db_schema_version(db), 2);
+    assert_int_equal(count(db, "SELECT count(*) FROM schema_migrations"), 2); /* not applied twice */
     assert_int_equal(devices(db), 1);
     db_close(db);
     tdir_remove(&t);

@@ -59,7 +59,8 @@ static json_t *path(json_t *j, const char *p)
 {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", p);
-    for (char *tok = strtok(buf, "/"); tok && j; tok = strtok(NULL, "/"))
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, "/", &save); tok && j; tok = strtok_r(NULL, "/", &save))
         j = json_object_get(j, tok);
     return j;
 }
