@@ -924,9 +924,10 @@ static void route_health(struct rest_req *q)
     struct hub_stats st;
     memset(&st, 0, sizeof st);
     hub_get_stats(q->r->hub, &st);
-    json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "status", "ok", "devices",
+    json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "status", "ok", "devices",
                           (json_int_t)registry_device_count(q->r->reg), "connections", (json_int_t)st.connections,
-                          "methodListeners", (json_int_t)st.method_listeners, "callsPending",
+                          "methodListeners", (json_int_t)st.method_listeners, "desiredListeners",
+                          (json_int_t)st.desired_listeners, "callsPending",
                           (json_int_t)st.calls_pending, "telemetryReceived",
                           (json_int_t)(q->r->telemetry ? telemetry_total(q->r->telemetry) : 0));
     answer_json(q, MHD_HTTP_OK, j, NULL);

@@ -388,6 +388,8 @@ void hub_link_offline(struct hub *h, struct device_link *link)
     if (id && id->link == link) {
         if (id->methods_ready)
             h->stats.method_listeners--;
+        if (id->desired_ready)
+            h->stats.desired_listeners--;
         id->link = NULL;
         id->methods_ready = false;
         id->desired_ready = false;
@@ -718,15 +720,19 @@ int hub_twin_each(struct hub *h, bool modules, hub_twin_each_fn fn, void *ctx)
 void hub_link_desired_ready(struct hub *h, struct device_link *link)
 {
     struct hub_ident *id = ident_get(h, link->identity, false);
-    if (id && id->link == link)
+    if (id && id->link == link && !id->desired_ready) {
         id->desired_ready = true;
+        h->stats.desired_listeners++;
+    }
 }
 
 void hub_link_desired_stopped(struct hub *h, struct device_link *link)
 {
     struct hub_ident *id = ident_get(h, link->identity, false);
-    if (id && id->link == link)
+    if (id && id->link == link && id->desired_ready) {
         id->desired_ready = false;
+        h->stats.desired_listeners--;
+    }
 }
 
 int hub_link_twin_get(struct hub *h, struct device_link *link, struct buf *out)

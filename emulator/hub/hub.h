@@ -85,6 +85,7 @@ void hub_saved_session_drop(struct hub *h, const char *identity);
 struct hub_stats {
     size_t connections;      /* authenticated MQTT connections */
     size_t method_listeners; /* of those, subscribed to methods */
+    size_t desired_listeners; /* of those, subscribed to desired-property patches */
     size_t devices_connected; /* connections of devices (not modules): GET /statistics/service */
     size_t calls_pending;
     uint64_t calls_total;
