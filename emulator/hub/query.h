@@ -32,9 +32,16 @@
  *     group, whose row leaves that item out. SUM/AVG/MIN/MAX take numbers only; with none, the item is
  *     left out.
  *   - devices.jobs takes SELECT * only and no GROUP BY (as the hub documents).
- * Not supported (a parse error, as on the hub for the same text): JOIN, ORDER BY, subqueries, array
+ * IS_NULL..IS_PRIMITIVE and CONTAINS are documented by the hub for routing conditions; accepted here too.
+ * Not supported (a parse error): JOIN, ORDER BY, subqueries, array
  * indexing, the routing-only functions (LENGTH, LOWER, UPPER, CONCAT, SUBSTRING, INDEX_OF, AS_NUMBER, math),
  * STARTS_WITH/ENDS_WITH spellings (the hub rejects them for twins), COUNT(x), expressions in SELECT.
+ * Use (POST /devices/query; a job's queryCondition with query_parse_condition):
+ *     if (query_parse(text, len, &q, &e)) -> 400 with e.message (ERR_MALFORMED, ERR_TOO_BIG), 500 (ERR_NOMEM)
+ *     if query_is_aggregate(q): a = query_agg_new(q); for each document d of query_source(q):
+ *         if (query_match(q, d)) query_agg_add(a, d);   then rows = query_agg_result(a)
+ *     else: for each d: if (query_match(q, d)) append query_project(q, d), stopping at query_top(q) rows
+ *     page the rows; answer x-ms-item-type: query_item_type(q)
  * Error texts follow the hub's parser ("SQL query parse failed due to following errors: Line 1:29 ...",
  * column 0-based in characters); the exact hub wording for each case is not known, see README. */
 #ifndef IOTHUB_QUERY_H

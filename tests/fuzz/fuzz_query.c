@@ -1,7 +1,8 @@
 /* fuzz_query.c -- libFuzzer harness for the query language (emulator/hub/query): parses the input both as a
  * whole query and as a bare condition, then evaluates what parsed against a fixed device twin, a module twin
  * and a device-job record (match, projection, aggregation). Must never crash, leak, recurse without bound or
- * read past the input; an error must point inside the input and carry the hub's message prefix.
+ * read past the input; an error must point inside the input and carry the hub's message prefix; a condition
+ * must match the same documents as the same text after "SELECT * FROM devices WHERE ".
  * Seed corpus: corpus/fuzz_query/ (queries from tests/unit/test_query.c and the hub's documentation). */
 #include <jansson.h>
 #include <stddef.h>
@@ -65,6 +66,29 @@ static void check_error(int rc, const struct query_error *err, size_t size)
         abort();
 }
 
+/* A condition that parses means the same inside "SELECT * FROM devices WHERE ..." (when that fits). */
+static void same_as_where(const struct query *cond, const char *text, size_t size)
+{
+    static const char prefix[] = "SELECT * FROM devices WHERE ";
+    size_t plen = sizeof prefix - 1;
+    if (size + plen > QUERY_MAX_CHARS)
+        return;
+    char *full = malloc(plen + size);
+    if (!full)
+        abort();
+    memcpy(full, prefix, plen);
+    memcpy(full + plen, text, size);
+    struct query *q = NULL;
+    struct query_error err;
+    if (query_parse(full, plen + size, &q, &err) != ERR_OK)
+        abort();
+    for (size_t i = 0; i < NDOCS; i++)
+        if (query_match(q, docs[i]) != query_match(cond, docs[i]))
+            abort();
+    query_free(q);
+    free(full);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!docs[0]) {
@@ -93,6 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     else
         check_error(rc, &err, size);
+    if (rc == ERR_OK)
+        same_as_where(q, text, size);
     query_free(q);
     return 0;
 }

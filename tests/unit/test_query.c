@@ -375,6 +375,38 @@ static void test_projection(void **state)
     json_decref(twin);
 }
 
+/* The queries Azure IoT Explorer sends (its LIST_IOT_DEVICES and the filters it appends). */
+static void test_explorer_queries(void **state)
+{
+    (void)state;
+    static const char list[] =
+        "\n    SELECT deviceId as DeviceId,\n    status as Status,\n"
+        "    lastActivityTime as LastActivityTime,\n    statusUpdatedTime as StatusUpdatedTime,\n"
+        "    authenticationType as AuthenticationType,\n"
+        "    cloudToDeviceMessageCount as CloudToDeviceMessageCount,\n"
+        "    connectionState as ConnectionState,\n    capabilities.iotEdge as IotEdge,\n"
+        "    modelId as ModelId\n    FROM devices";
+    json_t *twin = load(TWIN);
+    json_object_set_new(twin, "capabilities", json_pack("{s:b}", "iotEdge", 0));
+    static const char *const filters[] = {"", " WHERE STARTSWITH(devices.deviceId, 'dev')",
+                                          " WHERE (capabilities.iotEdge=false AND status='enabled')"};
+    for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, "%s%s", list, filters[i]);
+        struct query *q = must_parse(text, false);
+        assert_true(query_match(q, twin));
+        expect_row(q, twin,
+                   "{\"DeviceId\":\"dev1\",\"Status\":\"enabled\",\"LastActivityTime\":\"2026-01-01T00:00:00Z\","
+                   "\"AuthenticationType\":\"sas\",\"CloudToDeviceMessageCount\":0,\"ConnectionState\":\"Connected\","
+                   "\"IotEdge\":false}");
+        query_free(q);
+    }
+    struct query *q = must_parse(" SELECT * FROM devices WHERE deviceId = 'dev1'", false);
+    assert_true(query_match(q, twin));
+    query_free(q);
+    json_decref(twin);
+}
+
 static json_t *agg_run(const char *text, const char *const *docs, size_t n)
 {
     struct query *q = must_parse(text, false);
@@ -742,6 +774,66 @@ static void test_limits(void **state)
     expect_limit(repeat("x = ", "1", 401, ""), true, ERR_MALFORMED, "invalid number");
 }
 
+/* ---------------------------------------------------------------- allocation failures */
+
+/* jansson's allocator fails after fail_after successful allocations (SIZE_MAX: never). */
+static size_t fail_after = SIZE_MAX;
+
+static void *failing_malloc(size_t n)
+{
+    if (fail_after == 0)
+        return NULL;
+    if (fail_after != SIZE_MAX)
+        fail_after--;
+    return malloc(n);
+}
+
+/* Runs parse, match, projection and aggregation with jansson allocations failing at every point in turn: each
+ * step either works or reports ERR_NOMEM / NULL, and nothing leaks (ASan checks at exit). */
+static void test_nomem_jansson(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "SELECT deviceId, tags.location FROM devices WHERE tags.floor IN [1, 2, 3, 'x'] AND deviceId = 'dev1'",
+        ("SELECT tags.location.region AS r, COUNT() AS n, SUM(tags.floor) AS s FROM devices WHERE true "
+         "GROUP BY tags.location.region"),
+        "SELECT * FROM devices WHERE deviceId != 'x' AND tags.nothing = null",
+    };
+    json_t *twin = load(TWIN);
+    json_set_alloc_funcs(failing_malloc, free);
+    for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+        bool completed = false;
+        for (size_t n = 0; !completed && n < 10000; n++) {
+            fail_after = n;
+            struct query *q = NULL;
+            struct query_error err;
+            int rc = query_parse(texts[t], strlen(texts[t]), &q, &err);
+            assert_true(rc == ERR_OK || rc == ERR_NOMEM);
+            if (rc != ERR_OK) {
+                assert_null(q);
+                continue;
+            }
+            assert_true(query_match(q, twin));
+            json_t *rows = NULL;
+            if (query_is_aggregate(q)) {
+                struct query_agg *a = query_agg_new(q);
+                if (a && query_agg_add(a, twin) == ERR_OK)
+                    rows = query_agg_result(a);
+                query_agg_free(a);
+            } else {
+                rows = query_project(q, twin);
+            }
+            completed = rows != NULL;
+            json_decref(rows);
+            query_free(q);
+        }
+        assert_true(completed);
+    }
+    fail_after = SIZE_MAX;
+    json_set_alloc_funcs(malloc, free);
+    json_decref(twin);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -749,6 +841,7 @@ int main(void)
         cmocka_unit_test(test_projection),      cmocka_unit_test(test_aggregation),
         cmocka_unit_test(test_agg_group_limit), cmocka_unit_test(test_error_vectors),
         cmocka_unit_test(test_error_position),  cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_nomem_jansson),   cmocka_unit_test(test_explorer_queries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
