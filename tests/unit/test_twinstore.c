@@ -1,7 +1,7 @@
 /* test_twinstore.c -- unit tests for emulator/store/twinstore and the hub's use of it: a twin changed through
  * the hub survives closing and reopening the database (an emulator restart), reported and desired alike; a
  * twin is deleted with its identity (cascade); saving for an unknown identity fails; a corrupt row is skipped
- * at load. Files go to a mkdtemp directory. */
+ * at load; a store that fails to save undoes the change. Files go to a mkdtemp directory. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -179,11 +179,66 @@ static void store_rows(void **state)
     env_close(e);
 }
 
+static int failing_save(void *ctx, const char *dev, const char *mod, const char *text)
+{
+    (*(int *)ctx)++;
+    return ERR_IO;
+}
+
+static int fake_push(struct device_link *l, const uint8_t *patch, size_t len, int64_t version)
+{
+    fail_msg("a change the store refused was pushed");
+    return ERR_OK;
+}
+
+static void fake_kick(struct device_link *l, const char *reason)
+{
+}
+
+static const struct device_link_ops fake_ops = {.push_desired = fake_push, .kick = fake_kick};
+
+/* A store that cannot save: the change is refused with ERR_IO and undone, nothing is pushed, the device's
+ * reported patch fails the same way. */
+static void store_failure_undoes_the_change(void **state)
+{
+    struct env *e = *state;
+    env_open(e);
+    add_identity(e, "f1", NULL);
+    int calls = 0;
+    hub_set_twin_store(e->hub, failing_save, &calls);
+    struct device_link link = {.ops = &fake_ops, .identity = "f1"};
+    assert_int_equal(hub_link_online(e->hub, &link, "f1", NULL), ERR_OK);
+    hub_link_desired_ready(e->hub, &link);
+    json_t *before = twin_doc(e, "f1", NULL);
+    json_t *body = json_loads("{\"tags\":{\"t\":1},\"properties\":{\"desired\":{\"x\":1}}}", 0, NULL);
+    struct hub_twin_update u = {.device_id = "f1", .body = body, .mode = TWIN_MERGE};
+    json_t *doc = NULL;
+    struct twin_error err;
+    assert_int_equal(hub_twin_update(e->hub, &u, &doc, NULL, 0, &err), ERR_IO);
+    assert_null(doc);
+    json_decref(body);
+    int64_t version = 0;
+    const char *patch = "{\"r\":1}";
+    assert_int_equal(hub_link_twin_patch(e->hub, &link, (const uint8_t *)patch, strlen(patch), &version, &err), ERR_IO);
+    assert_int_equal(calls, 2);
+    json_t *after = twin_doc(e, "f1", NULL);
+    json_object_del(before, "connectionState");
+    json_object_del(after, "connectionState");
+    json_object_del(before, "lastActivityTime");
+    json_object_del(after, "lastActivityTime");
+    assert_true(json_equal(before, after));
+    json_decref(before);
+    json_decref(after);
+    hub_link_offline(e->hub, &link);
+    env_close(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(twins_survive_a_restart),
         cmocka_unit_test(store_rows),
+        cmocka_unit_test(store_failure_undoes_the_change),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
