@@ -440,7 +440,7 @@ static void health_and_ca(void **state)
     assert_int_equal(r.status, 200);
     assert_string_equal(r.ctype, "application/json; charset=utf-8");
     assert_string_equal(r.body, "{\"status\":\"ok\",\"devices\":2,\"connections\":2,\"methodListeners\":2,"
-                                "\"callsPending\":0,\"telemetryReceived\":0}");
+                                "\"desiredListeners\":0,\"callsPending\":0,\"telemetryReceived\":0}");
     resp_free(&r);
     http("GET", "/emulator/ca.pem", NULL, NULL, &r);
     assert_int_equal(r.status, 200);
