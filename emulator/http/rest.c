@@ -762,17 +762,6 @@ static void route_twin(struct rest_req *q)
         answer_twin(q, doc, etag);
 }
 
-struct device_counts {
-    size_t total, enabled;
-};
-
-static void count_device(const struct identity *id, void *ctx)
-{
-    struct device_counts *c = ctx;
-    c->total++;
-    c->enabled += id->enabled;
-}
-
 /* GET /statistics/devices and /statistics/service (the registry's and the live connections' counts). */
 static void route_statistics(struct rest_req *q)
 {
@@ -785,19 +774,23 @@ static void route_statistics(struct rest_req *q)
                     NULL);
         return;
     }
-    struct device_counts c = {0, 0};
+    size_t total = 0, enabled = 0;
     json_t *devices = registry_list_devices(q->r->reg, SIZE_MAX);
     size_t i;
     json_t *d;
     json_array_foreach(devices, i, d) {
         const struct identity *id = registry_find(q->r->reg, json_string_value(json_object_get(d, "deviceId")), NULL);
-        if (id)
-            count_device(id, &c);
+        total += id != NULL;
+        enabled += id && id->enabled;
     }
     json_decref(devices);
+    if (!devices) {
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+        return;
+    }
     answer_json(q, MHD_HTTP_OK,
-                json_pack("{s:I,s:I,s:I}", "totalDeviceCount", (json_int_t)c.total, "enabledDeviceCount",
-                          (json_int_t)c.enabled, "disabledDeviceCount", (json_int_t)(c.total - c.enabled)),
+                json_pack("{s:I,s:I,s:I}", "totalDeviceCount", (json_int_t)total, "enabledDeviceCount",
+                          (json_int_t)enabled, "disabledDeviceCount", (json_int_t)(total - enabled)),
                 NULL);
 }
 
