@@ -64,10 +64,10 @@ static const struct opt opts[] = {
      "Plain HTTP: the REST API, GET /health and\n"
      "GET /emulator/ca.pem. 0 disables."},
     {"data-dir", K_STR, F(data_dir), 0, 0, "DIR", "./.iothub-emulator",
-     "Where the device registry and the generated\n"
-     "certificates live."},
+     "Where the store (iothub.db: the device registry)\n"
+     "and the generated certificates live."},
     {"in-memory", K_BOOL, F(in_memory), 0, 0, NULL, "off",
-     "Keep the registry in memory only; nothing survives\n"
+     "Keep the store in memory only; nothing survives\n"
      "a restart. Generated certificates still go to a\n"
      "temporary directory."},
     {"cert", K_STR, F(cert), 0, 0, "FILE", NULL,

@@ -23,6 +23,7 @@
 
 #include "auth.h"
 #include "buf.h"
+#include "bulk.h"
 #include "err.h"
 #include "hub.h"
 #include "log.h"
@@ -39,6 +40,7 @@
 #define REST_REGISTRY_BODY_MAX (64u * 1024u)
 #define REST_TWIN_BODY_MAX (256u * 1024u)        /* a whole twin sent back (PUT): 8+32+32 KiB plus metadata */
 #define REST_QUERY_BODY_MAX (64u * 1024u)        /* {"query": 8192 characters of up to 4 UTF-8 bytes} */
+#define REST_BULK_BODY_MAX (1024u * 1024u)       /* POST /devices: up to 100 ExportImportDevice */
 #define REST_OTHER_BODY_MAX (16u * 1024u)
 #define REST_DROP_AFTER (8u * 1024u * 1024u)     /* a body this large closes the connection */
 #define REST_CA_MAX (1024u * 1024u)
@@ -542,8 +544,56 @@ static void route_method(struct rest_req *q)
 
 /* ---- registry ---- */
 
+/* After the bulk commit: the same follow-ups as one PUT or DELETE. */
+static void bulk_applied(void *arg, const char *device_id, const char *module_id, enum bulk_op op)
+{
+    struct rest *r = arg;
+    log_info("registry: %s %s%s%s (bulk)", op == BULK_CREATE ? "created" : op == BULK_UPDATE ? "updated" : "deleted",
+             device_id, module_id ? "/" : "", module_id ? module_id : "");
+    if (op == BULK_DELETE) {
+        hub_forget_identity(r->hub, device_id, module_id);
+        return;
+    }
+    const struct identity *id = registry_find(r->reg, device_id, module_id);
+    if (id && !id->enabled)
+        hub_disconnect_identity(r->hub, device_id, module_id, "identity disabled");
+}
+
+/* POST /devices: the bulk registry operation (bulk.h). 200 with the BulkRegistryOperationResult when every
+ * item was applied, 400 with it when some were not (the others are applied, as on the hub). */
+static void devices_bulk(struct rest_req *q)
+{
+    if (!service_prelude(q, AUTH_REGISTRY_WRITE))
+        return;
+    if (q->body_seen > q->body_cap) {
+        answer_errorf(q, RESTAPI_MESSAGE_TOO_LARGE, RESTAPI_ENVELOPE_A, "The request body is over %zu bytes.",
+                      q->body_cap);
+        return;
+    }
+    json_t *body = json_loadb(q->body.len ? (const char *)q->body.data : "", q->body.len, 0, NULL);
+    if (!body) {
+        answer_errorf(q, RESTAPI_FORMAT_ERROR, RESTAPI_ENVELOPE_A, "The request body is not JSON.");
+        return;
+    }
+    json_t *result = NULL;
+    char msg[256] = "";
+    int rc = bulk_apply(q->r->reg, body, bulk_applied, q->r, &result, msg, sizeof msg);
+    json_decref(body);
+    if (rc == ERR_INVALID)
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "%s", msg);
+    else if (rc)
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "%s", msg);
+    else
+        answer_json(q, json_is_true(json_object_get(result, "isSuccessful")) ? MHD_HTTP_OK : MHD_HTTP_BAD_REQUEST,
+                    result, NULL);
+}
+
 static void route_devices(struct rest_req *q)
 {
+    if (strcmp(q->method, "POST") == 0) {
+        devices_bulk(q);
+        return;
+    }
     if (!service_prelude(q, AUTH_REGISTRY_READ))
         return;
     if (q->route.top_invalid) {
@@ -600,6 +650,11 @@ static void answer_registry_error(struct rest_req *q, int rc, const char *msg)
         break;
     case ERR_INVALID:
         answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "%s", msg && *msg ? msg : "Invalid argument.");
+        break;
+    case ERR_IO:
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A,
+                      "The store cannot save the change (disk full or read-only data dir? see the emulator's log); "
+                      "nothing was changed.");
         break;
     default:
         answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Internal error: %s.", err_str(rc));
@@ -1044,6 +1099,8 @@ static size_t body_cap_of(enum restapi_route_kind kind)
         return REST_TWIN_BODY_MAX;
     case RESTAPI_ROUTE_QUERY:
         return REST_QUERY_BODY_MAX;
+    case RESTAPI_ROUTE_DEVICES:
+        return REST_BULK_BODY_MAX;
     default:
         return REST_OTHER_BODY_MAX;
     }

@@ -168,9 +168,10 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
     case RESTAPI_ROUTE_CA_PEM:
     case RESTAPI_ROUTE_STATS_DEVICES:
     case RESTAPI_ROUTE_STATS_SERVICE:
-    case RESTAPI_ROUTE_DEVICES:
     case RESTAPI_ROUTE_MODULES:
         return "GET";
+    case RESTAPI_ROUTE_DEVICES:
+        return "GET, POST"; /* POST: the bulk registry operation */
     case RESTAPI_ROUTE_METHOD:
     case RESTAPI_ROUTE_QUERY:
         return "POST";

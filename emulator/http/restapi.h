@@ -21,7 +21,7 @@ enum restapi_route_kind {
     RESTAPI_ROUTE_HEALTH,  /* /health */
     RESTAPI_ROUTE_CA_PEM,  /* /emulator/ca.pem */
     RESTAPI_ROUTE_METHOD,  /* /twins/{id}/methods, /twins/{id}/modules/{mid}/methods */
-    RESTAPI_ROUTE_DEVICES, /* /devices, /devices/ */
+    RESTAPI_ROUTE_DEVICES, /* /devices, /devices/ (GET: list; POST: bulk registry operation) */
     RESTAPI_ROUTE_DEVICE,  /* /devices/{id} */
     RESTAPI_ROUTE_MODULES, /* /devices/{id}/modules[/] */
     RESTAPI_ROUTE_MODULE,  /* /devices/{id}/modules/{mid} */

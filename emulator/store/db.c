@@ -1,13 +1,17 @@
 /* db.c -- the durable store on SQLite (see db.h): opening and checking the file, the numbered schema
  * migrations, a cache of prepared statements, nested transactions (BEGIN IMMEDIATE + savepoints) with hooks.
- * Durability choice: journal_mode=WAL with synchronous=FULL. WAL + NORMAL would survive kill -9 but may lose
- * the last commits on power loss; FULL costs one fsync of the WAL per commit (about 0.2 ms here), and the
- * JSON registry it replaces fsynced every change too, so nothing acknowledged is lost either way.
+ * Durability choice: journal_mode=WAL with synchronous=NORMAL. A commit has written its WAL frames (write(2))
+ * before it returns, so a process crash (kill -9, OOM, abort) loses nothing that was committed, and WAL never
+ * leaves a store that fails to open. What NORMAL gives up is the fsync per commit: after a power loss or a
+ * kernel crash the last commits (up to the last checkpoint's fsync) may be missing, the store still consistent.
+ * FULL costs one fsync per change: 0.2 ms on an idle disk here but 2.5-3 ms on this shared one, which made a
+ * PUT 100x slower than the commit itself; for a development hub that trade is not worth it (README says so).
  * Touches: libsqlite3 and the database file (+ its -wal and -shm files) it is given. Tests: tests/unit/test_db.c. */
 #include "db.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +89,7 @@ struct db_hook {
 struct db {
     sqlite3 *h;
     char *path;                 /* NULL: in memory */
+    bool read_only;             /* the data dir is not writable: reads work, every write fails */
     int depth;                  /* 0: no transaction */
     size_t marks[DB_MAX_DEPTH]; /* hook count when each level began */
     struct db_hook *hooks;
@@ -351,6 +356,16 @@ static int db_migrate_one(struct db *db, const struct db_migration *m, char *err
 
 static int db_migrate(struct db *db, char *err, size_t errlen)
 {
+    size_t n = sizeof db_migrations / sizeof db_migrations[0];
+    if (db->read_only) {
+        int have = db_schema_version(db);
+        if (have != db_migrations[n - 1].version) {
+            set_err(err, errlen, "%s is read-only and at schema version %d, this emulator needs %d: start it once "
+                                 "with a writable data dir", db_name(db), have, db_migrations[n - 1].version);
+            return ERR_INVALID;
+        }
+        return ERR_OK;
+    }
     int rc = db_run(db,
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY NOT NULL,"
                     " name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
@@ -360,7 +375,6 @@ static int db_migrate(struct db *db, char *err, size_t errlen)
         return rc;
     }
     int have = db_schema_version(db);
-    size_t n = sizeof db_migrations / sizeof db_migrations[0];
     int known = db_migrations[n - 1].version;
     if (have < 0) {
         set_err(err, errlen, "%s: cannot read the schema version: %s", db_name(db), sqlite3_errmsg(db->h));
@@ -407,6 +421,13 @@ static int db_configure(struct db *db, char *err, size_t errlen)
         set_err(err, errlen, "%s is another application's SQLite database (application_id %lld)", db_name(db), app);
         return ERR_INVALID;
     }
+    if (db->read_only) {
+        if (app == 0) {
+            set_err(err, errlen, "%s is not an emulator store (or was never opened writable)", db_name(db));
+            return ERR_INVALID;
+        }
+        return db_run(db, "PRAGMA foreign_keys=ON", "set pragmas");
+    }
     if (db->path) {
         sqlite3_stmt *st = NULL;
         bool wal = false;
@@ -423,7 +444,7 @@ static int db_configure(struct db *db, char *err, size_t errlen)
         set_err(err, errlen, "%s is a SQLite database but not an emulator store", db_name(db));
         return ERR_INVALID;
     }
-    int rc = db_run(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", "set pragmas");
+    int rc = db_run(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON", "set pragmas");
     if (!rc && app == 0) {
         char sql[48];
         snprintf(sql, sizeof sql, "PRAGMA application_id=%d", DB_APPLICATION_ID);
@@ -432,6 +453,50 @@ static int db_configure(struct db *db, char *err, size_t errlen)
     if (rc)
         set_err(err, errlen, "%s: cannot configure it: %s", db_name(db), sqlite3_errmsg(db->h));
     return rc;
+}
+
+bool db_is_read_only(const struct db *db)
+{
+    return db->read_only;
+}
+
+/* True when path exists but it, or its directory, cannot be written (read-only mount, permissions). */
+static bool path_is_read_only(const char *path)
+{
+    char dir[PATH_MAX];
+    if (access(path, F_OK) != 0)
+        return false;
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash == path ? 1 : slash - path) : 1, slash ? path : ".");
+    return access(path, W_OK) != 0 || access(dir, W_OK) != 0;
+}
+
+/* A "file:" URI for path with query, percent-encoding what a URI may not hold. */
+static int file_uri(const char *path, const char *query, char *out, size_t outlen)
+{
+    size_t n = (size_t)snprintf(out, outlen, "file:");
+    for (const unsigned char *p = (const unsigned char *)path; *p && n + 4 < outlen; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("/-._~", *p))
+            out[n++] = (char)*p;
+        else
+            n += (size_t)snprintf(out + n, outlen - n, "%%%02X", *p);
+    }
+    if (n + strlen(query) + 2 >= outlen)
+        return ERR_TOO_BIG;
+    snprintf(out + n, outlen - n, "?%s", query);
+    return ERR_OK;
+}
+
+/* Opens an existing store that cannot be written: through its WAL when one is there (committed changes not yet
+ * checkpointed live in it), else as an immutable file (nothing to create beside it). */
+static int db_open_read_only(struct db *db)
+{
+    char wal[PATH_MAX + 8], uri[3 * PATH_MAX + 32];
+    snprintf(wal, sizeof wal, "%s-wal", db->path);
+    bool has_wal = access(wal, F_OK) == 0;
+    if (file_uri(db->path, has_wal ? "mode=ro" : "immutable=1", uri, sizeof uri))
+        return SQLITE_CANTOPEN;
+    return sqlite3_open_v2(uri, &db->h, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);
 }
 
 struct db *db_open(const char *path, char *err, size_t errlen)
@@ -443,8 +508,9 @@ struct db *db_open(const char *path, char *err, size_t errlen)
         free(db);
         return NULL;
     }
+    db->read_only = path && path_is_read_only(path);
     /* The store holds keys: create it owner-only (SQLite gives its -wal and -shm files the same mode). */
-    int fd = path ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+    int fd = path && !db->read_only ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
     if (fd >= 0)
         close(fd);
     else if (path && errno != EEXIST)
@@ -452,7 +518,7 @@ struct db *db_open(const char *path, char *err, size_t errlen)
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (!path)
         flags |= SQLITE_OPEN_MEMORY;
-    int rc = sqlite3_open_v2(path ? path : ":memory:", &db->h, flags, NULL);
+    int rc = db->read_only ? db_open_read_only(db) : sqlite3_open_v2(path ? path : ":memory:", &db->h, flags, NULL);
     if (rc != SQLITE_OK) {
         set_err(err, errlen, "%s: cannot open the store: %s", db_name(db), db->h ? sqlite3_errmsg(db->h) : "?");
         db_close(db);
@@ -462,6 +528,9 @@ struct db *db_open(const char *path, char *err, size_t errlen)
         db_close(db);
         return NULL;
     }
+    if (db->read_only)
+        log_warn("store: %s is read-only: the registry is served as stored, and every change fails until the "
+                 "data dir is writable again (restart then)", path);
     return db;
 }
 

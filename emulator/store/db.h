@@ -1,6 +1,7 @@
 /* db.h -- the durable store: one SQLite database file (<data-dir>/iothub.db) or an in-memory one, its schema
  * migrations, cached prepared statements and nestable transactions with commit/rollback hooks.
- * Durability: WAL journal, synchronous=FULL, so a commit that returned ERR_OK survives kill -9 and power loss.
+ * Durability: WAL journal, synchronous=NORMAL: a commit that returned ERR_OK survives kill -9 (any process
+ * crash); a power loss may drop the last commits but never breaks the store (db.c says why not FULL).
  * Other store modules (registry today; twins, sessions, C2D queues, jobs later) bind and step the statements
  * with the sqlite3 API; no SQL text is ever built from input. Tests: tests/unit/test_db.c. */
 #ifndef IOTHUB_DB_H
@@ -16,9 +17,12 @@ struct db;
 
 /* Opens (creating when absent) the database at path, or an in-memory one when path is NULL, and brings its
  * schema up to date with the migrations in db.c. Returns NULL on failure with a one-line reason in err (not a
- * database, a schema newer than this build, unwritable directory...); the file is then left as it was. */
+ * database, a schema newer than this build, unwritable directory...); the file is then left as it was.
+ * An existing store in a read-only place (read-only mount or permissions) is opened read-only (logged): reads
+ * work, every write fails with ERR_IO. */
 struct db *db_open(const char *path, char *err, size_t errlen);
 void db_close(struct db *db);
+bool db_is_read_only(const struct db *db);
 
 /* The schema version the database is at after db_open (the number of the last migration applied). */
 int db_schema_version(struct db *db);
