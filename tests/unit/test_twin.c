@@ -437,6 +437,85 @@ static void save_and_load(void **state)
     twin_free(t);
 }
 
+/* ---- out of memory: jansson allocations failing at every point in turn ---- */
+
+static size_t fail_after = SIZE_MAX;
+
+static void *failing_malloc(size_t n)
+{
+    if (fail_after == 0)
+        return NULL;
+    if (fail_after != SIZE_MAX)
+        fail_after--;
+    return malloc(n);
+}
+
+/* Each operation either works or reports ERR_NOMEM / NULL with the twin unchanged; nothing leaks (ASan). */
+static void out_of_memory(void **state)
+{
+    json_t *merge = J("{\"tags\":{\"a\":{\"b\":1}},\"properties\":{\"desired\":{\"x\":{\"y\":[1,2]},\"z\":null}}}");
+    json_t *replace = J("{\"tags\":{\"c\":1},\"properties\":{\"desired\":{\"w\":{\"v\":null}}}}");
+    json_t *reported = J("{\"r\":{\"s\":\"t\"},\"u\":null}");
+    struct twin *t = twin_new();
+    struct twin_error e;
+    assert_int_equal(update(t, "{\"properties\":{\"desired\":{\"z\":1,\"x\":{\"q\":2}}}}", TWIN_MERGE, NULL, &e), ERR_OK);
+    char *start = twin_save(t);
+    for (int op = 0; op < 6; op++) {
+        bool completed = false;
+        for (size_t n = 0; n < 1000 && !completed; n++) {
+            struct twin *u = NULL;
+            assert_int_equal(twin_load(start, strlen(start), &u), ERR_OK);
+            json_t *push = NULL, *doc = NULL;
+            char *text = NULL;
+            int rc = ERR_OK;
+            fail_after = n;
+            json_set_alloc_funcs(failing_malloc, free);
+            switch (op) {
+            case 0: rc = twin_update(u, merge, TWIN_MERGE, T0, &push, &e); break;
+            case 1: rc = twin_update(u, replace, TWIN_REPLACE, T0, &push, &e); break;
+            case 2: rc = twin_report(u, reported, T0, &e); break;
+            case 3: doc = twin_document(u, identity("d", "m")); rc = doc ? ERR_OK : ERR_NOMEM; break;
+            case 4: doc = twin_properties(u); rc = doc ? ERR_OK : ERR_NOMEM; break;
+            default: text = twin_save(u); rc = text ? ERR_OK : ERR_NOMEM; break;
+            }
+            fail_after = SIZE_MAX;
+            json_set_alloc_funcs(malloc, free);
+            if (rc != ERR_OK) {
+                assert_int_equal(rc, ERR_NOMEM);
+                assert_null(push);
+                char *now = twin_save(u);
+                assert_string_equal(now, start);
+                free(now);
+            }
+            completed = rc == ERR_OK;
+            json_decref(push);
+            json_decref(doc);
+            free(text);
+            twin_free(u);
+        }
+        assert_true(completed);
+    }
+    /* twin_load and twin_new under failing allocations: a twin or ERR_NOMEM/NULL */
+    for (size_t n = 0; n < 200; n++) {
+        struct twin *u = NULL;
+        fail_after = n;
+        json_set_alloc_funcs(failing_malloc, free);
+        int rc = twin_load(start, strlen(start), &u);
+        struct twin *v = twin_new();
+        fail_after = SIZE_MAX;
+        json_set_alloc_funcs(malloc, free);
+        assert_true(rc == ERR_OK || rc == ERR_NOMEM || rc == ERR_MALFORMED);
+        assert_true(rc == ERR_OK ? u != NULL : u == NULL);
+        twin_free(u);
+        twin_free(v);
+    }
+    free(start);
+    twin_free(t);
+    json_decref(merge);
+    json_decref(replace);
+    json_decref(reported);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -447,6 +526,7 @@ int main(void)
         cmocka_unit_test(limits_and_rules),
         cmocka_unit_test(etags),
         cmocka_unit_test(save_and_load),
+        cmocka_unit_test(out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
