@@ -467,20 +467,6 @@ static int on_method_reply(struct session *s, const char *topic, struct mqtt_byt
     return ERR_OK;
 }
 
-static int on_twin_get(struct session *s, const char *topic)
-{
-    char rid[64], reply[128];
-    if (!query_rid(topic, rid, sizeof rid))
-        return fail(s, "twin GET without $rid");
-    struct buf doc;
-    buf_init(&doc, 64 * 1024);
-    int rc = hub_link_twin_get(s->env->hub, &s->link, &doc);
-    snprintf(reply, sizeof reply, "$iothub/twin/res/%d/?$rid=%s", rc ? 500 : 200, rid);
-    rc = send_publish(s, reply, doc.data, rc ? 0 : doc.len);
-    buf_cleanup(&doc);
-    return rc ? ERR_CLOSED : ERR_OK;
-}
-
 /* A twin error as the hub answers it on MQTT: the status in the topic, and a body with errorCode and message
  * (the Node SDK ignores the status and fails the request on a body with an errorCode). */
 static int send_twin_error(struct session *s, const char *rid, const struct twin_error *e)
@@ -493,6 +479,25 @@ static int send_twin_error(struct session *s, const char *rid, const struct twin
     json_decref(body);
     int rc = send_publish(s, reply, (const uint8_t *)text, text ? strlen(text) : 0);
     free(text);
+    return rc ? ERR_CLOSED : ERR_OK;
+}
+
+static int on_twin_get(struct session *s, const char *topic)
+{
+    char rid[64], reply[128];
+    if (!query_rid(topic, rid, sizeof rid))
+        return fail(s, "twin GET without $rid");
+    struct buf doc;
+    buf_init(&doc, 128 * 1024); /* desired and reported at their 32 KiB limits, with $version, fit */
+    int rc = hub_link_twin_get(s->env->hub, &s->link, &doc);
+    if (rc) {
+        buf_cleanup(&doc);
+        struct twin_error e = {500001, "The twin could not be read."};
+        return send_twin_error(s, rid, &e);
+    }
+    snprintf(reply, sizeof reply, "$iothub/twin/res/200/?$rid=%s", rid);
+    rc = send_publish(s, reply, doc.data, doc.len);
+    buf_cleanup(&doc);
     return rc ? ERR_CLOSED : ERR_OK;
 }
 

@@ -990,6 +990,56 @@ static void twin_desired_subscription_survives_reconnect(void **state)
     dev_free(&d);
 }
 
+/* A twin with desired and reported both near their 32 KiB limits still answers a GET (the reply is over 64 KiB). */
+static void twin_get_with_full_sections(void **state)
+{
+    struct dev d;
+    dev_open(&d);
+    connect_as(&d, "device2", NULL, 0);
+    json_t *desired = json_object(), *reported = json_object();
+    char big[4001];
+    memset(big, 'd', 4000);
+    big[4000] = '\0';
+    for (int i = 0; i < 8; i++) {
+        char k[8];
+        snprintf(k, sizeof k, "k%d", i);
+        json_object_set_new(desired, k, json_string(big));
+        json_object_set_new(reported, k, json_string(big));
+    }
+    /* one more value that brings each section to exactly 32 KiB of compact JSON */
+    json_object_set_new(desired, "p", json_string(""));
+    size_t pad = TWIN_DESIRED_MAX - json_dumpb(desired, NULL, 0, JSON_COMPACT);
+    assert_true(pad < sizeof big);
+    big[pad] = '\0';
+    json_object_set_new(desired, "p", json_string(big));
+    json_object_set_new(reported, "p", json_string(big));
+    assert_int_equal(json_dumpb(reported, NULL, 0, JSON_COMPACT), TWIN_REPORTED_MAX);
+    json_t *body = json_pack("{s:{s:o}}", "properties", "desired", desired);
+    struct hub_twin_update u = {.device_id = "device2", .body = body, .mode = TWIN_REPLACE};
+    json_t *doc = NULL;
+    struct twin_error e;
+    assert_int_equal(hub_twin_update(E.hub, &u, &doc, NULL, 0, &e), ERR_OK);
+    json_decref(doc);
+    json_decref(body);
+    char *text = json_dumps(reported, JSON_COMPACT);
+    assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=f", text, 0, 0), ERR_OK);
+    free(text);
+    json_decref(reported);
+    json_t *ok = publish_json(&d, "$iothub/twin/res/204/?$rid=f&$version=2");
+    json_decref(ok);
+    assert_int_equal(send_publish(&d, "$iothub/twin/GET/?$rid=g", NULL, 0, 0), ERR_OK);
+    doc = publish_json(&d, "$iothub/twin/res/200/?$rid=g");
+    assert_int_equal(json_object_size(json_object_get(doc, "desired")), 10); /* 9 + $version */
+    assert_int_equal(json_object_size(json_object_get(doc, "reported")), 10);
+    json_decref(doc);
+    body = json_pack("{}");
+    u.body = body;
+    assert_int_equal(hub_twin_update(E.hub, &u, &doc, NULL, 0, &e), ERR_OK); /* leave device2's twin small */
+    json_decref(doc);
+    json_decref(body);
+    dev_free(&d);
+}
+
 /* A device may not write desired properties: publishing to the desired topic closes the connection. */
 static void twin_device_cannot_write_desired(void **state)
 {
@@ -1197,6 +1247,7 @@ int main(void)
         T(twin_desired_push_needs_subscription),
         T(twin_device_cannot_write_desired),
         T(twin_desired_subscription_survives_reconnect),
+        T(twin_get_with_full_sections),
         T(twin_without_rid_closes),
         T(pingreq_and_stray_puback),
         T(disconnect_then_more_data),
