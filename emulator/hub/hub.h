@@ -1,7 +1,8 @@
 /* hub.h -- the IoT Hub core: who is online, which connection of an identity takes method calls, pending
  * direct-method calls (request id -> waiting caller, deadlines), delivery of a call to exactly one
  * connection, the device's reply back to the waiting caller, takeover of a second connection with the same
- * identity. Protocol-agnostic: a connection is a struct device_link (device_link.h) that a front (MQTT,
+ * identity; each identity's twin (twin.h) with the service's twin API, the desired-property push to the
+ * connection that listens for it, and the twins' persistence seam. Protocol-agnostic: a connection is a struct device_link (device_link.h) that a front (MQTT,
  * later AMQP) implements; this header includes no front. Single-threaded: called from the event loop only. */
 #ifndef IOTHUB_HUB_H
 #define IOTHUB_HUB_H
