@@ -748,8 +748,8 @@ int hub_link_twin_get(struct hub *h, struct device_link *link, struct buf *out)
     return rc;
 }
 
-int hub_link_twin_patch(struct hub *h, struct device_link *link, const uint8_t *body, size_t len, int64_t *version,
-                        struct twin_error *err)
+int hub_link_twin_patch(struct hub *h, struct device_link *link, const uint8_t *body, size_t len, int64_t expected,
+                        int64_t *version, struct twin_error *err)
 {
     *version = 0;
     json_t *patch = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, NULL);
@@ -760,6 +760,10 @@ int hub_link_twin_patch(struct hub *h, struct device_link *link, const uint8_t *
     }
     struct hub_ident *id = NULL;
     struct twin *t = twin_of(h, link->identity, &id);
+    if (t && expected >= 0 && expected != twin_reported_version(t)) {
+        json_decref(patch);
+        return ERR_PRECONDITION;
+    }
     char *before = t && h->twin_save ? twin_save(t) : NULL;
     int rc = !t || (h->twin_save && !before) ? ERR_NOMEM : twin_report(t, patch, wall_ms(), err);
     json_decref(patch);

@@ -114,11 +114,12 @@ void hub_link_desired_stopped(struct hub *h, struct device_link *link);
 /* Twin GET: appends the identity's twin {"desired":{...,"$version":n},"reported":{...,"$version":m}} to out. */
 int hub_link_twin_get(struct hub *h, struct device_link *link, struct buf *out);
 /* Twin reported PATCH: merges the JSON object patch (null deletes) into the reported properties under the
- * hub's rules (twin.h) and returns the new reported version. ERR_MALFORMED (not JSON, err 400006) or
- * ERR_INVALID (err: the hub's code and message; the twin is left unchanged), ERR_IO when the store could not
- * save it (unchanged), ERR_NOMEM. */
-int hub_link_twin_patch(struct hub *h, struct device_link *link, const uint8_t *body, size_t len, int64_t *version,
-                        struct twin_error *err);
+ * hub's rules (twin.h) and returns the new reported version. expected >= 0 (the topic's $version) must be the
+ * current reported version, else ERR_PRECONDITION; -1 is unconditional. ERR_MALFORMED (not JSON, err 400006)
+ * or ERR_INVALID (err: the hub's code and message; the twin is left unchanged), ERR_IO when the store could
+ * not save it (unchanged), ERR_NOMEM. */
+int hub_link_twin_patch(struct hub *h, struct device_link *link, const uint8_t *body, size_t len, int64_t expected,
+                        int64_t *version, struct twin_error *err);
 /* The link is going away: its pending calls end with HUB_CALL_DISCONNECTED. Safe for unknown links. */
 void hub_link_offline(struct hub *h, struct device_link *link);
 

@@ -424,10 +424,8 @@ static int take_parts(const json_t *body, enum twin_mode mode, struct parts *p, 
     json_t *desired = json_object_get(props, "desired");
     if (desired && !json_is_object(desired) && !json_is_null(desired))
         return fail(err, TWIN_ERR_ARGUMENT_INVALID, "'properties.desired' must be a JSON object.");
-    if (mode == TWIN_MERGE && json_object_get(props, "reported"))
-        return fail(err, TWIN_ERR_ARGUMENT_INVALID,
-                    "Reported properties are written by the device; the service can update only tags and desired "
-                    "properties.");
+    /* properties.reported is the device's: ignored here, in a PATCH as in a PUT (a whole twin read with GET and
+     * sent back, as the C# SDK's UpdateTwinAsync(id, twin, etag) does, must work). */
     struct rules tr = {SEC_TAGS, err}, dr = {SEC_DESIRED, err};
     if (json_is_object(tags) && check_object(&tr, tags, 0, false))
         return ERR_INVALID;
@@ -561,7 +559,9 @@ int twin_report(struct twin *t, const json_t *patch, int64_t now_ms, struct twin
 {
     if (!json_is_object(patch))
         return fail(err, TWIN_ERR_ARGUMENT_INVALID, "The reported properties patch must be a JSON object.");
-    json_t *clean = strip_system(patch);
+    /* No member is stripped: a "$version" or "$metadata" in a device's patch breaks the key rules, and the hub
+     * refuses it with 400004 too. */
+    json_t *clean = json_copy((json_t *)patch);
     if (!clean)
         return ERR_NOMEM;
     struct rules rr = {SEC_REPORTED, err};

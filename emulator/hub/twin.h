@@ -57,9 +57,9 @@ enum twin_mode {
 };
 
 /* Applies a service update: body is the twin JSON the SDKs send ({"tags":{...},"properties":{"desired":
- * {...}}}, other members such as deviceId or etag are ignored, $metadata and $version in desired are
- * ignored). properties.reported is refused in TWIN_MERGE (reported is the device's) and ignored in
- * TWIN_REPLACE (a GET result sent back). Nothing changes on failure. On ERR_OK, *push (may be NULL) is the
+ * {...}}}; other members such as deviceId or etag, $metadata and $version in desired, and
+ * properties.reported (the device's, read-only here) are ignored, so a GET result can be sent back). Nothing
+ * changes on failure. On ERR_OK, *push (may be NULL) is the
  * desired patch to send to the connected device ("$version" included) or NULL when desired did not change;
  * caller json_decref's it. Returns ERR_OK, ERR_INVALID (err filled) or ERR_NOMEM. now_ms: wall clock. */
 int twin_update(struct twin *t, const json_t *body, enum twin_mode mode, int64_t now_ms, json_t **push,
@@ -79,8 +79,8 @@ json_t *twin_document(const struct twin *t, const struct identity *id);
 /* What a device's twin GET answers: {"desired":{...,"$version":n},"reported":{...,"$version":m}} (no
  * $metadata, as the hub). New reference; NULL on ERR_NOMEM. */
 json_t *twin_properties(const struct twin *t);
-/* Merges a device's reported-properties patch (a JSON object; null deletes; a top-level "$version" is
- * ignored). Nothing changes on failure. Returns ERR_OK, ERR_INVALID (err filled) or ERR_NOMEM. */
+/* Merges a device's reported-properties patch (a JSON object; null deletes; "$version" or any other key
+ * breaking the rules is refused, as the hub does). Nothing changes on failure. Returns ERR_OK, ERR_INVALID (err filled) or ERR_NOMEM. */
 int twin_report(struct twin *t, const json_t *patch, int64_t now_ms, struct twin_error *err);
 
 int64_t twin_version(const struct twin *t);

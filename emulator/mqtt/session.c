@@ -449,6 +449,32 @@ static bool query_rid(const char *topic, char *rid, size_t ridlen)
     return false;
 }
 
+/* The "$version=N" parameter of a reported PATCH topic (optimistic concurrency, as the Java SDK sends it):
+ * ERR_OK with *version (-1 when absent), or ERR_MALFORMED when present but not a decimal number. */
+static int query_version(const char *topic, int64_t *version)
+{
+    *version = -1;
+    const char *q = strchr(topic, '?');
+    while (q) {
+        q++;
+        if (strncmp(q, "$version=", 9) == 0) {
+            size_t n = strcspn(q + 9, "&");
+            int64_t v = 0;
+            if (n == 0 || n > 18)
+                return ERR_MALFORMED;
+            for (size_t i = 0; i < n; i++) {
+                if (q[9 + i] < '0' || q[9 + i] > '9')
+                    return ERR_MALFORMED;
+                v = v * 10 + (q[9 + i] - '0');
+            }
+            *version = v;
+            return ERR_OK;
+        }
+        q = strchr(q, '&');
+    }
+    return ERR_OK;
+}
+
 /* $iothub/methods/res/{status}/?$rid={rid} */
 static int on_method_reply(struct session *s, const char *topic, struct mqtt_bytes body)
 {
@@ -506,11 +532,18 @@ static int on_twin_patch(struct session *s, const char *topic, struct mqtt_bytes
     char rid[64], reply[160];
     if (!query_rid(topic, rid, sizeof rid))
         return fail(s, "twin PATCH without $rid");
-    int64_t version = 0;
+    int64_t version = 0, expected = -1;
     struct twin_error e = {500001, "Internal error."};
-    int rc = hub_link_twin_patch(s->env->hub, &s->link, body.p, body.len, &version, &e);
+    int rc = query_version(topic, &expected);
+    if (rc)
+        e = (struct twin_error){400004, "The $version of the topic is not a number."};
+    else
+        rc = hub_link_twin_patch(s->env->hub, &s->link, body.p, body.len, expected, &version, &e);
     if (rc != ERR_OK) {
-        if (rc != ERR_INVALID && rc != ERR_MALFORMED)
+        if (rc == ERR_PRECONDITION)
+            e = (struct twin_error){412001, "Precondition failed: the $version of the topic is not the reported "
+                                            "properties' version."};
+        else if (rc != ERR_INVALID && rc != ERR_MALFORMED)
             e = (struct twin_error){500001, "The twin could not be saved."};
         log_info("%s: reported properties refused: %s", s->ident, e.message);
         return send_twin_error(s, rid, &e);

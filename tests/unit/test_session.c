@@ -856,6 +856,15 @@ static void twin_get_and_reported_patch(void **state)
     doc = publish_json(&d, "$iothub/twin/res/400/?$rid=8");
     assert_int_equal(json_integer_value(json_object_get(doc, "errorCode")), 400004);
     json_decref(doc);
+    /* The topic's $version (optimistic concurrency): the current reported version passes, another is 412. */
+    assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=v1&$version=2", "{\"d\":1}", 0, 0),
+                     ERR_OK);
+    doc = publish_json(&d, "$iothub/twin/res/412/?$rid=v1");
+    assert_int_equal(json_integer_value(json_object_get(doc, "errorCode")), 412001);
+    json_decref(doc);
+    assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=v2&$version=x", "{\"d\":1}", 0, 0),
+                     ERR_OK);
+    json_decref(publish_json(&d, "$iothub/twin/res/400/?$rid=v2"));
     /* Not JSON at all: 400006 (IotHubFormatError). */
     assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=8b", "{", 0, 0), ERR_OK);
     doc = publish_json(&d, "$iothub/twin/res/400/?$rid=8b");
@@ -869,6 +878,9 @@ static void twin_get_and_reported_patch(void **state)
     assert_int_equal(json_integer_value(json_object_get(rep, "c")), 2);
     assert_int_equal(json_object_size(json_object_get(rep, "a")), 0);
     json_decref(doc);
+    assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=v3&$version=3", "{\"d\":1}", 0, 0),
+                     ERR_OK);
+    assert_null(publish_json(&d, "$iothub/twin/res/204/?$rid=v3&$version=4"));
     dev_free(&d);
 }
 

@@ -219,7 +219,7 @@ static void store_failure_undoes_the_change(void **state)
     json_decref(body);
     int64_t version = 0;
     const char *patch = "{\"r\":1}";
-    assert_int_equal(hub_link_twin_patch(e->hub, &link, (const uint8_t *)patch, strlen(patch), &version, &err), ERR_IO);
+    assert_int_equal(hub_link_twin_patch(e->hub, &link, (const uint8_t *)patch, strlen(patch), -1, &version, &err), ERR_IO);
     assert_int_equal(calls, 2);
     json_t *after = twin_doc(e, "f1", NULL);
     json_object_del(before, "connectionState");
