@@ -286,7 +286,8 @@ static int check_size(enum section sec, const json_t *section, struct twin_error
 
 /* ---- merge and metadata ---- */
 
-/* RFC 7386: objects merge recursively, null deletes, anything else replaces. */
+/* RFC 7386: objects merge recursively, null deletes, anything else replaces (with a copy: the twin never shares
+ * a value with the request it came from). */
 static int merge_patch(json_t *target, const json_t *patch)
 {
     const char *key;
@@ -303,7 +304,7 @@ static int merge_patch(json_t *target, const json_t *patch)
             }
             if (merge_patch(sub, value))
                 return ERR_NOMEM;
-        } else if (json_object_set(target, key, value)) {
+        } else if (json_object_set_new(target, key, json_deep_copy(value))) {
             return ERR_NOMEM;
         }
     }
