@@ -190,11 +190,14 @@ static bool key_is_valid(const char *key, size_t len)
     return true;
 }
 
-/* Copies a key into a message, at most 40 bytes of it. */
+/* Copies a key into a message: at most 40 bytes of it, anything but printable ASCII as '?' (messages reach
+ * log lines, one line per event). */
 static const char *key_for_message(const char *key, char out[48])
 {
-    size_t n = strlen(key);
-    snprintf(out, 48, "%.40s%s", key, n > 40 ? "..." : "");
+    size_t n = 0;
+    for (; key[n] && n < 40; n++)
+        out[n] = key[n] >= 0x20 && key[n] < 0x7f ? key[n] : '?';
+    snprintf(out + n, 48 - n, "%s", key[n] ? "..." : "");
     return out;
 }
 

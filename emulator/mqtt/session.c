@@ -1,7 +1,8 @@
 /* session.c -- one device's MQTT session with the hub's rules (see session.h and iothub-protocol.md §1-§3):
  * CONNECT and SAS authentication (any failure: CONNACK 5, then close), keep-alive at 1.5x, the accepted
  * SUBSCRIBE filters and PUBLISH topics (anything else closes the connection, as the hub does), direct-method
- * requests and replies, twin GET / reported PATCH / desired push, telemetry, will, and disconnect when the SAS token expires.
+ * requests and replies, twin GET / reported PATCH / desired push, telemetry, will, and disconnect when the SAS
+ * token expires.
  * Tests: tests/unit/test_session.c (with a fake conn.h); fuzz: tests/fuzz/fuzz_session.c. */
 #include "session.h"
 

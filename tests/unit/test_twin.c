@@ -306,6 +306,10 @@ static void limits_and_rules(void **state)
     expect_refused(t, "{\"properties\":{\"desired\":{\"$x\":1}}}", NULL, TWIN_ERR_ARGUMENT_INVALID);
     expect_refused(t, "{\"properties\":{\"desired\":{\"o\":{\"a b\":1}}}}", NULL, TWIN_ERR_ARGUMENT_INVALID);
     expect_refused(t, "{\"tags\":{\"a\\tb\":1}}", NULL, TWIN_ERR_ARGUMENT_INVALID);
+    struct twin_error ke;
+    assert_int_equal(update(t, "{\"tags\":{\"a\\nb\":1}}", TWIN_MERGE, NULL, &ke), ERR_INVALID);
+    assert_null(strchr(ke.message, '\n')); /* the message quotes the key without its control characters */
+    assert_non_null(strstr(ke.message, "a?b"));
     expect_refused(t, "{\"tags\":{\"a\\u0085b\":1}}", NULL, TWIN_ERR_ARGUMENT_INVALID);
     expect_refused(t, "{\"tags\":{\"\":1}}", NULL, TWIN_ERR_ARGUMENT_INVALID);
     expect_refused(t, NULL, "{\"a.b\":1}", TWIN_ERR_ARGUMENT_INVALID);
