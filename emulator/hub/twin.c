@@ -694,6 +694,8 @@ json_t *twin_document(const struct twin *t, const struct identity *id)
     bad |= json_object_set_new(doc, "x509Thumbprint",
                                json_pack("{s:n,s:n}", "primaryThumbprint", "secondaryThumbprint"));
     bad |= json_object_set_new(doc, "modelId", json_string(""));
+    if (!id->module_id[0]) /* devices only, as on the hub: Azure IoT Explorer queries capabilities.iotEdge */
+        bad |= json_object_set_new(doc, "capabilities", json_pack("{s:b}", "iotEdge", id->iot_edge));
     bad |= json_object_set_new(doc, "version", json_integer(t->version));
     bad |= json_object_set_new(doc, "tags", json_deep_copy(t->tags));
     bad |= json_object_set_new(doc, "properties",

@@ -1281,6 +1281,19 @@ static void query_paging(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "deviceId")), "qd1");
     json_decref(j);
     resp_free(&r);
+    /* Azure IoT Explorer's edge-device filter */
+    query("SELECT * FROM devices WHERE capabilities.iotEdge = true", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_int_equal(json_array_size(j), 0);
+    json_decref(j);
+    resp_free(&r);
+    query("SELECT COUNT() AS n FROM devices WHERE capabilities.iotEdge = false AND STARTSWITH(deviceId, 'qd')", NULL,
+          NULL, &r);
+    j = body_json(&r);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(j, 0), "n")), 7);
+    json_decref(j);
+    resp_free(&r);
     query("SELECT * FROM devices.modules", NULL, NULL, &r);
     j = body_json(&r);
     assert_true(json_array_size(j) >= 1);

@@ -99,12 +99,14 @@ static void fresh_twin_documents(void **state)
     assert_json(json_object_get(doc, "x509Thumbprint"), "{\"primaryThumbprint\":null,\"secondaryThumbprint\":null}");
     assert_int_equal(json_integer_value(json_object_get(doc, "version")), 1);
     assert_json(json_object_get(doc, "tags"), "{}");
+    assert_json(json_object_get(doc, "capabilities"), "{\"iotEdge\":false}");
     assert_int_equal(json_integer_value(path(doc, "properties/desired/$version")), 1);
     assert_string_equal(json_string_value(path(doc, "properties/reported/$metadata/$lastUpdated")),
                         "0001-01-01T00:00:00Z");
     json_decref(doc);
     doc = twin_document(t, identity("dev1", "mod1"));
     assert_string_equal(json_string_value(json_object_get(doc, "moduleId")), "mod1");
+    assert_null(json_object_get(doc, "capabilities"));
     json_decref(doc);
     char etag[32];
     twin_etag(t, etag, sizeof etag);
