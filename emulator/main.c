@@ -135,6 +135,10 @@ static int setup_storage(struct emulator *e, char *err, size_t errlen)
         return ERR_IO;
     if (!e->cfg.no_default_device &&
         registry_ensure_device(e->reg, DEFAULT_DEVICE_ID, e->cfg.device1_key, DEFAULT_DEVICE_SECONDARY_KEY)) {
+        if (db_is_read_only(e->db)) { /* serve what is stored; the log says why device1 is missing */
+            log_warn("cannot register the default device %s: the store is read-only", DEFAULT_DEVICE_ID);
+            return ERR_OK;
+        }
         snprintf(err, errlen, "cannot register the default device %s", DEFAULT_DEVICE_ID);
         return ERR_IO;
     }

@@ -18,6 +18,7 @@
 #include "device_link.h"
 #include "strmap.h"
 #include "twin.h"
+#include "db.h"
 #include "twinstore.h"
 #include <time.h>
 
@@ -538,7 +539,19 @@ static int load_from_db(void *ctx, const char *device_id, const char *module_id,
 
 int hub_use_twin_store(struct hub *h, struct db *db)
 {
-    int rc = twinstore_load(db, load_from_db, h);
+    char err[256] = "";
+    int rc = twinstore_migrate(db, err, sizeof err);
+    if (rc && db_is_read_only(db)) {
+        /* A read-only store from before twins: served without them; every twin change fails to save (5xx). */
+        log_warn("store: read-only and without the twins table (%s): twins start empty and cannot be changed", err);
+        hub_set_twin_store(h, save_to_db, db);
+        return ERR_OK;
+    }
+    if (rc) {
+        log_error("store: twins: %s", err);
+        return rc;
+    }
+    rc = twinstore_load(db, load_from_db, h);
     if (rc == ERR_OK)
         hub_set_twin_store(h, save_to_db, db);
     return rc;

@@ -154,8 +154,9 @@ int hub_twin_each(struct hub *h, bool modules, hub_twin_each_fn fn, void *ctx);
  * change is acknowledged; a failure (its ERR_ code) undoes the change. NULL: twins live in memory only. */
 typedef int (*hub_twin_save_fn)(void *ctx, const char *device_id, const char *module_id, const char *text);
 void hub_set_twin_store(struct hub *h, hub_twin_save_fn save, void *ctx);
-/* Twins in the durable store (store/twinstore.h): loads every kept twin, then saves each change there. Call
- * once at start, before any connection. Returns ERR_OK or ERR_IO. */
+/* Twins in the durable store (store/twinstore.h): migrates the twins table, loads every kept twin, then saves
+ * each change there. Call once at start, after the registry opened db, before any connection. Returns ERR_OK,
+ * ERR_INVALID or ERR_IO (logged). */
 struct db;
 int hub_use_twin_store(struct hub *h, struct db *db);
 /* At start: a twin kept by the store (twin_save text). Returns ERR_OK, ERR_MALFORMED or ERR_NOMEM. */

@@ -25,55 +25,13 @@
 #define DB_BUSY_TIMEOUT_MS 2000  /* another process (sqlite3 CLI) holding the lock: wait this long, then fail */
 #define DB_APPLICATION_ID 0x494f5448 /* "IOTH" in the file header: refuse other applications' databases */
 
-/* One schema step. Append new ones at the end with the next number; never edit one that has shipped (old
- * data dirs have applied it already). Steps written in parallel branches get renumbered when merged, before
- * any release. sql runs first (may be NULL), then apply (may be NULL), in one transaction with the record of
- * the step in schema_migrations. */
-struct db_migration {
-    int version;
-    const char *name;
-    const char *sql;
-    int (*apply)(struct db *db, char *err, size_t errlen);
-};
-
-static const struct db_migration db_migrations[] = {
-    {1, "identities (devices and modules) and meta",
-     /* One table for devices (module_id '') and modules, so every later per-identity table (twins,
-      * sessions, C2D queues, job results) references identities(device_id, module_id) ON DELETE CASCADE the
-      * same way. parent_module is NULL for a device and '' for a module: the foreign key makes a module need
-      * its device and deleting a device delete its modules (and, by cascade, everything of theirs). */
-     "CREATE TABLE identities ("
-     " device_id TEXT NOT NULL,"
-     " module_id TEXT NOT NULL DEFAULT '',"
-     " parent_module TEXT CHECK (parent_module IS NULL OR parent_module = ''),"
-     " primary_key TEXT NOT NULL,"
-     " secondary_key TEXT NOT NULL,"
-     " enabled INTEGER NOT NULL,"
-     " status_reason TEXT,"
-     " managed_by TEXT,"
-     " generation_id TEXT NOT NULL,"
-     " version INTEGER NOT NULL,"
-     " status_updated_s INTEGER NOT NULL DEFAULT 0,"
-     " iot_edge INTEGER NOT NULL DEFAULT 0,"
-     " PRIMARY KEY (device_id, module_id),"
-     " CHECK ((module_id = '') = (parent_module IS NULL)),"
-     " FOREIGN KEY (device_id, parent_module) REFERENCES identities (device_id, module_id) ON DELETE CASCADE"
-     ") WITHOUT ROWID;"
-     "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;",
+/* The store's own schema: the meta table. Each module owns its tables the same way (registry.c: identities). */
+static const struct db_migration db_store_steps[] = {
+    {1, "meta: one-off markers", "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;",
      NULL},
-    {2, "twins",
-     /* One row per identity that has a twin: the twin's own JSON text (hub/twin.c twin_save), written whole on
-      * every acknowledged change (at most ~80 KiB). Deleting the identity deletes its twin. */
-     "CREATE TABLE twins ("
-     " device_id TEXT NOT NULL,"
-     " module_id TEXT NOT NULL DEFAULT '',"
-     " doc TEXT NOT NULL,"
-     " PRIMARY KEY (device_id, module_id),"
-     " FOREIGN KEY (device_id, module_id) REFERENCES identities (device_id, module_id) ON DELETE CASCADE"
-     ") WITHOUT ROWID;",
-     NULL},
-    /* Next: sessions (13), C2D queues (15), jobs (17). */
 };
+static const struct db_schema db_store_schema = {"store", db_store_steps,
+                                                 sizeof db_store_steps / sizeof db_store_steps[0]};
 
 struct db_cached {
     const char *sql; /* the caller's constant */
@@ -325,12 +283,19 @@ static long long db_query_int(struct db *db, const char *sql)
     return v;
 }
 
-int db_schema_version(struct db *db)
+int db_schema_version(struct db *db, const char *module)
 {
-    return (int)db_query_int(db, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+    sqlite3_stmt *st = db_stmt(db, "SELECT coalesce(max(version), 0) FROM schema_migrations WHERE module = ?1");
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, module, -1, SQLITE_STATIC);
+    int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_reset(st);
+    return v;
 }
 
-static int db_migrate_one(struct db *db, const struct db_migration *m, char *err, size_t errlen)
+static int db_migrate_one(struct db *db, const char *module, const struct db_migration *m, char *err,
+                          size_t errlen)
 {
     int rc = db_begin(db);
     if (!rc && m->sql)
@@ -338,12 +303,13 @@ static int db_migrate_one(struct db *db, const struct db_migration *m, char *err
     if (!rc && m->apply)
         rc = m->apply(db, err, errlen);
     if (!rc) {
-        sqlite3_stmt *st = db_stmt(db, "INSERT INTO schema_migrations (version, name, applied_at) "
-                                       "VALUES (?1, ?2, strftime('%s', 'now'))");
+        sqlite3_stmt *st = db_stmt(db, "INSERT INTO schema_migrations (module, version, name, applied_at) "
+                                       "VALUES (?1, ?2, ?3, strftime('%s', 'now'))");
         rc = st ? ERR_OK : ERR_IO;
         if (st) {
-            sqlite3_bind_int(st, 1, m->version);
-            sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 1, module, -1, SQLITE_STATIC);
+            sqlite3_bind_int(st, 2, m->version);
+            sqlite3_bind_text(st, 3, m->name, -1, SQLITE_STATIC);
             rc = db_exec(db, st);
         }
     }
@@ -354,54 +320,60 @@ static int db_migrate_one(struct db *db, const struct db_migration *m, char *err
     return rc;
 }
 
-static int db_migrate(struct db *db, char *err, size_t errlen)
+int db_migrate(struct db *db, const struct db_schema *schema, char *err, size_t errlen)
 {
-    size_t n = sizeof db_migrations / sizeof db_migrations[0];
-    if (db->read_only) {
-        int have = db_schema_version(db);
-        if (have != db_migrations[n - 1].version) {
-            set_err(err, errlen, "%s is read-only and at schema version %d, this emulator needs %d: start it once "
-                                 "with a writable data dir", db_name(db), have, db_migrations[n - 1].version);
-            return ERR_INVALID;
-        }
-        return ERR_OK;
-    }
-    int rc = db_run(db,
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY NOT NULL,"
-                    " name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-                    "create schema_migrations");
-    if (rc) {
-        set_err(err, errlen, "%s: cannot write the schema table: %s", db_name(db), sqlite3_errmsg(db->h));
-        return rc;
-    }
-    int have = db_schema_version(db);
-    int known = db_migrations[n - 1].version;
+    int have = db_schema_version(db, schema->module);
+    int known = schema->nsteps ? schema->steps[schema->nsteps - 1].version : 0;
     if (have < 0) {
-        set_err(err, errlen, "%s: cannot read the schema version: %s", db_name(db), sqlite3_errmsg(db->h));
+        set_err(err, errlen, "%s: cannot read the schema version of %s: %s", db_name(db), schema->module,
+                sqlite3_errmsg(db->h));
         return ERR_IO;
     }
     if (have > known) {
         set_err(err, errlen,
-                "%s has schema version %d, newer than this emulator knows (%d): run a newer emulator, or move the "
-                "data dir away to start empty",
-                db_name(db), have, known);
+                "%s has %s schema version %d, newer than this emulator knows (%d): run a newer emulator, or move "
+                "the data dir away to start empty",
+                db_name(db), schema->module, have, known);
         return ERR_INVALID;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (db_migrations[i].version <= have)
+    if (have < known && db->read_only) {
+        set_err(err, errlen, "%s is read-only and its %s schema is at version %d, this emulator needs %d: start it "
+                             "once with a writable data dir", db_name(db), schema->module, have, known);
+        return ERR_INVALID;
+    }
+    for (size_t i = 0; i < schema->nsteps; i++) {
+        const struct db_migration *m = &schema->steps[i];
+        if (m->version <= have)
             continue;
         char why[200] = "";
-        rc = db_migrate_one(db, &db_migrations[i], why, sizeof why);
+        int rc = db_migrate_one(db, schema->module, m, why, sizeof why);
         if (rc) {
-            set_err(err, errlen, "%s: schema migration %d (%s) failed: %s", db_name(db), db_migrations[i].version,
-                    db_migrations[i].name, *why ? why : sqlite3_errmsg(db->h));
+            set_err(err, errlen, "%s: %s schema migration %d (%s) failed: %s", db_name(db), schema->module,
+                    m->version, m->name, *why ? why : sqlite3_errmsg(db->h));
             return rc;
         }
         if (db->path)
-            log_info("store: %s: applied schema migration %d (%s)", db->path, db_migrations[i].version,
-                     db_migrations[i].name);
+            log_info("store: %s: applied %s schema migration %d (%s)", db->path, schema->module, m->version,
+                     m->name);
     }
     return ERR_OK;
+}
+
+/* The migrations table itself, then the store's own schema. */
+static int db_bootstrap(struct db *db, char *err, size_t errlen)
+{
+    if (!db->read_only) {
+        int rc = db_run(db,
+                        "CREATE TABLE IF NOT EXISTS schema_migrations (module TEXT NOT NULL, version INTEGER NOT "
+                        "NULL, name TEXT NOT NULL, applied_at INTEGER NOT NULL, PRIMARY KEY (module, version)) "
+                        "WITHOUT ROWID",
+                        "create schema_migrations");
+        if (rc) {
+            set_err(err, errlen, "%s: cannot write the schema table: %s", db_name(db), sqlite3_errmsg(db->h));
+            return rc;
+        }
+    }
+    return db_migrate(db, &db_store_schema, err, errlen);
 }
 
 /* Pragmas and checks on a freshly opened handle. */
@@ -524,7 +496,7 @@ struct db *db_open(const char *path, char *err, size_t errlen)
         db_close(db);
         return NULL;
     }
-    if (db_configure(db, err, errlen) || db_migrate(db, err, errlen)) {
+    if (db_configure(db, err, errlen) || db_bootstrap(db, err, errlen)) {
         db_close(db);
         return NULL;
     }

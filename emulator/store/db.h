@@ -15,8 +15,8 @@
 
 struct db;
 
-/* Opens (creating when absent) the database at path, or an in-memory one when path is NULL, and brings its
- * schema up to date with the migrations in db.c. Returns NULL on failure with a one-line reason in err (not a
+/* Opens (creating when absent) the database at path, or an in-memory one when path is NULL, and brings the
+ * store's own schema (schema_migrations, meta) up to date; each module then migrates its tables (db_migrate). Returns NULL on failure with a one-line reason in err (not a
  * database, a schema newer than this build, unwritable directory...); the file is then left as it was.
  * An existing store in a read-only place (read-only mount or permissions) is opened read-only (logged): reads
  * work, every write fails with ERR_IO. */
@@ -24,8 +24,31 @@ struct db *db_open(const char *path, char *err, size_t errlen);
 void db_close(struct db *db);
 bool db_is_read_only(const struct db *db);
 
-/* The schema version the database is at after db_open (the number of the last migration applied). */
-int db_schema_version(struct db *db);
+/* ---- schema migrations: each module owns its tables ----
+ * A module (registry, and later twins, sessions, C2D queues, jobs) lists its schema steps, numbered 1, 2, ...
+ * in order, and calls db_migrate before it reads its tables; schema_migrations records (module, version), so
+ * modules developed in parallel never compete for numbers. Append steps; never edit one that has shipped (old
+ * data dirs have applied it). A module whose tables reference another's (twins -> identities) migrates after
+ * it: per-identity tables use FOREIGN KEY (device_id, module_id) REFERENCES identities (device_id, module_id)
+ * ON DELETE CASCADE, so deleting an identity deletes its rows (registry.c explains the identities table). */
+struct db_migration {
+    int version;     /* 1, 2, ... */
+    const char *name;
+    const char *sql; /* constant SQL, may hold several statements; NULL for none */
+    int (*apply)(struct db *db, char *err, size_t errlen); /* data changes after sql; NULL for none */
+};
+struct db_schema {
+    const char *module; /* "registry", "twins", ... */
+    const struct db_migration *steps;
+    size_t nsteps;
+};
+
+/* Applies the steps of schema the store has not applied yet, each in its own transaction with its record (a
+ * failing step changes nothing). ERR_INVALID (err says why) when the store has a newer version of the module
+ * than steps knows, or is read-only and behind; ERR_IO when a step fails. */
+int db_migrate(struct db *db, const struct db_schema *schema, char *err, size_t errlen);
+/* The module's version in the store (0: never migrated), -1 when it cannot be read. */
+int db_schema_version(struct db *db, const char *module);
 
 /* Transactions. db_begin opens the outermost transaction (BEGIN IMMEDIATE: the write lock is taken now) or,
  * inside one, a savepoint. db_commit of a savepoint releases it into the enclosing transaction; db_commit of
@@ -47,7 +70,8 @@ int db_defer(struct db *db, void (*on_commit)(void *arg), void (*on_rollback)(vo
 
 /* A prepared statement for sql, which must be a string constant in our source (statements are cached by
  * it). Returned reset with its bindings cleared, ready to bind; owned by db, valid until db_close. NULL when
- * it cannot be prepared (logged: a bug in the SQL or an unusable database). */
+ * it cannot be prepared (logged: a bug in the SQL or an unusable database). One user at a time: while stepping
+ * through its rows, do not call anything that asks for the same SQL (it would be reset under you). */
 sqlite3_stmt *db_stmt(struct db *db, const char *sql);
 
 /* Steps st to completion and resets it: ERR_OK, ERR_EXISTS for a constraint violation, ERR_IO otherwise

@@ -485,6 +485,39 @@ static void detach(struct registry *r, struct entry *e)
 
 /* ---- persistence: rows in the store ---- */
 
+/* The registry's tables. One table for devices (module_id '') and modules, so every later per-identity table
+ * (twins, sessions, C2D queues, job results) references identities (device_id, module_id) ON DELETE CASCADE the
+ * same way. parent_module is NULL for a device and '' for a module: the foreign key makes a module need its
+ * device, and deleting a device delete its modules (and, by cascade, everything of theirs). */
+static const struct db_migration registry_steps[] = {
+    {1, "identities: devices and modules",
+     "CREATE TABLE identities ("
+     " device_id TEXT NOT NULL,"
+     " module_id TEXT NOT NULL DEFAULT '',"
+     " parent_module TEXT CHECK (parent_module IS NULL OR parent_module = ''),"
+     " primary_key TEXT NOT NULL,"
+     " secondary_key TEXT NOT NULL,"
+     " enabled INTEGER NOT NULL,"
+     " status_reason TEXT,"
+     " managed_by TEXT,"
+     " generation_id TEXT NOT NULL,"
+     " version INTEGER NOT NULL,"
+     " status_updated_s INTEGER NOT NULL DEFAULT 0,"
+     " iot_edge INTEGER NOT NULL DEFAULT 0,"
+     " PRIMARY KEY (device_id, module_id),"
+     " CHECK ((module_id = '') = (parent_module IS NULL)),"
+     " FOREIGN KEY (device_id, parent_module) REFERENCES identities (device_id, module_id) ON DELETE CASCADE"
+     ") WITHOUT ROWID;",
+     NULL},
+};
+static const struct db_schema registry_db_schema = {"registry", registry_steps,
+                                                    sizeof registry_steps / sizeof registry_steps[0]};
+
+const struct db_schema *registry_schema(void)
+{
+    return &registry_db_schema;
+}
+
 #define SQL_INSERT                                                                                                \
     "INSERT INTO identities (device_id, module_id, parent_module, primary_key, secondary_key, enabled, "         \
     "status_reason, managed_by, generation_id, version, status_updated_s, iot_edge) "                             \
@@ -971,7 +1004,9 @@ static int json_import(struct db *db, const char *path, char *err, size_t errlen
 struct registry *registry_new(struct db *db, const char *import_json, char *err, size_t errlen)
 {
     set_err(err, errlen, "%s", "");
-    int rc = import_json ? json_import(db, import_json, err, errlen) : ERR_OK;
+    int rc = db_migrate(db, &registry_db_schema, err, errlen);
+    if (!rc && import_json)
+        rc = json_import(db, import_json, err, errlen);
     if (rc)
         return NULL;
     struct registry *r = registry_alloc(db);

@@ -44,6 +44,8 @@ struct identity {
  * registry.json or rows: the files are left untouched). */
 struct registry *registry_new(struct db *db, const char *import_json, char *err, size_t errlen);
 void registry_free(struct registry *r);
+/* The registry's tables (db_migrate; registry_new applies them). */
+const struct db_schema *registry_schema(void);
 /* The store the registry writes to (for callers that group several changes in one db_begin/db_commit). */
 struct db *registry_db(const struct registry *r);
 

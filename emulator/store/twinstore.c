@@ -10,6 +10,29 @@
 #include "err.h"
 #include "log.h"
 
+/* The twins module's schema steps (db.h: each module owns its tables). */
+static const struct db_migration twinstore_steps[] = {
+    {1, "twins",
+     /* One row per identity that has a twin: the twin's own JSON text (hub/twin.c twin_save), written whole on
+      * every acknowledged change (at most ~80 KiB). Deleting the identity deletes its twin. */
+     "CREATE TABLE twins ("
+     " device_id TEXT NOT NULL,"
+     " module_id TEXT NOT NULL DEFAULT '',"
+     " doc TEXT NOT NULL,"
+     " PRIMARY KEY (device_id, module_id),"
+     " FOREIGN KEY (device_id, module_id) REFERENCES identities (device_id, module_id) ON DELETE CASCADE"
+     ") WITHOUT ROWID;",
+     NULL},
+};
+
+static const struct db_schema twinstore_schema = {"twins", twinstore_steps,
+                                                  sizeof twinstore_steps / sizeof twinstore_steps[0]};
+
+int twinstore_migrate(struct db *db, char *err, size_t errlen)
+{
+    return db_migrate(db, &twinstore_schema, err, errlen);
+}
+
 #define SQL_UPSERT "INSERT OR REPLACE INTO twins (device_id, module_id, doc) VALUES (?1, ?2, ?3)"
 #define SQL_SELECT "SELECT device_id, module_id, doc FROM twins ORDER BY device_id, module_id"
 

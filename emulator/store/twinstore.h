@@ -8,6 +8,11 @@
 
 struct db;
 
+/* Brings the twins table up to date (db_migrate, module "twins"; after the registry's, whose identities it
+ * references). Call once at start, before the other functions. Returns ERR_OK, ERR_INVALID or ERR_IO with a
+ * one-line reason in err. */
+int twinstore_migrate(struct db *db, char *err, size_t errlen);
+
 /* Saves (inserts or replaces) the twin text of device_id / module_id (NULL or "" for a device), committed
  * before it returns (inside an enclosing transaction: with it). The identity must be in the store. Returns
  * ERR_OK, ERR_NOT_FOUND (no such identity), ERR_IO (logged; the row is as it was) or ERR_NOMEM. */

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import threading
 import unittest
 import urllib.parse
@@ -106,10 +107,9 @@ class StoreTest(unittest.TestCase):
         with open(path, "wb") as f:
             f.write(junk)
         try:
-            with self.assertRaises(RuntimeError):
-                emu.start(timeout=10)
-            emu.stop()
-            self.assertIn("not a SQLite database", emu.log_text())
+            run = subprocess.run(emu.args(), capture_output=True, timeout=30)
+            self.assertNotEqual(run.returncode, 0)
+            self.assertIn(b"not a SQLite database", run.stderr)
             with open(path, "rb") as f:
                 self.assertEqual(f.read(), junk)
         finally:

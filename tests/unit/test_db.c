@@ -1,5 +1,6 @@
 /* test_db.c -- unit tests for emulator/store/db: opening (file and in-memory, WAL, refusing foreign, corrupt
- * and newer databases), migrations, the statement cache, nested transactions with their hooks (commit,
+ * and newer databases), per-module migrations (in order, once, a failing step changing nothing, newer refused),
+ * the statement cache, nested transactions with their hooks (commit,
  * rollback, a savepoint rolled back inside a committed transaction, a failing COMMIT), a full database
  * (max_page_count) leaving the previous state readable, the identities foreign key, meta. */
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 
 #include "db.h"
 #include "err.h"
+#include "registry.h"
 
 struct tdir {
     char dir[64];
@@ -45,6 +47,17 @@ static void file_write(const char *path, const char *text)
     assert_non_null(f);
     fputs(text, f);
     fclose(f);
+}
+
+/* db_open, then the registry's tables (the identities table the tests below write). */
+static struct db *open_db(const char *path, char *err, size_t errlen)
+{
+    struct db *db = db_open(path, err, errlen);
+    if (db && db_migrate(db, registry_schema(), err, errlen) != ERR_OK) {
+        db_close(db);
+        return NULL;
+    }
+    return db;
 }
 
 /* Runs one statement that returns nothing. */
@@ -127,8 +140,11 @@ static void open_in_memory(void **state)
     char err[256];
     struct db *db = db_open(NULL, err, sizeof err);
     assert_non_null(db);
-    assert_int_equal(db_schema_version(db), 2) /* 1 identities and meta, 2 twins */;
-    assert_int_equal(count(db, "SELECT count(*) FROM schema_migrations WHERE version = 1"), 1);
+    assert_int_equal(db_schema_version(db, "store"), 1);
+    assert_int_equal(db_schema_version(db, "registry"), 0);
+    assert_int_equal(db_migrate(db, registry_schema(), err, sizeof err), ERR_OK);
+    assert_int_equal(db_schema_version(db, "registry"), 1);
+    assert_int_equal(count(db, "SELECT count(*) FROM schema_migrations"), 2);
     assert_int_equal(count(db, "PRAGMA foreign_keys"), 1);
     assert_int_equal(devices(db), 0);
     db_close(db);
@@ -139,7 +155,7 @@ static void file_round_trip_wal(void **state)
     struct tdir t;
     char err[256];
     tdir_make(&t);
-    struct db *db = db_open(t.path, err, sizeof err);
+    struct db *db = open_db(t.path, err, sizeof err);
     assert_non_null(db);
     sqlite3_stmt *st = db_stmt(db, "PRAGMA journal_mode");
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -156,9 +172,9 @@ static void file_round_trip_wal(void **state)
     assert_int_equal(sb.st_mode & 077, 0);
     db_close(db);
 
-    db = db_open(t.path, err, sizeof err);
+    db = open_db(t.path, err, sizeof err);
     assert_non_null(db);
-    assert_int_equal(db_schema_version(db), 2);
+    assert_int_equal(db_schema_version(db, "registry"), 1);
     assert_int_equal(count(db, "SELECT count(*) FROM schema_migrations"), 2); /* not applied twice */
     assert_int_equal(devices(db), 1);
     db_close(db);
@@ -171,7 +187,7 @@ static void refuses_bad_files(void **state)
     char err[256];
     tdir_make(&t);
     file_write(t.path, "{\"version\":1,\"devices\":[]} this is not SQLite, and long enough to be a header......");
-    assert_null(db_open(t.path, err, sizeof err));
+    assert_null(open_db(t.path, err, sizeof err));
     assert_non_null(strstr(err, "not a SQLite database"));
     unlink(t.path);
 
@@ -180,14 +196,20 @@ static void refuses_bad_files(void **state)
     assert_int_equal(sqlite3_open(t.path, &h), SQLITE_OK);
     assert_int_equal(sqlite3_exec(h, "CREATE TABLE stuff (x)", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
-    assert_null(db_open(t.path, err, sizeof err));
+    assert_null(open_db(t.path, err, sizeof err));
     assert_non_null(strstr(err, "not an emulator store"));
     unlink(t.path);
 
-    /* A store written by a newer emulator. */
-    struct db *db = db_open(t.path, err, sizeof err);
+    /* A store written by a newer emulator: a module's tables, then the store's own. */
+    struct db *db = open_db(t.path, err, sizeof err);
     assert_non_null(db);
-    assert_int_equal(run(db, "INSERT INTO schema_migrations VALUES (99, 'future', 0)"), ERR_OK);
+    assert_int_equal(run(db, "INSERT INTO schema_migrations VALUES ('registry', 99, 'future', 0)"), ERR_OK);
+    db_close(db);
+    db = db_open(t.path, err, sizeof err);
+    assert_non_null(db);
+    assert_int_equal(db_migrate(db, registry_schema(), err, sizeof err), ERR_INVALID);
+    assert_non_null(strstr(err, "registry schema version 99, newer than this emulator"));
+    assert_int_equal(run(db, "INSERT INTO schema_migrations VALUES ('store', 7, 'future', 0)"), ERR_OK);
     db_close(db);
     assert_null(db_open(t.path, err, sizeof err));
     assert_non_null(strstr(err, "newer than this emulator"));
@@ -198,10 +220,47 @@ static void refuses_bad_files(void **state)
     assert_non_null(strstr(err, "cannot open"));
 }
 
+static int failing_step(struct db *db, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "no, not today");
+    return ERR_INVALID;
+}
+
+static int filling_step(struct db *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = db_stmt(db, "INSERT INTO things (name) VALUES ('filled by step 2')");
+    return st ? db_exec(db, st) : ERR_IO;
+}
+
+static void module_migrations(void **state)
+{
+    char err[256];
+    static const struct db_migration steps[] = {
+        {1, "things", "CREATE TABLE things (name TEXT NOT NULL)", NULL},
+        {2, "things get a row", NULL, filling_step},
+        {3, "things get a column, then fail", "ALTER TABLE things ADD COLUMN size INTEGER", failing_step},
+    };
+    struct db *db = db_open(NULL, err, sizeof err);
+    struct db_schema one = {"things", steps, 1}, two = {"things", steps, 2}, three = {"things", steps, 3};
+    assert_int_equal(db_migrate(db, &one, err, sizeof err), ERR_OK);
+    assert_int_equal(db_schema_version(db, "things"), 1);
+    assert_int_equal(count(db, "SELECT count(*) FROM things"), 0);
+    assert_int_equal(db_migrate(db, &two, err, sizeof err), ERR_OK); /* only step 2 runs */
+    assert_int_equal(db_migrate(db, &two, err, sizeof err), ERR_OK); /* nothing to do */
+    assert_int_equal(count(db, "SELECT count(*) FROM things"), 1);
+    assert_int_equal(db_migrate(db, &three, err, sizeof err), ERR_INVALID);
+    assert_non_null(strstr(err, "no, not today"));
+    assert_int_equal(db_schema_version(db, "things"), 2);
+    assert_null(db_stmt(db, "SELECT size FROM things")); /* the step's ALTER was rolled back */
+    assert_int_equal(db_schema_version(db, "store"), 1); /* other modules untouched */
+    assert_int_equal(db_migrate(db, &one, err, sizeof err), ERR_INVALID); /* a build that knows less */
+    db_close(db);
+}
+
 static void statement_cache(void **state)
 {
     char err[256];
-    struct db *db = db_open(NULL, err, sizeof err);
+    struct db *db = open_db(NULL, err, sizeof err);
     static const char sql[] = "SELECT count(*) FROM identities WHERE device_id = ?1";
     sqlite3_stmt *a = db_stmt(db, sql);
     assert_non_null(a);
@@ -222,7 +281,7 @@ static void commit_runs_hooks_in_order(void **state)
     char err[256];
     struct hook_log log = {""};
     struct hook_arg a = {&log, "a"}, b = {&log, "b"};
-    struct db *db = db_open(NULL, err, sizeof err);
+    struct db *db = open_db(NULL, err, sizeof err);
     assert_int_equal(db_defer(db, on_commit, on_rollback, &a), ERR_INVALID); /* no transaction */
     assert_int_equal(db_begin(db), ERR_OK);
     assert_true(db_in_transaction(db));
@@ -244,7 +303,7 @@ static void rollback_runs_hooks_newest_first(void **state)
     char err[256];
     struct hook_log log = {""};
     struct hook_arg a = {&log, "a"}, b = {&log, "b"};
-    struct db *db = db_open(NULL, err, sizeof err);
+    struct db *db = open_db(NULL, err, sizeof err);
     assert_int_equal(db_begin(db), ERR_OK);
     assert_int_equal(insert_dev(db, "d1"), ERR_OK);
     db_defer(db, on_commit, on_rollback, &a);
@@ -260,7 +319,7 @@ static void savepoint_rollback_inside_commit(void **state)
     char err[256];
     struct hook_log log = {""};
     struct hook_arg a = {&log, "a"}, b = {&log, "b"}, c = {&log, "c"};
-    struct db *db = db_open(NULL, err, sizeof err);
+    struct db *db = open_db(NULL, err, sizeof err);
     assert_int_equal(db_begin(db), ERR_OK);
     assert_int_equal(insert_dev(db, "d1"), ERR_OK);
     db_defer(db, on_commit, on_rollback, &a);
@@ -287,7 +346,7 @@ static void failing_commit_rolls_back(void **state)
     char err[256];
     struct hook_log log = {""};
     struct hook_arg a = {&log, "a"};
-    struct db *db = db_open(NULL, err, sizeof err);
+    struct db *db = open_db(NULL, err, sizeof err);
     assert_int_equal(insert_dev(db, "keep"), ERR_OK);
     assert_int_equal(db_begin(db), ERR_OK);
     assert_int_equal(run(db, "PRAGMA defer_foreign_keys = ON"), ERR_OK);
@@ -309,7 +368,7 @@ static void full_database_keeps_old_state(void **state)
     struct tdir t;
     char err[256], id[64];
     tdir_make(&t);
-    struct db *db = db_open(t.path, err, sizeof err);
+    struct db *db = open_db(t.path, err, sizeof err);
     assert_int_equal(insert_dev(db, "before"), ERR_OK);
     long long pages = count(db, "PRAGMA page_count");
     sqlite3_stmt *st = db_stmt(db, "PRAGMA max_page_count = 1"); /* clamps to the current size: "disk full" */
@@ -326,7 +385,7 @@ static void full_database_keeps_old_state(void **state)
     db_rollback(db);
     assert_int_equal(devices(db), 1);
     db_close(db);
-    db = db_open(t.path, err, sizeof err); /* opens fine, the old row is there */
+    db = open_db(t.path, err, sizeof err); /* opens fine, the old row is there */
     assert_non_null(db);
     assert_int_equal(devices(db), 1);
     db_close(db);
@@ -336,7 +395,7 @@ static void full_database_keeps_old_state(void **state)
 static void identities_foreign_key(void **state)
 {
     char err[256];
-    struct db *db = db_open(NULL, err, sizeof err);
+    struct db *db = open_db(NULL, err, sizeof err);
     assert_int_equal(insert_mod(db, "nodev", "m1"), ERR_EXISTS); /* constraint: the device must exist */
     assert_int_equal(insert_dev(db, "d"), ERR_OK);
     assert_int_equal(insert_mod(db, "d", "m1"), ERR_OK);
@@ -351,7 +410,7 @@ static void identities_foreign_key(void **state)
 static void meta_values(void **state)
 {
     char err[256], v[16];
-    struct db *db = db_open(NULL, err, sizeof err);
+    struct db *db = open_db(NULL, err, sizeof err);
     assert_int_equal(db_meta_get(db, "k", v, sizeof v), ERR_NOT_FOUND);
     assert_int_equal(db_meta_set(db, "k", "one"), ERR_OK);
     assert_int_equal(db_meta_set(db, "k", "a longer value"), ERR_OK);
@@ -368,6 +427,7 @@ int main(void)
         cmocka_unit_test(open_in_memory),
         cmocka_unit_test(file_round_trip_wal),
         cmocka_unit_test(refuses_bad_files),
+        cmocka_unit_test(module_migrations),
         cmocka_unit_test(statement_cache),
         cmocka_unit_test(commit_runs_hooks_in_order),
         cmocka_unit_test(rollback_runs_hooks_newest_first),

@@ -611,6 +611,53 @@ static void registry_devices(void **state)
     free(rw);
 }
 
+/* POST /devices, the bulk registry operation: its answers at the HTTP level (the items: test_bulk.c). */
+static void registry_bulk(void **state)
+{
+    struct resp r;
+    char *rw = token(RRW_KEY, "registryReadWrite");
+    http("POST", "/devices?" API, "[{\"id\":\"bulk-a\",\"importMode\":\"create\"},{\"id\":\"bulk-b\"}]", rw, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.ctype, "application/json; charset=utf-8");
+    assert_string_equal(r.body, "{\"isSuccessful\":true,\"errors\":[],\"warnings\":[]}");
+    resp_free(&r);
+    http("GET", "/devices/bulk-b?" API, NULL, rw, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http("POST", "/devices?" API, "[{\"id\":\"bulk-a\",\"importMode\":\"create\"},{\"id\":\"bulk-c\"}]", rw, &r);
+    assert_int_equal(r.status, 400); /* one failed item: the result, the other item applied */
+    json_t *j = json_loads(r.body, 0, NULL);
+    assert_false(json_is_true(json_object_get(j, "isSuccessful")));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(j, "errors"), 0),
+                                                          "errorCode")), "DeviceAlreadyExists");
+    json_decref(j);
+    resp_free(&r);
+    http("DELETE", "/devices/bulk-c?" API, NULL, rw, &r);
+    assert_int_equal(r.status, 204);
+    resp_free(&r);
+    http("POST", "/devices?" API, "[{\"id\":\"x\"},{\"id\":\"x\"}]", rw, &r);
+    assert_envelope_a(&r, 400, "ArgumentInvalid", "device 'x' appears more than once in the request");
+    resp_free(&r);
+    http("POST", "/devices?" API, "[{\"id\":", rw, &r);
+    assert_envelope_a(&r, 400, "IotHubFormatError", "The request body is not JSON.");
+    resp_free(&r);
+    http("POST", "/devices?" API, "[]", NULL, &r);
+    assert_int_equal(r.status, 401);
+    resp_free(&r);
+    http("PUT", "/devices?" API, "[]", rw, &r);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(r.allow, "GET, POST");
+    resp_free(&r);
+    http("POST", "/devices?" API, "[{\"id\":\"bulk-a\",\"importMode\":\"delete\"},"
+         "{\"id\":\"bulk-b\",\"importMode\":\"Delete\"}]", rw, &r); /* and leave the registry as it was */
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http("GET", "/devices/bulk-a?" API, NULL, rw, &r);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    free(rw);
+}
+
 static void registry_reads_and_delete(void **state)
 {
     struct resp r;
@@ -1325,6 +1372,7 @@ int main(void)
         cmocka_unit_test(authorization),
         cmocka_unit_test(authorization_cache),
         cmocka_unit_test(registry_devices),
+        cmocka_unit_test(registry_bulk),
         cmocka_unit_test(registry_reads_and_delete),
         cmocka_unit_test(registry_encoded_ids_and_modules),
         cmocka_unit_test(registry_disable_and_delete_disconnect),
