@@ -196,6 +196,8 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
         snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
         return ERR_NOMEM;
     }
+    if (hub_use_session_store(e->hub, e->db, err, errlen))
+        return ERR_IO;
     if (hub_use_twin_store(e->hub, e->db)) {
         snprintf(err, errlen, "cannot read the twins from the store");
         return ERR_IO;

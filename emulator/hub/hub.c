@@ -6,6 +6,7 @@
 #include "hub.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,11 +15,12 @@
 #include "err.h"
 #include "log.h"
 #include "loop.h"
+#include "db.h"
 #include "registry.h"
 #include "device_link.h"
+#include "sessionstore.h"
 #include "strmap.h"
 #include "twin.h"
-#include "db.h"
 #include "twinstore.h"
 #include <time.h>
 
@@ -28,7 +30,7 @@ struct hub_ident {
     bool methods_ready;      /* that link takes method calls (MQTT: subscribed to $iothub/methods/POST/#) */
     bool desired_ready;      /* that link takes desired patches ($iothub/twin/PATCH/properties/desired/#) */
     struct twin *twin;       /* NULL until first used or loaded (a fresh twin then) */
-    char *saved_session;     /* a front's persisted session state (hub_saved_session_*), or NULL */
+    char *saved_session;     /* without a session store: a front's persisted session state, or NULL */
 };
 
 enum call_state { CALL_WAITING, CALL_DELIVERED };
@@ -54,6 +56,7 @@ struct hub_call {
 struct hub {
     struct loop *loop;
     struct registry *reg;
+    struct db *session_db;   /* where persisted sessions live (hub_use_session_store), or NULL: in memory */
     struct strmap *idents;   /* key -> struct hub_ident */
     struct hub_call *calls;  /* every pending call */
     uint64_t next_call_id;
@@ -159,8 +162,38 @@ static struct hub_ident *ident_get(struct hub *h, const char *key, bool create)
 
 /* ---- persisted sessions ---- */
 
+/* Splits "device" or "device/module" (ids cannot hold '/'). Returns false when it does not fit. */
+static bool split_identity(const char *identity, char *dev, char *mod)
+{
+    const char *slash = strchr(identity, '/');
+    size_t dlen = slash ? (size_t)(slash - identity) : strlen(identity);
+    size_t mlen = slash ? strlen(slash + 1) : 0;
+    if (dlen > REGISTRY_MAX_ID || mlen > REGISTRY_MAX_ID)
+        return false;
+    memcpy(dev, identity, dlen);
+    dev[dlen] = '\0';
+    memcpy(mod, slash ? slash + 1 : "", mlen);
+    mod[mlen] = '\0';
+    return true;
+}
+
+int hub_use_session_store(struct hub *h, struct db *db, char *err, size_t errlen)
+{
+    int rc = sessionstore_migrate(db, err, errlen);
+    if (rc && db_is_read_only(db)) { /* serve what the store has; sessions then last as long as the process */
+        log_warn("persisted sessions are kept in memory only: %s", err);
+        return ERR_OK;
+    }
+    if (rc == ERR_OK)
+        h->session_db = db;
+    return rc;
+}
+
 int hub_saved_session_put(struct hub *h, const char *identity, const char *state)
 {
+    char dev[REGISTRY_MAX_ID + 1], mod[REGISTRY_MAX_ID + 1];
+    if (h->session_db)
+        return split_identity(identity, dev, mod) ? sessionstore_put(h->session_db, dev, mod, state) : ERR_INVALID;
     struct hub_ident *id = ident_get(h, identity, true);
     char *copy = strdup(state);
     if (!id || !copy) {
@@ -174,12 +207,21 @@ int hub_saved_session_put(struct hub *h, const char *identity, const char *state
 
 char *hub_saved_session_get(struct hub *h, const char *identity)
 {
+    char dev[REGISTRY_MAX_ID + 1], mod[REGISTRY_MAX_ID + 1];
+    if (h->session_db)
+        return split_identity(identity, dev, mod) ? sessionstore_get(h->session_db, dev, mod) : NULL;
     struct hub_ident *id = ident_get(h, identity, false);
     return id && id->saved_session ? strdup(id->saved_session) : NULL;
 }
 
 void hub_saved_session_drop(struct hub *h, const char *identity)
 {
+    char dev[REGISTRY_MAX_ID + 1], mod[REGISTRY_MAX_ID + 1];
+    if (h->session_db) {
+        if (split_identity(identity, dev, mod))
+            sessionstore_delete(h->session_db, dev, mod);
+        return;
+    }
     struct hub_ident *id = ident_get(h, identity, false);
     if (id) {
         free(id->saved_session);

@@ -15,6 +15,7 @@
 #include "device_link.h"
 #include "twin.h"
 
+struct db;
 struct hub;
 struct loop;
 struct registry;
@@ -80,6 +81,9 @@ void hub_forget_identity(struct hub *h, const char *device_id, const char *modul
  * kept; ERR_OK, ERR_NOMEM, or a store error. get returns a malloc'd copy (caller frees), or NULL when nothing is
  * kept. drop forgets it (a no-op when nothing is kept). */
 int hub_saved_session_put(struct hub *h, const char *identity, const char *state);
+/* Keeps persisted sessions in the durable store (store/sessionstore.h), so they survive restarts; without it
+ * they are kept in memory. Migrates the table; ERR_OK or an error with a reason in err. */
+int hub_use_session_store(struct hub *h, struct db *db, char *err, size_t errlen);
 char *hub_saved_session_get(struct hub *h, const char *identity);
 void hub_saved_session_drop(struct hub *h, const char *identity);
 

@@ -338,14 +338,18 @@ static void session_state_parse(const char *text, uint32_t *subs, uint32_t *qos1
     }
 }
 
-/* CleanSession 0: the subscriptions are the session, so every change is kept before it is acknowledged. */
-static int save_session(struct session *s)
+/* CleanSession 0: the subscriptions are the session, so every change is kept before it is acknowledged. When
+ * the store cannot take it (disk full, read-only) the connection keeps its subscriptions all the same: only a
+ * later reconnect loses them, and the log says so. */
+static void save_session(struct session *s)
 {
     if (s->clean)
-        return ERR_OK;
+        return;
     char text[SESSION_STATE_MAX];
     session_state_text(s->subs, s->qos1, text);
-    return hub_saved_session_put(s->env->hub, s->ident, text);
+    int rc = hub_saved_session_put(s->env->hub, s->ident, text);
+    if (rc)
+        log_warn("%s: its session could not be kept (%s): a reconnect will not find it", s->ident, err_str(rc));
 }
 
 /* What the hub should know once subscriptions changed from before to s->subs (after the SUBACK, CONNACK or
@@ -383,8 +387,7 @@ static int on_subscribe(struct session *s, const struct mqtt_subscribe *sub)
         log_debug("%s: SUBSCRIBE '%s' granted QoS %u", s->ident,
                   log_text(sub->filters[i].p, sub->filters[i].len, text), (unsigned)codes[i]);
     }
-    if (save_session(s))
-        return fail(s, "cannot keep the session");
+    save_session(s);
     if (send_scratch(s, mqtt_encode_suback(&s->scratch, sub->packet_id, codes, sub->count)))
         return ERR_CLOSED;
     announce_subs(s, before);
@@ -401,8 +404,8 @@ static int on_unsubscribe(struct session *s, const struct mqtt_subscribe *unsub)
             s->subs &= ~(1u << kind);
         log_debug("%s: UNSUBSCRIBE '%s'", s->ident, log_text(unsub->filters[i].p, unsub->filters[i].len, text));
     }
-    if (s->subs != before && save_session(s))
-        return fail(s, "cannot keep the session");
+    if (s->subs != before)
+        save_session(s);
     if (send_scratch(s, mqtt_encode_ack(&s->scratch, MQTT_UNSUBACK, unsub->packet_id)))
         return ERR_CLOSED;
     announce_subs(s, before);

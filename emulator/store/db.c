@@ -159,12 +159,21 @@ static void hooks_rollback(struct db *db, size_t from)
 
 static void hooks_commit(struct db *db)
 {
-    /* A hook may not open a transaction (depth is 0 here), so the array does not move under us. */
-    for (size_t i = 0; i < db->nhooks; i++) {
-        if (db->hooks[i].on_commit)
-            db->hooks[i].on_commit(db->hooks[i].arg);
+    /* Taken out of db first: a hook that used the store anyway could not move the array under this loop. */
+    struct db_hook *h = db->hooks;
+    size_t n = db->nhooks, cap = db->hookcap;
+    db->hooks = NULL;
+    db->nhooks = db->hookcap = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].on_commit)
+            h[i].on_commit(h[i].arg);
     }
-    db->nhooks = 0;
+    if (!db->hooks) {
+        db->hooks = h; /* keep the allocation for the next transaction */
+        db->hookcap = cap;
+    } else {
+        free(h);
+    }
 }
 
 int db_begin(struct db *db)

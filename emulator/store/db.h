@@ -64,8 +64,8 @@ bool db_in_transaction(const struct db *db);
 /* Registers work to do when the current transaction ends: on_commit (may be NULL) after the outermost COMMIT
  * succeeded, in registration order; else on_rollback (may be NULL) when the level it was registered in, or
  * any enclosing one, is rolled back. Exactly one of the two runs, once. This is how in-memory indexes follow
- * the database: change the rows, register the in-memory change, commit. ERR_INVALID outside a transaction,
- * ERR_NOMEM (nothing registered) when out of memory. */
+ * the database: change the rows, register the in-memory change, commit. Hooks update memory only: they must
+ * not use the store. ERR_INVALID outside a transaction, ERR_NOMEM (nothing registered) when out of memory. */
 int db_defer(struct db *db, void (*on_commit)(void *arg), void (*on_rollback)(void *arg), void *arg);
 
 /* A prepared statement for sql, which must be a string constant in our source (statements are cached by

@@ -30,8 +30,11 @@ def enter_private_mount_namespace():
     if os.geteuid() != 0 or not shutil.which("unshare"):
         print("SKIPPED: needs root and unshare(1) to mount a small tmpfs in a private mount namespace")
         sys.exit(SKIP)
-    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
-        print("SKIPPED: cannot create a mount namespace here (unshare -m failed)")
+    probe = ('d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs "$d" && mount --bind "$d" "$d" && '
+             'mount -o remount,bind,ro "$d" && umount "$d" && umount "$d" && rmdir "$d"')
+    if subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", probe],
+                      capture_output=True).returncode != 0:
+        print("SKIPPED: cannot mount a tmpfs and a read-only bind mount in a private mount namespace here")
         sys.exit(SKIP)
     env = dict(os.environ, IOTHUB_TEST_IN_MNTNS="1")
     os.execvpe("unshare", ["unshare", "-m", "--propagation", "private", sys.executable] + sys.argv, env)
