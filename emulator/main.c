@@ -217,6 +217,10 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
     }
     if (hub_use_session_store(e->hub, e->db, err, errlen))
         return ERR_IO;
+    if (hub_use_twin_store(e->hub, e->db)) {
+        snprintf(err, errlen, "cannot read the twins from the store");
+        return ERR_IO;
+    }
     faults_set_sdk_protocol(e->faults, !e->cfg.no_fault_injection);
     if (faults_set_throttle(e->faults, e->cfg.throttle)) {
         snprintf(err, errlen, "--throttle: unknown tier");
