@@ -16,6 +16,7 @@
 #include "amqp.h"
 #include "auth.h"
 #include "c2d.h"
+#include "jobs.h"
 #include "certs.h"
 #include "config.h"
 #include "db.h"
@@ -56,6 +57,7 @@ struct emulator {
     struct session_env mqtt_env; /* every MQTT session's environment */
     struct proto mqtt;           /* the MQTT front, as net sees it */
     struct c2d *c2d;             /* cloud-to-device queues */
+    struct jobs *jobs;           /* scheduled jobs (jobs.h) */
     struct amqp_env amqp_env;    /* every AMQP connection's environment */
     struct proto amqp;           /* the AMQP front, as net sees it */
     struct net *net;    /* the listeners on --bind (127.0.0.1 for "localhost") */
@@ -211,7 +213,8 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
     e->telemetry = telemetry_new((size_t)e->cfg.telemetry_log, TELEMETRY_MAX_BYTES);
     e->faults = e->hub ? faults_new(e->loop, e->hub) : NULL;
     e->c2d = c2d_new(e->reg, NULL, e->cfg.c2d_ttl_s); /* memory only until the SQLite store plugs in */
-    if (!e->auth || !e->hub || !e->telemetry || !e->faults || !e->c2d || setup_signals(e)) {
+    e->jobs = e->hub ? jobs_new(e->loop, e->hub) : NULL;
+    if (!e->auth || !e->hub || !e->telemetry || !e->faults || !e->c2d || !e->jobs || setup_signals(e)) {
         snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
         return ERR_NOMEM;
     }
@@ -221,6 +224,8 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
         snprintf(err, errlen, "cannot read the twins from the store");
         return ERR_IO;
     }
+    if (jobs_use_store(e->jobs, e->db, err, errlen))
+        return ERR_IO;
     faults_set_sdk_protocol(e->faults, !e->cfg.no_fault_injection);
     if (faults_set_throttle(e->faults, e->cfg.throttle)) {
         snprintf(err, errlen, "--throttle: unknown tier");
@@ -232,7 +237,7 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
         .loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
         .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind, .http_port = e->cfg.http_port,
         .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry,
-        .faults = e->faults, .c2d = e->c2d};
+        .faults = e->faults, .c2d = e->c2d, .jobs = e->jobs};
     e->rest = rest_new(&rc, err, errlen);
     if (!e->rest)
         return ERR_IO;
@@ -274,6 +279,7 @@ static void emulator_cleanup(struct emulator *e)
     net_free(e->net_v6);
     net_free(e->net); /* sessions leave the hub as they close */
     rest_free(e->rest);
+    jobs_free(e->jobs); /* before the hub: cancels the jobs' pending calls */
     faults_free(e->faults);
     c2d_free(e->c2d);
     hub_free(e->hub);
