@@ -66,7 +66,7 @@ async function connectAll(devices, onCall) {
   return clients;
 }
 
-test('scheduleDeviceMethod reaches the 3 of 5 matching devices; statistics, getJob, devices.jobs, createQuery', async () => {
+test('scheduleDeviceMethod reaches the 3 of 5 matching devices; statistics, getJob, devices.jobs, createQuery', { timeout: 120000 }, async () => {
   await withEmulator({}, async (emu) => {
     const registry = Registry.fromConnectionString(emu.serviceConnectionString());
     const jobs = JobClient.fromConnectionString(emu.serviceConnectionString());
@@ -115,7 +115,7 @@ test('scheduleDeviceMethod reaches the 3 of 5 matching devices; statistics, getJ
   });
 });
 
-test('a future startTime stays scheduled, then runs; cancelJob cancels a scheduled job', async () => {
+test('a future startTime stays scheduled, then runs; cancelJob cancels a scheduled job', { timeout: 120000 }, async () => {
   await withEmulator({}, async (emu) => {
     const registry = Registry.fromConnectionString(emu.serviceConnectionString());
     const jobs = JobClient.fromConnectionString(emu.serviceConnectionString());
@@ -154,7 +154,7 @@ test('a future startTime stays scheduled, then runs; cancelJob cancels a schedul
   });
 });
 
-test('scheduleTwinUpdate: the matching connected devices receive the desired patch', async () => {
+test('scheduleTwinUpdate: the matching connected devices receive the desired patch', { timeout: 120000 }, async () => {
   await withEmulator({}, async (emu) => {
     const registry = Registry.fromConnectionString(emu.serviceConnectionString());
     const jobs = JobClient.fromConnectionString(emu.serviceConnectionString());
@@ -188,7 +188,7 @@ test('scheduleTwinUpdate: the matching connected devices receive the desired pat
   });
 });
 
-test('an offline target counts as failed (DeviceNotOnline)', async () => {
+test('an offline target counts as failed (DeviceNotOnline)', { timeout: 120000 }, async () => {
   await withEmulator({}, async (emu) => {
     const registry = Registry.fromConnectionString(emu.serviceConnectionString());
     const jobs = JobClient.fromConnectionString(emu.serviceConnectionString());
@@ -214,7 +214,7 @@ test('an offline target counts as failed (DeviceNotOnline)', async () => {
   });
 });
 
-test('a job over 1,000 devices completes within its max execution time', async () => {
+test('a job over 1,000 devices completes within its max execution time', { timeout: 120000 }, async () => {
   await withEmulator({}, async (emu) => {
     const registry = Registry.fromConnectionString(emu.serviceConnectionString());
     const jobs = JobClient.fromConnectionString(emu.serviceConnectionString());
@@ -241,18 +241,19 @@ test('a job over 1,000 devices completes within its max execution time', async (
   });
 });
 
-test('a job running when the emulator stops is failed after the restart; finished jobs survive', async () => {
+test('a job running when the emulator stops is failed after the restart; finished jobs survive', { timeout: 120000 }, async () => {
   const { Emulator } = require('./lib/emulator');
   const emu = new Emulator({});
   await emu.start();
+  let c = { close: async () => {} };
   try {
     const registry = Registry.fromConnectionString(emu.serviceConnectionString());
     const jobs = JobClient.fromConnectionString(emu.serviceConnectionString());
     const devices = await fiveDevices(emu, registry, 'r');
     // r0 answers late (never, within the job): the job stays running.
-    const c = DeviceClient.fromConnectionString(devices[0].cs, Mqtt);
+    c = DeviceClient.fromConnectionString(devices[0].cs, Mqtt);
     await c.open();
-    c.onDeviceMethod('reboot', () => {});
+    c.onDeviceMethod('reboot', () => {}); // never answers
     await until('1 method listener', async () => (await health(emu)).methodListeners >= 1);
     const runningId = randomId('run');
     await jobs.scheduleDeviceMethod(runningId, "deviceId = 'r0'", { methodName: 'reboot', responseTimeoutInSeconds: 300 });
@@ -261,7 +262,6 @@ test('a job running when the emulator stops is failed after the restart; finishe
     await jobs.scheduleTwinUpdate(laterId, "deviceId = 'r1'", { properties: { desired: { x: 1 } } },
       new Date(Date.now() + 3600000), 600);
     await emu.stop('SIGKILL'); // as a crash: the job is still running in the store
-    c.close().catch(() => {});
     await emu.start({ freshRegistry: false });
     const { jobStatus: failed } = await jobs.getJob(runningId);
     assert.equal(failed.status, 'failed');
@@ -272,6 +272,7 @@ test('a job running when the emulator stops is failed after the restart; finishe
     emu.dumpLog();
     throw err;
   } finally {
+    c.close().catch(() => {});
     await emu.stop();
   }
 });
