@@ -46,6 +46,7 @@ struct emulator {
     struct rest *rest;
     struct net *net;    /* the listeners on --bind (127.0.0.1 for "localhost") */
     struct net *net_v6; /* "localhost" only: the same ports on ::1 (NULL when IPv6 is unavailable) */
+    size_t connections; /* of both nets: --max-connections counts them together */
     int signal_fd;
     bool stopping;
 };
@@ -53,6 +54,11 @@ struct emulator {
 static int http_handoff(void *ctx, int fd, const struct sockaddr *addr, socklen_t len)
 {
     return rest_add_connection(ctx, fd, addr, len);
+}
+
+static int64_t http_idle(void *ctx, int fd)
+{
+    return rest_idle_since(ctx, fd);
 }
 
 static void on_stop_timer(struct loop *l, void *ctx)
@@ -143,13 +149,16 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
         .mqtts_port = e->cfg.mqtts_port ? e->cfg.mqtts_port : -1, /* 0 disables a listener */
         .https_port = e->cfg.https_port ? e->cfg.https_port : -1,
         .mqtt_port = e->cfg.mqtt_port ? e->cfg.mqtt_port : -1,
+        .http_port = e->cfg.http_port ? e->cfg.http_port : -1, /* accepted here, handed to rest */
         .tls = e->tls,
         .session_env = {.loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
                         .token_skew_s = e->cfg.token_skew_s, .max_packet = MQTT_MAX_PACKET_DEFAULT,
                         .telemetry = e->telemetry},
         .http_handoff = http_handoff,
         .http_ctx = e->rest,
+        .http_idle = http_idle,
         .max_connections = (size_t)e->cfg.max_connections,
+        .shared_count = &e->connections,
         .connect_timeout_s = e->cfg.connect_timeout_s,
     };
     e->net = net_new(e->loop, &nc, err, errlen);
@@ -162,6 +171,7 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
     nc.mqtts_port = net_port(e->net, NET_MQTTS);
     nc.https_port = net_port(e->net, NET_HTTPS);
     nc.mqtt_port = net_port(e->net, NET_MQTT);
+    nc.http_port = net_port(e->net, NET_HTTP);
     char why[256];
     e->net_v6 = net_new(e->loop, &nc, why, sizeof why);
     if (!e->net_v6)
@@ -181,8 +191,11 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
     }
     struct rest_config rc = {
         .loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
-        .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind, .http_port = e->cfg.http_port,
-        .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry};
+        .http_port = 0, /* no listener of its own: net accepts the HTTP port, so the connection limit and its
+                           eviction of idle connections cover it (issue 23) */
+        .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry,
+        .head_timeout_s = e->cfg.connect_timeout_s, .idle_timeout_s = e->cfg.http_idle_timeout_s,
+        .max_connections = (unsigned)e->cfg.max_connections};
     e->rest = rest_new(&rc, err, errlen);
     if (!e->rest)
         return ERR_IO;
@@ -201,8 +214,8 @@ static void print_banner(const struct emulator *e)
                net_port(e->net, NET_HTTPS), b, net_port(e->net, NET_HTTPS));
     if (net_port(e->net, NET_MQTT) >= 0)
         printf("  MQTT, plain (dev only): mqtt://%s:%d\n", b, net_port(e->net, NET_MQTT));
-    if (e->cfg.http_port)
-        printf("  HTTP, plain (dev only): http://%s:%d  (/health, /emulator/ca.pem)\n", b, rest_actual_http_port(e->rest));
+    if (net_port(e->net, NET_HTTP) >= 0)
+        printf("  HTTP, plain (dev only): http://%s:%d  (/health, /emulator/ca.pem)\n", b, net_port(e->net, NET_HTTP));
     printf("  CA certificate:         %s\n", e->certs.ca_path ? e->certs.ca_path : "(given with --cert)");
     printf("  Service connection string: HostName=%s;SharedAccessKeyName=iothubowner;SharedAccessKey=%s\n", host,
            e->cfg.owner_key);

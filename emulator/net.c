@@ -57,6 +57,7 @@ struct conn {
     struct buf ws_app;
     struct session *session;
     int proxy_fd;
+    int proxy_peer_fd;   /* the REST server's end (owned by it), to ask whether it is idle */
     uint32_t proxy_events;
     struct buf proxy_out;
     struct loop_timer *deadline;
@@ -72,6 +73,8 @@ struct net {
     struct loop_timer *accept_retry; /* armed while accepting is paused (out of fds) */
     struct conn *conns;
     size_t nconns;
+    size_t own_count;
+    size_t *count; /* toward max_connections: own_count or cfg.shared_count */
     struct conn *flush_list;
     bool has_dead;
     uint8_t rbuf[NET_READ_CHUNK]; /* every read lands here first, so idle connections own no input storage */
@@ -267,7 +270,7 @@ static void on_proxy_io(struct loop *l, int fd, uint32_t events, void *ctx)
     conn_update_events(c);
 }
 
-static bool start_proxy(struct conn *c)
+static bool start_proxy(struct conn *c, const char *transport)
 {
     int sv[2];
     if (!c->net->cfg.http_handoff || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
@@ -282,9 +285,10 @@ static bool start_proxy(struct conn *c)
         return false;
     }
     c->proxy_fd = sv[0];
+    c->proxy_peer_fd = sv[1];
     c->proxy_events = EPOLLIN;
     c->proto = PROTO_PROXY;
-    c->transport = "https";
+    c->transport = transport;
     buf_init(&c->proxy_out, NET_OUT_MAX);
     c->out.max = NET_OUT_MAX;
     conn_established(c); /* libmicrohttpd applies its own timeouts from here */
@@ -338,7 +342,7 @@ static void on_sniff(struct conn *c)
         reply_http_error(c, 400, "expected a WebSocket upgrade on /$iothub/websocket");
         return;
     }
-    if (!start_proxy(c)) {
+    if (!start_proxy(c, "https")) {
         reply_http_error(c, 503, "the REST server is not available");
         return;
     }
@@ -559,9 +563,9 @@ static struct conn *conn_new(struct net *n, int fd, enum net_listener kind, cons
     format_peer(&c->addr, c->peer, sizeof c->peer); /* before session_new, which names the session by it */
     buf_init(&c->in, n->cfg.session_env.max_packet + 64 * 1024);
     buf_init(&c->out, NET_OUT_MAX);
-    c->proto = kind == NET_HTTPS ? PROTO_SNIFF : PROTO_MQTT;
-    c->transport = kind == NET_MQTTS ? "mqtts" : kind == NET_MQTT ? "mqtt" : "https";
-    if (kind != NET_MQTT) {
+    c->proto = kind == NET_HTTPS ? PROTO_SNIFF : kind == NET_HTTP ? PROTO_PROXY : PROTO_MQTT;
+    c->transport = kind == NET_MQTTS ? "mqtts" : kind == NET_MQTT ? "mqtt" : kind == NET_HTTP ? "http" : "https";
+    if (kind == NET_MQTTS || kind == NET_HTTPS) {
         c->ssl = SSL_new(n->cfg.tls);
         if (!c->ssl || !SSL_set_fd(c->ssl, fd))
             goto fail;
@@ -579,6 +583,11 @@ static struct conn *conn_new(struct net *n, int fd, enum net_listener kind, cons
         n->conns->prev = c;
     n->conns = c;
     n->nconns++;
+    (*n->count)++;
+    if (kind == NET_HTTP && !start_proxy(c, "http")) {
+        log_warn("%s: the REST server is not available; closing", c->peer);
+        mark_dead(c); /* freed (and fd closed) before the next wait */
+    }
     return c;
 fail:
     loop_timer_cancel(n->loop, c->deadline);
@@ -626,6 +635,34 @@ static void on_accept_error(struct net *n, int e)
         set_accepting(n, false);
 }
 
+static void conn_free(struct net *n, struct conn *c);
+
+/* At the connection limit: closes the HTTP connection (plain or over TLS) that has been idle longest, so a
+ * new client is served rather than refused. Idle keep-alive connections are the cheapest to lose: HTTP
+ * clients reconnect on their own. Only this net's connections are candidates. */
+static bool evict_idle_http(struct net *n)
+{
+    if (!n->cfg.http_idle)
+        return false;
+    struct conn *oldest = NULL;
+    int64_t oldest_since = 0;
+    for (struct conn *c = n->conns; c; c = c->next) {
+        if (c->proto != PROTO_PROXY || c->closing || c->proxy_fd < 0)
+            continue;
+        int64_t since = n->cfg.http_idle(n->cfg.http_ctx, c->proxy_peer_fd);
+        if (since >= 0 && (!oldest || since < oldest_since)) {
+            oldest = c;
+            oldest_since = since;
+        }
+    }
+    if (!oldest)
+        return false;
+    log_info("%s: connection limit (%zu) reached; closing this idle %s connection for a new one", oldest->peer,
+             n->cfg.max_connections, oldest->transport);
+    conn_free(n, oldest); /* now, so the count is exact; its events later in this iteration are dropped */
+    return true;
+}
+
 static void on_accept(struct loop *l, int lfd, uint32_t events, void *ctx)
 {
     struct net *n = ctx;
@@ -637,7 +674,7 @@ static void on_accept(struct loop *l, int lfd, uint32_t events, void *ctx)
             on_accept_error(n, errno);
             return;
         }
-        if (n->nconns >= n->cfg.max_connections) {
+        if (*n->count >= n->cfg.max_connections && !evict_idle_http(n)) {
             log_warn("connection limit (%zu) reached; refusing a connection", n->cfg.max_connections);
             close(fd);
             continue;
@@ -687,6 +724,7 @@ static void conn_free(struct net *n, struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     n->nconns--;
+    (*n->count)--;
     if (c->flush_queued)
         flush_list_remove(n, c);
     session_free(c->session);
@@ -780,7 +818,8 @@ struct net *net_new(struct loop *loop, const struct net_config *cfg, char *err, 
     }
     n->loop = loop;
     n->cfg = *cfg;
-    int ports[NET_LISTENERS] = {cfg->mqtts_port, cfg->https_port, cfg->mqtt_port};
+    n->count = cfg->shared_count ? cfg->shared_count : &n->own_count;
+    int ports[NET_LISTENERS] = {cfg->mqtts_port, cfg->https_port, cfg->mqtt_port, cfg->http_port};
     for (int i = 0; i < NET_LISTENERS; i++) {
         n->listen_fd[i] = -1;
         n->port[i] = -1;

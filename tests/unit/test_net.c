@@ -206,7 +206,7 @@ static int setup(void **state)
     assert_int_equal(pipe2(E.wake, O_NONBLOCK | O_CLOEXEC), 0);
     assert_int_equal(loop_add_fd(E.loop, E.wake[0], EPOLLIN, on_wake, NULL), ERR_OK);
     struct net_config nc = {
-        .bind = "127.0.0.1", .mqtts_port = 0, .https_port = 0, .mqtt_port = 0, .tls = E.srv,
+        .bind = "127.0.0.1", .mqtts_port = 0, .https_port = 0, .mqtt_port = 0, .http_port = -1, .tls = E.srv,
         .session_env = {.loop = E.loop, .hub = E.hub, .reg = E.reg, .auth = E.auth,
                         .max_packet = MQTT_MAX_PACKET_DEFAULT},
         .http_handoff = handoff, .http_ctx = NULL, .max_connections = 1000, .connect_timeout_s = 10};
@@ -612,7 +612,7 @@ static void idle_connections_hold_no_buffers(void **state)
 static void net_free_removes_its_hook(void **state)
 {
     char err[128];
-    struct net_config nc = {.bind = "127.0.0.1", .mqtts_port = -1, .https_port = -1, .mqtt_port = 0,
+    struct net_config nc = {.bind = "127.0.0.1", .mqtts_port = -1, .https_port = -1, .mqtt_port = 0, .http_port = -1,
                             .session_env = {.loop = E.loop, .hub = E.hub, .reg = E.reg, .auth = E.auth,
                                             .max_packet = 1024},
                             .max_connections = 10, .connect_timeout_s = 1};
