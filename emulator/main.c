@@ -202,6 +202,16 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
     return setup_listeners(e, err, errlen);
 }
 
+/* Keys in the banner (stdout, so every container log): only the published development keys are printed in
+ * full; a custom key is masked. Its owner set the owner key; a custom device1 key can be printed on purpose
+ * with iothub-service (issue 23). */
+#define BANNER_MASK "****"
+
+static const char *banner_key(const char *key, const char *well_known)
+{
+    return strcmp(key, well_known) == 0 ? key : BANNER_MASK;
+}
+
 static void print_banner(const struct emulator *e)
 {
     const char *host = e->cfg.hostnames[0];
@@ -217,11 +227,15 @@ static void print_banner(const struct emulator *e)
     if (net_port(e->net, NET_HTTP) >= 0)
         printf("  HTTP, plain (dev only): http://%s:%d  (/health, /emulator/ca.pem)\n", b, net_port(e->net, NET_HTTP));
     printf("  CA certificate:         %s\n", e->certs.ca_path ? e->certs.ca_path : "(given with --cert)");
-    printf("  Service connection string: HostName=%s;SharedAccessKeyName=iothubowner;SharedAccessKey=%s\n", host,
-           e->cfg.owner_key);
-    if (!e->cfg.no_default_device)
-        printf("  Device connection string:  HostName=%s;DeviceId=%s;SharedAccessKey=%s\n", host, DEFAULT_DEVICE_ID,
-               e->cfg.device1_key);
+    const char *owner = banner_key(e->cfg.owner_key, CONFIG_DEFAULT_OWNER_KEY);
+    printf("  Service connection string: HostName=%s;SharedAccessKeyName=iothubowner;SharedAccessKey=%s%s\n", host,
+           owner, owner == e->cfg.owner_key ? "" : "  (your --owner-key / IOTHUB_EMULATOR_OWNER_KEY; not printed)");
+    if (!e->cfg.no_default_device) {
+        const char *dev = banner_key(e->cfg.device1_key, CONFIG_DEFAULT_DEVICE1_KEY);
+        printf("  Device connection string:  HostName=%s;DeviceId=%s;SharedAccessKey=%s%s\n", host, DEFAULT_DEVICE_ID,
+               dev, dev == e->cfg.device1_key ? ""
+                    : "  (custom key, not printed; print it with: iothub-service device connection-string " DEFAULT_DEVICE_ID ")");
+    }
     printf("ready\n");
     fflush(stdout);
 }
