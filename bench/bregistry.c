@@ -1,4 +1,4 @@
-/* bregistry.c -- writes a bench registry.json (see bregistry.h). The shape follows what emulator/registry.c
+/* bregistry.c -- writes a bench registry.json (see bregistry.h). The shape follows what emulator/store/registry.c
  * writes and loads: {"version":1,"devices":[{primaryKey, secondaryKey, status, statusReason, generationId,
  * version, statusUpdatedTime, deviceId, iotEdge, modules}]}, devices sorted by id ("bench-..." < "device1"). */
 #include "bregistry.h"

@@ -1,4 +1,4 @@
-/* bregistry.h -- writes a registry.json in the emulator's file format (emulator/registry.c: {"version":1,
+/* bregistry.h -- writes a registry.json in the emulator's file format (emulator/store/registry.c: {"version":1,
  * "devices":[...]} sorted by id) with N bench devices and the well-known device1, so start-up and scale runs
  * need no REST calls to create identities (subcommand "gen-registry"). */
 #ifndef IOTHUB_BENCH_BREGISTRY_H

@@ -23,6 +23,7 @@
 #include "net.h"
 #include "registry.h"
 #include "rest.h"
+#include "session.h"
 #include "telemetry.h"
 #include "tls.h"
 
@@ -44,6 +45,8 @@ struct emulator {
     struct hub *hub;
     struct telemetry *telemetry;
     struct rest *rest;
+    struct session_env mqtt_env; /* every MQTT session's environment */
+    struct proto mqtt;           /* the MQTT front, as net sees it */
     struct net *net;    /* the listeners on --bind (127.0.0.1 for "localhost") */
     struct net *net_v6; /* "localhost" only: the same ports on ::1 (NULL when IPv6 is unavailable) */
     size_t connections; /* of both nets: --max-connections counts them together */
@@ -144,6 +147,10 @@ static bool bind_is_localhost(const struct emulator *e)
 
 static int setup_listeners(struct emulator *e, char *err, size_t errlen)
 {
+    e->mqtt_env = (struct session_env){.loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
+                                       .token_skew_s = e->cfg.token_skew_s, .max_packet = MQTT_MAX_PACKET_DEFAULT,
+                                       .telemetry = e->telemetry};
+    session_proto(&e->mqtt, &e->mqtt_env);
     struct net_config nc = {
         .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind,
         .mqtts_port = e->cfg.mqtts_port ? e->cfg.mqtts_port : -1, /* 0 disables a listener */
@@ -151,9 +158,7 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
         .mqtt_port = e->cfg.mqtt_port ? e->cfg.mqtt_port : -1,
         .http_port = e->cfg.http_port ? e->cfg.http_port : -1, /* accepted here, handed to rest */
         .tls = e->tls,
-        .session_env = {.loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
-                        .token_skew_s = e->cfg.token_skew_s, .max_packet = MQTT_MAX_PACKET_DEFAULT,
-                        .telemetry = e->telemetry},
+        .mqtt = &e->mqtt,
         .http_handoff = http_handoff,
         .http_ctx = e->rest,
         .http_idle = http_idle,

@@ -141,38 +141,6 @@ const char *service_client_host(const struct service_client *c)
     return c->cs.host_name;
 }
 
-void service_client_result_cleanup(struct service_client_result *r)
-{
-    if (!r)
-        return;
-    free(r->payload);
-    free(r->error_name);
-    free(r->message);
-    memset(r, 0, sizeof *r);
-}
-
-void service_client_identity_cleanup(struct service_client_identity *id)
-{
-    if (!id)
-        return;
-    free(id->device_id);
-    free(id->module_id);
-    free(id->primary_key);
-    free(id->secondary_key);
-    free(id->status);
-    free(id->etag);
-    free(id->connection_state);
-    free(id->json);
-    memset(id, 0, sizeof *id);
-}
-
-void service_client_identity_list_free(struct service_client_identity *ids, size_t n)
-{
-    for (size_t i = 0; ids && i < n; i++)
-        service_client_identity_cleanup(&ids[i]);
-    free(ids);
-}
-
 /* ---- one REST call with retries ---- */
 
 static int new_request_id(char out[37])

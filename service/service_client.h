@@ -11,8 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SERVICE_CLIENT_VERSION "0.1.0"
-#define SERVICE_CLIENT_API_VERSION "2021-04-12"
+#include "service_result.h"
 
 struct service_client;
 
@@ -34,37 +33,6 @@ void service_client_free(struct service_client *c);
 /* The HostName of the connection string. Owned by the client. */
 const char *service_client_host(const struct service_client *c);
 
-enum service_client_kind {
-    SERVICE_CLIENT_ANSWERED,        /* invoke: the device answered (any device status); registry: HTTP 2xx */
-    SERVICE_CLIENT_HUB_ERROR,       /* the hub answered with an HTTP error */
-    SERVICE_CLIENT_TRANSPORT_ERROR, /* no HTTP answer: connection refused, TLS verification failed, ... */
-};
-
-/* What went wrong below HTTP (TRANSPORT_ERROR only). */
-enum service_client_net {
-    SERVICE_CLIENT_NET_NONE,
-    SERVICE_CLIENT_NET_CONNECT, /* name resolution, connection refused, connect timeout */
-    SERVICE_CLIENT_NET_TLS,     /* handshake or certificate verification failed */
-    SERVICE_CLIENT_NET_TIMEOUT, /* connected, but no complete answer in time */
-    SERVICE_CLIENT_NET_RESET,   /* the connection broke during the exchange */
-    SERVICE_CLIENT_NET_OTHER,
-};
-
-/* The outcome of one operation. Strings are malloc'd; free with service_client_result_cleanup. */
-struct service_client_result {
-    enum service_client_kind kind;
-    long http_status;   /* of the final response; 0 for TRANSPORT_ERROR */
-    int status;         /* ANSWERED invoke: the device's status */
-    char *payload;      /* ANSWERED invoke: the device's payload as JSON text, "null" when it sent none */
-    long error_code;    /* HUB_ERROR: the hub's numeric code (404103, 504101, 401002...); 0 when unknown */
-    char *error_name;   /* HUB_ERROR: e.g. "DeviceNotOnline" (body or iothub-errorcode header); NULL if none */
-    char *message;      /* HUB_ERROR: the hub's message; TRANSPORT_ERROR: curl's; on ERR_INVALID: the reason */
-    enum service_client_net net;
-    int tries;          /* HTTP attempts made */
-};
-
-void service_client_result_cleanup(struct service_client_result *r);
-
 /* A direct-method call. */
 struct service_client_method {
     const char *device_id;
@@ -81,30 +49,6 @@ struct service_client_method {
  * 429/503: a method call is not idempotent. Always call service_client_result_cleanup on *out. */
 int service_client_invoke(struct service_client *c, const struct service_client_method *m,
                           struct service_client_result *out);
-
-/* An identity as the registry returns it. Strings malloc'd (NULL when absent); free with
- * service_client_identity_cleanup. */
-struct service_client_identity {
-    char *device_id;
-    char *module_id;        /* NULL for a device */
-    char *primary_key;
-    char *secondary_key;
-    char *status;           /* "enabled" / "disabled" (devices) */
-    char *etag;
-    char *connection_state; /* "Connected" / "Disconnected" */
-    char *json;             /* the whole object, compact JSON (contains the keys) */
-};
-
-void service_client_identity_cleanup(struct service_client_identity *id);
-/* Frees an array returned by service_client_identity_list (and the array). Accepts NULL. */
-void service_client_identity_list_free(struct service_client_identity *ids, size_t n);
-
-/* What to create: keys NULL/"" let the hub generate them. */
-struct service_client_identity_spec {
-    const char *primary_key;
-    const char *secondary_key;
-    int disabled; /* devices only */
-};
 
 /* Registry operations; module_id NULL means the device. Each returns ERR_OK when *res holds an outcome
  * (check res->kind; *out is filled only for ANSWERED), ERR_INVALID (res->message says why), ERR_MALFORMED

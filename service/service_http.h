@@ -7,7 +7,7 @@
 #include <curl/curl.h>
 
 #include "buf.h"
-#include "service_client.h"
+#include "service_result.h"
 
 #define SERVICE_HTTP_MAX_BODY (8u * 1024 * 1024)
 #define SERVICE_HTTP_CONNECT_TIMEOUT_MS 10000L

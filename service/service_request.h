@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "service_client.h"
+#include "service_result.h"
 
 #define SERVICE_REQUEST_USER_AGENT "iothub-emulator-c/" SERVICE_CLIENT_VERSION
 

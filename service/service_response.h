@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "service_client.h"
+#include "service_result.h"
 
 /* Fills out->status and out->payload (the device's JSON exactly as the hub relayed it, "null" when absent
  * or null) from a 2xx method-call body. Sets out->kind = ANSWERED. On ERR_MALFORMED out->message says what

@@ -38,6 +38,7 @@
 #include "net.h"
 #include "registry.h"
 #include "sas.h"
+#include "session.h"
 #include "tls.h"
 #include "ws.h"
 
@@ -68,6 +69,8 @@ static struct {
     struct registry *reg;
     struct auth *auth;
     struct hub *hub;
+    struct session_env env;
+    struct proto mqtt;
     struct net *net;
     SSL_CTX *srv, *cli;
     struct certs_paths certs;
@@ -205,10 +208,12 @@ static int setup(void **state)
     }
     assert_int_equal(pipe2(E.wake, O_NONBLOCK | O_CLOEXEC), 0);
     assert_int_equal(loop_add_fd(E.loop, E.wake[0], EPOLLIN, on_wake, NULL), ERR_OK);
+    E.env = (struct session_env){.loop = E.loop, .hub = E.hub, .reg = E.reg, .auth = E.auth,
+                                 .max_packet = MQTT_MAX_PACKET_DEFAULT};
+    session_proto(&E.mqtt, &E.env);
     struct net_config nc = {
         .bind = "127.0.0.1", .mqtts_port = 0, .https_port = 0, .mqtt_port = 0, .http_port = -1, .tls = E.srv,
-        .session_env = {.loop = E.loop, .hub = E.hub, .reg = E.reg, .auth = E.auth,
-                        .max_packet = MQTT_MAX_PACKET_DEFAULT},
+        .mqtt = &E.mqtt,
         .http_handoff = handoff, .http_ctx = NULL, .max_connections = 1000, .connect_timeout_s = 10};
     E.net = net_new(E.loop, &nc, err, sizeof err);
     assert_non_null(E.net);
@@ -613,8 +618,7 @@ static void net_free_removes_its_hook(void **state)
 {
     char err[128];
     struct net_config nc = {.bind = "127.0.0.1", .mqtts_port = -1, .https_port = -1, .mqtt_port = 0, .http_port = -1,
-                            .session_env = {.loop = E.loop, .hub = E.hub, .reg = E.reg, .auth = E.auth,
-                                            .max_packet = 1024},
+                            .mqtt = &E.mqtt,
                             .max_connections = 10, .connect_timeout_s = 1};
     struct net *n = net_new(E.loop, &nc, err, sizeof err);
     assert_non_null(n);

@@ -1,8 +1,7 @@
 /* test_rest_http.c -- end-to-end tests of emulator/rest over real HTTP (libcurl) against loop + registry +
  * hub + auth + rest on a free port. The loop runs on a second thread; the tests (cmocka, main thread) only
- * speak HTTP and send one-byte commands to the loop through a pipe. Devices are fake sessions: this file
- * defines session_send_method / session_kick / session_identity (the hub's only calls into session.c), and
- * each fake device answers by method name: "echo" (status 200, the payload back, after 50 ms), "fail"
+ * speak HTTP and send one-byte commands to the loop through a pipe. Devices are fake device links
+ * (device_link.h, the hub's only way to a connection), and each fake device answers by method name: "echo" (status 200, the payload back, after 50 ms), "fail"
  * (status 500, a non-JSON body), "drop" (disconnects, then comes back), anything else never answers. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,9 +37,10 @@
 #define DEV_KEY "Tc/X59hc3Kt9ikEaEGbTRksJ9ytldhgIQObKbDwY4VM="
 #define API "api-version=2021-04-12"
 
-/* ---- fake sessions (loop thread only) ---- */
+/* ---- fake device links (loop thread only) ---- */
 
 struct session {
+    struct device_link link; /* first member: the hub hands back &link */
     char ident[2 * REGISTRY_MAX_ID + 2];
     const char *device_id, *module_id;
     unsigned rid_counter;
@@ -73,25 +73,27 @@ static struct {
 
 static void session_up(struct session *s)
 {
-    assert_int_equal(hub_session_online(E.hub, s, s->device_id, s->module_id), ERR_OK);
-    hub_session_methods_ready(E.hub, s);
+    assert_int_equal(hub_link_online(E.hub, &s->link, s->device_id, s->module_id), ERR_OK);
+    hub_link_methods_ready(E.hub, &s->link);
 }
 
 static void on_reply(struct loop *l, void *ctx)
 {
     struct reply *r = ctx;
     if (r->drop) {
-        hub_session_offline(E.hub, r->s);
+        hub_link_offline(E.hub, &r->s->link);
         session_up(r->s);
     } else {
-        hub_session_method_reply(E.hub, r->s, r->rid, r->status, r->body, r->len);
+        hub_link_method_reply(E.hub, &r->s->link, r->rid, r->status, r->body, r->len);
     }
     free(r->body);
     free(r);
 }
 
-int session_send_method(struct session *s, const char *method, const uint8_t *payload, size_t len, char *rid)
+static int fake_deliver_method(struct device_link *l, const char *method, const uint8_t *payload, size_t len,
+                               char *rid)
 {
+    struct session *s = (struct session *)l;
     snprintf(rid, 17, "%x", ++s->rid_counter);
     struct reply *r = calloc(1, sizeof *r);
     if (!r)
@@ -118,15 +120,12 @@ int session_send_method(struct session *s, const char *method, const uint8_t *pa
     return ERR_OK;
 }
 
-void session_kick(struct session *s, const char *reason)
+static void fake_kick(struct device_link *l, const char *reason)
 {
-    s->kicked++;
+    ((struct session *)l)->kicked++;
 }
 
-const char *session_identity(const struct session *s)
-{
-    return s->ident;
-}
+static const struct device_link_ops fake_link_ops = {.deliver_method = fake_deliver_method, .kick = fake_kick};
 
 static void session_init(struct session *s, const char *dev, const char *mod)
 {
@@ -134,6 +133,8 @@ static void session_init(struct session *s, const char *dev, const char *mod)
     s->device_id = dev;
     s->module_id = mod;
     snprintf(s->ident, sizeof s->ident, "%s%s%s", dev, mod ? "/" : "", mod ? mod : "");
+    s->link.ops = &fake_link_ops;
+    s->link.identity = s->ident;
 }
 
 static void bring_dev2_up(struct loop *l, void *ctx)
@@ -153,7 +154,7 @@ static void on_cmd(struct loop *l, int fd, uint32_t events, void *ctx)
     else if (c == 'K')
         session_up(&E.dev3);
     else if (c == 'O')
-        hub_session_offline(E.hub, &E.dev2);
+        hub_link_offline(E.hub, &E.dev2.link);
     else if (c == 'P')
         assert_int_equal(rest_add_connection(E.rest, E.handoff_fd, NULL, 0), ERR_OK);
     else if (c == 'S')

@@ -1,8 +1,8 @@
-/* net.h -- listening sockets and accepted connections: plain MQTT, MQTT over TLS, TLS on the HTTPS port,
- * where the first request decides between MQTT over WebSocket and HTTP handed to the REST server, and plain
- * HTTP (handed to the REST server the same way, so one connection limit and its eviction cover it). Byte
- * streams only; MQTT semantics live in session.c. net.c also implements conn.h, the narrow per-connection
- * interface sessions use. Tests: tests/unit/test_net.c. */
+/* net.h -- listening sockets and accepted connections: plain MQTT, MQTT over TLS, and TLS on the HTTPS port,
+ * where the first request decides between a WebSocket (handed to the front its sub-protocol names) and HTTP
+ * handed to the REST server, and plain HTTP (handed to the REST server the same way, so one connection limit
+ * and its eviction of idle connections cover it). Byte streams only: each protocol is a struct proto (proto.h)
+ * given in the config. net.c also implements conn.h, the narrow per-connection interface fronts use. Tests: tests/unit/test_net.c. */
 #ifndef IOTHUB_NET_H
 #define IOTHUB_NET_H
 
@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "session.h"
+#include "proto.h"
 
 struct loop;
 struct net;
@@ -30,7 +30,7 @@ struct net_config {
     int mqtt_port;
     int http_port;          /* plain HTTP, every connection handed to the REST server */
     SSL_CTX *tls;           /* required for mqtts and https */
-    struct session_env session_env;
+    const struct proto *mqtt; /* the MQTT listeners' front, and the WebSocket sub-protocol "mqtt" (required) */
     net_http_handoff_fn http_handoff;
     void *http_ctx;
     net_http_idle_fn http_idle; /* NULL: idle HTTP connections are never evicted */

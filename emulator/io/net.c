@@ -1,8 +1,8 @@
 /* net.c -- listeners, accepted connections and their byte plumbing (see net.h and conn.h): TCP with optional
  * OpenSSL TLS, per-connection input buffer and output queue (written once per loop iteration), the :443
- * sniff (WebSocket upgrade -> MQTT session, anything else -> REST over a socketpair), deadlines, and reaping
+ * sniff (WebSocket upgrade -> the front its sub-protocol names, anything else -> REST over a socketpair), deadlines, and reaping
  * closed connections outside any callback. Idle connections keep no buffer storage (freed when empty).
- * Tests: tests/unit/test_net.c; sessions are tested without net in tests/unit/test_session.c. */
+ * Protocol fronts (proto.h) get the plaintext. Tests: tests/unit/test_net.c. */
 #include "net.h"
 
 #include <errno.h>
@@ -21,6 +21,7 @@
 #include "err.h"
 #include "log.h"
 #include "loop.h"
+#include "proto.h"
 #include "ws.h"
 
 #define NET_READ_CHUNK 16384
@@ -55,7 +56,8 @@ struct conn {
     struct buf out;
     struct ws_stream ws;
     struct buf ws_app;
-    struct session *session;
+    const struct proto *front; /* the protocol carried (set when it is known: at accept, or after the sniff) */
+    void *front_state;         /* front->open's result */
     int proxy_fd;
     int proxy_peer_fd;   /* the REST server's end (owned by it), to ask whether it is idle */
     uint32_t proxy_events;
@@ -81,6 +83,21 @@ struct net {
 };
 
 static void conn_update_events(struct conn *c);
+
+/* Gives c to front: its open makes the per-connection state. Returns false on ERR_NOMEM. */
+static bool front_open(struct conn *c, const struct proto *front)
+{
+    c->front = front;
+    c->front_state = front->open(front->ctx, c);
+    return c->front_state != NULL;
+}
+
+static void front_free(struct conn *c)
+{
+    if (c->front_state)
+        c->front->free(c->front_state);
+    c->front_state = NULL;
+}
 static void conn_process(struct conn *c);
 
 /* Frees a buffer's storage once it is empty: an idle connection then costs no buffer memory. */
@@ -321,8 +338,7 @@ static void on_sniff(struct conn *c)
             reply_http_error(c, 400, "the only WebSocket sub-protocol is mqtt");
             return;
         }
-        c->session = session_new(&c->net->cfg.session_env, c);
-        if (!c->session || ws_encode_accept(&c->out, &up)) {
+        if (!front_open(c, c->net->cfg.mqtt) || ws_encode_accept(&c->out, &up)) {
             conn_close(c, "out of memory");
             return;
         }
@@ -331,7 +347,7 @@ static void on_sniff(struct conn *c)
         /* Room for one whole frame in in, and for a partial MQTT packet plus everything in decodes to. */
         if (c->in.max < WS_MAX_MESSAGE + 14)
             c->in.max = WS_MAX_MESSAGE + 14;
-        buf_init(&c->ws_app, c->in.max + c->net->cfg.session_env.max_packet + 16);
+        buf_init(&c->ws_app, c->in.max + c->front->max_frame + 16);
         c->proto = PROTO_WS;
         c->transport = "wss";
         queue_flush(c);
@@ -356,7 +372,7 @@ static void on_ws_input(struct conn *c)
     buf_consume(&c->in, used);
     if (c->out.len)
         queue_flush(c);
-    if (c->ws_app.len && session_on_input(c->session, &c->ws_app) != ERR_OK)
+    if (c->ws_app.len && c->front->input(c->front_state, &c->ws_app) != ERR_OK)
         return;
     buf_trim(&c->ws_app);
     if (rc == ERR_CLOSED)
@@ -371,7 +387,7 @@ static void conn_process(struct conn *c)
         return;
     switch (c->proto) {
     case PROTO_MQTT:
-        session_on_input(c->session, &c->in);
+        c->front->input(c->front_state, &c->in);
         break;
     case PROTO_SNIFF:
         on_sniff(c);
@@ -560,8 +576,8 @@ static struct conn *conn_new(struct net *n, int fd, enum net_listener kind, cons
     c->proxy_fd = -1;
     memcpy(&c->addr, addr, addrlen < sizeof c->addr ? addrlen : sizeof c->addr);
     c->addrlen = addrlen;
-    format_peer(&c->addr, c->peer, sizeof c->peer); /* before session_new, which names the session by it */
-    buf_init(&c->in, n->cfg.session_env.max_packet + 64 * 1024);
+    format_peer(&c->addr, c->peer, sizeof c->peer); /* before front_open: a front names connections by it */
+    buf_init(&c->in, n->cfg.mqtt->max_frame + 64 * 1024);
     buf_init(&c->out, NET_OUT_MAX);
     c->proto = kind == NET_HTTPS ? PROTO_SNIFF : kind == NET_HTTP ? PROTO_PROXY : PROTO_MQTT;
     c->transport = kind == NET_MQTTS ? "mqtts" : kind == NET_MQTT ? "mqtt" : kind == NET_HTTP ? "http" : "https";
@@ -572,7 +588,7 @@ static struct conn *conn_new(struct net *n, int fd, enum net_listener kind, cons
         SSL_set_accept_state(c->ssl);
         c->handshaking = true;
     }
-    if (c->proto == PROTO_MQTT && !(c->session = session_new(&n->cfg.session_env, c)))
+    if (c->proto == PROTO_MQTT && !front_open(c, n->cfg.mqtt))
         goto fail;
     c->deadline = loop_timer_add(n->loop, (int64_t)n->cfg.connect_timeout_s * 1000, on_connect_deadline, c);
     if (!c->deadline || loop_add_fd(n->loop, fd, EPOLLIN, on_conn_io, c))
@@ -591,7 +607,7 @@ static struct conn *conn_new(struct net *n, int fd, enum net_listener kind, cons
     return c;
 fail:
     loop_timer_cancel(n->loop, c->deadline);
-    session_free(c->session);
+    front_free(c);
     SSL_free(c->ssl);
     buf_cleanup(&c->in);
     buf_cleanup(&c->out);
@@ -727,7 +743,7 @@ static void conn_free(struct net *n, struct conn *c)
     (*n->count)--;
     if (c->flush_queued)
         flush_list_remove(n, c);
-    session_free(c->session);
+    front_free(c);
     loop_timer_cancel(n->loop, c->deadline);
     loop_del_fd(n->loop, c->fd);
     if (c->ssl && !c->handshaking && !c->ssl_fatal) {
@@ -769,7 +785,7 @@ static void net_before_wait(struct loop *l, void *ctx)
             conn_free(n, c);
         c = next;
     }
-    /* Freeing sessions may have queued output or deaths elsewhere (takeover, failed calls). */
+    /* Freeing fronts' states may have queued output or deaths elsewhere (takeover, failed calls). */
     if (n->flush_list || n->has_dead)
         net_before_wait(l, ctx);
 }

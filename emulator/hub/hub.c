@@ -13,7 +13,7 @@
 #include "log.h"
 #include "loop.h"
 #include "registry.h"
-#include "session.h"
+#include "device_link.h"
 #include "strmap.h"
 
 /* IoT Hub caps a twin's reported properties at 32 KiB; past it a PATCH is refused (and memory stays bounded). */
@@ -21,8 +21,8 @@
 
 /* What the hub knows of one identity, kept while the emulator runs (twins survive reconnects). */
 struct hub_ident {
-    struct session *session; /* the one live connection, or NULL */
-    bool methods_ready;      /* that session subscribed to $iothub/methods/POST/# */
+    struct device_link *link; /* the one live connection, or NULL */
+    bool methods_ready;      /* that link takes method calls (MQTT: subscribed to $iothub/methods/POST/#) */
     json_t *reported;        /* reported properties, without $version */
     int64_t reported_version;
 };
@@ -40,7 +40,7 @@ struct hub_call {
     int connect_timeout_s;
     hub_call_fn fn;
     void *ctx;
-    struct session *session; /* DELIVERED: the connection that got it */
+    struct device_link *link; /* DELIVERED: the connection that got it */
     char rid[24];
     struct loop_timer *timer;
     struct hub *hub;
@@ -166,14 +166,14 @@ static void on_call_timer(struct loop *l, void *ctx)
     }
 }
 
-/* Sends a call to the identity's session. Returns ERR_OK, or an error (the call is then untouched). */
-static int call_deliver(struct hub *h, struct hub_call *c, struct session *s)
+/* Sends a call to the identity's link. Returns ERR_OK, or an error (the call is then untouched). */
+static int call_deliver(struct hub *h, struct hub_call *c, struct device_link *link)
 {
-    int rc = session_send_method(s, c->method, (const uint8_t *)c->payload, c->payload_len, c->rid);
+    int rc = link->ops->deliver_method(link, c->method, (const uint8_t *)c->payload, c->payload_len, c->rid);
     if (rc)
         return rc;
     c->state = CALL_DELIVERED;
-    c->session = s;
+    c->link = link;
     if (c->timer)
         loop_timer_cancel(h->loop, c->timer);
     c->timer = loop_timer_add(h->loop, (int64_t)c->response_timeout_s * 1000, on_call_timer, c);
@@ -226,7 +226,7 @@ uint64_t hub_call_start(struct hub *h, const struct hub_call_request *req, hub_c
     char key[2 * REGISTRY_MAX_ID + 2];
     ident_key(req->device_id, req->module_id, key, sizeof key);
     struct hub_ident *id = ident_get(h, key, false);
-    bool online = id && id->session && id->methods_ready;
+    bool online = id && id->link && id->methods_ready;
     if (!online && req->connect_timeout_s <= 0) {
         now->outcome = HUB_CALL_NOT_ONLINE;
         return 0;
@@ -238,7 +238,7 @@ uint64_t hub_call_start(struct hub *h, const struct hub_call_request *req, hub_c
     }
     uint64_t call_id = c->id;
     if (online) {
-        if (call_deliver(h, c, id->session) == ERR_OK)
+        if (call_deliver(h, c, id->link) == ERR_OK)
             return call_id;
         /* The connection could not take it (and is closing): the device is not online. */
         call_unlink(h, c);
@@ -270,32 +270,32 @@ void hub_call_cancel(struct hub *h, uint64_t call_id)
     }
 }
 
-/* ---- sessions ---- */
+/* ---- connected identities (device links; the fronts call these) ---- */
 
-int hub_session_online(struct hub *h, struct session *s, const char *device_id, const char *module_id)
+int hub_link_online(struct hub *h, struct device_link *link, const char *device_id, const char *module_id)
 {
-    struct hub_ident *id = ident_get(h, session_identity(s), true);
+    struct hub_ident *id = ident_get(h, link->identity, true);
     if (!id)
         return ERR_NOMEM;
-    struct session *old = id->session;
-    if (old && old != s) {
+    struct device_link *old = id->link;
+    if (old && old != link) {
         /* Detach the old connection first, so its close finds nothing left to undo here. */
-        hub_session_offline(h, old);
-        session_kick(old, "a new connection of the same identity took over");
-    } else if (old == s) {
+        hub_link_offline(h, old);
+        old->ops->kick(old, "a new connection of the same identity took over");
+    } else if (old == link) {
         return ERR_OK;
     }
-    id->session = s;
+    id->link = link;
     id->methods_ready = false;
     h->stats.connections++;
     registry_set_connected(h->reg, device_id, module_id, true, loop_wall_s(h->loop));
     return ERR_OK;
 }
 
-void hub_session_methods_ready(struct hub *h, struct session *s)
+void hub_link_methods_ready(struct hub *h, struct device_link *link)
 {
-    struct hub_ident *id = ident_get(h, session_identity(s), false);
-    if (!id || id->session != s || id->methods_ready)
+    struct hub_ident *id = ident_get(h, link->identity, false);
+    if (!id || id->link != link || id->methods_ready)
         return;
     id->methods_ready = true;
     h->stats.method_listeners++;
@@ -303,8 +303,8 @@ void hub_session_methods_ready(struct hub *h, struct session *s)
     struct hub_call *c = h->calls;
     while (c) {
         struct hub_call *next = c->next;
-        if (c->state == CALL_WAITING && strcmp(c->key, session_identity(s)) == 0) {
-            int rc = call_deliver(h, c, s);
+        if (c->state == CALL_WAITING && strcmp(c->key, link->identity) == 0) {
+            int rc = call_deliver(h, c, link);
             if (rc == ERR_CLOSED)
                 return; /* the connection is closing: the rest keep waiting for the next one */
             if (rc != ERR_OK) {
@@ -316,20 +316,20 @@ void hub_session_methods_ready(struct hub *h, struct session *s)
     }
 }
 
-void hub_session_methods_stopped(struct hub *h, struct session *s)
+void hub_link_methods_stopped(struct hub *h, struct device_link *link)
 {
-    struct hub_ident *id = ident_get(h, session_identity(s), false);
-    if (id && id->session == s && id->methods_ready) {
+    struct hub_ident *id = ident_get(h, link->identity, false);
+    if (id && id->link == link && id->methods_ready) {
         id->methods_ready = false;
         h->stats.method_listeners--;
     }
 }
 
-void hub_session_method_reply(struct hub *h, struct session *s, const char *rid, int status, const uint8_t *body,
+void hub_link_method_reply(struct hub *h, struct device_link *link, const char *rid, int status, const uint8_t *body,
                               size_t len)
 {
     for (struct hub_call *c = h->calls; c; c = c->next) {
-        if (c->state == CALL_DELIVERED && c->session == s && strcmp(c->rid, rid) == 0) {
+        if (c->state == CALL_DELIVERED && c->link == link && strcmp(c->rid, rid) == 0) {
             struct hub_call_result r = {
                 .outcome = HUB_CALL_ANSWERED, .status = status, .payload = body, .payload_len = len};
             call_finish(h, c, &r);
@@ -341,20 +341,20 @@ void hub_session_method_reply(struct hub *h, struct session *s, const char *rid,
     for (; rid[i] && i + 1 < sizeof text; i++)
         text[i] = rid[i] > 0x20 && rid[i] < 0x7f ? rid[i] : '?';
     text[i] = '\0';
-    log_warn("%s: method reply with unknown or late rid %s dropped", session_identity(s), text);
+    log_warn("%s: method reply with unknown or late rid %s dropped", link->identity, text);
 }
 
-void hub_session_offline(struct hub *h, struct session *s)
+void hub_link_offline(struct hub *h, struct device_link *link)
 {
-    struct hub_ident *id = ident_get(h, session_identity(s), false);
-    if (id && id->session == s) {
+    struct hub_ident *id = ident_get(h, link->identity, false);
+    if (id && id->link == link) {
         if (id->methods_ready)
             h->stats.method_listeners--;
-        id->session = NULL;
+        id->link = NULL;
         id->methods_ready = false;
         h->stats.connections--;
         char dev[REGISTRY_MAX_ID + 1];
-        const char *ident = session_identity(s);
+        const char *ident = link->identity;
         const char *slash = strchr(ident, '/');
         size_t n = slash ? (size_t)(slash - ident) : strlen(ident);
         if (n > REGISTRY_MAX_ID)
@@ -367,7 +367,7 @@ void hub_session_offline(struct hub *h, struct session *s)
     struct hub_call *c = h->calls;
     while (c) {
         struct hub_call *next = c->next;
-        if (c->state == CALL_DELIVERED && c->session == s) {
+        if (c->state == CALL_DELIVERED && c->link == link) {
             log_info("method %s on %s: the device disconnected before answering", c->method, c->key);
             call_fail(h, c, HUB_CALL_DISCONNECTED);
             next = h->calls; /* callbacks may have changed the list: rescan */
@@ -420,10 +420,10 @@ static void close_identities(struct hub *h, const char *device_id, const char *m
     strmap_each(h->idents, collect_keys, &m);
     for (size_t i = 0; i < m.n; i++) {
         struct hub_ident *id = strmap_get(h->idents, m.keys[i]);
-        if (id && id->session) {
-            struct session *s = id->session;
-            hub_session_offline(h, s);
-            session_kick(s, reason);
+        if (id && id->link) {
+            struct device_link *link = id->link;
+            hub_link_offline(h, link);
+            link->ops->kick(link, reason);
         }
         if (id && forget) {
             strmap_remove(h->idents, m.keys[i]);
@@ -451,9 +451,9 @@ void hub_get_stats(const struct hub *h, struct hub_stats *out)
 
 /* ---- twin (minimal: reported properties with versions; desired is empty until the twin issue) ---- */
 
-int hub_session_twin_get(struct hub *h, struct session *s, struct buf *out)
+int hub_link_twin_get(struct hub *h, struct device_link *link, struct buf *out)
 {
-    struct hub_ident *id = ident_get(h, session_identity(s), true);
+    struct hub_ident *id = ident_get(h, link->identity, true);
     if (!id)
         return ERR_NOMEM;
     json_t *reported = id->reported ? json_deep_copy(id->reported) : json_object();
@@ -491,7 +491,7 @@ static void merge_patch(json_t *target, json_t *patch)
     }
 }
 
-int hub_session_twin_patch(struct hub *h, struct session *s, const uint8_t *body, size_t len, int64_t *version)
+int hub_link_twin_patch(struct hub *h, struct device_link *link, const uint8_t *body, size_t len, int64_t *version)
 {
     *version = 0;
     json_t *patch = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, NULL);
@@ -499,7 +499,7 @@ int hub_session_twin_patch(struct hub *h, struct session *s, const uint8_t *body
         json_decref(patch);
         return ERR_MALFORMED;
     }
-    struct hub_ident *id = ident_get(h, session_identity(s), true);
+    struct hub_ident *id = ident_get(h, link->identity, true);
     json_t *merged = !id ? NULL : id->reported ? json_deep_copy(id->reported) : json_object();
     if (!merged) {
         json_decref(patch);

@@ -1,7 +1,8 @@
 /* session.h -- one device's MQTT session, as the hub behaves: CONNECT first (SAS authentication against the
  * registry), keep-alive at 1.5x, the hub's SUBSCRIBE and PUBLISH topic rules (anything else closes the
  * connection), method requests and replies, minimal twin GET / reported PATCH, telemetry, token expiry.
- * Transport-agnostic: bytes come in through session_on_input, go out through conn_send. */
+ * Transport-agnostic: bytes come in through session_on_input, go out through conn_send. To the hub, a session is
+ * a struct device_link (device_link.h); to net, a struct proto (session_proto). */
 #ifndef IOTHUB_SESSION_H
 #define IOTHUB_SESSION_H
 
@@ -9,6 +10,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "proto.h"
 
 struct auth;
 struct conn;
@@ -44,6 +46,11 @@ void session_free(struct session *s);
 int session_send_method(struct session *s, const char *method, const uint8_t *payload, size_t len, char *rid);
 /* Hub side: closes the connection (takeover, identity disabled or deleted). */
 void session_kick(struct session *s, const char *reason);
+/* Hub side: publishes $iothub/twin/PATCH/properties/desired/?$version={version} at QoS 0 with the patch.
+ * Returns ERR_OK or an error from conn_send. */
+int session_push_desired(struct session *s, const uint8_t *patch, size_t len, int64_t version);
+/* The MQTT protocol handler for net (every connection gets a session_new with env, which must outlive it). */
+void session_proto(struct proto *out, const struct session_env *env);
 /* "device1" or "device1/module1". */
 const char *session_identity(const struct session *s);
 

@@ -6,6 +6,7 @@
 #include "session.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "auth.h"
 #include "conn.h"
+#include "device_link.h"
 #include "err.h"
 #include "hub.h"
 #include "log.h"
@@ -31,6 +33,7 @@
 enum session_state { SESSION_WAIT_CONNECT, SESSION_ONLINE, SESSION_CLOSED };
 
 struct session {
+    struct device_link link; /* what the hub sees of this session once it is online */
     const struct session_env *env;
     struct conn *conn;
     enum session_state state;
@@ -50,11 +53,15 @@ struct session {
     struct buf scratch; /* one encoded packet at a time */
 };
 
+static const struct device_link_ops session_link_ops;
+
 struct session *session_new(const struct session_env *env, struct conn *c)
 {
     struct session *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
+    s->link.ops = &session_link_ops;
+    s->link.identity = s->ident;
     s->env = env;
     s->conn = c;
     s->state = SESSION_WAIT_CONNECT;
@@ -247,7 +254,7 @@ static int on_connect(struct session *s, const struct mqtt_connect *c)
         return refuse(s, why);
     if (!take_will(s, c))
         return refuse(s, "the will topic must be this identity's telemetry topic");
-    if (hub_session_online(s->env->hub, s, s->device_id, s->module_id[0] ? s->module_id : NULL))
+    if (hub_link_online(s->env->hub, &s->link, s->device_id, s->module_id[0] ? s->module_id : NULL))
         return fail(s, "out of memory");
     s->state = SESSION_ONLINE;
     conn_established(s->conn);
@@ -301,7 +308,7 @@ static int on_subscribe(struct session *s, const struct mqtt_subscribe *sub)
         return ERR_CLOSED;
     if (methods && !s->methods_subscribed) {
         s->methods_subscribed = true;
-        hub_session_methods_ready(s->env->hub, s); /* after the SUBACK, so it precedes any request */
+        hub_link_methods_ready(s->env->hub, &s->link); /* after the SUBACK, so it precedes any request */
     }
     return ERR_OK;
 }
@@ -311,7 +318,7 @@ static int on_unsubscribe(struct session *s, const struct mqtt_subscribe *unsub)
     for (size_t i = 0; i < unsub->count; i++) {
         if (is_methods_filter(unsub->filters[i]) && s->methods_subscribed) {
             s->methods_subscribed = false;
-            hub_session_methods_stopped(s->env->hub, s);
+            hub_link_methods_stopped(s->env->hub, &s->link);
         }
     }
     return send_scratch(s, mqtt_encode_ack(&s->scratch, MQTT_UNSUBACK, unsub->packet_id)) ? ERR_CLOSED : ERR_OK;
@@ -352,7 +359,7 @@ static int on_method_reply(struct session *s, const char *topic, struct mqtt_byt
                  log_text((const uint8_t *)topic, strlen(topic), text));
         return fail(s, "malformed method response topic");
     }
-    hub_session_method_reply(s->env->hub, s, rid, (int)status, body.p, body.len);
+    hub_link_method_reply(s->env->hub, &s->link, rid, (int)status, body.p, body.len);
     return ERR_OK;
 }
 
@@ -363,7 +370,7 @@ static int on_twin_get(struct session *s, const char *topic)
         return fail(s, "twin GET without $rid");
     struct buf doc;
     buf_init(&doc, 64 * 1024);
-    int rc = hub_session_twin_get(s->env->hub, s, &doc);
+    int rc = hub_link_twin_get(s->env->hub, &s->link, &doc);
     snprintf(reply, sizeof reply, "$iothub/twin/res/%d/?$rid=%s", rc ? 500 : 200, rid);
     rc = send_publish(s, reply, doc.data, rc ? 0 : doc.len);
     buf_cleanup(&doc);
@@ -376,7 +383,7 @@ static int on_twin_patch(struct session *s, const char *topic, struct mqtt_bytes
     if (!query_rid(topic, rid, sizeof rid))
         return fail(s, "twin PATCH without $rid");
     int64_t version = 0;
-    int rc = hub_session_twin_patch(s->env->hub, s, body.p, body.len, &version);
+    int rc = hub_link_twin_patch(s->env->hub, &s->link, body.p, body.len, &version);
     if (rc == ERR_OK)
         snprintf(reply, sizeof reply, "$iothub/twin/res/204/?$rid=%s&$version=%" PRId64, rid, version);
     else
@@ -520,6 +527,42 @@ void session_kick(struct session *s, const char *reason)
     fail(s, reason);
 }
 
+int session_push_desired(struct session *s, const uint8_t *patch, size_t len, int64_t version)
+{
+    char topic[96];
+    snprintf(topic, sizeof topic, "$iothub/twin/PATCH/properties/desired/?$version=%" PRId64, version);
+    return send_publish(s, topic, patch, len);
+}
+
+/* ---- the hub's view of this session (device_link.h) ---- */
+
+static struct session *link_session(struct device_link *l)
+{
+    return (struct session *)((char *)l - offsetof(struct session, link));
+}
+
+static int link_deliver_method(struct device_link *l, const char *method, const uint8_t *payload, size_t len,
+                               char *rid)
+{
+    return session_send_method(link_session(l), method, payload, len, rid);
+}
+
+static int link_push_desired(struct device_link *l, const uint8_t *patch, size_t len, int64_t version)
+{
+    return session_push_desired(link_session(l), patch, len, version);
+}
+
+static void link_kick(struct device_link *l, const char *reason)
+{
+    session_kick(link_session(l), reason);
+}
+
+static const struct device_link_ops session_link_ops = {
+    .deliver_method = link_deliver_method,
+    .push_desired = link_push_desired,
+    .kick = link_kick,
+};
+
 void session_on_close(struct session *s)
 {
     if (s->state == SESSION_CLOSED)
@@ -535,7 +578,7 @@ void session_on_close(struct session *s)
         log_info("%s: connection lost; publishing its will as telemetry", s->ident);
         record_telemetry(s, s->will_topic, s->will_payload, s->will_len);
     }
-    hub_session_offline(s->env->hub, s);
+    hub_link_offline(s->env->hub, &s->link);
     log_info("%s: connection from %s closed", s->ident, conn_peer(s->conn));
 }
 
@@ -547,4 +590,27 @@ void session_free(struct session *s)
     clear_will(s);
     buf_cleanup(&s->scratch);
     free(s);
+}
+
+/* ---- net's view: the MQTT protocol handler (proto.h) ---- */
+
+static void *proto_open(void *ctx, struct conn *c)
+{
+    return session_new(ctx, c);
+}
+
+static int proto_input(void *state, struct buf *in)
+{
+    return session_on_input(state, in);
+}
+
+static void proto_free(void *state)
+{
+    session_free(state);
+}
+
+void session_proto(struct proto *out, const struct session_env *env)
+{
+    *out = (struct proto){.name = "mqtt", .max_frame = env->max_packet, .open = proto_open, .input = proto_input,
+                          .free = proto_free, .ctx = (void *)env};
 }

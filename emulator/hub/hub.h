@@ -1,7 +1,8 @@
 /* hub.h -- the IoT Hub core: who is online, which connection of an identity takes method calls, pending
  * direct-method calls (request id -> waiting caller, deadlines), delivery of a call to exactly one
  * connection, the device's reply back to the waiting caller, takeover of a second connection with the same
- * identity. Single-threaded: called from the event loop only. */
+ * identity. Protocol-agnostic: a connection is a struct device_link (device_link.h) that a front (MQTT,
+ * later AMQP) implements; this header includes no front. Single-threaded: called from the event loop only. */
 #ifndef IOTHUB_HUB_H
 #define IOTHUB_HUB_H
 
@@ -10,11 +11,11 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "device_link.h"
 
 struct hub;
 struct loop;
 struct registry;
-struct session;
 
 /* Returns NULL on ERR_NOMEM. The hub does not own loop or registry. */
 struct hub *hub_new(struct loop *loop, struct registry *reg);
@@ -51,8 +52,8 @@ struct hub_call_result {
 };
 
 /* Called exactly once per call that hub_call_start accepted, never from inside hub_call_start. It may run
- * inside any hub_session_* function and hub_disconnect_identity: it may start or cancel other calls
- * (cancelling its own is a no-op by then) but must not free sessions or connections. */
+ * inside any hub_link_* function and hub_disconnect_identity: it may start or cancel other calls
+ * (cancelling its own is a no-op by then) but must not free links or connections. */
 typedef void (*hub_call_fn)(void *ctx, const struct hub_call_result *result);
 
 /* Starts a call. Returns 0 when the outcome is immediate: *now is filled (NOT_FOUND, NOT_ONLINE with
@@ -78,25 +79,26 @@ struct hub_stats {
 };
 void hub_get_stats(const struct hub *h, struct hub_stats *out);
 
-/* ---- connections (the MQTT session side) ---- */
+/* ---- connected identities (the fronts' side: each connection is a struct device_link) ---- */
 
-/* Registers an authenticated session for an identity; an existing session of the same identity is closed
- * (takeover). Returns ERR_OK or ERR_NOMEM. */
-int hub_session_online(struct hub *h, struct session *s, const char *device_id, const char *module_id);
-/* The session subscribed to $iothub/methods/POST/#: calls waiting for it are delivered. */
-void hub_session_methods_ready(struct hub *h, struct session *s);
-/* The session unsubscribed from $iothub/methods/POST/#: new calls no longer reach it. */
-void hub_session_methods_stopped(struct hub *h, struct session *s);
-/* A device's reply on $iothub/methods/res/{status}/?$rid={rid}. Unknown or late rids are logged and dropped. */
-void hub_session_method_reply(struct hub *h, struct session *s, const char *rid, int status, const uint8_t *body,
+/* Registers an authenticated link for an identity (link->identity set); an existing link of the same
+ * identity is kicked (takeover). Returns ERR_OK or ERR_NOMEM. */
+int hub_link_online(struct hub *h, struct device_link *link, const char *device_id, const char *module_id);
+/* The link takes method calls now (MQTT: subscribed to $iothub/methods/POST/#): waiting calls are delivered. */
+void hub_link_methods_ready(struct hub *h, struct device_link *link);
+/* The link no longer takes method calls (MQTT: unsubscribed): new calls no longer reach it. */
+void hub_link_methods_stopped(struct hub *h, struct device_link *link);
+/* A device's reply to the request with id rid (MQTT: $iothub/methods/res/{status}/?$rid={rid}). Unknown or late
+ * rids are logged and dropped. */
+void hub_link_method_reply(struct hub *h, struct device_link *link, const char *rid, int status, const uint8_t *body,
                               size_t len);
 /* Twin GET: appends the identity's twin {"desired":{...,"$version":n},"reported":{...,"$version":m}} to out. */
-int hub_session_twin_get(struct hub *h, struct session *s, struct buf *out);
+int hub_link_twin_get(struct hub *h, struct device_link *link, struct buf *out);
 /* Twin reported PATCH: merges the JSON object patch (null deletes) into the reported properties and
  * returns the new reported version. ERR_MALFORMED when body is not a JSON object, ERR_TOO_BIG when the result
  * would be over 32 KiB of compact JSON (IoT Hub's limit; the twin is left unchanged), ERR_NOMEM. */
-int hub_session_twin_patch(struct hub *h, struct session *s, const uint8_t *body, size_t len, int64_t *version);
-/* The session is going away: its pending calls end with HUB_CALL_DISCONNECTED. Safe for unknown sessions. */
-void hub_session_offline(struct hub *h, struct session *s);
+int hub_link_twin_patch(struct hub *h, struct device_link *link, const uint8_t *body, size_t len, int64_t *version);
+/* The link is going away: its pending calls end with HUB_CALL_DISCONNECTED. Safe for unknown links. */
+void hub_link_offline(struct hub *h, struct device_link *link);
 
 #endif

@@ -1,0 +1,30 @@
+/* device_link.h -- how the hub core reaches one connected identity, whatever protocol carries it: a small
+ * operations table the front implements (the MQTT session today; AMQP device links next). The hub never
+ * includes a front's header; a front embeds a struct device_link in its per-connection state and hands the
+ * hub a pointer to it (hub_link_online and friends in hub.h). */
+#ifndef IOTHUB_DEVICE_LINK_H
+#define IOTHUB_DEVICE_LINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct device_link;
+
+struct device_link_ops {
+    /* Delivers a direct-method request (len 0 = empty body). Writes the request id the device will answer with
+     * into rid (>= 17 bytes). Returns ERR_OK or an error (the call is then not delivered). */
+    int (*deliver_method)(struct device_link *l, const char *method, const uint8_t *payload, size_t len,
+                          char *rid);
+    /* Pushes a desired-properties patch (compact JSON object, "$version" included) with its version. Returns
+     * ERR_OK, or an error when it could not be queued. */
+    int (*push_desired)(struct device_link *l, const uint8_t *patch, size_t len, int64_t version);
+    /* Closes the connection (takeover, identity disabled or deleted); reason is logged. */
+    void (*kick)(struct device_link *l, const char *reason);
+};
+
+struct device_link {
+    const struct device_link_ops *ops;
+    const char *identity; /* "device1" or "device1/module1"; valid while the link is online */
+};
+
+#endif
