@@ -30,7 +30,14 @@
 #define NET_LINGER_MS 5000                 /* how long a closing connection may take to flush */
 #define NET_DRAIN_MAX (256u * 1024u)       /* unread input discarded before close(), so it sends FIN, not RST */
 #define NET_ACCEPT_RETRY_MS 250            /* out of fds: pause accepting this long instead of spinning */
-#define NET_PENDING_ROUNDS 16              /* TLS records already decrypted, processed per wake-up at most */
+/* Fairness (issue 23): a connection's turn reads and processes at most this much input; then the other ready
+ * connections, the timers and the hooks run before it gets another. Level-triggered epoll reports a socket
+ * that still holds data again; input OpenSSL already holds is not reported, so such a connection waits on the
+ * net's ready list (served once per loop iteration) and the loop is told not to block. */
+#define NET_TURN_BYTES (16u * 1024u)
+/* What a connection may send before it authenticates (MQTT CONNECT accepted): WebSocket control frames and
+ * the upgrade request count. Past it the connection is closed: no credentials, no unbounded work. */
+#define NET_PREAUTH_SLACK (64u * 1024u) /* on top of two of the front's largest frames */
 
 enum conn_proto { PROTO_MQTT, PROTO_SNIFF, PROTO_WS, PROTO_PROXY };
 
@@ -46,6 +53,9 @@ struct conn {
     bool closing;
     bool dead;
     bool flush_queued;
+    bool ready_queued;     /* on the net's ready list: OpenSSL holds input its turn did not get to */
+    bool established;      /* conn_established was called (authenticated, or handed to the REST server) */
+    size_t preauth_bytes;  /* input read before established */
     enum conn_proto proto;
     const char *transport;
     char peer[64];
@@ -65,6 +75,7 @@ struct conn {
     struct loop_timer *deadline;
     struct conn *prev, *next;       /* all connections */
     struct conn *next_flush;        /* connections with output to write this iteration */
+    struct conn *next_ready;        /* connections with input waiting in OpenSSL (see NET_TURN_BYTES) */
 };
 
 struct net {
@@ -78,6 +89,7 @@ struct net {
     size_t own_count;
     size_t *count; /* toward max_connections: own_count or cfg.shared_count */
     struct conn *flush_list;
+    struct conn *ready_list;
     bool has_dead;
     uint8_t rbuf[NET_READ_CHUNK]; /* every read lands here first, so idle connections own no input storage */
 };
@@ -223,6 +235,7 @@ void conn_close(struct conn *c, const char *reason)
 
 void conn_established(struct conn *c)
 {
+    c->established = true;
     if (c->deadline && !c->closing) {
         loop_timer_cancel(c->net->loop, c->deadline);
         c->deadline = NULL;
@@ -448,22 +461,37 @@ static size_t read_plain(struct conn *c, uint8_t *buf, size_t room)
     return 0;
 }
 
-/* Reads until the socket (and OpenSSL's buffer) is drained, processing as it goes. Bytes land in the net's
- * shared buffer and only what the protocol leaves unprocessed stays with the connection. */
+static size_t preauth_max(const struct conn *c)
+{
+    return 2 * c->net->cfg.mqtt->max_frame + NET_PREAUTH_SLACK;
+}
+
+/* One turn: reads until the socket (and OpenSSL's buffer) is drained, reading is paused, or NET_TURN_BYTES
+ * were taken, processing as it goes. Bytes land in the net's shared buffer and only what the protocol leaves
+ * unprocessed stays with the connection. */
 static void conn_read(struct conn *c)
 {
     uint8_t *rbuf = c->net->rbuf;
+    size_t budget = NET_TURN_BYTES;
     c->read_drained = false;
-    while (!c->closing && !c->handshaking && !conn_paused(c)) {
+    while (!c->closing && !c->handshaking && !conn_paused(c) && budget > 0) {
         size_t room = c->in.max > c->in.len ? c->in.max - c->in.len : 0;
         if (room == 0) {
             conn_close(c, "input buffer full");
             break;
         }
-        size_t n = c->ssl ? read_tls(c, rbuf, room < NET_READ_CHUNK ? room : NET_READ_CHUNK)
-                          : read_plain(c, rbuf, room < NET_READ_CHUNK ? room : NET_READ_CHUNK);
+        size_t want = room < NET_READ_CHUNK ? room : NET_READ_CHUNK;
+        if (want > budget)
+            want = budget;
+        size_t n = c->ssl ? read_tls(c, rbuf, want) : read_plain(c, rbuf, want);
         if (n == 0) {
             c->read_drained = true;
+            break;
+        }
+        budget -= n;
+        if (!c->established && (c->preauth_bytes += n) > preauth_max(c)) {
+            log_info("%s: more than %zu bytes before authenticating; closing", c->peer, preauth_max(c));
+            conn_close(c, "too much input before authentication");
             break;
         }
         if (buf_append(&c->in, rbuf, n)) {
@@ -509,19 +537,26 @@ static void conn_update_events(struct conn *c)
     proxy_update_events(c);
 }
 
-/* Flushes, then reads what OpenSSL already holds (decrypted, or raw records read ahead): epoll cannot report
- * those bytes, so a connection whose reading was paused (back-pressure) must be given them once its output
- * drains. SSL_has_pending, not SSL_pending: with read-ahead whole records can wait undecrypted. After a read
- * that ended on "wait" only a partial record can be left, and the socket will report the rest. */
+static void ready_add(struct conn *c)
+{
+    if (c->ready_queued || c->dead)
+        return;
+    c->ready_queued = true;
+    c->next_ready = c->net->ready_list;
+    c->net->ready_list = c;
+}
+
+/* Flushes, then schedules a turn for what OpenSSL already holds (decrypted, or raw records read ahead): epoll
+ * cannot report those bytes, so a connection whose turn ended on its budget, or whose reading was paused
+ * (back-pressure) until its output drained, goes on the ready list. SSL_has_pending, not SSL_pending: with
+ * read-ahead whole records can wait undecrypted. After a read that ended on "wait" only a partial record can
+ * be left, and the socket will report the rest. */
 static void conn_pump(struct conn *c)
 {
     conn_flush(c);
-    for (int i = 0; i < NET_PENDING_ROUNDS && c->ssl && !c->dead && !c->closing && !c->handshaking &&
-                    !conn_paused(c) && !c->read_drained && SSL_has_pending(c->ssl);
-         i++) {
-        conn_read(c);
-        conn_flush(c);
-    }
+    if (c->ssl && !c->dead && !c->closing && !c->handshaking && !conn_paused(c) && !c->read_drained &&
+        SSL_has_pending(c->ssl))
+        ready_add(c);
     conn_update_events(c);
 }
 
@@ -731,6 +766,17 @@ static void drain_input(struct net *n, int fd)
     }
 }
 
+static void ready_list_remove(struct net *n, struct conn *c)
+{
+    for (struct conn **p = &n->ready_list; *p; p = &(*p)->next_ready) {
+        if (*p == c) {
+            *p = c->next_ready;
+            break;
+        }
+    }
+    c->ready_queued = false;
+}
+
 static void conn_free(struct net *n, struct conn *c)
 {
     if (c->prev)
@@ -743,6 +789,8 @@ static void conn_free(struct net *n, struct conn *c)
     (*n->count)--;
     if (c->flush_queued)
         flush_list_remove(n, c);
+    if (c->ready_queued)
+        ready_list_remove(n, c);
     front_free(c);
     loop_timer_cancel(n->loop, c->deadline);
     loop_del_fd(n->loop, c->fd);
@@ -765,9 +813,31 @@ static void conn_free(struct net *n, struct conn *c)
     free(c);
 }
 
+static void flush_and_reap(struct net *n);
+
+/* Each connection on the ready list gets one turn; one that still has input waiting goes back on the list
+ * for the next iteration, and the loop polls instead of blocking until then. */
 static void net_before_wait(struct loop *l, void *ctx)
 {
     struct net *n = ctx;
+    struct conn *ready = n->ready_list;
+    n->ready_list = NULL;
+    while (ready) {
+        struct conn *c = ready;
+        ready = c->next_ready;
+        c->ready_queued = false;
+        if (c->dead)
+            continue;
+        conn_read(c);
+        conn_pump(c);
+    }
+    flush_and_reap(n);
+    if (n->ready_list)
+        loop_poll_now(l);
+}
+
+static void flush_and_reap(struct net *n)
+{
     while (n->flush_list) {
         struct conn *c = n->flush_list;
         n->flush_list = c->next_flush;
@@ -787,7 +857,7 @@ static void net_before_wait(struct loop *l, void *ctx)
     }
     /* Freeing fronts' states may have queued output or deaths elsewhere (takeover, failed calls). */
     if (n->flush_list || n->has_dead)
-        net_before_wait(l, ctx);
+        flush_and_reap(n);
 }
 
 /* ---- listeners ---- */

@@ -3,6 +3,7 @@ sending is not slowed by the test's GIL. It connects, prints "flooding" once the
 writes as fast as the socket takes until killed (or the emulator closes it: then it prints "closed" and exits 0).
 usage:
   noisy_attacker.py publish HOST PORT DEVICE_ID TOKEN   QoS 0 telemetry from one authenticated identity (plain MQTT)
+  noisy_attacker.py publish-tls HOST PORT DEVICE_ID TOKEN   the same over MQTT/TLS
   noisy_attacker.py pong HOST PORT                      WebSocket pong frames on the TLS port, no credentials at all"""
 
 import os
@@ -64,8 +65,15 @@ def read_until(sock, marker):
     return got
 
 
-def publish(host, port, device_id, token):
-    sock = socket.create_connection((host, int(port)))
+def tls_client(host, port):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx.wrap_socket(socket.create_connection((host, int(port))), server_hostname="localhost")
+
+
+def publish(host, port, device_id, token, tls=False):
+    sock = tls_client(host, port) if tls else socket.create_connection((host, int(port)))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.sendall(mqtt_connect(device_id, "%s/%s/?api-version=2021-04-12" % (host, device_id), token))
     connack = sock.recv(4)
@@ -76,10 +84,7 @@ def publish(host, port, device_id, token):
 
 
 def pong(host, port):
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    sock = ctx.wrap_socket(socket.create_connection((host, int(port))), server_hostname="localhost")
+    sock = tls_client(host, port)
     sock.sendall(("GET /$iothub/websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                   "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n").encode())
@@ -92,4 +97,7 @@ def pong(host, port):
 
 if __name__ == "__main__":
     mode = sys.argv[1]
-    {"publish": publish, "pong": pong}[mode](*sys.argv[2:])
+    if mode == "publish-tls":
+        publish(*sys.argv[2:], tls=True)
+    else:
+        {"publish": publish, "pong": pong}[mode](*sys.argv[2:])

@@ -168,6 +168,7 @@ class NoisyNeighbourTest(unittest.TestCase):
     def setUpClass(cls):
         cls.emu = Emulator(extra_args=["--log-level", "warn"]).start()
         cls.healthy = Healthy(cls.emu)
+        cls.healthy.count_calls(0.5)  # warm-up
         cls.baseline = cls.healthy.count_calls(1.0)
 
     @classmethod
@@ -178,6 +179,8 @@ class NoisyNeighbourTest(unittest.TestCase):
     def assert_calls_flow(self, during, what):
         # Idle, the caller makes hundreds of calls a second; a stalled loop let 2 through in 10 s (issue 23).
         floor = max(10, int(self.baseline * ATTACK_S * 0.05))
+        print("\n  %s: %d healthy calls in %.0f s (idle: %d in 1 s; floor %d)" % (what, during, ATTACK_S,
+                                                                                self.baseline, floor))
         self.assertGreaterEqual(during, floor, "%s: %d calls in %.0f s beside the attack (idle: %d in 1 s)"
                                 % (what, during, ATTACK_S, self.baseline))
 
@@ -193,13 +196,28 @@ class NoisyNeighbourTest(unittest.TestCase):
         self.assert_calls_flow(during, "QoS 0 PUBLISH flood")
         self.assertEqual(get_health(self.emu.http_port), 200)
 
-    def test_websocket_pong_flood_without_credentials(self):
-        proc = start_attacker("pong", "127.0.0.1", self.emu.https_port)
+    def test_publish_flood_over_tls(self):
+        status, _, body = self.emu.create_device("tlsflooder", primary=FLOODER_KEY, secondary=FLOODER_KEY)
+        self.assertEqual(status, 200, body)
+        token = sas_token("localhost/devices/tlsflooder", FLOODER_KEY)
+        proc = start_attacker("publish-tls", "127.0.0.1", self.emu.mqtts_port, "tlsflooder", token)
         try:
             during = self.healthy.count_calls(ATTACK_S)
         finally:
             stop_attacker(proc)
+        self.assert_calls_flow(during, "QoS 0 PUBLISH flood over TLS")
+
+    def test_websocket_pong_flood_without_credentials(self):
+        proc = start_attacker("pong", "127.0.0.1", self.emu.https_port)
+        try:
+            during = self.healthy.count_calls(ATTACK_S)
+            # Nothing but control frames before MQTT CONNECT: the emulator closes it after a bounded amount.
+            ready, _, _ = select.select([proc.stdout], [], [], WAIT)
+            closed = proc.stdout.readline().strip() if ready else "(still open)"
+        finally:
+            stop_attacker(proc)
         self.assert_calls_flow(during, "WebSocket pong flood")
+        self.assertEqual(closed, "closed")
 
     def test_idle_sockets_on_the_http_port(self):
         socks = open_idle(self.emu.http_port, IDLE_SOCKETS)
