@@ -6,6 +6,9 @@
 #include "net.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -38,6 +41,11 @@
 /* What a connection may send before it authenticates (MQTT CONNECT accepted): WebSocket control frames and
  * the upgrade request count. Past it the connection is closed: no credentials, no unbounded work. */
 #define NET_PREAUTH_SLACK (64u * 1024u) /* on top of two of the front's largest frames */
+/* After a burst: once the connection count has fallen this far below its peak (and to half of it), freed
+ * memory goes back to the system. glibc keeps it otherwise: 2,000 half-open TLS handshakes (~45 KiB each in
+ * OpenSSL, mostly its 21 KiB handshake buffer) left RSS at 98 MB after they closed (issue 23). */
+#define NET_TRIM_DROP 512
+#define NET_TRIM_DELAY_MS 200
 
 enum conn_proto { PROTO_MQTT, PROTO_SNIFF, PROTO_WS, PROTO_PROXY };
 
@@ -90,6 +98,8 @@ struct net {
     size_t *count; /* toward max_connections: own_count or cfg.shared_count */
     struct conn *flush_list;
     struct conn *ready_list;
+    size_t peak_count; /* highest *count since the last trim */
+    struct loop_timer *trim;
     bool has_dead;
     uint8_t rbuf[NET_READ_CHUNK]; /* every read lands here first, so idle connections own no input storage */
 };
@@ -634,7 +644,8 @@ static struct conn *conn_new(struct net *n, int fd, enum net_listener kind, cons
         n->conns->prev = c;
     n->conns = c;
     n->nconns++;
-    (*n->count)++;
+    if (++*n->count > n->peak_count)
+        n->peak_count = *n->count;
     if (kind == NET_HTTP && !start_proxy(c, "http")) {
         log_warn("%s: the REST server is not available; closing", c->peer);
         mark_dead(c); /* freed (and fd closed) before the next wait */
@@ -815,6 +826,26 @@ static void conn_free(struct net *n, struct conn *c)
 
 static void flush_and_reap(struct net *n);
 
+static void on_trim(struct loop *l, void *ctx)
+{
+    struct net *n = ctx;
+    n->trim = NULL;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    log_debug("%zu connections now, %zu at the peak: freed memory returned to the system", *n->count, n->peak_count);
+    n->peak_count = *n->count;
+}
+
+/* Trims a moment after the drop begins, so the rest of the burst closing is included. */
+static void trim_after_burst(struct net *n)
+{
+    size_t now = *n->count;
+    if (n->trim || n->peak_count < now + NET_TRIM_DROP || now > n->peak_count / 2)
+        return;
+    n->trim = loop_timer_add(n->loop, NET_TRIM_DELAY_MS, on_trim, n);
+}
+
 /* Each connection on the ready list gets one turn; one that still has input waiting goes back on the list
  * for the next iteration, and the loop polls instead of blocking until then. */
 static void net_before_wait(struct loop *l, void *ctx)
@@ -858,6 +889,8 @@ static void flush_and_reap(struct net *n)
     /* Freeing fronts' states may have queued output or deaths elsewhere (takeover, failed calls). */
     if (n->flush_list || n->has_dead)
         flush_and_reap(n);
+    else
+        trim_after_burst(n);
 }
 
 /* ---- listeners ---- */
@@ -955,6 +988,7 @@ void net_free(struct net *n)
     if (!n)
         return;
     net_stop_accepting(n);
+    loop_timer_cancel(n->loop, n->trim);
     loop_del_hook(n->loop, net_before_wait, n);
     while (n->conns)
         conn_free(n, n->conns);
