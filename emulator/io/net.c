@@ -37,7 +37,7 @@
  * connections, the timers and the hooks run before it gets another. Level-triggered epoll reports a socket
  * that still holds data again; input OpenSSL already holds is not reported, so such a connection waits on the
  * net's ready list (served once per loop iteration) and the loop is told not to block. */
-#define NET_TURN_BYTES (16u * 1024u)
+#define NET_TURN_BYTES (2u * 1024u)
 /* What a connection may send before it authenticates (MQTT CONNECT accepted): WebSocket control frames and
  * the upgrade request count. Past it the connection is closed: no credentials, no unbounded work. */
 #define NET_PREAUTH_SLACK (64u * 1024u) /* on top of two of the front's largest frames */
@@ -64,6 +64,7 @@ struct conn {
     bool ready_queued;     /* on the net's ready list: OpenSSL holds input its turn did not get to */
     bool established;      /* conn_established was called (authenticated, or handed to the REST server) */
     size_t preauth_bytes;  /* input read before established */
+    uint64_t turn;         /* net.turn when it last read: at most one turn per loop iteration */
     enum conn_proto proto;
     const char *transport;
     char peer[64];
@@ -99,6 +100,7 @@ struct net {
     struct conn *flush_list;
     struct conn *ready_list;
     size_t peak_count; /* highest *count since the last trim */
+    uint64_t turn;     /* loop iterations, counted in the before-wait hook */
     struct loop_timer *trim;
     bool has_dead;
     uint8_t rbuf[NET_READ_CHUNK]; /* every read lands here first, so idle connections own no input storage */
@@ -471,6 +473,8 @@ static size_t read_plain(struct conn *c, uint8_t *buf, size_t room)
     return 0;
 }
 
+static void ready_add(struct conn *c);
+
 static size_t preauth_max(const struct conn *c)
 {
     return 2 * c->net->cfg.mqtt->max_frame + NET_PREAUTH_SLACK;
@@ -483,6 +487,13 @@ static void conn_read(struct conn *c)
 {
     uint8_t *rbuf = c->net->rbuf;
     size_t budget = NET_TURN_BYTES;
+    if (c->turn == c->net->turn) {
+        /* It had its turn this iteration (from the ready list, or an earlier event): wait for the next. */
+        if (c->ssl)
+            ready_add(c);
+        return;
+    }
+    c->turn = c->net->turn;
     c->read_drained = false;
     while (!c->closing && !c->handshaking && !conn_paused(c) && budget > 0) {
         size_t room = c->in.max > c->in.len ? c->in.max - c->in.len : 0;
@@ -851,6 +862,7 @@ static void trim_after_burst(struct net *n)
 static void net_before_wait(struct loop *l, void *ctx)
 {
     struct net *n = ctx;
+    n->turn++;
     struct conn *ready = n->ready_list;
     n->ready_list = NULL;
     while (ready) {

@@ -4,7 +4,8 @@ writes as fast as the socket takes until killed (or the emulator closes it: then
 usage:
   noisy_attacker.py publish HOST PORT DEVICE_ID TOKEN   QoS 0 telemetry from one authenticated identity (plain MQTT)
   noisy_attacker.py publish-tls HOST PORT DEVICE_ID TOKEN   the same over MQTT/TLS
-  noisy_attacker.py pong HOST PORT                      WebSocket pong frames on the TLS port, no credentials at all"""
+  noisy_attacker.py pong HOST PORT                      WebSocket pong frames on the TLS port, no credentials at all
+  noisy_attacker.py pong-loop HOST PORT                 the same, reconnecting whenever it is closed (bench)"""
 
 import os
 import socket
@@ -46,13 +47,15 @@ def repeat_to(unit, size):
     return unit * max(1, size // len(unit))
 
 
-def flood(sock, data):
-    print("flooding", flush=True)
+def flood(sock, data, announce=True):
+    if announce:
+        print("flooding", flush=True)
     try:
         while True:
             sock.sendall(data)
     except (OSError, ssl.SSLError):
-        print("closed", flush=True)
+        if announce:
+            print("closed", flush=True)
 
 
 def read_until(sock, marker):
@@ -83,7 +86,7 @@ def publish(host, port, device_id, token, tls=False):
     flood(sock, repeat_to(packet, BATCH))
 
 
-def pong(host, port):
+def pong(host, port, announce=True):
     sock = tls_client(host, port)
     sock.sendall(("GET /$iothub/websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -92,7 +95,17 @@ def pong(host, port):
     if b" 101 " not in head.split(b"\r\n")[0]:
         raise SystemExit("no upgrade: %r" % head)
     frame = bytes([0x8A, 0x80]) + os.urandom(4)  # a masked, empty pong
-    flood(sock, repeat_to(frame, BATCH))
+    flood(sock, repeat_to(frame, BATCH), announce)
+
+
+def pong_loop(host, port):
+    """pong, reconnecting whenever the emulator closes the connection (for the bench)."""
+    pong(host, port)
+    while True:
+        try:
+            pong(host, port, announce=False)
+        except (OSError, ssl.SSLError, SystemExit):
+            pass
 
 
 if __name__ == "__main__":
@@ -100,4 +113,4 @@ if __name__ == "__main__":
     if mode == "publish-tls":
         publish(*sys.argv[2:], tls=True)
     else:
-        {"publish": publish, "pong": pong}[mode](*sys.argv[2:])
+        {"publish": publish, "pong": pong, "pong-loop": pong_loop}[mode](*sys.argv[2:])
