@@ -137,7 +137,8 @@ def main():
         record["total"] = done
         record["rss_end_kib"] = rss_kib(proc.pid)
         peak = max(r["rss_held_kib"] for r in record["rounds"])
-        record["kib_per_halfopen_held"] = round((peak - record["rss_start_kib"]) / concurrent, 2)
+        largest = max(r["handshakes"] for r in record["rounds"])
+        record["kib_per_halfopen_held"] = round((peak - record["rss_start_kib"]) / largest, 2)
         record["kib_retained_after"] = record["rss_end_kib"] - record["rss_start_kib"]
         print(json.dumps(record))
         if a.jsonl:

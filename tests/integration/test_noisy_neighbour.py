@@ -2,10 +2,11 @@
 for a few seconds beside a healthy device (paho, plain MQTT) whose direct methods a caller invokes back to back
 over one keep-alive HTTP connection; the test asserts those calls keep flowing by COUNT (latency is the bench's
 job, bench/noisy.py). Attacks: a QoS 0 PUBLISH flood from one identity and a WebSocket pong flood with no
-credentials (each from its own process, noisy_attacker.py); 1,100 idle TCP sockets on the plain HTTP port and
+credentials (each from its own process, noisy_attacker.py; plain and TLS floods); 1,100 idle TCP sockets on the plain HTTP port and
 1,100 idle TLS keep-alive connections on the HTTPS port, after which new REST clients must still be served;
 --max-connections counting the plain HTTP port; the deadline for a first request and the keep-alive idle
-timeout on both REST ports. Free ports chosen at run time."""
+timeout on both REST ports. Also (its own ctest entry, `test_noisy_neighbour.py memory`): memory handed back
+after a burst of half-open TLS handshakes. Free ports chosen at run time."""
 
 import http.client
 import json
@@ -22,7 +23,7 @@ import unittest
 
 import paho.mqtt.client as mqtt
 
-from harness import Emulator, sas_token
+from harness import EMULATOR, Emulator, sas_token
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ATTACKER = os.path.join(HERE, "noisy_attacker.py")
@@ -307,12 +308,20 @@ class ConnectionLimitTest(unittest.TestCase):
                 healthy.close()
 
 
+def sanitized_emulator():
+    with open(EMULATOR, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 class TlsHalfOpenMemoryTest(unittest.TestCase):
     """Defect 6: a burst of half-open TLS handshakes must not leave its memory with the emulator once closed
     (glibc kept ~45 KiB a connection: 2,000 made 89 MB that stayed). The bench (bench/tls_halfopen.py) measures
     20,000; here 1,000, bounded to a few seconds."""
 
     def test_memory_is_returned_after_a_burst_of_half_open_handshakes(self):
+        if sanitized_emulator():
+            self.skipTest("the emulator is an AddressSanitizer build: its allocator keeps freed memory in "
+                          "quarantine (glibc's malloc_trim does not apply); the release build runs this")
         sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
         import tls_halfopen
         with Emulator(extra_args=["--log-level", "error"]) as emu:
@@ -335,5 +344,16 @@ class TlsHalfOpenMemoryTest(unittest.TestCase):
             self.assertLessEqual(after, limit)
 
 
+def run_memory_test():
+    """ctest entry integration.tls_halfopen_memory: exit 77 (ctest SKIP) when the test skipped itself."""
+    result = unittest.TextTestRunner(verbosity=2).run(
+        unittest.defaultTestLoader.loadTestsFromTestCase(TlsHalfOpenMemoryTest))
+    if not result.wasSuccessful():
+        return 1
+    return 77 if result.skipped else 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["memory"]:
+        sys.exit(run_memory_test())
     unittest.main(verbosity=2)
