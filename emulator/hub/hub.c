@@ -23,6 +23,7 @@
 struct hub_ident {
     struct device_link *link; /* the one live connection, or NULL */
     bool methods_ready;      /* that link takes method calls (MQTT: subscribed to $iothub/methods/POST/#) */
+    char *saved_session;     /* a front's persisted session state (hub_saved_session_*), or NULL */
     json_t *reported;        /* reported properties, without $version */
     int64_t reported_version;
 };
@@ -83,6 +84,7 @@ static void free_ident(const char *key, void *value, void *ctx)
 {
     struct hub_ident *id = value;
     json_decref(id->reported);
+    free(id->saved_session);
     free(id);
 }
 
@@ -149,6 +151,36 @@ static struct hub_ident *ident_get(struct hub *h, const char *key, bool create)
         return NULL;
     }
     return id;
+}
+
+/* ---- persisted sessions ---- */
+
+int hub_saved_session_put(struct hub *h, const char *identity, const char *state)
+{
+    struct hub_ident *id = ident_get(h, identity, true);
+    char *copy = strdup(state);
+    if (!id || !copy) {
+        free(copy);
+        return ERR_NOMEM;
+    }
+    free(id->saved_session);
+    id->saved_session = copy;
+    return ERR_OK;
+}
+
+char *hub_saved_session_get(struct hub *h, const char *identity)
+{
+    struct hub_ident *id = ident_get(h, identity, false);
+    return id && id->saved_session ? strdup(id->saved_session) : NULL;
+}
+
+void hub_saved_session_drop(struct hub *h, const char *identity)
+{
+    struct hub_ident *id = ident_get(h, identity, false);
+    if (id) {
+        free(id->saved_session);
+        id->saved_session = NULL;
+    }
 }
 
 /* ---- method calls ---- */

@@ -71,6 +71,16 @@ void hub_disconnect_identity(struct hub *h, const char *device_id, const char *m
  * modules') and forgets what the hub kept of it, so one created again with the same id starts afresh. */
 void hub_forget_identity(struct hub *h, const char *device_id, const char *module_id);
 
+/* ---- persisted sessions (MQTT CleanSession 0) ---- */
+
+/* A front's session state for an identity ("device" or "device/module") that outlives its connections: text
+ * the hub keeps as it is, dropped when the identity is deleted (hub_forget_identity). put replaces what was
+ * kept; ERR_OK, ERR_NOMEM, or a store error. get returns a malloc'd copy (caller frees), or NULL when nothing is
+ * kept. drop forgets it (a no-op when nothing is kept). */
+int hub_saved_session_put(struct hub *h, const char *identity, const char *state);
+char *hub_saved_session_get(struct hub *h, const char *identity);
+void hub_saved_session_drop(struct hub *h, const char *identity);
+
 struct hub_stats {
     size_t connections;      /* authenticated MQTT connections */
     size_t method_listeners; /* of those, subscribed to methods */

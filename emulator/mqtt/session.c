@@ -46,7 +46,9 @@ struct session {
     struct loop_timer *keepalive_timer;
     struct loop_timer *expiry_timer;
     uint64_t rid_counter;
-    bool methods_subscribed;
+    bool clean;      /* CleanSession 1: nothing of this session outlives the connection */
+    uint32_t subs;   /* accepted subscriptions, one bit per enum sub_kind */
+    uint32_t qos1;   /* of those, granted QoS 1 */
     char *will_topic; /* NULL = no will */
     uint8_t *will_payload;
     size_t will_len;
@@ -54,6 +56,8 @@ struct session {
 };
 
 static const struct device_link_ops session_link_ops;
+static bool open_session(struct session *s, bool clean);
+static void announce_subs(struct session *s, uint32_t before);
 
 struct session *session_new(const struct session_env *env, struct conn *c)
 {
@@ -260,68 +264,162 @@ static int on_connect(struct session *s, const struct mqtt_connect *c)
     conn_established(s->conn);
     if (start_timers(s, c->keep_alive, expiry))
         return fail(s, "out of memory");
-    log_info("%s connected over %s from %s (keep-alive %us)", s->ident, conn_transport(s->conn), conn_peer(s->conn),
-             (unsigned)c->keep_alive);
-    return send_scratch(s, mqtt_encode_connack(&s->scratch, false, 0)) ? ERR_CLOSED : ERR_OK;
+    bool present = open_session(s, c->clean_session);
+    log_info("%s connected over %s from %s (keep-alive %us, CleanSession %d, session present %d)", s->ident,
+             conn_transport(s->conn), conn_peer(s->conn), (unsigned)c->keep_alive, c->clean_session ? 1 : 0,
+             present ? 1 : 0);
+    if (send_scratch(s, mqtt_encode_connack(&s->scratch, present, 0)))
+        return ERR_CLOSED;
+    announce_subs(s, 0);
+    return ERR_OK;
 }
 
-/* ---- SUBSCRIBE / UNSUBSCRIBE ---- */
+/* ---- SUBSCRIBE / UNSUBSCRIBE, and the persisted session ---- */
 
-static bool is_methods_filter(struct mqtt_bytes f)
-{
-    return mqtt_bytes_eq(f, "$iothub/methods/POST/#");
-}
+/* The filters IoT Hub accepts (iothub-protocol.md §1.7, §3), one kind each. A persisted session (CleanSession
+ * 0) is the set of kinds subscribed with their granted QoS, so the hub keeps it as a short text such as
+ * "methods:0,twin-desired:0" (see session_state_text): it never holds a filter the hub would refuse. */
+enum sub_kind { SUB_METHODS, SUB_TWIN_RES, SUB_TWIN_DESIRED, SUB_C2D, SUB_C2D_ANY, SUB_INPUTS, SUB_MODULE, SUB_KINDS };
+static const char *const sub_names[SUB_KINDS] = {"methods", "twin-responses", "twin-desired", "c2d",
+                                                 "c2d-any-device", "module-inputs", "module-all"};
+#define SESSION_STATE_MAX 160 /* every kind at once fits */
 
-/* The filters IoT Hub accepts (iothub-protocol.md §1.7, §3). */
-static bool filter_is_allowed(const struct session *s, struct mqtt_bytes f)
+/* The kind of filter f, or -1 when the hub does not accept it from this identity. */
+static int filter_kind(const struct session *s, struct mqtt_bytes f)
 {
-    if (is_methods_filter(f) || mqtt_bytes_eq(f, "$iothub/twin/res/#") ||
-        mqtt_bytes_eq(f, "$iothub/twin/PATCH/properties/desired/#"))
-        return true;
+    if (mqtt_bytes_eq(f, "$iothub/methods/POST/#"))
+        return SUB_METHODS;
+    if (mqtt_bytes_eq(f, "$iothub/twin/res/#"))
+        return SUB_TWIN_RES;
+    if (mqtt_bytes_eq(f, "$iothub/twin/PATCH/properties/desired/#"))
+        return SUB_TWIN_DESIRED;
     char want[2 * REGISTRY_MAX_ID + 64];
     if (s->module_id[0]) {
         snprintf(want, sizeof want, "devices/%s/modules/%s/inputs/#", s->device_id, s->module_id);
         if (mqtt_bytes_eq(f, want))
-            return true;
+            return SUB_INPUTS;
         snprintf(want, sizeof want, "devices/%s/modules/%s/#", s->device_id, s->module_id);
-        return mqtt_bytes_eq(f, want);
+        return mqtt_bytes_eq(f, want) ? SUB_MODULE : -1;
     }
     snprintf(want, sizeof want, "devices/%s/messages/devicebound/#", s->device_id);
-    return mqtt_bytes_eq(f, want) || mqtt_bytes_eq(f, "devices/+/messages/devicebound/#");
+    if (mqtt_bytes_eq(f, want))
+        return SUB_C2D;
+    return mqtt_bytes_eq(f, "devices/+/messages/devicebound/#") ? SUB_C2D_ANY : -1;
+}
+
+/* "methods:0,twin-desired:1": the kinds in subs with their QoS; "" for none. out has SESSION_STATE_MAX bytes. */
+static void session_state_text(uint32_t subs, uint32_t qos1, char *out)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int k = 0; k < SUB_KINDS; k++)
+        if (subs & (1u << k))
+            n += (size_t)snprintf(out + n, SESSION_STATE_MAX - n, "%s%s:%d", n ? "," : "", sub_names[k],
+                                  (qos1 >> k) & 1u ? 1 : 0);
+}
+
+/* Parses session_state_text's form; unknown kinds (a newer emulator's) are skipped. */
+static void session_state_parse(const char *text, uint32_t *subs, uint32_t *qos1)
+{
+    *subs = *qos1 = 0;
+    for (const char *p = text; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        for (int k = 0; k < SUB_KINDS; k++) {
+            size_t nl = strlen(sub_names[k]);
+            if (len == nl + 2 && memcmp(p, sub_names[k], nl) == 0 && p[nl] == ':' && (p[nl + 1] == '0' || p[nl + 1] == '1')) {
+                *subs |= 1u << k;
+                *qos1 |= (p[nl + 1] == '1' ? 1u : 0u) << k;
+            }
+        }
+        p = end ? end + 1 : NULL;
+    }
+}
+
+/* CleanSession 0: the subscriptions are the session, so every change is kept before it is acknowledged. */
+static int save_session(struct session *s)
+{
+    if (s->clean)
+        return ERR_OK;
+    char text[SESSION_STATE_MAX];
+    session_state_text(s->subs, s->qos1, text);
+    return hub_saved_session_put(s->env->hub, s->ident, text);
+}
+
+/* What the hub should know once subscriptions changed from before to s->subs (after the SUBACK, CONNACK or
+ * UNSUBACK went out, so it precedes any request it causes). */
+static void announce_subs(struct session *s, uint32_t before)
+{
+    uint32_t m = 1u << SUB_METHODS;
+    if ((s->subs & m) && !(before & m))
+        hub_link_methods_ready(s->env->hub, &s->link);
+    else if (!(s->subs & m) && (before & m))
+        hub_link_methods_stopped(s->env->hub, &s->link);
+    /* Hook for C2D (issue 15): a restored c2d subscription starts delivery of what was queued meanwhile. */
 }
 
 static int on_subscribe(struct session *s, const struct mqtt_subscribe *sub)
 {
     uint8_t codes[MQTT_MAX_FILTERS];
-    bool methods = false;
+    uint32_t before = s->subs;
+    char text[SESSION_LOG_TEXT + 1];
     for (size_t i = 0; i < sub->count; i++) {
-        if (!filter_is_allowed(s, sub->filters[i])) {
-            char text[SESSION_LOG_TEXT + 1];
+        int kind = filter_kind(s, sub->filters[i]);
+        if (kind < 0) {
             log_info("%s: subscription to '%s' is not allowed; closing", s->ident,
                      log_text(sub->filters[i].p, sub->filters[i].len, text));
             return fail(s, "forbidden subscription");
         }
         codes[i] = sub->qos[i] > 1 ? 1 : sub->qos[i];
-        methods = methods || is_methods_filter(sub->filters[i]);
+        s->subs |= 1u << kind;
+        s->qos1 = (s->qos1 & ~(1u << kind)) | ((uint32_t)codes[i] << kind);
+        log_debug("%s: SUBSCRIBE '%s' granted QoS %u", s->ident,
+                  log_text(sub->filters[i].p, sub->filters[i].len, text), (unsigned)codes[i]);
     }
+    if (save_session(s))
+        return fail(s, "cannot keep the session");
     if (send_scratch(s, mqtt_encode_suback(&s->scratch, sub->packet_id, codes, sub->count)))
         return ERR_CLOSED;
-    if (methods && !s->methods_subscribed) {
-        s->methods_subscribed = true;
-        hub_link_methods_ready(s->env->hub, &s->link); /* after the SUBACK, so it precedes any request */
-    }
+    announce_subs(s, before);
     return ERR_OK;
 }
 
 static int on_unsubscribe(struct session *s, const struct mqtt_subscribe *unsub)
 {
+    uint32_t before = s->subs;
+    char text[SESSION_LOG_TEXT + 1];
     for (size_t i = 0; i < unsub->count; i++) {
-        if (is_methods_filter(unsub->filters[i]) && s->methods_subscribed) {
-            s->methods_subscribed = false;
-            hub_link_methods_stopped(s->env->hub, &s->link);
-        }
+        int kind = filter_kind(s, unsub->filters[i]);
+        if (kind >= 0)
+            s->subs &= ~(1u << kind);
+        log_debug("%s: UNSUBSCRIBE '%s'", s->ident, log_text(unsub->filters[i].p, unsub->filters[i].len, text));
     }
-    return send_scratch(s, mqtt_encode_ack(&s->scratch, MQTT_UNSUBACK, unsub->packet_id)) ? ERR_CLOSED : ERR_OK;
+    if (s->subs != before && save_session(s))
+        return fail(s, "cannot keep the session");
+    if (send_scratch(s, mqtt_encode_ack(&s->scratch, MQTT_UNSUBACK, unsub->packet_id)))
+        return ERR_CLOSED;
+    announce_subs(s, before);
+    return ERR_OK;
+}
+
+/* At CONNECT: CleanSession 1 discards what was kept; CleanSession 0 restores it (or starts one, so the next
+ * connect finds it). Returns whether a session was present. */
+static bool open_session(struct session *s, bool clean)
+{
+    s->clean = clean;
+    if (clean) {
+        hub_saved_session_drop(s->env->hub, s->ident);
+        return false;
+    }
+    char *kept = hub_saved_session_get(s->env->hub, s->ident);
+    if (!kept) {
+        save_session(s);
+        return false;
+    }
+    session_state_parse(kept, &s->subs, &s->qos1);
+    log_info("%s: session restored (CleanSession 0): %s", s->ident, *kept ? kept : "no subscriptions");
+    free(kept);
+    return true;
 }
 
 /* ---- PUBLISH ---- */
