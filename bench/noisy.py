@@ -7,6 +7,7 @@ payload): idle first, then during each attack, each from its own process or sock
   publish      QoS 0 PUBLISH flood from one authenticated identity, plain MQTT (tests/integration/noisy_attacker.py)
   publish-tls  the same over MQTT/TLS
   pong         WebSocket pong frames on the HTTPS port with no credentials, reconnecting whenever it is closed
+  http         pipelined GET /health on the plain HTTP port as fast as it goes, the answers drained
   idle-http    1,100 idle TCP sockets on the plain HTTP port
   idle-https   1,100 TLS keep-alive connections on the HTTPS port, idle after one GET /health
 Idle and attacked runs alternate, --repeat pairs per attack (the machine is shared: each attacked run is
@@ -138,6 +139,7 @@ def main():
                                                                token)),
             ("WebSocket pong flood, no credentials (reconnecting)", lambda: attacker("pong-loop", "127.0.0.1",
                                                                                      emu.https)),
+            ("pipelined GET /health flood, plain HTTP", lambda: attacker("http", "127.0.0.1", emu.http)),
             ("%d idle TCP sockets on the HTTP port" % IDLE_SOCKETS, lambda: idle_http(emu)),
             ("%d idle TLS keep-alive connections on :443" % IDLE_SOCKETS, lambda: idle_https(emu)),
         ]

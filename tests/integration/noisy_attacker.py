@@ -5,7 +5,8 @@ usage:
   noisy_attacker.py publish HOST PORT DEVICE_ID TOKEN   QoS 0 telemetry from one authenticated identity (plain MQTT)
   noisy_attacker.py publish-tls HOST PORT DEVICE_ID TOKEN   the same over MQTT/TLS
   noisy_attacker.py pong HOST PORT                      WebSocket pong frames on the TLS port, no credentials at all
-  noisy_attacker.py pong-loop HOST PORT                 the same, reconnecting whenever it is closed (bench)"""
+  noisy_attacker.py pong-loop HOST PORT                 the same, reconnecting whenever it is closed (bench)
+  noisy_attacker.py http HOST PORT                      pipelined GET /health on the plain HTTP port, answers drained"""
 
 import os
 import socket
@@ -98,6 +99,23 @@ def pong(host, port, announce=True):
     flood(sock, repeat_to(frame, BATCH), announce)
 
 
+def http_flood(host, port):
+    """Pipelined GET /health as fast as the socket takes, the answers read and dropped by a second thread (so
+    the emulator's output never backs up: only fairness can protect the others)."""
+    import threading
+    sock = socket.create_connection((host, int(port)))
+
+    def drain():
+        try:
+            while sock.recv(1 << 16):
+                pass
+        except OSError:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    flood(sock, repeat_to(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n", 64 * 1024))
+
+
 def pong_loop(host, port):
     """pong, reconnecting whenever the emulator closes the connection (for the bench)."""
     pong(host, port)
@@ -113,4 +131,4 @@ if __name__ == "__main__":
     if mode == "publish-tls":
         publish(*sys.argv[2:], tls=True)
     else:
-        {"publish": publish, "pong": pong, "pong-loop": pong_loop}[mode](*sys.argv[2:])
+        {"publish": publish, "pong": pong, "pong-loop": pong_loop, "http": http_flood}[mode](*sys.argv[2:])

@@ -2,7 +2,7 @@
 for a few seconds beside a healthy device (paho, plain MQTT) whose direct methods a caller invokes back to back
 over one keep-alive HTTP connection; the test asserts those calls keep flowing by COUNT (latency is the bench's
 job, bench/noisy.py). Attacks: a QoS 0 PUBLISH flood from one identity and a WebSocket pong flood with no
-credentials (each from its own process, noisy_attacker.py; plain and TLS floods); 1,100 idle TCP sockets on the plain HTTP port and
+credentials (each from its own process, noisy_attacker.py; plain and TLS floods), and pipelined HTTP requests; 1,100 idle TCP sockets on the plain HTTP port and
 1,100 idle TLS keep-alive connections on the HTTPS port, after which new REST clients must still be served;
 --max-connections counting the plain HTTP port; the deadline for a first request and the keep-alive idle
 timeout on both REST ports. Also (its own ctest entry, `test_noisy_neighbour.py memory`): memory handed back
@@ -219,6 +219,14 @@ class NoisyNeighbourTest(unittest.TestCase):
             stop_attacker(proc)
         self.assert_calls_flow(during, "WebSocket pong flood")
         self.assertEqual(closed, "closed")
+
+    def test_pipelined_http_flood(self):
+        proc = start_attacker("http", "127.0.0.1", self.emu.http_port)
+        try:
+            during = self.healthy.count_calls(ATTACK_S)
+        finally:
+            stop_attacker(proc)
+        self.assert_calls_flow(during, "pipelined HTTP flood")
 
     def test_idle_sockets_on_the_http_port(self):
         socks = open_idle(self.emu.http_port, IDLE_SOCKETS)
