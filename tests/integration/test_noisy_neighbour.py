@@ -1,9 +1,10 @@
 """test_noisy_neighbour.py -- one hostile or greedy client must never stall the others (issue 23). Each attack runs
 for a few seconds beside a healthy device (paho, plain MQTT) whose direct methods a caller invokes back to back
 over one keep-alive HTTP connection; the test asserts those calls keep flowing by COUNT (latency is the bench's
-job, bench/noisy.py). Attacks: a QoS 0 PUBLISH flood from one identity and a WebSocket pong flood with no
-credentials (each from its own process, noisy_attacker.py; plain and TLS floods), and pipelined HTTP requests; 1,100 idle TCP sockets on the plain HTTP port and
-1,100 idle TLS keep-alive connections on the HTTPS port, after which new REST clients must still be served;
+job, bench/noisy.py). Attacks, each from its own process (noisy_attacker.py): a QoS 0 PUBLISH flood from one
+identity (plain and TLS), a WebSocket pong flood with no credentials, pipelined HTTP requests. Then 1,100 idle
+TCP sockets on the plain HTTP port and 1,100 idle TLS keep-alive connections on the HTTPS port, after which new
+REST clients must still be served;
 --max-connections counting the plain HTTP port; the deadline for a first request and the keep-alive idle
 timeout on both REST ports. Also (its own ctest entry, `test_noisy_neighbour.py memory`): memory handed back
 after a burst of half-open TLS handshakes. Free ports chosen at run time."""
