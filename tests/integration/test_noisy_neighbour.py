@@ -277,6 +277,24 @@ class ConnectionLimitTest(unittest.TestCase):
                 for s in socks:
                     s.close()
 
+    def test_at_the_limit_new_https_clients_evict_idle_keep_alives(self):
+        with Emulator(extra_args=["--max-connections", "20", "--log-level", "error"]) as emu:
+            ctx = emu.tls_context()
+            conns, statuses = [], []
+            try:
+                for _ in range(30):  # 10 more than the limit: each new one closes the longest-idle one
+                    c = http.client.HTTPSConnection("127.0.0.1", emu.https_port, context=ctx, timeout=WAIT)
+                    c.request("GET", "/health", headers={"Host": "localhost"})
+                    r = c.getresponse()
+                    r.read()
+                    statuses.append(r.status)
+                    conns.append(c)
+                self.assertEqual(statuses, [200] * 30)
+                self.assertGreaterEqual(closed_by_server([c.sock for c in conns[:10]], within=5), 10)
+            finally:
+                for c in conns:
+                    c.close()
+
     def test_first_request_deadline_and_idle_keep_alive_timeout(self):
         with Emulator(extra_args=["--connect-timeout", "1", "--http-idle-timeout", "2", "--log-level", "error"]) as emu:
             silent = open_idle(emu.http_port, 5)
