@@ -21,7 +21,8 @@ class LifecycleTest(unittest.TestCase):
     def test_help_and_bad_flags(self):
         out = subprocess.run([EMULATOR, "--help"], capture_output=True, text=True, timeout=WAIT)
         self.assertEqual(out.returncode, 0)
-        for flag in ("--hostname", "--mqtts-port", "--https-port", "--data-dir", "--in-memory", "--owner-key"):
+        for flag in ("--hostname", "--mqtts-port", "--https-port", "--data-dir", "--in-memory", "--owner-key",
+                     "--http-idle-timeout"):
             self.assertIn(flag, out.stdout)
         bad = subprocess.run([EMULATOR, "--mqtts-port", "70000"], capture_output=True, text=True, timeout=WAIT)
         self.assertEqual(bad.returncode, 2)
