@@ -477,7 +477,8 @@ static void ready_add(struct conn *c);
 
 static size_t preauth_max(const struct conn *c)
 {
-    return 2 * c->net->cfg.mqtt->max_frame + NET_PREAUTH_SLACK;
+    const struct proto *front = c->front ? c->front : c->net->cfg.mqtt; /* :443 before the sniff: MQTT's size */
+    return 2 * front->max_frame + NET_PREAUTH_SLACK;
 }
 
 /* One turn: reads until the socket (and OpenSSL's buffer) is drained, reading is paused, or NET_TURN_BYTES
