@@ -14,7 +14,8 @@ Idle and attacked runs alternate, --repeat pairs per attack (the machine is shar
 compared with the idle run just before it; the median ratio is reported). The goal (issue 23) is a p50 during
 every attack at most 2x the idle p50. Prints a Markdown table and writes
 JSON lines to --jsonl.
-usage: bench/noisy.py [--emulator PATH] [--bench PATH] [--measure S] [--repeat N] [--jsonl FILE] [--md FILE]"""
+usage: bench/noisy.py [--emulator PATH] [--bench PATH] [--measure S] [--repeat N] [--only WORDS] [--jsonl FILE]
+                      [--md FILE]"""
 
 import argparse
 import http.client
@@ -123,6 +124,7 @@ def main():
     ap.add_argument("--bench", default=os.path.join(REPO, "build", "bench", "iothub_bench"))
     ap.add_argument("--measure", type=float, default=3.0)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", help="comma-separated words: run the attacks whose name contains one")
     ap.add_argument("--jsonl")
     ap.add_argument("--md")
     a = ap.parse_args()
@@ -143,6 +145,8 @@ def main():
             ("%d idle TCP sockets on the HTTP port" % IDLE_SOCKETS, lambda: idle_http(emu)),
             ("%d idle TLS keep-alive connections on :443" % IDLE_SOCKETS, lambda: idle_https(emu)),
         ]
+        if a.only:
+            attacks = [t for t in attacks if any(w.lower() in t[0].lower() for w in a.only.split(","))]
         for name, start in attacks:
             # Idle and attacked runs alternate (--repeat pairs): the machine is shared, so each attacked run
             # is compared with the idle run just before it, and the median ratio is reported.

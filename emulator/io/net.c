@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -33,11 +34,17 @@
 #define NET_LINGER_MS 5000                 /* how long a closing connection may take to flush */
 #define NET_DRAIN_MAX (256u * 1024u)       /* unread input discarded before close(), so it sends FIN, not RST */
 #define NET_ACCEPT_RETRY_MS 250            /* out of fds: pause accepting this long instead of spinning */
-/* Fairness (issue 23): a connection's turn reads and processes at most this much input; then the other ready
- * connections, the timers and the hooks run before it gets another. Level-triggered epoll reports a socket
- * that still holds data again; input OpenSSL already holds is not reported, so such a connection waits on the
- * net's ready list (served once per loop iteration) and the loop is told not to block. */
-#define NET_TURN_BYTES (2u * 1024u)
+/* Fairness (issue 23): a connection's turn (at most one per loop iteration) reads and processes input for
+ * about NET_TURN_NS; then the other ready connections, the timers and the hooks run before it gets another.
+ * A turn starts with a NET_TURN_FIRST read and sizes the next reads by the time the bytes so far took: small
+ * packets (a QoS 0 flood) get ~2 KiB a turn, bulk bytes (a 100 KiB body) several 16 KiB reads. A fixed 2 KiB
+ * turn cost 100 KiB method calls a third of their rate; fixed 16 KiB turns let a flood make every hop of a
+ * neighbour's call wait ~0.3 ms. Level-triggered epoll reports a socket that still holds data again; input
+ * OpenSSL already holds is not reported, so such a connection waits on the net's ready list (served once per
+ * loop iteration) and the loop is told not to block. */
+#define NET_TURN_NS 8000
+#define NET_TURN_FIRST 2048u
+#define NET_TURN_MIN 512u
 /* What a connection may send before it authenticates (MQTT CONNECT accepted): WebSocket control frames and
  * the upgrade request count. Past it the connection is closed: no credentials, no unbounded work. */
 #define NET_PREAUTH_SLACK (64u * 1024u) /* on top of two of the front's largest frames */
@@ -84,7 +91,7 @@ struct conn {
     struct loop_timer *deadline;
     struct conn *prev, *next;       /* all connections */
     struct conn *next_flush;        /* connections with output to write this iteration */
-    struct conn *next_ready;        /* connections with input waiting in OpenSSL (see NET_TURN_BYTES) */
+    struct conn *next_ready;        /* connections with input waiting in OpenSSL (see NET_TURN_NS) */
 };
 
 struct net {
@@ -481,13 +488,33 @@ static size_t preauth_max(const struct conn *c)
     return 2 * front->max_frame + NET_PREAUTH_SLACK;
 }
 
-/* One turn: reads until the socket (and OpenSSL's buffer) is drained, reading is paused, or NET_TURN_BYTES
- * were taken, processing as it goes. Bytes land in the net's shared buffer and only what the protocol leaves
- * unprocessed stays with the connection. */
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The next read of a turn: what the rest of the turn's time should take at the pace of the bytes so far
+ * (0: the turn is over). */
+static size_t turn_next(size_t taken, int64_t spent_ns)
+{
+    if (spent_ns >= NET_TURN_NS)
+        return 0;
+    if (spent_ns <= 0)
+        return NET_READ_CHUNK;
+    double fit = (double)taken * (double)(NET_TURN_NS - spent_ns) / (double)spent_ns;
+    return fit >= NET_READ_CHUNK ? NET_READ_CHUNK : fit <= NET_TURN_MIN ? NET_TURN_MIN : (size_t)fit;
+}
+
+/* One turn: reads until the socket (and OpenSSL's buffer) is drained, reading is paused, or the turn's time
+ * (NET_TURN_NS) is used, processing as it goes. Bytes land in the net's shared buffer and only what the
+ * protocol leaves unprocessed stays with the connection. */
 static void conn_read(struct conn *c)
 {
     uint8_t *rbuf = c->net->rbuf;
-    size_t budget = NET_TURN_BYTES;
+    size_t budget = NET_TURN_FIRST, taken = 0;
+    int64_t start = mono_ns();
     if (c->turn == c->net->turn) {
         /* It had its turn this iteration (from the ready list, or an earlier event): wait for the next. */
         if (c->ssl)
@@ -510,7 +537,7 @@ static void conn_read(struct conn *c)
             c->read_drained = true;
             break;
         }
-        budget -= n;
+        taken += n;
         if (!c->established && (c->preauth_bytes += n) > preauth_max(c)) {
             log_info("%s: more than %zu bytes before authenticating; closing", c->peer, preauth_max(c));
             conn_close(c, "too much input before authentication");
@@ -523,6 +550,7 @@ static void conn_read(struct conn *c)
         conn_process(c);
         if (conn_paused(c))
             break; /* back-pressure: resume when the peer has caught up */
+        budget = turn_next(taken, mono_ns() - start);
     }
     buf_trim(&c->in);
 }
