@@ -14,6 +14,7 @@ ARG BUILD_PACKAGES="\
     libmicrohttpd-dev \
     libmosquitto-dev \
     libcurl4-openssl-dev \
+    libsqlite3-dev \
     "
 RUN apt-get update \
  && apt-get install -y --no-install-recommends $BUILD_PACKAGES \

@@ -3,7 +3,8 @@
 # connection scale and start-up of the emulator, each next to Mosquitto (Debian's `mosquitto`, started here
 # on free ports with a generated config and an openssl-made certificate) measured in the same run; then the
 # emulator alone beside noisy neighbours and under half-open TLS handshakes (issue 23: noisy.py, tls_halfopen.py).
-#   bench/run.sh            full run (< 20 min on 2 cores), writes bench/RESULTS.md and bench/results.json
+#   bench/run.sh            full run (< 30 min on 2 cores), writes bench/RESULTS.md and bench/results.json
+#                           (then bench/store_bench.py adds its section to RESULTS.md)
 #   bench/run.sh --quick    smoke run (< 2 min): small matrix, outputs in a new temp dir (path printed)
 # Options: --out DIR, --out-tmp (temp dir removed at exit: CI), --emulator PATH, --bench PATH, --keep (keep
 # the work dir). Fails (exit 1) only when something breaks, never on a timing; exit 77 without mosquitto.
@@ -262,6 +263,12 @@ echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$NOTES"
     cat "$WORK/halfopen.jsonl" 2>/dev/null || echo "(not measured)"
     echo '```'
 } >> "$OUT/RESULTS.md"
+# The store benchmark (issue 12): SQLite against the JSON-file registry of 0.1.0, a section of RESULTS.md.
+if [ $QUICK = 0 ]; then
+    echo "== store ==" >&2
+    python3 "$REPO/bench/store_bench.py" --emulator "$EMU" --out "$OUT/RESULTS.md" > "$WORK/store.log" 2>&1 ||
+        { fail "store bench"; tail -n 20 "$WORK/store.log" >&2; }
+fi
 if [ $FAILED = 1 ]; then
     echo "run.sh: something broke; logs:" >&2
     tail -n 20 "$WORK/emulator.log" "$WORK/mosquitto.log" "$WORK/startup.log" 2>/dev/null >&2 || true

@@ -132,6 +132,12 @@ void device_client_stop(struct device_client *c);
  * Returns ERR_OK, ERR_INVALID (rid not a valid request id) or ERR_NOMEM. */
 int device_client_respond(struct device_client *c, const char *rid, int status, const char *body, size_t body_len);
 
+/* Publishes one device-to-cloud message at QoS 1 on devices/{id}[/modules/{mid}]/messages/events/{bag}, where
+ * property_bag is already URL-encoded "k=v&k2=v2" ("" or NULL for none), e.g. the SDKs' fault-injection
+ * properties. Only from the thread in device_client_run() (a callback), while connected. Returns ERR_OK,
+ * ERR_CLOSED (not connected), ERR_NOMEM or ERR_IO (libmosquitto refused it). */
+int device_client_send_telemetry(struct device_client *c, const char *property_bag, const void *body, size_t len);
+
 /* The last event reported (state 0 before any). detail stays valid until the next device_client_run(). */
 const struct device_client_event *device_client_last_event(const struct device_client *c);
 

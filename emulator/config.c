@@ -66,10 +66,10 @@ static const struct opt opts[] = {
      "Plain HTTP: the REST API, GET /health and\n"
      "GET /emulator/ca.pem. 0 disables."},
     {"data-dir", K_STR, F(data_dir), 0, 0, "DIR", "./.iothub-emulator",
-     "Where the device registry and the generated\n"
-     "certificates live."},
+     "Where the store (iothub.db: the device registry)\n"
+     "and the generated certificates live."},
     {"in-memory", K_BOOL, F(in_memory), 0, 0, NULL, "off",
-     "Keep the registry in memory only; nothing survives\n"
+     "Keep the store in memory only; nothing survives\n"
      "a restart. Generated certificates still go to a\n"
      "temporary directory."},
     {"cert", K_STR, F(cert), 0, 0, "FILE", NULL,
@@ -116,6 +116,15 @@ static const struct opt opts[] = {
      "Device-to-cloud messages kept in memory for\n"
      "inspection, oldest dropped first (0 to 1000000;\n"
      "0 keeps none)."},
+    {"no-fault-injection", K_BOOL, F(no_fault_injection), 0, 0, NULL, "off",
+     "Ignore the SDKs' fault-injection properties\n"
+     "(AzIoTHub_FaultOperationType...) on device-to-cloud\n"
+     "messages. The /emulator/faults API still works."},
+    {"throttle", K_STR, F(throttle), 0, 0, "TIER", "off",
+     "Enforce IoT Hub's published per-unit throttles of\n"
+     "one unit of tier s1, s2, s3 or free (429\n"
+     "ThrottlingException on REST, disconnect on MQTT);\n"
+     "off by default. README lists the limits."},
     {"help", K_HELP, 0, 0, 0, NULL, NULL,
      "Print this help and exit. Also -h."},
     {"version", K_VERSION, 0, 0, 0, NULL, NULL,
@@ -408,6 +417,12 @@ static int check_whole(struct parser *p)
     struct config *c = p->c;
     if ((c->cert == NULL) != (c->key == NULL))
         return fail(p, "--cert and --key go together: give both, or neither to use the generated certificate");
+    static const char *const tiers[] = {"off", "free", "s1", "s2", "s3"};
+    bool tier_ok = !c->throttle;
+    for (size_t t = 0; !tier_ok && t < sizeof tiers / sizeof tiers[0]; t++)
+        tier_ok = strcasecmp(c->throttle, tiers[t]) == 0;
+    if (!tier_ok)
+        return fail(p, "--throttle: '%.40s' is not a tier (s1, s2, s3, free or off)", c->throttle);
     const struct {
         const char *name;
         int port;
@@ -533,6 +548,7 @@ void config_cleanup(struct config *c)
     free(c->cert);
     free(c->key);
     free(c->owner_key);
+    free(c->throttle);
     free(c->device1_key);
     memset(c, 0, sizeof *c);
 }

@@ -39,6 +39,8 @@ struct config {
     int http_idle_timeout_s;   /* --http-idle-timeout: idle HTTP keep-alive connections close, default 240 */
     int token_skew_s;          /* --token-skew: seconds a SAS token is still accepted after its se, default 0 */
     int telemetry_log;         /* --telemetry-log: telemetry messages kept in memory, default 1000 */
+    bool no_fault_injection;   /* --no-fault-injection: ignore the SDKs' AzIoTHub_Fault* properties */
+    char *throttle;            /* --throttle: "s1", "s2", "s3", "free" or "off"; NULL = off */
 };
 
 /* Parses argv[1..argc) over the environment over the defaults. Accepts "--flag value" and "--flag=value";

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -15,8 +16,10 @@
 #include "auth.h"
 #include "certs.h"
 #include "config.h"
+#include "db.h"
 #include "dirs.h"
 #include "err.h"
+#include "faults.h"
 #include "hub.h"
 #include "log.h"
 #include "loop.h"
@@ -40,10 +43,12 @@ struct emulator {
     struct certs_paths certs;
     char *tmp_dir;
     SSL_CTX *tls;
+    struct db *db;
     struct registry *reg;
     struct auth *auth;
     struct loop *loop;
     struct hub *hub;
+    struct faults *faults;
     struct telemetry *telemetry;
     struct rest *rest;
     struct session_env mqtt_env; /* every MQTT session's environment */
@@ -127,13 +132,22 @@ static int setup_storage(struct emulator *e, char *err, size_t errlen)
     e->tls = tls_server_ctx_new(cert, key, err, errlen);
     if (!e->tls)
         return ERR_INVALID;
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/registry.json", dir);
-    e->reg = registry_new(e->cfg.in_memory ? NULL : path, err, errlen);
+    /* The store: <data-dir>/iothub.db; a registry.json of release 0.1 in the data dir is imported once. */
+    char path[PATH_MAX], json_path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/" DB_FILE_NAME, dir);
+    snprintf(json_path, sizeof json_path, "%s/registry.json", dir);
+    e->db = db_open(e->cfg.in_memory ? NULL : path, err, errlen);
+    if (!e->db)
+        return ERR_IO;
+    e->reg = registry_new(e->db, e->cfg.in_memory ? NULL : json_path, err, errlen);
     if (!e->reg)
         return ERR_IO;
     if (!e->cfg.no_default_device &&
         registry_ensure_device(e->reg, DEFAULT_DEVICE_ID, e->cfg.device1_key, DEFAULT_DEVICE_SECONDARY_KEY)) {
+        if (db_is_read_only(e->db)) { /* serve what is stored; the log says why device1 is missing */
+            log_warn("cannot register the default device %s: the store is read-only", DEFAULT_DEVICE_ID);
+            return ERR_OK;
+        }
         snprintf(err, errlen, "cannot register the default device %s", DEFAULT_DEVICE_ID);
         return ERR_IO;
     }
@@ -150,7 +164,7 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
 {
     e->mqtt_env = (struct session_env){.loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
                                        .token_skew_s = e->cfg.token_skew_s, .max_packet = MQTT_MAX_PACKET_DEFAULT,
-                                       .telemetry = e->telemetry};
+                                       .telemetry = e->telemetry, .faults = e->faults};
     session_proto(&e->mqtt, &e->mqtt_env);
     struct net_config nc = {
         .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind,
@@ -191,17 +205,27 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
     e->loop = loop_new();
     e->hub = e->loop ? hub_new(e->loop, e->reg) : NULL;
     e->telemetry = telemetry_new((size_t)e->cfg.telemetry_log, TELEMETRY_MAX_BYTES);
-    if (!e->auth || !e->hub || !e->telemetry || setup_signals(e)) {
+    e->faults = e->hub ? faults_new(e->loop, e->hub) : NULL;
+    if (!e->auth || !e->hub || !e->telemetry || !e->faults || setup_signals(e)) {
         snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
         return ERR_NOMEM;
     }
+    if (hub_use_session_store(e->hub, e->db, err, errlen))
+        return ERR_IO;
+    faults_set_sdk_protocol(e->faults, !e->cfg.no_fault_injection);
+    if (faults_set_throttle(e->faults, e->cfg.throttle)) {
+        snprintf(err, errlen, "--throttle: unknown tier");
+        return ERR_INVALID;
+    }
+    if (e->cfg.throttle && strcasecmp(e->cfg.throttle, "off") != 0)
+        log_info("throttling at the published limits of one %s unit (README \"Testing failures\")", e->cfg.throttle);
     struct rest_config rc = {
         .loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
         .http_port = 0, /* no listener of its own: net accepts the HTTP port, so the connection limit and its
                            eviction of idle connections cover it (issue 23) */
         .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry,
         .head_timeout_s = e->cfg.connect_timeout_s, .idle_timeout_s = e->cfg.http_idle_timeout_s,
-        .max_connections = (unsigned)e->cfg.max_connections};
+        .max_connections = (unsigned)e->cfg.max_connections, .faults = e->faults};
     e->rest = rest_new(&rc, err, errlen);
     if (!e->rest)
         return ERR_IO;
@@ -253,11 +277,13 @@ static void emulator_cleanup(struct emulator *e)
     net_free(e->net_v6);
     net_free(e->net); /* sessions leave the hub as they close */
     rest_free(e->rest);
+    faults_free(e->faults);
     hub_free(e->hub);
     telemetry_free(e->telemetry);
     loop_free(e->loop);
     auth_free(e->auth);
     registry_free(e->reg);
+    db_close(e->db);
     SSL_CTX_free(e->tls);
     if (e->signal_fd > 0)
         close(e->signal_fd);

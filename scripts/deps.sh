@@ -3,7 +3,7 @@
 # (so it is fast and safe to re-run). Uses sudo when not root.
 set -eu
 PKGS="build-essential cmake pkg-config clang libssl-dev libjansson-dev libmicrohttpd-dev libmosquitto-dev
-libcurl4-openssl-dev libcmocka-dev ca-certificates curl openssl"
+libcurl4-openssl-dev libsqlite3-dev libcmocka-dev ca-certificates curl openssl"
 if [ "${1:-}" = "--test" ]; then
     # Third-party peers for the integration tests, the compose-file validator, and the docker-labelled test's
     # engine (docker.io; Compose v1 as Debian bookworm has no Compose v2 plugin) and base-image maker.

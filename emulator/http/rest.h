@@ -28,6 +28,7 @@ struct rest_config {
     int head_timeout_s;      /* a connection's first request line + headers must arrive within this; 0: 30 */
     int idle_timeout_s;      /* a keep-alive connection with no request in progress closes after; 0: 240 */
     unsigned max_connections; /* MHD's own ceiling (net enforces --max-connections before it); 0: 20000 */
+    struct faults *faults;       /* /emulator/faults, injected REST faults and throttling; NULL: none */
 };
 
 /* Starts the daemon and registers it in cfg->loop. The rest does not own loop, hub, registry or auth; they

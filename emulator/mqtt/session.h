@@ -14,6 +14,7 @@
 
 struct auth;
 struct conn;
+struct faults;
 struct hub;
 struct loop;
 struct registry;
@@ -28,6 +29,7 @@ struct session_env {
     int64_t token_skew_s;
     size_t max_packet;
     struct telemetry *telemetry; /* device-to-cloud messages are kept here (NULL: only counted) */
+    struct faults *faults;       /* fault injection and throttling (NULL: none) */
 };
 
 /* Returns NULL on ERR_NOMEM. env must outlive the session. */
