@@ -133,7 +133,7 @@ start_mosquitto() {
 start_emulator() {
     set -- "$1" $("$BENCH" free-ports --count 4)
     EMU_MQTTS=$2 EMU_HTTPS=$3 EMU_MQTT=$4 EMU_HTTP=$5
-    "$EMU" --data-dir "$1" --mqtts-port "$EMU_MQTTS" --https-port "$EMU_HTTPS" --mqtt-port "$EMU_MQTT" \
+    "$EMU" --data-dir "$1" --mqtts-port "$EMU_MQTTS" --https-port "$EMU_HTTPS" --mqtt-port "$EMU_MQTT" --amqps-port 0 --amqp-port 0 \
         --http-port "$EMU_HTTP" --max-connections "$MAXCONN" --log-level warn >> "$WORK/emulator.log" 2>&1 &
     EMU_PID=$!
     PIDS="$PIDS $EMU_PID"
@@ -223,7 +223,7 @@ set -- $("$BENCH" free-ports --count 4)
 startup() { # label desc data-dir
     "$BENCH" startup --target emulator --port "$4" --label "$1" --desc "$2" --runs $START_RUNS \
         --log "$WORK/startup.log" -- "$EMU" --data-dir "$3" --mqtts-port "$5" --https-port "$6" \
-        --mqtt-port "$7" --http-port "$4" --log-level warn >> "$JSONL" || fail "start-up $1"
+        --mqtt-port "$7" --http-port "$4" --amqps-port 0 --amqp-port 0 --log-level warn >> "$JSONL" || fail "start-up $1"
 }
 startup empty "empty registry" "$WORK/start-empty" "$4" "$1" "$2" "$3"
 startup registry "$START_REGISTRY-device registry" "$WORK/start-registry" "$4" "$1" "$2" "$3"

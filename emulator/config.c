@@ -65,6 +65,13 @@ static const struct opt opts[] = {
     {"http-port", K_PORT, F(http_port), 0, 65535, "PORT", "8080",
      "Plain HTTP: the REST API, GET /health and\n"
      "GET /emulator/ca.pem. 0 disables."},
+    {"amqps-port", K_PORT, F(amqps_port), 0, 65535, "PORT", "5671",
+     "AMQP over TLS, for the service SDKs (cloud-to-\n"
+     "device messages). AMQP over WebSocket is on the\n"
+     "HTTPS port. 0 disables."},
+    {"amqp-port", K_PORT, F(amqp_port), 0, 65535, "PORT", "5672",
+     "Plain AMQP without TLS, for local debugging.\n"
+     "0 disables."},
     {"data-dir", K_STR, F(data_dir), 0, 0, "DIR", "./.iothub-emulator",
      "Where the store (iothub.db: the device registry)\n"
      "and the generated certificates live."},
@@ -125,6 +132,10 @@ static const struct opt opts[] = {
      "one unit of tier s1, s2, s3 or free (429\n"
      "ThrottlingException on REST, disconnect on MQTT);\n"
      "off by default. README lists the limits."},
+    {"c2d-ttl", K_INT, F(c2d_ttl_s), 1, 172800, "SECONDS", "3600",
+     "How long a cloud-to-device message waits for its\n"
+     "device when it has no expiry time of its own\n"
+     "(the hub's default: one hour; at most 48 hours)."},
     {"help", K_HELP, 0, 0, 0, NULL, NULL,
      "Print this help and exit. Also -h."},
     {"version", K_VERSION, 0, 0, 0, NULL, NULL,
@@ -353,6 +364,9 @@ static int set_defaults(struct config *c)
     c->https_port = 443;
     c->mqtt_port = 1883;
     c->http_port = 8080;
+    c->amqps_port = 5671;
+    c->amqp_port = 5672;
+    c->c2d_ttl_s = 3600;
     c->log_level = LOG_LEVEL_INFO;
     c->max_connections = 20000;
     c->connect_timeout_s = 30;
@@ -429,9 +443,12 @@ static int check_whole(struct parser *p)
     } ports[] = {{"--mqtts-port", c->mqtts_port},
                  {"--https-port", c->https_port},
                  {"--mqtt-port", c->mqtt_port},
-                 {"--http-port", c->http_port}};
-    for (size_t a = 0; a < 4; a++) {
-        for (size_t b = a + 1; b < 4; b++) {
+                 {"--http-port", c->http_port},
+                 {"--amqps-port", c->amqps_port},
+                 {"--amqp-port", c->amqp_port}};
+    size_t n = sizeof ports / sizeof ports[0];
+    for (size_t a = 0; a < n; a++) {
+        for (size_t b = a + 1; b < n; b++) {
             if (ports[a].port != 0 && ports[a].port == ports[b].port)
                 return fail(p, "%s and %s are both %d; each listener needs its own port", ports[a].name,
                             ports[b].name, ports[a].port);

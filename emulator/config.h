@@ -26,6 +26,8 @@ struct config {
     int https_port;         /* --https-port, default 443; 0 disables */
     int mqtt_port;          /* --mqtt-port, default 1883; 0 disables */
     int http_port;          /* --http-port, default 8080; 0 disables. Non-zero ports are distinct. */
+    int amqps_port;         /* --amqps-port, default 5671; 0 disables */
+    int amqp_port;          /* --amqp-port, default 5672; 0 disables */
     char *data_dir;         /* --data-dir, default "./.iothub-emulator" */
     bool in_memory;         /* --in-memory */
     char *cert, *key;       /* --cert, --key: both or neither; NULL means generate (certs.h) */
@@ -41,6 +43,7 @@ struct config {
     int telemetry_log;         /* --telemetry-log: telemetry messages kept in memory, default 1000 */
     bool no_fault_injection;   /* --no-fault-injection: ignore the SDKs' AzIoTHub_Fault* properties */
     char *throttle;            /* --throttle: "s1", "s2", "s3", "free" or "off"; NULL = off */
+    int c2d_ttl_s;             /* --c2d-ttl: seconds a cloud-to-device message lives without its own expiry, 3600 */
 };
 
 /* Parses argv[1..argc) over the environment over the defaults. Accepts "--flag value" and "--flag=value";

@@ -13,7 +13,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "amqp.h"
 #include "auth.h"
+#include "c2d.h"
 #include "certs.h"
 #include "config.h"
 #include "db.h"
@@ -53,6 +55,9 @@ struct emulator {
     struct rest *rest;
     struct session_env mqtt_env; /* every MQTT session's environment */
     struct proto mqtt;           /* the MQTT front, as net sees it */
+    struct c2d *c2d;             /* cloud-to-device queues */
+    struct amqp_env amqp_env;    /* every AMQP connection's environment */
+    struct proto amqp;           /* the AMQP front, as net sees it */
     struct net *net;    /* the listeners on --bind (127.0.0.1 for "localhost") */
     struct net *net_v6; /* "localhost" only: the same ports on ::1 (NULL when IPv6 is unavailable) */
     size_t connections; /* of both nets: --max-connections counts them together */
@@ -164,16 +169,22 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
 {
     e->mqtt_env = (struct session_env){.loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
                                        .token_skew_s = e->cfg.token_skew_s, .max_packet = MQTT_MAX_PACKET_DEFAULT,
-                                       .telemetry = e->telemetry, .faults = e->faults};
+                                       .telemetry = e->telemetry, .faults = e->faults, .c2d = e->c2d};
     session_proto(&e->mqtt, &e->mqtt_env);
+    e->amqp_env = (struct amqp_env){.loop = e->loop, .auth = e->auth, .c2d = e->c2d,
+                                    .token_skew_s = e->cfg.token_skew_s, .auth_timeout_s = e->cfg.connect_timeout_s};
+    amqp_proto(&e->amqp, &e->amqp_env);
     struct net_config nc = {
         .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind,
         .mqtts_port = e->cfg.mqtts_port ? e->cfg.mqtts_port : -1, /* 0 disables a listener */
         .https_port = e->cfg.https_port ? e->cfg.https_port : -1,
         .mqtt_port = e->cfg.mqtt_port ? e->cfg.mqtt_port : -1,
+        .amqps_port = e->cfg.amqps_port ? e->cfg.amqps_port : -1,
+        .amqp_port = e->cfg.amqp_port ? e->cfg.amqp_port : -1,
         .http_port = e->cfg.http_port ? e->cfg.http_port : -1, /* accepted here, handed to rest */
         .tls = e->tls,
         .mqtt = &e->mqtt,
+        .amqp = &e->amqp,
         .http_handoff = http_handoff,
         .http_ctx = e->rest,
         .http_idle = http_idle,
@@ -184,6 +195,7 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
     e->net = net_new(e->loop, &nc, err, errlen);
     if (!e->net)
         return ERR_IO;
+    rest_set_amqp_ports(e->rest, net_port(e->net, NET_AMQPS), net_port(e->net, NET_AMQP));
     if (!bind_is_localhost(e))
         return ERR_OK;
     /* The same ports on ::1 (the actual ones, should any have been chosen by the system). */
@@ -191,6 +203,8 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
     nc.mqtts_port = net_port(e->net, NET_MQTTS);
     nc.https_port = net_port(e->net, NET_HTTPS);
     nc.mqtt_port = net_port(e->net, NET_MQTT);
+    nc.amqps_port = net_port(e->net, NET_AMQPS);
+    nc.amqp_port = net_port(e->net, NET_AMQP);
     nc.http_port = net_port(e->net, NET_HTTP);
     char why[256];
     e->net_v6 = net_new(e->loop, &nc, why, sizeof why);
@@ -206,12 +220,17 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
     e->hub = e->loop ? hub_new(e->loop, e->reg) : NULL;
     e->telemetry = telemetry_new((size_t)e->cfg.telemetry_log, TELEMETRY_MAX_BYTES);
     e->faults = e->hub ? faults_new(e->loop, e->hub) : NULL;
-    if (!e->auth || !e->hub || !e->telemetry || !e->faults || setup_signals(e)) {
+    e->c2d = c2d_new(e->reg, NULL, e->cfg.c2d_ttl_s); /* memory only until the SQLite store plugs in */
+    if (!e->auth || !e->hub || !e->telemetry || !e->faults || !e->c2d || setup_signals(e)) {
         snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
         return ERR_NOMEM;
     }
     if (hub_use_session_store(e->hub, e->db, err, errlen))
         return ERR_IO;
+    if (hub_use_twin_store(e->hub, e->db)) {
+        snprintf(err, errlen, "cannot read the twins from the store");
+        return ERR_IO;
+    }
     faults_set_sdk_protocol(e->faults, !e->cfg.no_fault_injection);
     if (faults_set_throttle(e->faults, e->cfg.throttle)) {
         snprintf(err, errlen, "--throttle: unknown tier");
@@ -225,7 +244,7 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
                            eviction of idle connections cover it (issue 23) */
         .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry,
         .head_timeout_s = e->cfg.connect_timeout_s, .idle_timeout_s = e->cfg.http_idle_timeout_s,
-        .max_connections = (unsigned)e->cfg.max_connections, .faults = e->faults};
+        .max_connections = (unsigned)e->cfg.max_connections, .faults = e->faults, .c2d = e->c2d};
     e->rest = rest_new(&rc, err, errlen);
     if (!e->rest)
         return ERR_IO;
@@ -252,10 +271,14 @@ static void print_banner(const struct emulator *e)
     if (net_port(e->net, NET_MQTTS) >= 0)
         printf("  MQTT over TLS:          mqtts://%s:%d\n", b, net_port(e->net, NET_MQTTS));
     if (net_port(e->net, NET_HTTPS) >= 0)
-        printf("  HTTPS and MQTT over WS: https://%s:%d  (wss://%s:%d/$iothub/websocket)\n", b,
+        printf("  HTTPS, MQTT/AMQP on WS: https://%s:%d  (wss://%s:%d/$iothub/websocket)\n", b,
                net_port(e->net, NET_HTTPS), b, net_port(e->net, NET_HTTPS));
     if (net_port(e->net, NET_MQTT) >= 0)
         printf("  MQTT, plain (dev only): mqtt://%s:%d\n", b, net_port(e->net, NET_MQTT));
+    if (net_port(e->net, NET_AMQPS) >= 0)
+        printf("  AMQP over TLS:          amqps://%s:%d\n", b, net_port(e->net, NET_AMQPS));
+    if (net_port(e->net, NET_AMQP) >= 0)
+        printf("  AMQP, plain (dev only): amqp://%s:%d\n", b, net_port(e->net, NET_AMQP));
     if (net_port(e->net, NET_HTTP) >= 0)
         printf("  HTTP, plain (dev only): http://%s:%d  (/health, /emulator/ca.pem)\n", b, net_port(e->net, NET_HTTP));
     printf("  CA certificate:         %s\n", e->certs.ca_path ? e->certs.ca_path : "(given with --cert)");
@@ -278,6 +301,7 @@ static void emulator_cleanup(struct emulator *e)
     net_free(e->net); /* sessions leave the hub as they close */
     rest_free(e->rest);
     faults_free(e->faults);
+    c2d_free(e->c2d);
     hub_free(e->hub);
     telemetry_free(e->telemetry);
     loop_free(e->loop);

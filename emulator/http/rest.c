@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -26,6 +27,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "bulk.h"
+#include "c2d.h"
 #include "err.h"
 #include "faults.h"
 #include "hub.h"
@@ -35,10 +37,15 @@
 #include "restapi.h"
 #include "sas.h"
 #include "telemetry.h"
+#include "url.h"
+#include "query.h"
+#include "twin.h"
 
 #define REST_JSON "application/json; charset=utf-8"
 #define REST_METHOD_BODY_MAX (1024u * 1024u)     /* raw method body; the payload itself is capped at 128 KiB */
 #define REST_REGISTRY_BODY_MAX (64u * 1024u)
+#define REST_TWIN_BODY_MAX (256u * 1024u)        /* a whole twin sent back (PUT): 8+32+32 KiB plus metadata */
+#define REST_QUERY_BODY_MAX (64u * 1024u)        /* {"query": 8192 characters of up to 4 UTF-8 bytes} */
 #define REST_BULK_BODY_MAX (1024u * 1024u)       /* POST /devices: up to 100 ExportImportDevice */
 #define REST_OTHER_BODY_MAX (16u * 1024u)
 #define REST_DROP_AFTER (8u * 1024u * 1024u)     /* a body this large closes the connection */
@@ -61,6 +68,9 @@ struct rest_answer {
     const char *allow;
     char etag[80];
     int retry_after_s; /* Retry-After header when > 0 (throttling, injected faults) */
+    json_t *headers; /* more response headers, name -> string (NULL: none) */
+    char continuation[24]; /* x-ms-continuation of a query page ("" = last page: no header) */
+    const char *item_type; /* x-ms-item-type of a query page */
 };
 
 struct rest_req {
@@ -125,6 +135,8 @@ struct rest {
     int64_t timer_due;
     bool shutting_down;
     struct rest_req *waiting;
+    int amqps_port, amqp_port; /* for /health; <= 0 when not listening */
+    struct c2d *c2d;
     struct rest_conn *conns;
     struct rest_conn **by_fd; /* indexed by socket fd, for rest_idle_since */
     size_t by_fd_len;
@@ -308,6 +320,7 @@ static void tracking_id(char out[33])
 static void answer_clear(struct rest_answer *a)
 {
     free(a->body);
+    json_decref(a->headers);
     memset(a, 0, sizeof *a);
 }
 
@@ -387,9 +400,20 @@ static enum MHD_Result queue_answer(struct rest_req *q)
         (a->errorcode && MHD_add_response_header(resp, "iothub-errorcode", a->errorcode) != MHD_YES) ||
         (a->etag[0] && MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, a->etag) != MHD_YES) ||
         (a->allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, a->allow) != MHD_YES) ||
-        !add_retry_after(resp, a->retry_after_s)) {
+        !add_retry_after(resp, a->retry_after_s) ||
+        (a->continuation[0] && MHD_add_response_header(resp, "x-ms-continuation", a->continuation) != MHD_YES) ||
+        (a->item_type && MHD_add_response_header(resp, "x-ms-item-type", a->item_type) != MHD_YES)) {
         MHD_destroy_response(resp);
         return MHD_NO;
+    }
+    const char *hname;
+    json_t *hval;
+    json_object_foreach(a->headers, hname, hval)
+    {
+        if (MHD_add_response_header(resp, hname, json_string_value(hval)) != MHD_YES) {
+            MHD_destroy_response(resp);
+            return MHD_NO;
+        }
     }
     enum MHD_Result ret = MHD_queue_response(q->conn, a->status, resp);
     MHD_destroy_response(resp);
@@ -781,7 +805,206 @@ static void identity_get(struct rest_req *q)
         answer_not_found(q, RESTAPI_ENVELOPE_A);
         return;
     }
-    answer_json(q, MHD_HTTP_OK, registry_identity_json(id), id);
+    json_t *j = registry_identity_json(id);
+    if (j && q->r->c2d && !id->module_id[0])
+        json_object_set_new(j, "cloudToDeviceMessageCount",
+                            json_integer((json_int_t)c2d_count(q->r->c2d, id->device_id, c2d_wall_ms())));
+    answer_json(q, MHD_HTTP_OK, j, id);
+}
+
+/* ---- the device side over HTTPS (the C SDK's HTTP_Protocol) ---- */
+
+struct app_props {
+    struct buf *t;
+    bool *first;
+    int rc;
+};
+
+/* MHD header iterator: iothub-app-{name}: value -> &name=value (percent-encoded) in the topic's property bag. */
+static enum MHD_Result collect_app_property(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct app_props *p = cls;
+    static const char pre[] = "iothub-app-";
+    if (p->rc || !key || !value || strncasecmp(key, pre, sizeof pre - 1) != 0 || !key[sizeof pre - 1])
+        return MHD_YES;
+    char *k = url_encode(key + sizeof pre - 1, strlen(key + sizeof pre - 1)), *v = url_encode(value, strlen(value));
+    p->rc = k && v ? buf_printf(p->t, "%s%s=%s", *p->first ? "" : "&", k, v) : ERR_NOMEM;
+    *p->first = false;
+    free(k);
+    free(v);
+    return MHD_YES;
+}
+
+/* A device token for the route's device (or a policy token with DeviceConnect) and api-version. NULL when an
+ * error answer was set. */
+static const struct identity *device_prelude(struct rest_req *q)
+{
+    const char *authz = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const struct identity *id = registry_find(q->r->reg, q->route.device_id, NULL);
+    char why[96] = "no such device";
+    if (!id || !authz ||
+        auth_check_device(q->r->auth, id, authz, strlen(authz), loop_wall_s(q->r->loop), q->r->skew_s, NULL, why,
+                          sizeof why) != ERR_OK) {
+        log_info("http %s %.200s: unauthorized (%s)", q->method, q->uri, authz ? why : "missing Authorization");
+        answer_errorf(q, RESTAPI_UNAUTHORIZED, RESTAPI_ENVELOPE_A, "Unauthorized");
+        return NULL;
+    }
+    if (!q->route.has_api_version) {
+        answer_errorf(q, RESTAPI_INVALID_PROTOCOL_VERSION, RESTAPI_ENVELOPE_A,
+                      "The api-version query parameter is required.");
+        return NULL;
+    }
+    return id;
+}
+
+static void iso_ms(int64_t ms, char *out, size_t outlen)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(out, outlen, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, outlen - n, ".%03dZ", (int)(ms % 1000));
+}
+
+static void set_header(json_t *h, const char *name, const char *value)
+{
+    if (value && value[0])
+        json_object_set_new(h, name, json_string(value));
+}
+
+/* GET /devices/{id}/messages/deviceBound: 204 when nothing waits; else 200 with the body, the lock token as
+ * ETag, and the message's properties as iothub-* headers (application properties as iothub-app-{name}). */
+static void route_c2d_receive(struct rest_req *q)
+{
+    if (!device_prelude(q))
+        return;
+    const struct c2d_message *m =
+        q->r->c2d ? c2d_lock(q->r->c2d, q->route.device_id, c2d_wall_ms(), C2D_LOCK_MS) : NULL;
+    if (!m) {
+        answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
+        return;
+    }
+    char *body = m->body_len ? malloc(m->body_len) : NULL;
+    if (m->body_len && !body) {
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+        return;
+    }
+    if (body)
+        memcpy(body, m->body, m->body_len);
+    answer_set(q, MHD_HTTP_OK, body, m->body_len, m->content_type[0] ? NULL : "application/octet-stream");
+    json_t *h = json_object();
+    char text[64];
+    set_header(h, "iothub-messageid", m->message_id);
+    set_header(h, "iothub-correlationid", m->correlation_id);
+    set_header(h, "iothub-to", m->to);
+    set_header(h, "iothub-userid", m->user_id);
+    set_header(h, "Content-Type", m->content_type);
+    set_header(h, "Content-Encoding", m->content_encoding);
+    if (m->expiry_given) {
+        iso_ms(m->expiry_ms, text, sizeof text);
+        set_header(h, "iothub-expiry", text);
+    }
+    iso_ms(m->enqueued_ms, text, sizeof text);
+    set_header(h, "iothub-enqueuedtime", text);
+    snprintf(text, sizeof text, "%u", m->delivery_count);
+    set_header(h, "iothub-deliverycount", text);
+    snprintf(text, sizeof text, "%llu", (unsigned long long)m->seq);
+    set_header(h, "iothub-sequencenumber", text);
+    for (size_t i = 0; i < m->n_props; i++) {
+        char name[C2D_MAX_KEY + 16];
+        snprintf(name, sizeof name, "iothub-app-%s", m->props[i].key);
+        set_header(h, name, m->props[i].value);
+    }
+    q->ans.headers = h;
+    snprintf(q->ans.etag, sizeof q->ans.etag, "\"%llu\"", (unsigned long long)m->seq);
+}
+
+/* The lock token of C2D_LOCK / C2D_ABANDON as a seq; false (and a 412 answer) when it names none. */
+static bool lock_seq(struct rest_req *q, uint64_t *seq)
+{
+    const char *t = q->route.lock_token;
+    char *end = NULL;
+    unsigned long long v = t && *t >= '0' && *t <= '9' ? strtoull(t, &end, 10) : 0;
+    if (!end || *end || v == 0) {
+        answer_errorf(q, RESTAPI_PRECONDITION_FAILED, RESTAPI_ENVELOPE_A, "The lock token is not valid.");
+        return false;
+    }
+    *seq = v;
+    return true;
+}
+
+/* DELETE .../deviceBound/{lockToken}[?reject] completes (or rejects); POST .../abandon gives it back. 204. */
+static void route_c2d_settle(struct rest_req *q, bool abandon)
+{
+    uint64_t seq;
+    if (!device_prelude(q) || !lock_seq(q, &seq))
+        return;
+    const char *dev = q->route.device_id;
+    int rc = !q->r->c2d ? ERR_NOT_FOUND
+             : abandon  ? c2d_abandon(q->r->c2d, dev, seq)
+             : q->route.reject ? c2d_reject(q->r->c2d, dev, seq)
+                               : c2d_complete(q->r->c2d, dev, seq);
+    if (rc != ERR_OK) {
+        answer_errorf(q, RESTAPI_PRECONDITION_FAILED, RESTAPI_ENVELOPE_A,
+                      "The message is no longer locked (completed, expired or its lock ran out).");
+        return;
+    }
+    log_info("c2d: %s %s message %llu over HTTPS", dev, abandon ? "abandoned" : q->route.reject ? "rejected" : "completed",
+             (unsigned long long)seq);
+    answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
+}
+
+/* POST /devices/{id}/messages/events: telemetry over HTTPS, into the same log as MQTT's; iothub-app-{name}
+ * headers are its properties, iothub-messageid / iothub-correlationid its $.mid / $.cid. 204. */
+static void route_d2c_events(struct rest_req *q)
+{
+    if (!device_prelude(q))
+        return;
+    struct buf topic;
+    buf_init(&topic, 16384);
+    int rc = buf_printf(&topic, "devices/%s/messages/events/", q->route.device_id);
+    bool first = true;
+    static const struct {
+        const char *header, *prop;
+    } sys[] = {{"iothub-messageid", "$.mid"}, {"iothub-correlationid", "$.cid"}, {"Content-Type", "$.ct"},
+               {"Content-Encoding", "$.ce"}};
+    for (size_t i = 0; !rc && i < sizeof sys / sizeof sys[0]; i++) {
+        const char *v = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, sys[i].header);
+        char *ev = v ? url_encode(v, strlen(v)) : NULL;
+        if (ev)
+            rc = buf_printf(&topic, "%s%s=%s", first ? "" : "&", sys[i].prop, ev), first = false;
+        free(ev);
+    }
+    struct app_props ctx = {&topic, &first, rc};
+    MHD_get_connection_values(q->conn, MHD_HEADER_KIND, collect_app_property, &ctx);
+    rc = ctx.rc;
+    if (!rc)
+        rc = buf_append_byte(&topic, 0);
+    if (!rc && q->r->telemetry)
+        telemetry_add(q->r->telemetry, q->route.device_id, NULL, (const char *)topic.data, q->body.data, q->body.len,
+                      loop_wall_s(q->r->loop));
+    buf_cleanup(&topic);
+    if (rc) {
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+        return;
+    }
+    log_debug("telemetry from %s over HTTPS (%zu bytes)", q->route.device_id, q->body.len);
+    answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
+}
+
+/* DELETE /devices/{id}/commands: drops every queued C2D message; {"totalMessagesPurged": n, "deviceId": id}. */
+static void route_c2d_purge(struct rest_req *q)
+{
+    if (!service_prelude(q, AUTH_SERVICE_CONNECT))
+        return;
+    if (!registry_find(q->r->reg, q->route.device_id, NULL)) {
+        answer_not_found(q, RESTAPI_ENVELOPE_A);
+        return;
+    }
+    size_t n = q->r->c2d ? c2d_purge(q->r->c2d, q->route.device_id) : 0;
+    log_info("c2d: purged %zu messages of %s", n, q->route.device_id);
+    answer_json(q, MHD_HTTP_OK,
+                json_pack("{s:I,s:s}", "totalMessagesPurged", (json_int_t)n, "deviceId", q->route.device_id), NULL);
 }
 
 /* Answers a registry_put / registry_delete failure. */
@@ -869,6 +1092,263 @@ static void identity_delete(struct rest_req *q)
     answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
     log_info("registry: deleted %s%s%s", rt->device_id, rt->module_id ? "/" : "", rt->module_id ? rt->module_id : "");
     hub_forget_identity(r->hub, rt->device_id, rt->module_id);
+    if (r->c2d && !rt->module_id)
+        c2d_purge(r->c2d, rt->device_id); /* a re-created device starts with an empty queue */
+}
+
+/* ---- twins, query, statistics ---- */
+
+/* Auth with either of two permission sets (the hub lets several policies through some routes). */
+static bool service_prelude_any(struct rest_req *q, unsigned perms_a, unsigned perms_b)
+{
+    char why[96];
+    const char *authz = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (check_service(q->r, authz, perms_a, why, sizeof why) == ERR_OK)
+        perms_b = perms_a;
+    return service_prelude(q, perms_b);
+}
+
+/* The request body as a JSON object, or an error answer (false). Caller json_decref's *out. */
+static bool body_object(struct rest_req *q, json_t **out)
+{
+    *out = NULL;
+    if (q->body_seen > q->body_cap) {
+        answer_errorf(q, RESTAPI_MESSAGE_TOO_LARGE, RESTAPI_ENVELOPE_A, "The request body is over %zu bytes.",
+                      q->body_cap);
+        return false;
+    }
+    json_t *body = json_loadb(q->body.len ? (const char *)q->body.data : "", q->body.len, JSON_REJECT_DUPLICATES,
+                              NULL);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        answer_errorf(q, RESTAPI_FORMAT_ERROR, RESTAPI_ENVELOPE_A, "The request body is not a JSON object.");
+        return false;
+    }
+    *out = body;
+    return true;
+}
+
+static void answer_twin(struct rest_req *q, json_t *doc, const char *etag)
+{
+    answer_json(q, MHD_HTTP_OK, doc, NULL);
+    if (q->ans.status == MHD_HTTP_OK)
+        snprintf(q->ans.etag, sizeof q->ans.etag, "%s", etag);
+}
+
+static void twin_update_route(struct rest_req *q, enum twin_mode mode)
+{
+    const struct restapi_route *rt = &q->route;
+    json_t *body = NULL;
+    if (!service_prelude_any(q, AUTH_SERVICE_CONNECT, AUTH_REGISTRY_WRITE) || !body_object(q, &body))
+        return;
+    struct hub_twin_update u = {
+        .device_id = rt->device_id,
+        .module_id = rt->module_id,
+        .body = body,
+        .mode = mode,
+        .if_match = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_MATCH),
+    };
+    json_t *doc = NULL;
+    char etag[40] = "";
+    struct twin_error e = {0, ""};
+    int rc = hub_twin_update(q->r->hub, &u, &doc, etag, sizeof etag, &e);
+    json_decref(body);
+    switch (rc) {
+    case ERR_OK:
+        answer_twin(q, doc, etag);
+        log_info("twin: %s %s%s%s", mode == TWIN_MERGE ? "patched" : "replaced", rt->device_id,
+                 rt->module_id ? "/" : "", rt->module_id ? rt->module_id : "");
+        return;
+    case ERR_NOT_FOUND:
+        answer_not_found(q, RESTAPI_ENVELOPE_A);
+        return;
+    case ERR_PRECONDITION:
+        answer_errorf(q, RESTAPI_PRECONDITION_FAILED, RESTAPI_ENVELOPE_A,
+                      "Precondition failed: the If-Match etag does not match the twin's etag.");
+        return;
+    case ERR_INVALID:
+        answer_errorf(q, e.code, RESTAPI_ENVELOPE_A, "%s", e.message);
+        return;
+    default:
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Internal error: %s.", err_str(rc));
+        return;
+    }
+}
+
+static void route_twin(struct rest_req *q)
+{
+    const struct restapi_route *rt = &q->route;
+    if (strcmp(q->method, "PATCH") == 0) {
+        twin_update_route(q, TWIN_MERGE);
+        return;
+    }
+    if (strcmp(q->method, "PUT") == 0) {
+        twin_update_route(q, TWIN_REPLACE);
+        return;
+    }
+    if (!service_prelude_any(q, AUTH_REGISTRY_READ, AUTH_SERVICE_CONNECT))
+        return;
+    json_t *doc = NULL;
+    char etag[40] = "";
+    int rc = hub_twin_get(q->r->hub, rt->device_id, rt->module_id, &doc, etag, sizeof etag);
+    if (rc == ERR_NOT_FOUND)
+        answer_not_found(q, RESTAPI_ENVELOPE_A);
+    else if (rc != ERR_OK)
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+    else {
+        if (q->r->c2d && !rt->module_id) /* the queue lives in the C2D module, not in the twin */
+            json_object_set_new(doc, "cloudToDeviceMessageCount",
+                                json_integer((json_int_t)c2d_count(q->r->c2d, rt->device_id, c2d_wall_ms())));
+        answer_twin(q, doc, etag);
+    }
+}
+
+/* GET /statistics/devices and /statistics/service (the registry's and the live connections' counts). */
+static void route_statistics(struct rest_req *q)
+{
+    if (!service_prelude_any(q, AUTH_REGISTRY_READ, AUTH_SERVICE_CONNECT))
+        return;
+    if (q->route.kind == RESTAPI_ROUTE_STATS_SERVICE) {
+        struct hub_stats st;
+        hub_get_stats(q->r->hub, &st);
+        answer_json(q, MHD_HTTP_OK, json_pack("{s:I}", "connectedDeviceCount", (json_int_t)st.devices_connected),
+                    NULL);
+        return;
+    }
+    size_t total = 0, enabled = 0;
+    json_t *devices = registry_list_devices(q->r->reg, SIZE_MAX);
+    size_t i;
+    json_t *d;
+    json_array_foreach(devices, i, d) {
+        const struct identity *id = registry_find(q->r->reg, json_string_value(json_object_get(d, "deviceId")), NULL);
+        total += id != NULL;
+        enabled += id && id->enabled;
+    }
+    json_decref(devices);
+    if (!devices) {
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+        return;
+    }
+    answer_json(q, MHD_HTTP_OK,
+                json_pack("{s:I,s:I,s:I}", "totalDeviceCount", (json_int_t)total, "enabledDeviceCount",
+                          (json_int_t)enabled, "disabledDeviceCount", (json_int_t)(total - enabled)),
+                NULL);
+}
+
+/* One query's evaluation over the twins: the rows from the first one up to `want` (non-aggregate queries stop
+ * there), or the accumulator of an aggregate query. */
+struct query_run {
+    const struct query *query;
+    json_t *rows;
+    struct query_agg *agg;
+    size_t want;  /* rows needed: offset + page + 1 (one more says whether another page follows) */
+    int rc;
+};
+
+static bool query_row(void *ctx, const json_t *doc)
+{
+    struct query_run *run = ctx;
+    if (!query_match(run->query, doc))
+        return true;
+    if (run->agg) {
+        run->rc = query_agg_add(run->agg, doc);
+        return run->rc == ERR_OK;
+    }
+    json_t *row = query_project(run->query, doc);
+    if (!row || json_array_append_new(run->rows, row)) {
+        run->rc = ERR_NOMEM;
+        return false;
+    }
+    return json_array_size(run->rows) < run->want;
+}
+
+/* The query's rows, at most want of them (all of an aggregate's). NULL with *rc set on failure. */
+static json_t *query_rows(struct rest *r, const struct query *query, size_t want, int *rc)
+{
+    struct query_run run = {.query = query, .want = want, .rc = ERR_OK};
+    long top = query_top(query);
+    if (top >= 0 && (size_t)top < run.want)
+        run.want = (size_t)top;
+    run.rows = json_array();
+    if (query_is_aggregate(query))
+        run.agg = query_agg_new(query);
+    if (!run.rows || (query_is_aggregate(query) && !run.agg)) {
+        run.rc = ERR_NOMEM;
+    } else if (run.want > 0 && query_source(query) != QUERY_JOBS) {
+        /* devices.jobs is empty: the emulator has no jobs yet */
+        int each = hub_twin_each(r->hub, query_source(query) == QUERY_MODULES, query_row, &run);
+        if (run.rc == ERR_OK)
+            run.rc = each;
+    }
+    if (run.rc == ERR_OK && run.agg) {
+        json_decref(run.rows);
+        run.rows = query_agg_result(run.agg);
+        if (!run.rows)
+            run.rc = ERR_NOMEM;
+        else if (top >= 0 && json_array_size(run.rows) > (size_t)top)
+            while (json_array_size(run.rows) > (size_t)top)
+                json_array_remove(run.rows, json_array_size(run.rows) - 1);
+    }
+    query_agg_free(run.agg);
+    *rc = run.rc;
+    if (run.rc) {
+        json_decref(run.rows);
+        return NULL;
+    }
+    return run.rows;
+}
+
+/* POST /devices/query: {"query":"SELECT ..."}; a page of x-ms-max-item-count rows from x-ms-continuation on.
+ * The continuation is the offset of the next row; it is left out on the last page (the Node SDK pages while it
+ * is present). Each page evaluates the query again over the current twins. */
+static void route_query(struct rest_req *q)
+{
+    json_t *body = NULL;
+    if (!service_prelude_any(q, AUTH_REGISTRY_READ, AUTH_SERVICE_CONNECT) || !body_object(q, &body))
+        return;
+    const char *text = json_string_value(json_object_get(body, "query"));
+    int page = 0;
+    size_t offset = 0;
+    const char *hdr_page = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "x-ms-max-item-count");
+    const char *hdr_cont = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "x-ms-continuation");
+    if (!text) {
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "The body needs a \"query\" string.");
+    } else if (restapi_page_size(hdr_page, &page) != ERR_OK) {
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A,
+                      "x-ms-max-item-count must be a positive integer.");
+    } else if (restapi_continuation(hdr_cont, &offset) != ERR_OK) {
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "Invalid x-ms-continuation token.");
+    } else {
+        struct query *query = NULL;
+        struct query_error qe;
+        memset(&qe, 0, sizeof qe);
+        int rc = query_parse(text, strlen(text), &query, &qe);
+        if (rc == ERR_MALFORMED || rc == ERR_TOO_BIG) {
+            answer_errorf(q, QUERY_HUB_ERROR_CODE, RESTAPI_ENVELOPE_A, "%s", qe.message);
+        } else if (rc != ERR_OK) {
+            answer_errorf(q, rc == ERR_INVALID ? RESTAPI_ARGUMENT_INVALID : RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A,
+                          "The query could not be run.");
+        } else {
+            json_t *rows = query_rows(q->r, query, offset + (size_t)page + 1, &rc);
+            if (!rows) {
+                answer_errorf(q, rc == ERR_TOO_BIG ? RESTAPI_ARGUMENT_INVALID : RESTAPI_SERVER_ERROR,
+                              RESTAPI_ENVELOPE_A, "%s",
+                              rc == ERR_TOO_BIG ? "The query has too many groups." : "Out of memory.");
+            } else {
+                size_t total = json_array_size(rows);
+                json_t *out = json_array();
+                for (size_t i = offset; out && i < total && i < offset + (size_t)page; i++)
+                    json_array_append(out, json_array_get(rows, i));
+                json_decref(rows);
+                answer_json(q, MHD_HTTP_OK, out, NULL);
+                if (total > offset + (size_t)page)
+                    snprintf(q->ans.continuation, sizeof q->ans.continuation, "%zu", offset + (size_t)page);
+                q->ans.item_type = query_item_type(query);
+            }
+        }
+        query_free(query);
+    }
+    json_decref(body);
 }
 
 /* ---- emulator routes ---- */
@@ -878,11 +1358,16 @@ static void route_health(struct rest_req *q)
     struct hub_stats st;
     memset(&st, 0, sizeof st);
     hub_get_stats(q->r->hub, &st);
-    json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "status", "ok", "devices",
+    json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "status", "ok", "devices",
                           (json_int_t)registry_device_count(q->r->reg), "connections", (json_int_t)st.connections,
-                          "methodListeners", (json_int_t)st.method_listeners, "callsPending",
+                          "methodListeners", (json_int_t)st.method_listeners, "desiredListeners",
+                          (json_int_t)st.desired_listeners, "callsPending",
                           (json_int_t)st.calls_pending, "telemetryReceived",
                           (json_int_t)(q->r->telemetry ? telemetry_total(q->r->telemetry) : 0));
+    if (j && q->r->amqps_port > 0) /* the AMQP listeners, when there are any */
+        json_object_set_new(j, "amqpsPort", json_integer(q->r->amqps_port));
+    if (j && q->r->amqp_port > 0)
+        json_object_set_new(j, "amqpPort", json_integer(q->r->amqp_port));
     answer_json(q, MHD_HTTP_OK, j, NULL);
 }
 
@@ -1019,7 +1504,9 @@ static void route_identity(struct rest_req *q)
 
 static void handle_request(struct rest_req *q)
 {
-    const struct restapi_route *rt = &q->route;
+    struct restapi_route *rt = &q->route;
+    if (rt->kind == RESTAPI_ROUTE_QUERY && strcmp(q->method, "POST") != 0)
+        rt->kind = RESTAPI_ROUTE_DEVICE; /* GET/PUT/DELETE /devices/query: a device named "query" */
     if (q->r->shutting_down)
         answer_errorf(q, RESTAPI_SERVICE_UNAVAILABLE, RESTAPI_ENVELOPE_A, "The emulator is shutting down.");
     else if (q->route_rc == ERR_MALFORMED)
@@ -1048,6 +1535,20 @@ static void handle_request(struct rest_req *q)
         route_devices(q);
     else if (rt->kind == RESTAPI_ROUTE_MODULES)
         route_modules(q);
+    else if (rt->kind == RESTAPI_ROUTE_C2D_PURGE)
+        route_c2d_purge(q);
+    else if (rt->kind == RESTAPI_ROUTE_C2D_RECEIVE)
+        route_c2d_receive(q);
+    else if (rt->kind == RESTAPI_ROUTE_C2D_LOCK || rt->kind == RESTAPI_ROUTE_C2D_ABANDON)
+        route_c2d_settle(q, rt->kind == RESTAPI_ROUTE_C2D_ABANDON);
+    else if (rt->kind == RESTAPI_ROUTE_D2C_EVENTS)
+        route_d2c_events(q);
+    else if (rt->kind == RESTAPI_ROUTE_TWIN)
+        route_twin(q);
+    else if (rt->kind == RESTAPI_ROUTE_QUERY)
+        route_query(q);
+    else if (rt->kind == RESTAPI_ROUTE_STATS_DEVICES || rt->kind == RESTAPI_ROUTE_STATS_SERVICE)
+        route_statistics(q);
     else
         route_identity(q);
 }
@@ -1060,8 +1561,14 @@ static size_t body_cap_of(enum restapi_route_kind kind)
     case RESTAPI_ROUTE_DEVICE:
     case RESTAPI_ROUTE_MODULE:
         return REST_REGISTRY_BODY_MAX;
+    case RESTAPI_ROUTE_TWIN:
+        return REST_TWIN_BODY_MAX;
+    case RESTAPI_ROUTE_QUERY:
+        return REST_QUERY_BODY_MAX;
     case RESTAPI_ROUTE_DEVICES:
         return REST_BULK_BODY_MAX;
+    case RESTAPI_ROUTE_D2C_EVENTS:
+        return 256u * 1024u; /* the hub's device-to-cloud message limit */
     default:
         return REST_OTHER_BODY_MAX;
     }
@@ -1217,6 +1724,7 @@ struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
     r->auth = cfg->auth;
     r->telemetry = cfg->telemetry;
     r->faults = cfg->faults;
+    r->c2d = cfg->c2d;
     r->skew_s = cfg->token_skew_s;
     r->head_timeout_s = cfg->head_timeout_s > 0 ? cfg->head_timeout_s : REST_HEAD_TIMEOUT_S;
     r->idle_timeout_s = cfg->idle_timeout_s > 0 ? cfg->idle_timeout_s : REST_IDLE_TIMEOUT_S;
@@ -1308,6 +1816,12 @@ void rest_free(struct rest *r)
     verified_cleanup(r);
     free(r->ca_pem_path);
     free(r);
+}
+
+void rest_set_amqp_ports(struct rest *r, int amqps_port, int amqp_port)
+{
+    r->amqps_port = amqps_port;
+    r->amqp_port = amqp_port;
 }
 
 int rest_actual_http_port(struct rest *r)

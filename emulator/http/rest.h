@@ -14,6 +14,7 @@ struct loop;
 struct hub;
 struct registry;
 struct auth;
+struct c2d;
 
 struct rest_config {
     struct loop *loop;
@@ -29,6 +30,7 @@ struct rest_config {
     int idle_timeout_s;      /* a keep-alive connection with no request in progress closes after; 0: 240 */
     unsigned max_connections; /* MHD's own ceiling (net enforces --max-connections before it); 0: 20000 */
     struct faults *faults;       /* /emulator/faults, injected REST faults and throttling; NULL: none */
+    struct c2d *c2d;             /* C2D queues: DELETE /devices/{id}/commands, cloudToDeviceMessageCount */
 };
 
 /* Starts the daemon and registers it in cfg->loop. The rest does not own loop, hub, registry or auth; they
@@ -54,5 +56,7 @@ void rest_free(struct rest *r);
 
 /* The bound plain-HTTP port (useful with http_port < 0), or 0 when there is no listener. */
 int rest_actual_http_port(struct rest *r);
+/* The AMQP listeners' ports (-1: not listening), reported by GET /health as "amqpsPort" / "amqpPort". */
+void rest_set_amqp_ports(struct rest *r, int amqps_port, int amqp_port);
 
 #endif

@@ -55,7 +55,7 @@ static int decode_id(const struct seg *s, char **out)
 static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
 {
     enum restapi_route_kind k = RESTAPI_ROUTE_NONE;
-    const struct seg *dev = NULL, *mod = NULL;
+    const struct seg *dev = NULL, *mod = NULL, *lock = NULL;
     if (n == 1 && seg_is(&s[0], "health"))
         k = RESTAPI_ROUTE_HEALTH;
     else if (n == 2 && seg_is(&s[0], "emulator") && seg_is(&s[1], "ca.pem"))
@@ -68,12 +68,36 @@ static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
         k = RESTAPI_ROUTE_FAULTS;
     else if (n == 3 && seg_is(&s[0], "emulator") && seg_is(&s[1], "faults"))
         k = RESTAPI_ROUTE_FAULTS, dev = &s[2];
+    else if (n == 2 && seg_is(&s[0], "devices") && seg_is(&s[1], "query"))
+        k = RESTAPI_ROUTE_QUERY, dev = &s[1];
+    else if (n == 2 && seg_is(&s[0], "statistics") && seg_is(&s[1], "devices"))
+        k = RESTAPI_ROUTE_STATS_DEVICES;
+    else if (n == 2 && seg_is(&s[0], "statistics") && seg_is(&s[1], "service"))
+        k = RESTAPI_ROUTE_STATS_SERVICE;
+    else if (n == 2 && seg_is(&s[0], "twins"))
+        k = RESTAPI_ROUTE_TWIN, dev = &s[1];
+    else if (n == 4 && seg_is(&s[0], "twins") && seg_is(&s[2], "modules"))
+        k = RESTAPI_ROUTE_TWIN, dev = &s[1], mod = &s[3];
     else if (seg_is(&s[0], "devices") && (n == 1 || (n == 2 && s[1].len == 0)))
         k = RESTAPI_ROUTE_DEVICES;
     else if (n == 2 && seg_is(&s[0], "devices"))
         k = RESTAPI_ROUTE_DEVICE, dev = &s[1];
     else if (n == 3 && seg_is(&s[0], "twins") && seg_is(&s[2], "methods"))
         k = RESTAPI_ROUTE_METHOD, dev = &s[1];
+    else if (n == 3 && seg_is(&s[0], "devices") && seg_is(&s[2], "commands"))
+        k = RESTAPI_ROUTE_C2D_PURGE, dev = &s[1];
+    else if (n == 4 && seg_is(&s[0], "devices") && seg_is(&s[2], "messages") && seg_is(&s[3], "events"))
+        k = RESTAPI_ROUTE_D2C_EVENTS, dev = &s[1];
+    else if (n >= 4 && n <= 6 && seg_is(&s[0], "devices") && seg_is(&s[2], "messages") &&
+             (seg_is(&s[3], "deviceBound") || seg_is(&s[3], "devicebound"))) {
+        if (n == 4)
+            k = RESTAPI_ROUTE_C2D_RECEIVE;
+        else if (n == 5 && s[4].len)
+            k = RESTAPI_ROUTE_C2D_LOCK, lock = &s[4];
+        else if (n == 6 && s[4].len && seg_is(&s[5], "abandon"))
+            k = RESTAPI_ROUTE_C2D_ABANDON, lock = &s[4];
+        dev = k != RESTAPI_ROUTE_NONE ? &s[1] : NULL;
+    }
     else if (n >= 3 && n <= 4 && seg_is(&s[0], "devices") && seg_is(&s[2], "modules")) {
         dev = &s[1];
         mod = n == 4 && s[3].len ? &s[3] : NULL;
@@ -87,6 +111,15 @@ static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
         return rc;
     if (mod && (rc = decode_id(mod, &r->module_id)) != ERR_OK)
         return rc;
+    if (lock && (rc = decode_id(lock, &r->lock_token)) != ERR_OK)
+        return rc;
+    if (r->lock_token) { /* the ETag as sent back, with or without its quotes */
+        size_t l = strlen(r->lock_token);
+        if (l >= 2 && r->lock_token[0] == '"' && r->lock_token[l - 1] == '"') {
+            memmove(r->lock_token, r->lock_token + 1, l - 2);
+            r->lock_token[l - 2] = 0;
+        }
+    }
     r->kind = k;
     return ERR_OK;
 }
@@ -121,6 +154,8 @@ static void parse_query(const char *q, struct restapi_route *r)
             r->has_api_version = true;
         else if (klen == 3 && memcmp(q, "top", 3) == 0)
             parse_top(v, vlen, r);
+        else if (klen == 6 && memcmp(q, "reject", 6) == 0)
+            r->reject = true;
         q += len;
         if (*q == '&')
             q++;
@@ -152,7 +187,8 @@ void restapi_route_cleanup(struct restapi_route *r)
         return;
     free(r->device_id);
     free(r->module_id);
-    r->device_id = r->module_id = NULL;
+    free(r->lock_token);
+    r->device_id = r->module_id = r->lock_token = NULL;
 }
 
 const char *restapi_route_allow(enum restapi_route_kind kind)
@@ -160,12 +196,17 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
     switch (kind) {
     case RESTAPI_ROUTE_HEALTH:
     case RESTAPI_ROUTE_CA_PEM:
+    case RESTAPI_ROUTE_STATS_DEVICES:
+    case RESTAPI_ROUTE_STATS_SERVICE:
     case RESTAPI_ROUTE_MODULES:
         return "GET";
     case RESTAPI_ROUTE_DEVICES:
         return "GET, POST"; /* POST: the bulk registry operation */
     case RESTAPI_ROUTE_METHOD:
+    case RESTAPI_ROUTE_QUERY:
         return "POST";
+    case RESTAPI_ROUTE_TWIN:
+        return "GET, PATCH, PUT";
     case RESTAPI_ROUTE_DEVICE:
     case RESTAPI_ROUTE_MODULE:
         return "GET, PUT, DELETE";
@@ -173,6 +214,14 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
         return "GET, DELETE";
     case RESTAPI_ROUTE_FAULTS:
         return "GET, POST, DELETE";
+    case RESTAPI_ROUTE_C2D_PURGE:
+    case RESTAPI_ROUTE_C2D_LOCK:
+        return "DELETE";
+    case RESTAPI_ROUTE_D2C_EVENTS:
+    case RESTAPI_ROUTE_C2D_ABANDON:
+        return "POST";
+    case RESTAPI_ROUTE_C2D_RECEIVE:
+        return "GET";
     default:
         return "";
     }
@@ -213,6 +262,7 @@ static const struct {
     {RESTAPI_METHOD_NOT_ALLOWED, "MethodNotAllowed"},
     {RESTAPI_DEVICE_EXISTS, "DeviceAlreadyExists"},
     {RESTAPI_MODULE_EXISTS, "ModuleAlreadyExistsOnDevice"},
+    {RESTAPI_MAX_PROPERTIES, "DeviceModelMaxPropertiesExceeded"},
     {RESTAPI_PRECONDITION_FAILED, "PreconditionFailed"},
     {RESTAPI_THROTTLED, "ThrottlingException"},
     {RESTAPI_MESSAGE_TOO_LARGE, "MessageTooLarge"},
@@ -220,6 +270,42 @@ static const struct {
     {RESTAPI_SERVICE_UNAVAILABLE, "ServiceUnavailable"},
     {RESTAPI_GATEWAY_TIMEOUT, "GatewayTimeout"},
 };
+
+/* Decimal digits only, at most 9 of them, into *out. */
+static bool parse_decimal(const char *v, long *out)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 9)
+        return false;
+    long value = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        value = value * 10 + (v[i] - '0');
+    }
+    *out = value;
+    return true;
+}
+
+int restapi_page_size(const char *value, int *out)
+{
+    long n = RESTAPI_QUERY_PAGE_DEFAULT;
+    if (value && (!parse_decimal(value, &n) || n < 1))
+        return ERR_INVALID;
+    if (n > RESTAPI_QUERY_PAGE_MAX)
+        n = RESTAPI_QUERY_PAGE_MAX; /* larger pages are served at the maximum, as a cap, not an error */
+    *out = (int)n;
+    return ERR_OK;
+}
+
+int restapi_continuation(const char *value, size_t *out)
+{
+    long n = 0;
+    if (value && *value && !parse_decimal(value, &n))
+        return ERR_INVALID;
+    *out = (size_t)n;
+    return ERR_OK;
+}
 
 const char *restapi_code_name(int code)
 {

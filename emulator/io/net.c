@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,7 +55,7 @@
 #define NET_TRIM_DROP 512
 #define NET_TRIM_DELAY_MS 200
 
-enum conn_proto { PROTO_MQTT, PROTO_SNIFF, PROTO_WS, PROTO_PROXY };
+enum conn_proto { PROTO_STREAM, PROTO_SNIFF, PROTO_WS, PROTO_PROXY }; /* STREAM: bytes straight to the front */
 
 struct conn {
     struct net *net;
@@ -381,11 +382,14 @@ static void on_sniff(struct conn *c)
         return;
     }
     if (up.is_websocket) {
-        if (up.offered_protocols && up.protocol[0] == '\0') {
-            reply_http_error(c, 400, "the only WebSocket sub-protocol is mqtt");
+        bool amqp = strcasecmp(up.protocol, "AMQPWSB10") == 0;
+        if ((up.offered_protocols && up.protocol[0] == '\0') || (amqp && !c->net->cfg.amqp) ||
+            (up.servicebus_path && !amqp)) {
+            reply_http_error(c, 400, up.servicebus_path ? "the WebSocket sub-protocol here is AMQPWSB10"
+                                                        : "the WebSocket sub-protocols are mqtt and AMQPWSB10");
             return;
         }
-        if (!front_open(c, c->net->cfg.mqtt) || ws_encode_accept(&c->out, &up)) {
+        if (!front_open(c, amqp ? c->net->cfg.amqp : c->net->cfg.mqtt) || ws_encode_accept(&c->out, &up)) {
             conn_close(c, "out of memory");
             return;
         }
@@ -433,7 +437,7 @@ static void conn_process(struct conn *c)
     if (c->closing || c->in.len == 0)
         return;
     switch (c->proto) {
-    case PROTO_MQTT:
+    case PROTO_STREAM:
         c->front->input(c->front_state, &c->in);
         break;
     case PROTO_SNIFF:
@@ -652,8 +656,10 @@ static void on_connect_deadline(struct loop *l, void *ctx)
 {
     struct conn *c = ctx;
     c->deadline = NULL;
-    log_info("%s: no %s within %d s; closing", c->peer, c->proto == PROTO_SNIFF ? "request" : "MQTT CONNECT",
-             c->net->cfg.connect_timeout_s);
+    const char *what = c->proto == PROTO_SNIFF ? "request"
+                       : c->front && c->front == c->net->cfg.amqp ? "AMQP authentication"
+                                                                  : "MQTT CONNECT";
+    log_info("%s: no %s within %d s; closing", c->peer, what, c->net->cfg.connect_timeout_s);
     mark_dead(c);
 }
 
@@ -677,18 +683,20 @@ static struct conn *conn_new(struct net *n, int fd, enum net_listener kind, cons
     memcpy(&c->addr, addr, addrlen < sizeof c->addr ? addrlen : sizeof c->addr);
     c->addrlen = addrlen;
     format_peer(&c->addr, c->peer, sizeof c->peer); /* before front_open: a front names connections by it */
-    buf_init(&c->in, n->cfg.mqtt->max_frame + 64 * 1024);
+    static const char *const names[NET_LISTENERS] = {"mqtts", "https", "mqtt", "amqps", "amqp", "http"};
+    const struct proto *front = kind == NET_AMQPS || kind == NET_AMQP ? n->cfg.amqp : n->cfg.mqtt;
+    buf_init(&c->in, front->max_frame + 64 * 1024);
     buf_init(&c->out, NET_OUT_MAX);
-    c->proto = kind == NET_HTTPS ? PROTO_SNIFF : kind == NET_HTTP ? PROTO_PROXY : PROTO_MQTT;
-    c->transport = kind == NET_MQTTS ? "mqtts" : kind == NET_MQTT ? "mqtt" : kind == NET_HTTP ? "http" : "https";
-    if (kind == NET_MQTTS || kind == NET_HTTPS) {
+    c->proto = kind == NET_HTTPS ? PROTO_SNIFF : kind == NET_HTTP ? PROTO_PROXY : PROTO_STREAM;
+    c->transport = names[kind];
+    if (kind == NET_MQTTS || kind == NET_HTTPS || kind == NET_AMQPS) {
         c->ssl = SSL_new(n->cfg.tls);
         if (!c->ssl || !SSL_set_fd(c->ssl, fd))
             goto fail;
         SSL_set_accept_state(c->ssl);
         c->handshaking = true;
     }
-    if (c->proto == PROTO_MQTT && !front_open(c, n->cfg.mqtt))
+    if (c->proto == PROTO_STREAM && !front_open(c, front))
         goto fail;
     c->deadline = loop_timer_add(n->loop, (int64_t)n->cfg.connect_timeout_s * 1000, on_connect_deadline, c);
     if (!c->deadline || loop_add_fd(n->loop, fd, EPOLLIN, on_conn_io, c))
@@ -999,7 +1007,8 @@ struct net *net_new(struct loop *loop, const struct net_config *cfg, char *err, 
     n->loop = loop;
     n->cfg = *cfg;
     n->count = cfg->shared_count ? cfg->shared_count : &n->own_count;
-    int ports[NET_LISTENERS] = {cfg->mqtts_port, cfg->https_port, cfg->mqtt_port, cfg->http_port};
+    int ports[NET_LISTENERS] = {cfg->mqtts_port, cfg->https_port, cfg->mqtt_port, cfg->amqp ? cfg->amqps_port : -1,
+                                cfg->amqp ? cfg->amqp_port : -1, cfg->http_port};
     for (int i = 0; i < NET_LISTENERS; i++) {
         n->listen_fd[i] = -1;
         n->port[i] = -1;

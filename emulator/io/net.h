@@ -1,4 +1,4 @@
-/* net.h -- listening sockets and accepted connections: plain MQTT, MQTT over TLS, and TLS on the HTTPS port,
+/* net.h -- listening sockets and accepted connections: plain MQTT and AMQP, both over TLS too, and TLS on the HTTPS port,
  * where the first request decides between a WebSocket (handed to the front its sub-protocol names) and HTTP
  * handed to the REST server, and plain HTTP (handed to the REST server the same way, so one connection limit
  * and its eviction of idle connections cover it). Byte streams only: each protocol is a struct proto (proto.h)
@@ -28,9 +28,13 @@ struct net_config {
     int mqtts_port;         /* -1 = no listener; 0 = an ephemeral port */
     int https_port;
     int mqtt_port;
+    int amqps_port;         /* AMQP over TLS (needs amqp) */
+    int amqp_port;          /* plain AMQP, for development (needs amqp) */
     int http_port;          /* plain HTTP, every connection handed to the REST server */
-    SSL_CTX *tls;           /* required for mqtts and https */
+    SSL_CTX *tls;           /* required for mqtts, https and amqps */
     const struct proto *mqtt; /* the MQTT listeners' front, and the WebSocket sub-protocol "mqtt" (required) */
+    const struct proto *amqp; /* the AMQP listeners' front, and the WebSocket sub-protocol "AMQPWSB10" (NULL:
+                                 no AMQP listeners, and AMQPWSB10 is refused) */
     net_http_handoff_fn http_handoff;
     void *http_ctx;
     net_http_idle_fn http_idle; /* NULL: idle HTTP connections are never evicted */
@@ -41,7 +45,7 @@ struct net_config {
     int connect_timeout_s;  /* to finish TLS and send CONNECT (or the first HTTP request) */
 };
 
-enum net_listener { NET_MQTTS, NET_HTTPS, NET_MQTT, NET_HTTP, NET_LISTENERS };
+enum net_listener { NET_MQTTS, NET_HTTPS, NET_MQTT, NET_AMQPS, NET_AMQP, NET_HTTP, NET_LISTENERS };
 
 /* Binds every configured listener. Returns NULL with a one-line reason in err (e.g. the port is in use, or
  * needs root / CAP_NET_BIND_SERVICE). */

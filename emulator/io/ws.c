@@ -246,6 +246,8 @@ static void sniff_protocol(struct span v, struct ws_upgrade *out)
     out->offered_protocols = true;
     if (out->protocol[0] == '\0' && list_find_ci(v, "mqtt", &found))
         span_copy(found, out->protocol, sizeof out->protocol);
+    else if (out->protocol[0] == '\0' && list_find_ci(v, "amqpwsb10", &found))
+        span_copy(found, out->protocol, sizeof out->protocol);
 }
 
 static void sniff_header(const struct header *h, struct ws_upgrade *out, struct handshake *hs)
@@ -264,12 +266,24 @@ static void sniff_header(const struct header *h, struct ws_upgrade *out, struct 
     }
 }
 
-static bool path_matches(const struct request_line *rl)
+/* The target is path, optionally followed by a query. */
+static bool target_is(struct span t, const char *path)
+{
+    size_t n = strlen(path);
+    return t.len >= n && memcmp(t.p, path, n) == 0 && (t.len == n || t.p[n] == '?');
+}
+
+/* GET /$iothub/websocket, or the Service Bus paths AMQP clients use: /$servicebus/websocket[/]. */
+static bool path_matches(const struct request_line *rl, bool *servicebus)
 {
     struct span t = rl->target;
-    if (!span_eq(rl->method, "GET") || t.len < WS_PATH_LEN || memcmp(t.p, WS_PATH, WS_PATH_LEN) != 0)
+    *servicebus = false;
+    if (!span_eq(rl->method, "GET"))
         return false;
-    return t.len == WS_PATH_LEN || t.p[WS_PATH_LEN] == '?';
+    if (target_is(t, WS_PATH))
+        return true;
+    *servicebus = target_is(t, "/$servicebus/websocket") || target_is(t, "/$servicebus/websocket/");
+    return *servicebus;
 }
 
 /* Walks the headers of a complete head and fills *out. */
@@ -283,7 +297,7 @@ static int sniff_headers(const uint8_t *p, const struct request_line *rl, struct
         sniff_header(&h, out, &hs);
     if (rc != ERR_NOT_FOUND)
         return rc;
-    out->path_matches = path_matches(rl);
+    out->path_matches = path_matches(rl, &out->servicebus_path);
     out->is_websocket = out->path_matches && rl->minor >= 1 && hs.upgrade && hs.connection &&
                         hs.versions == 1 && hs.version_13 && hs.keys == 1 && hs.key_ok;
     if (!hs.key_ok)

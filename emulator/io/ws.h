@@ -33,10 +33,12 @@
 struct ws_upgrade {
     bool is_websocket;     /* GET /$iothub/websocket[?...] with Upgrade: websocket, Connection: upgrade,
                               Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key */
-    bool path_matches;     /* the request is GET /$iothub/websocket[?query] (even if not a valid upgrade) */
+    bool path_matches;     /* the request is GET /$iothub/websocket[?query] or /$servicebus/websocket[/][?query]
+                              (even if not a valid upgrade) */
+    bool servicebus_path;  /* the path is one of the /$servicebus ones (AMQP clients) */
     char key[64];          /* Sec-WebSocket-Key, NUL-terminated */
-    char protocol[32];     /* the client's spelling of the "mqtt" entry of Sec-WebSocket-Protocol (matched
-                              case-insensitively), or "" when the client offered none */
+    char protocol[32];     /* the client's spelling of the "mqtt" entry of Sec-WebSocket-Protocol, else of the
+                              "AMQPWSB10" entry (matched case-insensitively), or "" when it offered neither */
     bool offered_protocols; /* the client sent Sec-WebSocket-Protocol at all */
 };
 

@@ -49,10 +49,10 @@ class Emulator:
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.hostname = hostname
         if fixed_ports:
-            self.mqtts_port, self.https_port = 8883, 443
+            self.mqtts_port, self.https_port, self.amqps_port = 8883, 443, 5671
         else:
-            self.mqtts_port, self.https_port = free_port(), free_port()
-        self.mqtt_port, self.http_port = free_port(), free_port()
+            self.mqtts_port, self.https_port, self.amqps_port = free_port(), free_port(), free_port()
+        self.mqtt_port, self.http_port, self.amqp_port = free_port(), free_port(), free_port()
         self.extra_args = list(extra_args)
         self.env = dict(os.environ, **env) if env else None
         self.proc = None
@@ -67,23 +67,26 @@ class Emulator:
         return [EMULATOR, "--bind", "127.0.0.1", "--hostname", self.hostname,
                 "--mqtts-port", str(self.mqtts_port), "--https-port", str(self.https_port),
                 "--mqtt-port", str(self.mqtt_port), "--http-port", str(self.http_port),
+                "--amqps-port", str(self.amqps_port), "--amqp-port", str(self.amqp_port),
                 "--data-dir", self.data_dir, "--log-level", "debug"] + self.extra_args
 
     def start(self, timeout=20):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.args(), stdout=subprocess.PIPE, stderr=self.log, env=self.env)
         ready = threading.Event()
+        seen = []  # "ready" was printed (the event is also set at EOF, when the process exits first)
 
         def reader():
             for raw in self.proc.stdout:
                 line = raw.decode(errors="replace").rstrip("\n")
                 self.lines.append(line)
                 if line == "ready":
+                    seen.append(True)
                     ready.set()
             ready.set()
 
         threading.Thread(target=reader, daemon=True).start()
-        if not ready.wait(timeout) or self.proc.poll() is not None:
+        if not ready.wait(timeout) or not seen or self.proc.poll() is not None:
             self.dump_log()
             raise RuntimeError("emulator did not start: %s" % self.lines)
         return self
