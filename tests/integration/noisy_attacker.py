@@ -6,7 +6,8 @@ usage:
   noisy_attacker.py publish-tls HOST PORT DEVICE_ID TOKEN   the same over MQTT/TLS
   noisy_attacker.py pong HOST PORT                      WebSocket pong frames on the TLS port, no credentials at all
   noisy_attacker.py pong-loop HOST PORT                 the same, reconnecting whenever it is closed (bench)
-  noisy_attacker.py http HOST PORT                      pipelined GET /health on the plain HTTP port, answers drained"""
+  noisy_attacker.py http HOST PORT                      pipelined GET /health on the plain HTTP port, answers drained
+  noisy_attacker.py amqp HOST PORT                      empty AMQP frames after the SASL header, never authenticating"""
 
 import os
 import socket
@@ -116,6 +117,15 @@ def http_flood(host, port):
     flood(sock, repeat_to(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n", 64 * 1024))
 
 
+def amqp_empty(host, port):
+    """The AMQP SASL header, then empty AMQP frames (heartbeats) without ever authenticating."""
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(b"AMQP\x03\x01\x00\x00")
+    if not read_until(sock, b"AMQP\x03\x01\x00\x00").startswith(b"AMQP"):
+        raise SystemExit("no AMQP SASL header back")
+    flood(sock, repeat_to(b"\x00\x00\x00\x08\x02\x00\x00\x00", BATCH))
+
+
 def pong_loop(host, port):
     """pong, reconnecting whenever the emulator closes the connection (for the bench)."""
     pong(host, port)
@@ -131,4 +141,5 @@ if __name__ == "__main__":
     if mode == "publish-tls":
         publish(*sys.argv[2:], tls=True)
     else:
-        {"publish": publish, "pong": pong, "pong-loop": pong_loop, "http": http_flood}[mode](*sys.argv[2:])
+        {"publish": publish, "pong": pong, "pong-loop": pong_loop, "http": http_flood,
+         "amqp": amqp_empty}[mode](*sys.argv[2:])

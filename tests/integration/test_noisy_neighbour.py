@@ -2,10 +2,9 @@
 for a few seconds beside a healthy device (paho, plain MQTT) whose direct methods a caller invokes back to back
 over one keep-alive HTTP connection; the test asserts those calls keep flowing by COUNT (latency is the bench's
 job, bench/noisy.py). Attacks, each from its own process (noisy_attacker.py): a QoS 0 PUBLISH flood from one
-identity (plain and TLS), a WebSocket pong flood with no credentials, pipelined HTTP requests. Then 1,100 idle
-TCP sockets on the plain HTTP port and 1,100 idle TLS keep-alive connections on the HTTPS port, after which new
-REST clients must still be served;
---max-connections counting the plain HTTP port; the deadline for a first request and the keep-alive idle
+identity (plain and TLS), a WebSocket pong flood and empty AMQP frames with no credentials, pipelined HTTP
+requests. Then 1,100 idle TCP sockets on the plain HTTP port and 1,100 idle TLS keep-alive connections on the
+HTTPS port, after which new REST clients must still be served; --max-connections counting the plain HTTP port; the deadline for a first request and the keep-alive idle
 timeout on both REST ports. Also (its own ctest entry, `test_noisy_neighbour.py memory`): memory handed back
 after a burst of half-open TLS handshakes. Free ports chosen at run time."""
 
@@ -228,6 +227,17 @@ class NoisyNeighbourTest(unittest.TestCase):
         finally:
             stop_attacker(proc)
         self.assert_calls_flow(during, "pipelined HTTP flood")
+
+    def test_amqp_frames_without_credentials(self):
+        proc = start_attacker("amqp", "127.0.0.1", self.emu.amqp_port)
+        try:
+            during = self.healthy.count_calls(ATTACK_S)
+            ready, _, _ = select.select([proc.stdout], [], [], WAIT)
+            closed = proc.stdout.readline().strip() if ready else "(still open)"
+        finally:
+            stop_attacker(proc)
+        self.assert_calls_flow(during, "empty AMQP frames before SASL")
+        self.assertEqual(closed, "closed")
 
     def test_idle_sockets_on_the_http_port(self):
         socks = open_idle(self.emu.http_port, IDLE_SOCKETS)
