@@ -132,6 +132,11 @@ void device_client_stop(struct device_client *c);
  * Returns ERR_OK, ERR_INVALID (rid not a valid request id) or ERR_NOMEM. */
 int device_client_respond(struct device_client *c, const char *rid, int status, const char *body, size_t body_len);
 
+/* Queues one device-to-cloud message (QoS 0) on devices/{id}[/modules/{mid}]/messages/events/{prop_bag}
+ * (prop_bag: URL-encoded k=v&k2=v2, may be NULL), published like an answer (same queue, same thread rules).
+ * Returns ERR_OK, ERR_INVALID or ERR_NOMEM. */
+int device_client_send_event(struct device_client *c, const char *prop_bag, const char *body, size_t body_len);
+
 /* The last event reported (state 0 before any). detail stays valid until the next device_client_run(). */
 const struct device_client_event *device_client_last_event(const struct device_client *c);
 

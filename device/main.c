@@ -40,6 +40,9 @@ struct app {
     long answered;  /* every answered call, known or not */
     long calls;     /* calls of known methods: the tutorial's running count */
     bool announced; /* the "waiting for calls" line was printed */
+    long send_telemetry;   /* --send-telemetry N: send N messages, then exit (0: answer methods) */
+    long telemetry_ms;     /* --telemetry-interval */
+    bool connected;
     struct device_client *client;
     struct device_client_options opt;
 };
@@ -65,6 +68,9 @@ static const char usage_text[] =
     "  --keep-alive S          MQTT keep-alive in seconds (default 240)\n"
     "  --retry-max-ms N        longest pause between reconnection attempts (default 30000)\n"
     "  --count N               exit 0 after answering N calls\n"
+    "  --send-telemetry N      the telemetry tutorial's device: send N device-to-cloud messages\n"
+    "                          ({\"messageNumber\",\"temperature\",\"humidity\"}, property temperatureAlert), then exit 0\n"
+    "  --telemetry-interval MS pause between those messages (default 1000)\n"
     "  --exit-on-connect-failure  exit when the first connection fails (default: keep retrying)\n"
     "  --verbose               debug logging on stderr\n"
     "  --help                  this text\n"
@@ -142,6 +148,9 @@ static void on_state(void *ctx, const struct device_client_event *ev)
     if (ev->state != DEVICE_CLIENT_CONNECTED)
         return;
     printf("connected\n");
+    a->connected = true;
+    if (a->send_telemetry)
+        return;
     if (!a->announced) {
         printf("Waiting for direct method calls. Press Ctrl-C to exit.\n");
         a->announced = true;
@@ -165,7 +174,8 @@ static int parse_long(const char *flag, const char *text, long lo, long hi, long
 
 enum opt_id {
     OPT_CS = 1000, OPT_CA, OPT_METHOD, OPT_STATUS, OPT_RESPONSE, OPT_ECHO, OPT_UNKNOWN, OPT_PORT, OPT_PLAIN,
-    OPT_LIFETIME, OPT_KEEPALIVE, OPT_RETRY_MAX, OPT_COUNT, OPT_EXIT_FAIL, OPT_VERBOSE, OPT_HELP,
+    OPT_LIFETIME, OPT_KEEPALIVE, OPT_RETRY_MAX, OPT_COUNT, OPT_EXIT_FAIL, OPT_VERBOSE, OPT_HELP, OPT_SEND,
+    OPT_INTERVAL,
 };
 
 static const struct option long_options[] = {
@@ -182,6 +192,8 @@ static const struct option long_options[] = {
     {"keep-alive", required_argument, NULL, OPT_KEEPALIVE},
     {"retry-max-ms", required_argument, NULL, OPT_RETRY_MAX},
     {"count", required_argument, NULL, OPT_COUNT},
+    {"send-telemetry", required_argument, NULL, OPT_SEND},
+    {"telemetry-interval", required_argument, NULL, OPT_INTERVAL},
     {"exit-on-connect-failure", no_argument, NULL, OPT_EXIT_FAIL},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
@@ -222,6 +234,8 @@ static int apply_number(struct app *a, int id, const char *flag, const char *arg
         a->opt.backoff_initial_ms = v < 1000 ? (uint32_t)v : 1000;
         return 0;
     case OPT_COUNT: return parse_long(flag, arg, 1, LONG_MAX, &a->count);
+    case OPT_SEND: return parse_long(flag, arg, 1, 1000000000L, &a->send_telemetry);
+    case OPT_INTERVAL: return parse_long(flag, arg, 0, 3600000L, &a->telemetry_ms);
     }
     return -1;
 }
@@ -312,9 +326,36 @@ static int report_terminal(const struct device_client_event *ev)
     }
 }
 
+/* --send-telemetry: the telemetry tutorial's simulated device (JSON body, one application property, content
+ * type and encoding set so back ends see JSON). Returns the exit status. */
+static int send_telemetry(struct app *a)
+{
+    while (!a->connected && !signalled) {
+        if (device_client_run(a->client, 100) == ERR_CLOSED)
+            return report_terminal(device_client_last_event(a->client));
+    }
+    for (long i = 1; i <= a->send_telemetry && !signalled; i++) {
+        double temperature = 20 + (double)(rand() % 1500) / 100, humidity = 60 + (double)(rand() % 2000) / 100;
+        char body[160], bag[96];
+        snprintf(body, sizeof body, "{\"messageNumber\":%ld,\"temperature\":%.2f,\"humidity\":%.2f}", i, temperature,
+                 humidity);
+        snprintf(bag, sizeof bag, "temperatureAlert=%s&%%24.ct=application%%2Fjson&%%24.ce=utf-8",
+                 temperature > 30 ? "true" : "false");
+        if (device_client_send_event(a->client, bag, body, strlen(body)) != ERR_OK) {
+            fprintf(stderr, "iothub-device: cannot queue a message\n");
+            return EXIT_INTERNAL;
+        }
+        printf("Sending message: %s\n", body);
+        if (device_client_run(a->client, i < a->send_telemetry ? (int)a->telemetry_ms : 0) == ERR_CLOSED)
+            return report_terminal(device_client_last_event(a->client));
+    }
+    return EXIT_OK;
+}
+
 static void app_init(struct app *a)
 {
     memset(a, 0, sizeof *a);
+    a->telemetry_ms = 1000;
     a->status = 200;
     a->unknown_status = 404;
     a->response = DEFAULT_RESPONSE;
@@ -346,8 +387,12 @@ int main(int argc, char **argv)
     signal_client = app.client;
     if (signalled)
         device_client_stop(app.client);
-    rc = device_client_run(app.client, -1);
-    code = rc == ERR_CLOSED ? report_terminal(device_client_last_event(app.client)) : EXIT_OK;
+    if (app.send_telemetry) {
+        code = send_telemetry(&app);
+    } else {
+        rc = device_client_run(app.client, -1);
+        code = rc == ERR_CLOSED ? report_terminal(device_client_last_event(app.client)) : EXIT_OK;
+    }
     signal_client = NULL;
     device_client_free(app.client);
     return code;

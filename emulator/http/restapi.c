@@ -64,6 +64,10 @@ static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
         k = RESTAPI_ROUTE_TELEMETRY;
     else if (n == 3 && seg_is(&s[0], "emulator") && seg_is(&s[1], "telemetry"))
         k = RESTAPI_ROUTE_TELEMETRY, dev = &s[2];
+    else if (n == 2 && seg_is(&s[0], "emulator") && seg_is(&s[1], "consumergroups"))
+        k = RESTAPI_ROUTE_CONSUMER_GROUPS;
+    else if (n == 3 && seg_is(&s[0], "emulator") && seg_is(&s[1], "consumergroups"))
+        k = RESTAPI_ROUTE_CONSUMER_GROUP, dev = &s[2];
     else if (seg_is(&s[0], "devices") && (n == 1 || (n == 2 && s[1].len == 0)))
         k = RESTAPI_ROUTE_DEVICES;
     else if (n == 2 && seg_is(&s[0], "devices"))
@@ -166,6 +170,10 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
         return "GET, PUT, DELETE";
     case RESTAPI_ROUTE_TELEMETRY:
         return "GET, DELETE";
+    case RESTAPI_ROUTE_CONSUMER_GROUPS:
+        return "GET";
+    case RESTAPI_ROUTE_CONSUMER_GROUP:
+        return "GET, PUT, DELETE";
     default:
         return "";
     }

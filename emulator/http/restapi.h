@@ -26,6 +26,8 @@ enum restapi_route_kind {
     RESTAPI_ROUTE_MODULES, /* /devices/{id}/modules[/] */
     RESTAPI_ROUTE_MODULE,  /* /devices/{id}/modules/{mid} */
     RESTAPI_ROUTE_TELEMETRY, /* /emulator/telemetry[/{id}] (the emulator's own) */
+    RESTAPI_ROUTE_CONSUMER_GROUPS, /* /emulator/consumergroups (the emulator's own) */
+    RESTAPI_ROUTE_CONSUMER_GROUP,  /* /emulator/consumergroups/{name} (the name in device_id) */
 };
 
 struct restapi_route {
