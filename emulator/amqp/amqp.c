@@ -57,15 +57,17 @@ struct amqp {
     size_t header_left; /* bytes of Proton's protocol header still to pass through unnormalised */
     struct cbs_claims claims;
     struct loop_timer *timer;
-    int64_t timer_at; /* monotonic ms the timer fires at (0: none) */
-    int64_t deadline; /* monotonic ms by which a token must have been accepted */
-    uint64_t tag;     /* delivery tags of what we send */
-    char *rx;         /* incoming delivery bytes */
+    int64_t timer_at;    /* monotonic ms the timer fires at (0: none) */
+    int64_t deadline;    /* monotonic ms by which a token must have been accepted */
+    uint64_t tag;        /* delivery tags of what we send */
+    pn_link_t *feedback; /* our sender on /messages/serviceBound/feedback (the hub's feedback sink), or NULL */
+    char *rx;            /* incoming delivery bytes */
     size_t rx_cap;
     struct eventhub_conn *eh; /* the Event Hub-compatible endpoint's links on this connection (eventhub.h) */
 };
 
 static void pump(struct amqp *a);
+static void feedback_stop(struct amqp *a);
 
 /* ---- the Event Hub-compatible endpoint's hooks (eventhub.h) ---- */
 
@@ -239,6 +241,8 @@ static void expire_claims(struct amqp *a)
             pn_condition_t *cond = pn_link_condition(l);
             pn_condition_set_name(cond, "amqp:unauthorized-access");
             pn_condition_set_description(cond, "the token that authorised this link has expired");
+            if (l == a->feedback)
+                feedback_stop(a);
             pn_link_close(l);
             log_info("amqp %s: link %s closed: token expired", conn_peer(a->conn), pn_link_name(l));
         }
@@ -532,7 +536,7 @@ static void c2d_message(struct amqp *a, pn_delivery_t *d, pn_message_t *m)
         cm.body = (const uint8_t *)b.start;
         cm.body_len = b.size;
     }
-    int rc = c2d_send(a->env->c2d, to, &cm, loop_wall_s(a->env->loop) * 1000, why, sizeof why);
+    int rc = c2d_send(a->env->c2d, to, &cm, c2d_wall_ms(), why, sizeof why);
     switch (rc) {
     case ERR_OK:
         set_outcome(d, PN_ACCEPTED, NULL, NULL);
@@ -550,13 +554,74 @@ static void c2d_message(struct amqp *a, pn_delivery_t *d, pn_message_t *m)
     log_info("amqp %s: C2D to %s: %s%s", conn_peer(a->conn), to, rc ? "rejected: " : "accepted", rc ? why : "");
 }
 
+/* ---- feedback (the hub's c2d feedback sink, while a feedback link is attached) ---- */
+
+static int feedback_deliver(void *ctx, uint64_t batch, const char *json, size_t len)
+{
+    struct amqp *a = ctx;
+    if (!a->feedback || a->closing)
+        return ERR_CLOSED;
+    pn_message_t *m = pn_message();
+    if (!m)
+        return ERR_NOMEM;
+    char id[40];
+    snprintf(id, sizeof id, "feedback-%llu", (unsigned long long)batch);
+    pn_msgid_t mid = {.type = PN_STRING, .u.as_bytes = pn_bytes(strlen(id), id)};
+    pn_message_set_id(m, mid);
+    pn_message_set_content_type(m, "application/vnd.microsoft.iothub.feedback.json");
+    pn_message_set_inferred(m, true); /* a data section, as the C service SDK reads it */
+    pn_data_put_binary(pn_message_body(m), pn_bytes(len, json));
+    int rc = ERR_NOMEM;
+    char *buf = malloc(len + 1024);
+    size_t size = len + 1024;
+    if (buf && pn_message_encode(m, buf, &size) == 0) {
+        char tag[24];
+        int tl = snprintf(tag, sizeof tag, "f%llu", (unsigned long long)batch);
+        pn_delivery_t *d = pn_delivery(a->feedback, pn_dtag(tag, (size_t)tl));
+        pn_delivery_set_context(d, (void *)(uintptr_t)batch);
+        pn_link_send(a->feedback, buf, size);
+        pn_link_advance(a->feedback);
+        rc = ERR_OK;
+    }
+    free(buf);
+    pn_message_free(m);
+    pump(a); /* a no-op inside this connection's own pump, which flushes anyway */
+    return rc;
+}
+
+static void feedback_stop(struct amqp *a)
+{
+    if (a->feedback && a->env->c2d)
+        c2d_feedback_detach(a->env->c2d, a);
+    a->feedback = NULL;
+}
+
+/* The feedback receiver settled a batch. */
+static void feedback_disposition(struct amqp *a, pn_delivery_t *d)
+{
+    if (!pn_delivery_updated(d) || !a->env->c2d)
+        return;
+    uint64_t state = pn_delivery_remote_state(d);
+    uint64_t batch = (uint64_t)(uintptr_t)pn_delivery_get_context(d);
+    if (state == PN_ACCEPTED || state == PN_REJECTED)
+        c2d_feedback_settled(a->env->c2d, batch, true);
+    else if (state == PN_RELEASED || state == PN_MODIFIED)
+        c2d_feedback_settled(a->env->c2d, batch, false);
+    else
+        return;
+    pn_delivery_settle(d);
+}
+
 /* ---- deliveries ---- */
 
 static void on_delivery(struct amqp *a, pn_delivery_t *d)
 {
     pn_link_t *l = pn_delivery_link(d);
-    if (!pn_link_is_receiver(l))
-        return; /* our pre-settled sends need nothing */
+    if (!pn_link_is_receiver(l)) {
+        if (link_kind_of(l) == LINK_FEEDBACK_OUT)
+            feedback_disposition(a, d);
+        return; /* our other sends are pre-settled */
+    }
     size_t pending = pn_delivery_pending(d);
     if (pending > AMQP_MAX_MESSAGE) {
         close_with(a, "amqp:link:message-size-exceeded", "message too big");
@@ -649,7 +714,7 @@ static void on_link_open(struct amqp *a, pn_link_t *l)
     bool we_receive = pn_link_is_receiver(l);
     const char *addr = pn_terminus_get_address(we_receive ? pn_link_remote_target(l) : pn_link_remote_source(l));
     enum link_kind k = classify(addr, we_receive);
-    if (k == LINK_C2D_IN && !a->env->c2d)
+    if ((k == LINK_C2D_IN || k == LINK_FEEDBACK_OUT) && !a->env->c2d)
         k = LINK_UNKNOWN;
     if (k == LINK_UNKNOWN && a->env->eventhub && eventhub_claims(a->env->eventhub, addr, we_receive) && eh_conn(a))
         k = LINK_EVENTHUB;
@@ -678,6 +743,12 @@ static void on_link_open(struct amqp *a, pn_link_t *l)
     pn_link_open(l);
     if (we_receive)
         pn_link_flow(l, k == LINK_CBS_IN ? AMQP_CBS_CREDIT : AMQP_C2D_CREDIT);
+    if (k == LINK_FEEDBACK_OUT) {
+        feedback_stop(a);
+        a->feedback = l;
+        struct c2d_feedback_sink sink = {.deliver = feedback_deliver, .ctx = a};
+        c2d_feedback_attach(a->env->c2d, &sink);
+    }
     log_debug("amqp %s: link %s attached to %s", conn_peer(a->conn), pn_link_name(l), addr);
 }
 
@@ -706,10 +777,14 @@ static void on_event(struct amqp *a, pn_event_t *e)
         on_link_open(a, pn_event_link(e));
         break;
     case PN_LINK_REMOTE_DETACH:
+        if (pn_event_link(e) == a->feedback)
+            feedback_stop(a);
         pn_link_detach(pn_event_link(e));
         break;
     case PN_LINK_REMOTE_CLOSE: {
         pn_link_t *l = pn_event_link(e);
+        if (l == a->feedback)
+            feedback_stop(a);
         if (!(pn_link_state(l) & PN_LOCAL_CLOSED))
             pn_link_close(l);
         break;
@@ -931,6 +1006,7 @@ void amqp_closed(void *state)
     a->closed = true;
     a->closing = true;
     eventhub_conn_closed(a->eh);
+    feedback_stop(a);
     loop_timer_cancel(a->env->loop, a->timer);
     a->timer = NULL;
 }

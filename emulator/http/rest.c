@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "c2d.h"
 #include "buf.h"
 #include "err.h"
 #include "hub.h"
@@ -103,6 +104,7 @@ struct rest {
     bool shutting_down;
     struct rest_req *waiting;
     int amqps_port, amqp_port; /* for /health; <= 0 when not listening */
+    struct c2d *c2d;
 };
 
 /* ---- driving MHD from the loop ---- */
@@ -568,7 +570,26 @@ static void identity_get(struct rest_req *q)
         answer_not_found(q, RESTAPI_ENVELOPE_A);
         return;
     }
-    answer_json(q, MHD_HTTP_OK, registry_identity_json(id), id);
+    json_t *j = registry_identity_json(id);
+    if (j && q->r->c2d && !id->module_id[0])
+        json_object_set_new(j, "cloudToDeviceMessageCount",
+                            json_integer((json_int_t)c2d_count(q->r->c2d, id->device_id, c2d_wall_ms())));
+    answer_json(q, MHD_HTTP_OK, j, id);
+}
+
+/* DELETE /devices/{id}/commands: drops every queued C2D message; {"totalMessagesPurged": n, "deviceId": id}. */
+static void route_c2d_purge(struct rest_req *q)
+{
+    if (!service_prelude(q, AUTH_SERVICE_CONNECT))
+        return;
+    if (!registry_find(q->r->reg, q->route.device_id, NULL)) {
+        answer_not_found(q, RESTAPI_ENVELOPE_A);
+        return;
+    }
+    size_t n = q->r->c2d ? c2d_purge(q->r->c2d, q->route.device_id) : 0;
+    log_info("c2d: purged %zu messages of %s", n, q->route.device_id);
+    answer_json(q, MHD_HTTP_OK,
+                json_pack("{s:I,s:s}", "totalMessagesPurged", (json_int_t)n, "deviceId", q->route.device_id), NULL);
 }
 
 /* Answers a registry_put / registry_delete failure. */
@@ -811,6 +832,8 @@ static void handle_request(struct rest_req *q)
         route_devices(q);
     else if (rt->kind == RESTAPI_ROUTE_MODULES)
         route_modules(q);
+    else if (rt->kind == RESTAPI_ROUTE_C2D_PURGE)
+        route_c2d_purge(q);
     else
         route_identity(q);
 }
@@ -967,6 +990,7 @@ struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
     r->reg = cfg->reg;
     r->auth = cfg->auth;
     r->telemetry = cfg->telemetry;
+    r->c2d = cfg->c2d;
     r->skew_s = cfg->token_skew_s;
     r->epfd = -1;
     if (cfg->ca_pem_path && !(r->ca_pem_path = strdup(cfg->ca_pem_path))) {

@@ -74,6 +74,8 @@ static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
         k = RESTAPI_ROUTE_DEVICE, dev = &s[1];
     else if (n == 3 && seg_is(&s[0], "twins") && seg_is(&s[2], "methods"))
         k = RESTAPI_ROUTE_METHOD, dev = &s[1];
+    else if (n == 3 && seg_is(&s[0], "devices") && seg_is(&s[2], "commands"))
+        k = RESTAPI_ROUTE_C2D_PURGE, dev = &s[1];
     else if (n >= 3 && n <= 4 && seg_is(&s[0], "devices") && seg_is(&s[2], "modules")) {
         dev = &s[1];
         mod = n == 4 && s[3].len ? &s[3] : NULL;
@@ -174,6 +176,8 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
         return "GET";
     case RESTAPI_ROUTE_CONSUMER_GROUP:
         return "GET, PUT, DELETE";
+    case RESTAPI_ROUTE_C2D_PURGE:
+        return "DELETE";
     default:
         return "";
     }

@@ -6,7 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include <jansson.h>
+
+#include "device_link.h"
 #include "err.h"
 #include "log.h"
 #include "registry.h"
@@ -25,6 +29,7 @@ struct c2d_queue {
     char identity[C2D_MAX_IDENTITY];
     struct c2d_entry *head, *tail;
     size_t n;
+    struct device_link *link; /* attached: gets the messages */
     struct c2d_queue *next;
 };
 
@@ -34,9 +39,11 @@ struct c2d {
     bool has_store;
     int64_t ttl_ms;
     uint64_t seq;
-    c2d_notify_fn notify;
-    void *notify_ctx;
     struct c2d_queue *queues;
+    json_t *feedback; /* records waiting for a feedback receiver (array, oldest first) */
+    json_t *fb_batch; /* the batch handed to the sink, not yet settled (NULL: none) */
+    uint64_t fb_batch_id;
+    struct c2d_feedback_sink sink; /* sink.deliver NULL: no receiver attached */
 };
 
 static void set_why(char *why, size_t whylen, const char *text)
@@ -67,9 +74,13 @@ static void free_entry(struct c2d_entry *e)
     free(e);
 }
 
-/* Unlinks e (prev is its predecessor or NULL) and forgets it in the store. */
-static void drop(struct c2d *q, struct c2d_queue *k, struct c2d_entry *prev, struct c2d_entry *e)
+static void feedback_record(struct c2d *q, const char *identity, const struct c2d_message *m, enum c2d_outcome o);
+
+/* Unlinks e (prev is its predecessor or NULL), records its outcome as feedback when its ack asks, and forgets
+ * it in the store. */
+static void drop(struct c2d *q, struct c2d_queue *k, struct c2d_entry *prev, struct c2d_entry *e, enum c2d_outcome o)
 {
+    feedback_record(q, k->identity, &e->m, o);
     if (prev)
         prev->next = e->next;
     else
@@ -89,7 +100,7 @@ static void drop_expired(struct c2d *q, struct c2d_queue *k, int64_t now_ms)
         struct c2d_entry *next = e->next;
         if (!e->in_flight && e->m.expiry_ms < now_ms) {
             log_info("c2d: message %s for %s expired", e->m.message_id, k->identity);
-            drop(q, k, prev, e);
+            drop(q, k, prev, e, C2D_EXPIRED);
         } else {
             prev = e;
         }
@@ -167,13 +178,58 @@ void c2d_free(struct c2d *q)
         free(k);
         k = kn;
     }
+    json_decref(q->feedback);
+    json_decref(q->fb_batch);
     free(q);
 }
 
-void c2d_set_notify(struct c2d *q, c2d_notify_fn fn, void *ctx)
+/* Delivers the oldest message to k's link when nothing is in flight (one at a time keeps the order). */
+static void deliver(struct c2d *q, struct c2d_queue *k, int64_t now_ms)
 {
-    q->notify = fn;
-    q->notify_ctx = ctx;
+    if (!k->link || !k->link->ops->deliver_c2d)
+        return;
+    drop_expired(q, k, now_ms);
+    for (struct c2d_entry *e = k->head; e; e = e->next)
+        if (e->in_flight)
+            return;
+    struct c2d_entry *e = k->head;
+    if (!e)
+        return;
+    e->in_flight = true;
+    e->m.delivery_count++;
+    if (k->link->ops->deliver_c2d(k->link, &e->m) != ERR_OK) {
+        e->in_flight = false;
+        e->m.delivery_count--;
+        log_warn("c2d: message %s for %s could not be delivered; it stays queued", e->m.message_id, k->identity);
+    }
+}
+
+int64_t c2d_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void c2d_attach(struct c2d *q, struct device_link *link, int64_t now_ms)
+{
+    struct c2d_queue *k = find_queue(q, link->identity, true);
+    if (!k)
+        return;
+    if (k->link && k->link != link)
+        c2d_abandon_all(q, k->identity);
+    k->link = link;
+    deliver(q, k, now_ms);
+}
+
+void c2d_detach(struct c2d *q, struct device_link *link)
+{
+    for (struct c2d_queue *k = q->queues; k; k = k->next) {
+        if (k->link == link) {
+            k->link = NULL;
+            c2d_abandon_all(q, k->identity);
+        }
+    }
 }
 
 /* Decodes one path segment [p, end) into out (REGISTRY_MAX_ID + 1). */
@@ -247,6 +303,7 @@ int c2d_send(struct c2d *q, const char *to, const struct c2d_message *m, int64_t
     copy.seq = q->seq + 1;
     if (copy.expiry_ms == 0)
         copy.expiry_ms = now_ms + q->ttl_ms;
+    copy.expiry_given = m->expiry_ms != 0;
     if (copy.expiry_ms < now_ms) {
         set_why(why, whylen, "the message has expired already");
         return ERR_INVALID;
@@ -262,8 +319,7 @@ int c2d_send(struct c2d *q, const char *to, const struct c2d_message *m, int64_t
         return rc;
     }
     q->seq++;
-    if (q->notify)
-        q->notify(q->notify_ctx, identity);
+    deliver(q, k, now_ms);
     return ERR_OK;
 }
 
@@ -291,7 +347,8 @@ int c2d_complete(struct c2d *q, const char *identity, uint64_t seq)
     struct c2d_entry *prev = NULL;
     for (struct c2d_entry *e = k->head; e; prev = e, e = e->next) {
         if (e->m.seq == seq) {
-            drop(q, k, prev, e);
+            drop(q, k, prev, e, C2D_SUCCESS);
+            deliver(q, k, c2d_wall_ms());
             return ERR_OK;
         }
     }
@@ -308,7 +365,7 @@ void c2d_abandon_all(struct c2d *q, const char *identity)
         struct c2d_entry *next = e->next;
         if (e->in_flight && e->m.delivery_count >= C2D_MAX_DELIVERY) {
             log_info("c2d: message %s for %s dropped after %d deliveries", e->m.message_id, identity, C2D_MAX_DELIVERY);
-            drop(q, k, prev, e);
+            drop(q, k, prev, e, C2D_DELIVERY_COUNT_EXCEEDED);
         } else {
             e->in_flight = false;
             prev = e;
@@ -331,8 +388,119 @@ size_t c2d_purge(struct c2d *q, const char *identity)
     struct c2d_queue *k = find_queue(q, identity, false);
     size_t n = 0;
     while (k && k->head) {
-        drop(q, k, NULL, k->head);
+        drop(q, k, NULL, k->head, C2D_PURGED);
         n++;
     }
     return n;
+}
+
+/* ---- feedback ---- */
+
+static const char *const outcome_names[] = {"Success", "Expired", "DeliveryCountExceeded", "Rejected", "Purged"};
+
+/* Whether ack ("none", "positive", "negative", "full") asks for outcome o. */
+static bool ack_wants(const char *ack, enum c2d_outcome o)
+{
+    if (strcmp(ack, "full") == 0)
+        return true;
+    if (strcmp(ack, "positive") == 0)
+        return o == C2D_SUCCESS;
+    if (strcmp(ack, "negative") == 0)
+        return o != C2D_SUCCESS;
+    return false;
+}
+
+static void iso_time(int64_t ms, char *out, size_t outlen)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(out, outlen, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, outlen - n, ".%03dZ", (int)(ms % 1000));
+}
+
+static void feedback_flush(struct c2d *q)
+{
+    if (!q->sink.deliver || q->fb_batch || !q->feedback || json_array_size(q->feedback) == 0)
+        return;
+    json_t *batch = json_array();
+    if (!batch)
+        return;
+    while (json_array_size(q->feedback) && json_array_size(batch) < C2D_FEEDBACK_BATCH) {
+        json_array_append(batch, json_array_get(q->feedback, 0));
+        json_array_remove(q->feedback, 0);
+    }
+    char *text = json_dumps(batch, JSON_COMPACT);
+    uint64_t id = ++q->fb_batch_id;
+    q->fb_batch = batch;
+    if (!text || q->sink.deliver(q->sink.ctx, id, text, strlen(text)) != ERR_OK) {
+        /* back in front, in order; no retry until the next record, settlement or receiver */
+        for (size_t i = json_array_size(batch); i > 0; i--)
+            json_array_insert(q->feedback, 0, json_array_get(batch, i - 1));
+        json_decref(batch);
+        q->fb_batch = NULL;
+    }
+    free(text);
+}
+
+static void feedback_record(struct c2d *q, const char *identity, const struct c2d_message *m, enum c2d_outcome o)
+{
+    if (!ack_wants(m->ack, o))
+        return;
+    if (!q->feedback && !(q->feedback = json_array()))
+        return;
+    if (json_array_size(q->feedback) >= C2D_FEEDBACK_MAX) {
+        log_warn("c2d: %d feedback records wait for a receiver; the oldest is dropped", C2D_FEEDBACK_MAX);
+        json_array_remove(q->feedback, 0);
+    }
+    char dev[REGISTRY_MAX_ID + 1], mod[REGISTRY_MAX_ID + 1] = "";
+    const char *slash = strchr(identity, '/');
+    snprintf(dev, sizeof dev, "%.*s", slash ? (int)(slash - identity) : (int)strlen(identity), identity);
+    if (slash)
+        snprintf(mod, sizeof mod, "%s", slash + 1);
+    const struct identity *id = registry_find(q->reg, dev, mod[0] ? mod : NULL);
+    char when[40];
+    iso_time(c2d_wall_ms(), when, sizeof when);
+    json_t *r = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "originalMessageId", m->message_id, "enqueuedTimeUtc", when,
+                          "statusCode", outcome_names[o], "description", outcome_names[o], "deviceId", dev,
+                          "deviceGenerationId", id ? id->generation_id : "");
+    if (r)
+        json_array_append_new(q->feedback, r);
+    feedback_flush(q);
+}
+
+void c2d_feedback_attach(struct c2d *q, const struct c2d_feedback_sink *sink)
+{
+    if (q->fb_batch)
+        c2d_feedback_settled(q, q->fb_batch_id, false);
+    q->sink = *sink;
+    feedback_flush(q);
+}
+
+void c2d_feedback_detach(struct c2d *q, void *ctx)
+{
+    if (q->sink.ctx != ctx)
+        return;
+    memset(&q->sink, 0, sizeof q->sink);
+    if (q->fb_batch)
+        c2d_feedback_settled(q, q->fb_batch_id, false);
+}
+
+void c2d_feedback_settled(struct c2d *q, uint64_t batch, bool done)
+{
+    if (!q->fb_batch || batch != q->fb_batch_id)
+        return;
+    json_t *b = q->fb_batch;
+    q->fb_batch = NULL;
+    if (!done) { /* back to the front of the queue, in order */
+        for (size_t i = json_array_size(b); i > 0; i--)
+            json_array_insert(q->feedback, 0, json_array_get(b, i - 1));
+    }
+    json_decref(b);
+    feedback_flush(q);
+}
+
+size_t c2d_feedback_pending(const struct c2d *q)
+{
+    return (q->feedback ? json_array_size(q->feedback) : 0) + (q->fb_batch ? json_array_size(q->fb_batch) : 0);
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 struct device_link;
+struct c2d_message;
 
 struct device_link_ops {
     /* Delivers a direct-method request (len 0 = empty body). Writes the request id the device will answer with
@@ -18,6 +19,9 @@ struct device_link_ops {
     /* Pushes a desired-properties patch (compact JSON object, "$version" included) with its version. Returns
      * ERR_OK, or an error when it could not be queued. */
     int (*push_desired)(struct device_link *l, const uint8_t *patch, size_t len, int64_t version);
+    /* Delivers a cloud-to-device message (c2d.h); the device completes it later (c2d_complete with m->seq).
+     * Returns ERR_OK or an error (the message then stays queued). NULL when the front cannot carry C2D. */
+    int (*deliver_c2d)(struct device_link *l, const struct c2d_message *m);
     /* Closes the connection (takeover, identity disabled or deleted); reason is logged. */
     void (*kick)(struct device_link *l, const char *reason);
 };

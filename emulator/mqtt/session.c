@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth.h"
+#include "c2d.h"
 #include "conn.h"
 #include "device_link.h"
 #include "err.h"
@@ -22,6 +24,7 @@
 #include "mqtt.h"
 #include "registry.h"
 #include "telemetry.h"
+#include "url.h"
 
 /* The hub disconnects after 1.5x the keep-alive, at most 1767 s (Azure load balancer idle timeout). */
 #define SESSION_KEEPALIVE_CAP_S 1767
@@ -53,6 +56,9 @@ struct session {
     uint8_t *will_payload;
     size_t will_len;
     struct buf scratch; /* one encoded packet at a time */
+    uint16_t last_pid;  /* packet ids of our QoS 1 PUBLISHes (C2D) */
+    uint16_t c2d_pid;   /* the C2D message in flight, waiting for its PUBACK (0: none) */
+    uint64_t c2d_seq;
 };
 
 static const struct device_link_ops session_link_ops;
@@ -355,7 +361,12 @@ static void announce_subs(struct session *s, uint32_t before)
         hub_link_methods_ready(s->env->hub, &s->link);
     else if (!(s->subs & m) && (before & m))
         hub_link_methods_stopped(s->env->hub, &s->link);
-    /* Hook for C2D (issue 15): a restored c2d subscription starts delivery of what was queued meanwhile. */
+    /* C2D: a (restored) devicebound subscription starts delivery of what was queued meanwhile. */
+    uint32_t c = 1u << SUB_C2D | 1u << SUB_C2D_ANY;
+    if (s->env->c2d && (s->subs & c) && !(before & c))
+        c2d_attach(s->env->c2d, &s->link, c2d_wall_ms());
+    else if (s->env->c2d && !(s->subs & c) && (before & c))
+        c2d_detach(s->env->c2d, &s->link);
 }
 
 static int on_subscribe(struct session *s, const struct mqtt_subscribe *sub)
@@ -553,7 +564,11 @@ static int on_packet(struct session *s, const struct mqtt_packet *pkt)
     case MQTT_PINGREQ:
         return send_scratch(s, mqtt_encode_empty(&s->scratch, MQTT_PINGRESP)) ? ERR_CLOSED : ERR_OK;
     case MQTT_PUBACK:
-        return ERR_OK; /* the hub publishes at QoS 0; a stray PUBACK is harmless */
+        if (s->c2d_pid && pkt->u.packet_id == s->c2d_pid) { /* the device completed its C2D message */
+            s->c2d_pid = 0;
+            c2d_complete(s->env->c2d, s->ident, s->c2d_seq);
+        }
+        return ERR_OK; /* other PUBACKs (a stray one) are harmless */
     case MQTT_DISCONNECT:
         clear_will(s);
         log_info("%s disconnected", s->ident);
@@ -655,9 +670,76 @@ static void link_kick(struct device_link *l, const char *reason)
     session_kick(link_session(l), reason);
 }
 
+/* Appends "&key=value" (the first without '&'), both percent-encoded; nothing for an empty value. */
+static int add_prop(struct buf *t, bool *first, const char *key, const char *value)
+{
+    if (!value[0])
+        return ERR_OK;
+    char *k = url_encode(key, strlen(key)), *v = url_encode(value, strlen(value));
+    int rc = k && v ? buf_printf(t, "%s%s=%s", *first ? "" : "&", k, v) : ERR_NOMEM;
+    *first = false;
+    free(k);
+    free(v);
+    return rc;
+}
+
+/* PUBLISH devices/{id}/messages/devicebound/{property bag}: system properties $.mid $.cid $.to $.uid $.ct $.ce
+ * $.exp (ISO 8601, only when the sender set an expiry), then the application properties (iothub-protocol.md
+ * §3). At the QoS granted for the subscription: QoS 1 waits for the PUBACK to complete the message. */
+static int link_deliver_c2d(struct device_link *l, const struct c2d_message *m)
+{
+    struct session *s = link_session(l);
+    if (s->state != SESSION_ONLINE || s->closing)
+        return ERR_CLOSED;
+    struct buf t;
+    buf_init(&t, 16384);
+    bool first = true;
+    char exp[40] = "";
+    if (m->expiry_given) {
+        time_t secs = (time_t)(m->expiry_ms / 1000);
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        size_t n = strftime(exp, sizeof exp, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(exp + n, sizeof exp - n, ".%03dZ", (int)(m->expiry_ms % 1000));
+    }
+    int rc = buf_printf(&t, "devices/%s/messages/devicebound/", s->device_id);
+    if (!rc)
+        rc = add_prop(&t, &first, "$.mid", m->message_id) || add_prop(&t, &first, "$.cid", m->correlation_id) ||
+             add_prop(&t, &first, "$.to", m->to) || add_prop(&t, &first, "$.uid", m->user_id) ||
+             add_prop(&t, &first, "$.ct", m->content_type) || add_prop(&t, &first, "$.ce", m->content_encoding) ||
+             add_prop(&t, &first, "$.exp", exp);
+    for (size_t i = 0; !rc && i < m->n_props; i++)
+        rc = add_prop(&t, &first, m->props[i].key, m->props[i].value);
+    if (!rc)
+        rc = buf_append_byte(&t, 0);
+    bool qos1 = s->qos1 & (1u << SUB_C2D | 1u << SUB_C2D_ANY);
+    if (!rc) {
+        if (++s->last_pid == 0)
+            s->last_pid = 1;
+        struct mqtt_publish p = {.qos = qos1 ? 1 : 0,
+                                 .dup = m->delivery_count > 1,
+                                 .topic = {t.data, t.len - 1},
+                                 .packet_id = qos1 ? s->last_pid : 0,
+                                 .payload = {m->body, m->body_len}};
+        rc = send_scratch(s, mqtt_encode_publish(&s->scratch, &p));
+    }
+    buf_cleanup(&t);
+    if (rc)
+        return rc;
+    log_info("%s: C2D message %s delivered (QoS %d)", s->ident, m->message_id[0] ? m->message_id : "-", qos1);
+    if (qos1) {
+        s->c2d_pid = s->last_pid;
+        s->c2d_seq = m->seq;
+    } else {
+        c2d_complete(s->env->c2d, s->ident, m->seq); /* QoS 0: nothing will acknowledge it */
+    }
+    return ERR_OK;
+}
+
 static const struct device_link_ops session_link_ops = {
     .deliver_method = link_deliver_method,
     .push_desired = link_push_desired,
+    .deliver_c2d = link_deliver_c2d,
     .kick = link_kick,
 };
 
@@ -676,6 +758,8 @@ void session_on_close(struct session *s)
         log_info("%s: connection lost; publishing its will as telemetry", s->ident);
         record_telemetry(s, s->will_topic, s->will_payload, s->will_len);
     }
+    if (s->env->c2d)
+        c2d_detach(s->env->c2d, &s->link); /* a C2D message not yet PUBACKed stays queued for the next connection */
     hub_link_offline(s->env->hub, &s->link);
     log_info("%s: connection from %s closed", s->ident, conn_peer(s->conn));
 }

@@ -13,6 +13,7 @@
 #include "proto.h"
 
 struct auth;
+struct c2d;
 struct conn;
 struct hub;
 struct loop;
@@ -28,6 +29,7 @@ struct session_env {
     int64_t token_skew_s;
     size_t max_packet;
     struct telemetry *telemetry; /* device-to-cloud messages are kept here (NULL: only counted) */
+    struct c2d *c2d;             /* cloud-to-device queues (NULL: a devicebound subscription gets nothing) */
 };
 
 /* Returns NULL on ERR_NOMEM. env must outlive the session. */

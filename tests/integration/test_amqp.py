@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover
     print("SKIPPED: python3-qpid-proton is not installed (apt-get install python3-qpid-proton)")
     sys.exit(77)
 
-from harness import Emulator, OWNER_KEY, sas_token
+from harness import DEVICE1_KEY, Emulator, OWNER_KEY, sas_token
 
 SERVICE_KEY = "wlm7/WzL2F/6TlYJAcyi2qxf7hvJEmOAWEe1qWLyOqY="
 TIMEOUT = 20
@@ -243,6 +243,142 @@ class AmqpTest(unittest.TestCase):
             health = json.loads(r.read())
         self.assertEqual(health["amqpsPort"], self.emu.amqps_port)
         self.assertEqual(health["amqpPort"], self.emu.amqp_port)
+
+
+def mqtt_str(b):
+    return struct.pack(">H", len(b)) + b
+
+
+def mqtt_packet(kind, body):
+    n, rl = len(body), b""
+    while True:
+        d, n = n % 128, n // 128
+        rl += bytes([d | (0x80 if n else 0)])
+        if not n:
+            break
+    return bytes([kind]) + rl + body
+
+
+def mqtt_read(s):
+    """(first byte, body) of the next MQTT packet."""
+    h = recv_exact(s, 1)[0]
+    mult, n = 1, 0
+    while True:
+        d = recv_exact(s, 1)[0]
+        n += (d & 0x7f) * mult
+        mult *= 128
+        if not d & 0x80:
+            break
+    return h, recv_exact(s, n)
+
+
+class RawDevice:
+    """A bare MQTT 3.1.1 device (so the test decides when, and whether, to PUBACK)."""
+
+    def __init__(self, emu, device_id, qos=1):
+        self.s = socket.create_connection(("127.0.0.1", emu.mqtt_port), timeout=TIMEOUT)
+        user = ("localhost/%s/?api-version=2021-04-12" % device_id).encode()
+        body = (mqtt_str(b"MQTT") + bytes([4, 0xc2]) + struct.pack(">H", 60) + mqtt_str(device_id.encode()) +
+                mqtt_str(user) + mqtt_str(emu.device_token(device_id).encode()))
+        self.s.sendall(mqtt_packet(0x10, body))
+        h, b = mqtt_read(self.s)
+        assert h == 0x20 and b[1] == 0, (h, b)
+        topic = ("devices/%s/messages/devicebound/#" % device_id).encode()
+        self.s.sendall(mqtt_packet(0x82, struct.pack(">H", 1) + mqtt_str(topic) + bytes([qos])))
+        h, b = mqtt_read(self.s)
+        assert h == 0x90, h
+
+    def publish(self):
+        """The next PUBLISH: (dup, qos, packet id, topic, payload)."""
+        h, b = mqtt_read(self.s)
+        assert h >> 4 == 3, h
+        tl = struct.unpack(">H", b[:2])[0]
+        topic, rest = b[2:2 + tl].decode(), b[2 + tl:]
+        qos = (h >> 1) & 3
+        pid = struct.unpack(">H", rest[:2])[0] if qos else 0
+        return bool(h & 8), qos, pid, topic, rest[2:] if qos else rest
+
+    def puback(self, pid):
+        self.s.sendall(mqtt_packet(0x40, struct.pack(">H", pid)))
+
+    def close(self):
+        self.s.close()
+
+
+class C2dDeliveryTest(unittest.TestCase):
+    """C2D from an AMQP sender to an MQTT device: the property bag, PUBACK completion, redelivery, expiry."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.emu = Emulator().start()
+        cls.conn = BlockingConnection("amqp://127.0.0.1:%d" % cls.emu.amqp_port, timeout=TIMEOUT, sasl_enabled=False)
+        status, _ = put_token(cls.conn, sas_token("localhost", OWNER_KEY, key_name="iothubowner", encode=False))
+        assert status == 200
+        cls.snd = cls.conn.create_sender("/messages/devicebound")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.conn.close()
+        cls.emu.stop()
+
+    def test_property_bag_puback_and_redelivery(self):
+        self.assertEqual(self.emu.create_device("c2d-raw", DEVICE1_KEY, DEVICE1_KEY)[0], 200)
+        m = c2d("c2d-raw", body="first", color="blue green")
+        m.id = "mid-1"
+        m.correlation_id = "cid-1"
+        m.content_type = "text/plain"
+        self.snd.send(m)
+        self.snd.send(c2d("c2d-raw", body="second"))
+        dev = RawDevice(self.emu, "c2d-raw")
+        dup, qos, pid, topic, payload = dev.publish()
+        self.assertEqual((dup, qos, payload), (False, 1, b"first"))
+        prefix = "devices/c2d-raw/messages/devicebound/"
+        self.assertTrue(topic.startswith(prefix), topic)
+        bag = dict(kv.split("=", 1) for kv in topic[len(prefix):].split("&"))
+        self.assertEqual(bag["%24.mid"], "mid-1")
+        self.assertEqual(bag["%24.cid"], "cid-1")
+        self.assertEqual(bag["%24.to"], "%2Fdevices%2Fc2d-raw%2Fmessages%2Fdevicebound")
+        self.assertEqual(bag["%24.ct"], "text%2Fplain")
+        self.assertEqual(bag["color"], "blue%20green")
+        self.assertNotIn("%24.exp", bag)  # the sender set no expiry
+        dev.close()  # no PUBACK: the message stays queued
+        dev = RawDevice(self.emu, "c2d-raw")
+        dup, qos, pid, topic, payload = dev.publish()
+        self.assertEqual((dup, payload), (True, b"first"))  # delivered again, marked DUP
+        dev.puback(pid)
+        dup, qos, pid, topic, payload = dev.publish()
+        self.assertEqual((dup, payload), (False, b"second"))  # the next only after the PUBACK
+        dev.puback(pid)
+        dev.close()
+
+    def test_message_count_and_purge(self):
+        self.assertEqual(self.emu.create_device("c2d-purge")[0], 200)
+        self.snd.send(c2d("c2d-purge", body="one"))
+        self.snd.send(c2d("c2d-purge", body="two"))
+        status, _, dev = self.emu.rest("GET", "/devices/c2d-purge?api-version=2021-04-12")
+        self.assertEqual((status, dev["cloudToDeviceMessageCount"]), (200, 2))
+        status, _, body = self.emu.rest("DELETE", "/devices/c2d-purge/commands?api-version=2021-04-12")
+        self.assertEqual(status, 200)
+        self.assertEqual(body, {"totalMessagesPurged": 2, "deviceId": "c2d-purge"})
+        status, _, dev = self.emu.rest("GET", "/devices/c2d-purge?api-version=2021-04-12")
+        self.assertEqual(dev["cloudToDeviceMessageCount"], 0)
+        status, _, _ = self.emu.rest("DELETE", "/devices/nobody-here/commands?api-version=2021-04-12")
+        self.assertEqual(status, 404)
+
+    def test_expired_messages_are_not_delivered(self):
+        self.assertEqual(self.emu.create_device("c2d-exp", DEVICE1_KEY, DEVICE1_KEY)[0], 200)
+        m = c2d("c2d-exp", body="short-lived")
+        m.expiry_time = time.time() + 1  # absolute-expiry-time, one second from now
+        self.snd.send(m)
+        keep = c2d("c2d-exp", body="kept")
+        keep.expiry_time = time.time() + 3600
+        time.sleep(1.5)  # the behaviour under test is the passing of time
+        self.snd.send(keep)
+        dev = RawDevice(self.emu, "c2d-exp", qos=0)
+        dup, qos, pid, topic, payload = dev.publish()
+        self.assertEqual((qos, payload), (0, b"kept"))
+        self.assertIn("%24.exp=", topic)
+        dev.close()
 
 
 class AmqpDeadlineTest(unittest.TestCase):
