@@ -632,7 +632,7 @@ static pn_link_t *mgmt_reply_link(struct eventhub_conn *ec, const char *reply_to
 static void mgmt_request(struct eventhub_conn *ec, pn_message_t *req)
 {
     struct eventhub *eh = ec->eh;
-    char op[32], type[64], name[256], part[16], desc[200];
+    char op[32], type[64], name[256], part[16], desc[400];
     pn_data_t *props = pn_message_properties(req);
     map_string(props, "operation", op, sizeof op);
     map_string(props, "type", type, sizeof type);
@@ -705,7 +705,7 @@ static void mgmt_request(struct eventhub_conn *ec, pn_message_t *req)
         pn_data_put_array(b, false, PN_STRING);
         pn_data_enter(b);
         for (int i = 0; i < eventlog_partitions(eh->log); i++) {
-            char id[8];
+            char id[16];
             snprintf(id, sizeof id, "%d", i);
             put_str(b, id);
         }
@@ -716,7 +716,7 @@ static void mgmt_request(struct eventhub_conn *ec, pn_message_t *req)
     } else if (status == 200) {
         struct eventlog_partition_info info;
         eventlog_partition_info(eh->log, p, &info);
-        char id[8], off[24];
+        char id[16], off[24];
         snprintf(id, sizeof id, "%d", p);
         offset_text(info.last_offset, off, sizeof off);
         pn_data_put_map(b);
