@@ -26,6 +26,7 @@
 
 #define EH_MAX_NAMES 72
 #define EH_MGMT_CREDIT 16
+#define EH_STREAM_BUDGET (1u << 20) /* bytes one receiver is sent per loop iteration; the rest follows */
 #define EH_EXPIRE_MS 5000 /* how often the age limit is applied */
 #define EH_DESCRIPTOR_SELECTOR 0x0000468C00000004ull
 #define EH_SELECTOR "apache.org:selector-filter:string"
@@ -92,6 +93,7 @@ struct eventhub {
     struct eventhub_conn *conns;
     uint32_t dirty; /* partitions appended to since the last flush */
     struct loop_timer *expire_timer;
+    struct loop_timer *kick_timer; /* wakes the loop when a receiver ran out of its per-iteration budget */
     uint64_t tag;
 };
 
@@ -150,6 +152,7 @@ void eventhub_free(struct eventhub *eh)
     eventlog_unlisten(eh->log, on_append, eh);
     loop_del_hook(eh->loop, on_hook, eh);
     loop_timer_cancel(eh->loop, eh->expire_timer);
+    loop_timer_cancel(eh->loop, eh->kick_timer);
     while (eh->conns)
         eventhub_conn_free(eh->conns);
     for (size_t i = 0; i < eh->n_names; i++)
@@ -509,7 +512,12 @@ static bool stream(struct eh_consumer *c)
     if (c->next_seq < info.begin_seq)
         c->next_seq = info.begin_seq; /* retention dropped what this receiver had not read */
     bool sent = false;
+    size_t bytes = 0;
     while (pn_link_credit(l) > 0 && c->next_seq <= info.last_seq) {
+        if (bytes >= EH_STREAM_BUDGET) {
+            eh->dirty |= 1u << c->partition; /* let the loop write; the next hook goes on */
+            break;
+        }
         const struct eventlog_event *e = eventlog_get(eh->log, c->partition, c->next_seq);
         c->next_seq++;
         if (!e)
@@ -525,6 +533,7 @@ static bool stream(struct eh_consumer *c)
             continue;
         }
         sent = true;
+        bytes += e->size;
     }
     return sent;
 }
@@ -533,6 +542,12 @@ static void on_append(void *ctx, int partition, const struct eventlog_event *ev)
 {
     struct eventhub *eh = ctx;
     eh->dirty |= 1u << partition;
+}
+
+static void on_kick(struct loop *l, void *ctx)
+{
+    struct eventhub *eh = ctx;
+    eh->kick_timer = NULL; /* the hook runs after this iteration */
 }
 
 /* Runs before the loop waits: streams the partitions appended to, then wakes the connections. */
@@ -556,6 +571,8 @@ static void on_hook(struct loop *l, void *ctx)
         if (!ec->closed && ec->wake)
             ec->wake(ec->wake_ctx);
     }
+    if (eh->dirty && !eh->kick_timer)
+        eh->kick_timer = loop_timer_add(l, 1, on_kick, eh);
 }
 
 /* Wakes a connection other than the one being handled (a stolen link). */
