@@ -156,6 +156,26 @@ test('events sent by iothub-device --send-telemetry arrive (plain AMQP, UseDevel
   });
 });
 
+test('a backlog of 2000 events streams completely and in order within credit', async () => {
+  await withEmulator({}, async (emu) => {
+    const r = await runProgram(process.env.IOTHUB_DEVICE_BIN, ['--send-telemetry', '2000', '--telemetry-interval', '0',
+      '--connection-string', emu.deviceConnectionString(), '--ca-file', `${process.env.IOTHUB_TEST_DATA_DIR}/ca.pem`]);
+    assert.equal(r.code, 0, r.stderr);
+    const client = consumer('$Default', EH_DEV);
+    try {
+      const events = await collect(client, { startPosition: earliestEventPosition, maxBatchSize: 100 },
+        (ev) => ev.length >= 2000);
+      assert.equal(events.length, 2000);
+      events.forEach((e, i) => {
+        assert.equal(e.body.messageNumber, i + 1);
+        assert.equal(e.sequenceNumber, events[0].sequenceNumber + i);
+      });
+    } finally {
+      await client.close();
+    }
+  });
+});
+
 test('subscribe from latest gets only new events; resuming from a sequence number and an offset', async () => {
   await withEmulator({}, async (emu) => {
     await sendWithSdk(emu, Mqtt, [tagged('old1'), tagged('old2'), tagged('old3')]);
