@@ -6,7 +6,7 @@ PKGS="build-essential cmake pkg-config clang libssl-dev libjansson-dev libmicroh
 libcurl4-openssl-dev libcmocka-dev libqpid-proton11-dev ca-certificates curl openssl"
 if [ "${1:-}" = "--test" ]; then
     # Third-party peers for the integration tests, and the compose-file validator.
-    PKGS="$PKGS mosquitto mosquitto-clients python3 python3-paho-mqtt python3-qpid-proton docker-compose valgrind iproute2 util-linux python3-yaml"
+    PKGS="$PKGS mosquitto mosquitto-clients python3 python3-paho-mqtt python3-qpid-proton python3-uamqp docker-compose valgrind iproute2 util-linux python3-yaml"
 fi
 missing=""
 for p in $PKGS; do

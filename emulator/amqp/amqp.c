@@ -37,6 +37,8 @@
 #define AMQP_C2D_CREDIT 100 /* C2D messages in flight per link */
 #define AMQP_MAX_QUEUED 64  /* replies waiting for credit on one link before the connection is closed */
 #define AMQP_OUT_MAX (16u * 1024u * 1024u)
+#define AMQP_MAX_LINKS 64   /* links open at once on one connection; more are refused */
+#define AMQP_CHANNEL_MAX 15 /* sessions: channels 0..15 */
 
 /* What a link is for; stored with the claim slot that authorised it in the link's context pointer. */
 enum link_kind { LINK_UNKNOWN, LINK_CBS_IN, LINK_CBS_OUT, LINK_C2D_IN, LINK_FEEDBACK_OUT, LINK_EVENTHUB };
@@ -193,18 +195,15 @@ fail:
 
 static void on_timer(struct loop *l, void *ctx);
 
-static void schedule(struct amqp *a)
+/* Arms the connection's one timer for the earliest of: Proton's next tick (tick_at, 0 for none), the
+ * authentication deadline, the first token expiry. */
+static void schedule(struct amqp *a, int64_t tick_at)
 {
     if (a->closing || a->closed)
         return;
     struct loop *l = a->env->loop;
     int64_t now = loop_now_ms(l);
-    int64_t at = INT64_MAX;
-    if (a->proton) {
-        int64_t t = pn_transport_tick(a->d.transport, now);
-        if (t > 0)
-            at = t;
-    }
+    int64_t at = tick_at > 0 ? tick_at : INT64_MAX;
     if (!a->authenticated && a->deadline < at)
         at = a->deadline;
     int64_t exp = cbs_claims_next_expiry(&a->claims, a->env->token_skew_s);
@@ -262,7 +261,10 @@ static void on_timer(struct loop *l, void *ctx)
         return;
     }
     expire_claims(a);
-    pump(a);
+    if (a->proton)
+        pump(a); /* runs Proton's timers and re-arms */
+    else
+        schedule(a, 0);
 }
 
 /* ---- helpers over pn_data_t ---- */
@@ -387,9 +389,12 @@ static void cbs_request(struct amqp *a, pn_message_t *req)
         } else if (cbs_claims_put(&a->claims, norm, expiry) < 0) {
             status = 401;
             snprintf(why, sizeof why, "too many audiences on one connection");
-        } else if (!a->authenticated) {
-            a->authenticated = true;
-            conn_established(a->conn);
+        } else {
+            snprintf(why, sizeof why, "OK");
+            if (!a->authenticated) {
+                a->authenticated = true;
+                conn_established(a->conn);
+            }
         }
     }
     log_info("amqp %s: put-token %s: %d %s", conn_peer(a->conn), name, status, why);
@@ -718,6 +723,13 @@ static void on_link_open(struct amqp *a, pn_link_t *l)
         k = LINK_UNKNOWN;
     if (k == LINK_UNKNOWN && a->env->eventhub && eventhub_claims(a->env->eventhub, addr, we_receive) && eh_conn(a))
         k = LINK_EVENTHUB;
+    size_t open_links = 0;
+    for (pn_link_t *o = pn_link_head(a->d.connection, PN_LOCAL_ACTIVE); o; o = pn_link_next(o, PN_LOCAL_ACTIVE))
+        open_links++;
+    if (open_links >= AMQP_MAX_LINKS) {
+        refuse_link(a, l, "amqp:resource-limit-exceeded", "too many links on one connection");
+        return;
+    }
     if (k == LINK_UNKNOWN) {
         char desc[160];
         snprintf(desc, sizeof desc, "no such node: %.100s", addr ? addr : "(none)");
@@ -821,7 +833,10 @@ static void pump(struct amqp *a)
     if (!a->proton || a->closed || a->in_pump)
         return;
     a->in_pump = true;
+    int64_t tick_at;
     do {
+        /* Proton's timers first (idle timeout, heartbeats): what they produce is handled and flushed below. */
+        tick_at = pn_transport_tick(a->d.transport, loop_now_ms(a->env->loop));
         pn_event_t *e;
         while (!a->closing && !a->close_reason && (e = pn_connection_driver_next_event(&a->d)))
             on_event(a, e);
@@ -838,7 +853,7 @@ static void pump(struct amqp *a)
         close_now(a, "AMQP connection closed");
         return;
     }
-    schedule(a);
+    schedule(a, tick_at);
 }
 
 /* ---- SASL ---- */
@@ -952,9 +967,10 @@ void *amqp_open(void *envp, struct conn *c)
     pn_transport_set_server(a->d.transport);
     pn_transport_set_max_frame(a->d.transport, AMQP_MAX_FRAME);
     pn_transport_set_idle_timeout(a->d.transport, AMQP_IDLE_TIMEOUT_MS);
+    pn_transport_set_channel_max(a->d.transport, AMQP_CHANNEL_MAX);
     int timeout = env->auth_timeout_s > 0 ? env->auth_timeout_s : 30;
     a->deadline = loop_now_ms(env->loop) + (int64_t)timeout * 1000;
-    schedule(a);
+    schedule(a, 0);
     return a;
 }
 

@@ -381,6 +381,39 @@ class C2dDeliveryTest(unittest.TestCase):
         dev.close()
 
 
+class UamqpTest(unittest.TestCase):
+    """uamqp (Debian python3-uamqp), the AMQP stack of Python azure-iot-hub send_c2d_message and of the C SDK:
+    SASL MSSBCBS over TLS, a put-token for https://{host}, a full-URL target; sent as azure-iot-hub sends."""
+
+    def test_send_c2d_like_azure_iot_hub(self):
+        try:
+            import collections
+            import uamqp
+            from uamqp import authentication
+            from uamqp.message import MessageProperties
+        except ImportError:
+            self.skipTest("python3-uamqp is not installed")
+        with Emulator() as emu:
+            token = collections.namedtuple("Token", "token expires_on")
+
+            def get_token():
+                return token(sas_token("localhost", OWNER_KEY, key_name="iothubowner", encode=False),
+                             int(time.time()) + 3600)
+
+            auth = authentication.JWTTokenAuth(audience="https://localhost", uri="https://localhost",
+                                               get_token=get_token, token_type=b"servicebus.windows.net:sastoken",
+                                               port=emu.amqps_port, verify=emu.ca_path)
+            client = uamqp.SendClient(target="amqps://localhost/messages/devicebound", auth=auth)
+            props = MessageProperties(message_id=str(uuid.uuid4()), to="/devices/device1/messages/devicebound")
+            client.queue_message(uamqp.Message(b"from uamqp", properties=props, application_properties={"k1": "v1"}))
+            results = client.send_all_messages(close_on_done=True)
+            self.assertEqual([r.name for r in results], ["SendComplete"])
+            status, _, dev = emu.rest("GET", "/devices/device1?api-version=2021-04-12")
+            self.assertEqual(dev["cloudToDeviceMessageCount"], 1)
+            log = emu.log_text()
+            self.assertIn("put-token https://localhost: 200", log)
+
+
 class AmqpDeadlineTest(unittest.TestCase):
     def test_no_token_in_time_closes(self):
         with Emulator(extra_args=["--connect-timeout", "1"]) as emu:

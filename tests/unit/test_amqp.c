@@ -452,6 +452,25 @@ static void test_links_need_a_token(void **state)
     client_free(&cl);
 }
 
+/* At most AMQP_MAX_LINKS links at once: the next is refused, the connection stays. */
+static void test_link_limit(void **state)
+{
+    struct client cl;
+    client_open(&cl, BARE, NULL, NULL);
+    for (int i = 0; i < 70; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "r%d", i);
+        pn_link_t *r = pn_receiver(cl.ssn, name);
+        pn_terminus_set_address(pn_link_source(r), "$cbs");
+        pn_link_open(r);
+    }
+    pump(&cl);
+    assert_int_equal(cl.link_closes, 70 - 64);
+    assert_string_equal(cl.link_cond, "amqp:resource-limit-exceeded");
+    assert_false(cl.conn.closed);
+    client_free(&cl);
+}
+
 static void test_sasl_plain(void **state)
 {
     struct client cl;
@@ -669,13 +688,10 @@ static void test_token_expiry_closes_links(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bare_amqp_and_cbs),
-        cmocka_unit_test(test_links_need_a_token),
-        cmocka_unit_test(test_sasl_plain),
-        cmocka_unit_test(test_c2d_send),
-        cmocka_unit_test(test_malformed_and_oversized),
-        cmocka_unit_test(test_auth_deadline),
-        cmocka_unit_test(test_token_expiry_closes_links),
+        cmocka_unit_test(test_bare_amqp_and_cbs), cmocka_unit_test(test_links_need_a_token),
+        cmocka_unit_test(test_link_limit),        cmocka_unit_test(test_sasl_plain),
+        cmocka_unit_test(test_c2d_send),          cmocka_unit_test(test_malformed_and_oversized),
+        cmocka_unit_test(test_auth_deadline),     cmocka_unit_test(test_token_expiry_closes_links),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
