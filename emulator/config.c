@@ -39,13 +39,15 @@ struct opt {
 #define F(field) offsetof(struct config, field)
 
 static const struct opt opts[] = {
-    {"hostname", K_HOSTS, F(hostnames), 0, 0, "NAME[,NAME...]", "localhost",
+    {"hostname", K_HOSTS, F(hostnames), 0, 0, "NAME[,NAME...]", "127.0.0.1",
      "Host names the hub answers to: accepted as\n"
-     "HostName in SAS tokens and used in printed\n"
+     "HostName in SAS tokens; the first is used in printed\n"
      "connection strings. Repeatable or comma-separated;\n"
-     "127.0.0.1 is always accepted. The generated server\n"
-     "certificate covers each of them plus localhost,\n"
-     "127.0.0.1 and ::1."},
+     "127.0.0.1 and localhost are always accepted. The\n"
+     "generated server certificate covers each of them\n"
+     "plus localhost, 127.0.0.1 and ::1. The default,\n"
+     "127.0.0.1, works with every SDK (the C SDK refuses\n"
+     "a HostName without a dot, such as localhost)."},
     {"bind", K_ADDR, F(bind), 0, 0, "ADDR", "localhost",
      "Listen address: localhost (both loopbacks, 127.0.0.1\n"
      "and ::1, so HostName=localhost works whichever a\n"
@@ -395,7 +397,7 @@ static int set_defaults(struct config *c)
 {
     c->hostnames = calloc(1, sizeof *c->hostnames);
     if (c->hostnames)
-        c->hostnames[0] = strdup("localhost");
+        c->hostnames[0] = strdup("127.0.0.1"); /* dotted, an IP in the certificate: every SDK takes it */
     c->n_hostnames = c->hostnames && c->hostnames[0] ? 1 : 0;
     c->bind = strdup("localhost");
     c->data_dir = strdup("./.iothub-emulator");
@@ -579,8 +581,9 @@ void config_usage(FILE *f)
         usage_opt(f, &opts[i]);
     fputs("\n"
           "Well-known development credentials (public: never use them for anything real):\n"
-          "  HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=" CONFIG_DEFAULT_OWNER_KEY "\n"
-          "  HostName=localhost;DeviceId=device1;SharedAccessKey=" CONFIG_DEFAULT_DEVICE1_KEY "\n"
+          "  HostName=127.0.0.1;SharedAccessKeyName=iothubowner;SharedAccessKey=" CONFIG_DEFAULT_OWNER_KEY "\n"
+          "  HostName=127.0.0.1;DeviceId=device1;SharedAccessKey=" CONFIG_DEFAULT_DEVICE1_KEY "\n"
+          "  (HostName=localhost works too, except with the C SDK, which needs a dot)\n"
           "\n"
           "Trusting the generated CA (DATA_DIR/ca.pem, also at GET /emulator/ca.pem):\n"
           "  Node:   NODE_EXTRA_CA_CERTS=./.iothub-emulator/ca.pem node app.js\n"

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,7 +322,9 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
 static void print_banner(const struct emulator *e)
 {
     const char *host = e->cfg.hostnames[0];
-    const char *b = e->cfg.bind;
+    /* A wildcard bind (0.0.0.0 in a container) is no address to connect to: show the host name instead. */
+    bool wildcard = strcmp(e->cfg.bind, "0.0.0.0") == 0 || strcmp(e->cfg.bind, "::") == 0;
+    const char *b = wildcard ? host : e->cfg.bind;
     printf("IoT Hub emulator %s\n", EMULATOR_VERSION);
     if (net_port(e->net, NET_MQTTS) >= 0)
         printf("  MQTT over TLS:          mqtts://%s:%d\n", b, net_port(e->net, NET_MQTTS));

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Sets up and runs every test: Debian packages, the official Node SDKs (npm ci), a gcc build, then a clang
 # build with AddressSanitizer + UndefinedBehaviorSanitizer and the libFuzzer harnesses, and ctest over all
-# of it (labels: unit, integration, sdk, fuzz). Extra arguments go to ctest, e.g. `-L unit`.
+# of it (labels: unit, integration, sdk, fuzz, bench, docker). Extra arguments go to ctest, e.g. `-L unit`.
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh --test

@@ -363,7 +363,7 @@ const char *service_cmd_usage(void)
            "  8 any other hub error (bad timeout value, already exists, throttled, server error...)\n"
            "\n"
            "From nothing to a call against the emulator (a real hub: its connection string, and no CA file):\n"
-           "  export IOTHUB_CONNECTION_STRING='HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=...'\n"
+           "  export IOTHUB_CONNECTION_STRING='HostName=127.0.0.1;SharedAccessKeyName=iothubowner;SharedAccessKey=...'\n"
            "  export IOTHUB_CA_FILE=.iothub-emulator/ca.pem     # in the emulator's --data-dir\n"
            "  iothub-service device create mydevice\n"
            "  iothub-service device connection-string mydevice  # start the device with it, then:\n"

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -281,6 +282,9 @@ static void printable(const char *in, char *out, size_t outlen)
 }
 
 /* One info line per method call when it ends; code < 0 is left out. */
+/* A device may answer any int status, negative ones too; LOG_NO_CODE means "no status to print". */
+#define LOG_NO_CODE INT_MIN
+
 static void log_call(const struct rest_req *q, const char *outcome, int code)
 {
     char dev[REGISTRY_MAX_ID + 1], mod[REGISTRY_MAX_ID + 1], name[128];
@@ -288,7 +292,7 @@ static void log_call(const struct rest_req *q, const char *outcome, int code)
     printable(q->route.module_id, mod, sizeof mod);
     printable(q->call.method_name ? q->call.method_name : "-", name, sizeof name);
     char num[16] = "";
-    if (code >= 0)
+    if (code != LOG_NO_CODE)
         snprintf(num, sizeof num, " %d", code);
     log_info("method call %s%s%s %s: %s%s (%lld ms)", dev, mod[0] ? "/" : "", mod, name, outcome, num,
              (long long)(loop_now_ms(q->r->loop) - q->started_ms));
@@ -300,7 +304,7 @@ static void on_peer_gone(struct loop *l, int fd, uint32_t events, void *ctx)
     if (q->call_id)
         hub_call_cancel(q->r->hub, q->call_id);
     q->call_id = 0;
-    log_call(q, "caller went away", -1);
+    log_call(q, "caller went away", LOG_NO_CODE);
     q->gone = true;
     resume(q);
 }
@@ -919,7 +923,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     *req_cls = NULL;
     if (q->call_id) {
         hub_call_cancel(q->r->hub, q->call_id);
-        log_call(q, "caller went away", -1);
+        log_call(q, "caller went away", LOG_NO_CODE);
     }
     if (q->suspended) {
         q->suspended = false; /* only at daemon stop; the list is being torn down by rest_free */

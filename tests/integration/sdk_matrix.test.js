@@ -7,31 +7,16 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, execFile } = require('node:child_process');
+const { execFile } = require('node:child_process');
 const path = require('node:path');
 const { Client: DeviceClient } = require('azure-iot-device');
 const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
 const { Client: ServiceClient } = require('azure-iothub');
 const { withEmulator, DEVICE1_KEY, HOST } = require('./lib/emulator');
+const { startProcess } = require('./lib/run');
 
 const TUTORIAL_RESPONSE = { Response: 'This is the response from the device' };
 const TUTORIAL_PAYLOAD = { method_number: '42' };
-
-// A child process that is ready once `marker` appears on its stdout.
-function startProcess(cmd, args, marker) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const ready = new Promise((resolve, reject) => {
-    child.stdout.on('data', (d) => {
-      out += d.toString();
-      if (out.includes(marker)) resolve();
-    });
-    child.stderr.on('data', (d) => { out += d.toString(); });
-    child.on('exit', (code) => reject(new Error(`${cmd} exited (${code}) before ready:\n${out}`)));
-  });
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  return { ready, stop: async () => { if (child.exitCode === null) child.kill('SIGTERM'); await exited; }, output: () => out };
-}
 
 const DEVICES = {
   'C iothub-device (MQTT/TLS)': async (emu) => {

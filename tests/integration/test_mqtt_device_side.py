@@ -403,6 +403,16 @@ class DeviceSideTest(unittest.TestCase):
         self.assertEqual((status, body["payload"]), (200, {"Response": "This is the response from the device"}))
         d.close()
 
+    def test_negative_device_status_is_passed_through_and_logged(self):
+        d = Device(self.emu)
+        self.assertEqual(d.connect(), 0)
+        d.subscribe_methods()
+        d.auto_reply = (-7, {"why": "negative"})
+        status, _, body = self.emu.invoke("device1")
+        self.assertEqual((status, body), (200, {"status": -7, "payload": {"why": "negative"}}))
+        self.assertIn("DeviceMethod: answered, device status -7 (", self.emu.log_text())
+        d.close()
+
     def test_mosquitto_sub_receives_method_request(self):
         token = self.emu.device_token()
         proc = subprocess.Popen(

@@ -89,7 +89,7 @@ static void defaults(void **state)
     struct config c;
     assert_int_equal(parse(&c, NULL), ERR_OK);
     assert_int_equal(c.n_hostnames, 1);
-    assert_string_equal(c.hostnames[0], "localhost");
+    assert_string_equal(c.hostnames[0], "127.0.0.1");
     assert_string_equal(c.bind, "localhost");
     assert_int_equal(c.mqtts_port, 8883);
     assert_int_equal(c.https_port, 443);

@@ -29,6 +29,9 @@ class Emulator {
     this.dataDir = opts.dataDir || process.env.IOTHUB_TEST_DATA_DIR;
     if (!this.dataDir) throw new Error('IOTHUB_TEST_DATA_DIR is not set (run through run_node_test.py)');
     this.extraArgs = opts.extraArgs || [];
+    // hostname: null starts the emulator without --hostname (its default, as users get it); see printedStrings().
+    this.hostname = opts.hostname === undefined ? HOST : opts.hostname;
+    this.banner = '';
     this.log = '';
     this.proc = null;
   }
@@ -37,7 +40,8 @@ class Emulator {
     if (freshRegistry) fs.rmSync(path.join(this.dataDir, 'registry.json'), { force: true });
     this.mqttPort = this.mqttPort || (await freePort());
     this.httpPort = this.httpPort || (await freePort());
-    const args = ['--bind', '127.0.0.1', '--hostname', HOST, '--mqtts-port', '8883', '--https-port', '443',
+    const args = ['--bind', '127.0.0.1', ...(this.hostname ? ['--hostname', this.hostname] : []),
+      '--mqtts-port', '8883', '--https-port', '443',
       '--mqtt-port', String(this.mqttPort), '--http-port', String(this.httpPort), '--data-dir', this.dataDir,
       '--log-level', 'debug', ...this.extraArgs];
     this.proc = spawn(process.env.IOTHUB_EMULATOR_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -47,6 +51,7 @@ class Emulator {
       let out = '';
       this.proc.stdout.on('data', (d) => {
         out += d.toString();
+        this.banner = out;
         if (/^ready$/m.test(out)) resolve();
       });
       this.exited.then(({ code }) => reject(new Error(`emulator exited (${code}) before ready:\n${out}\n${this.log}`)));
@@ -58,6 +63,16 @@ class Emulator {
     if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return this.exited;
     this.proc.kill(signal);
     return this.exited;
+  }
+
+  // The connection strings the emulator printed at start: {service, device}.
+  printedStrings() {
+    const find = (label) => {
+      const m = this.banner.match(new RegExp(`^  ${label} connection string: +(\\S+)$`, 'm'));
+      if (!m) throw new Error(`no ${label} connection string in the banner:\n${this.banner}`);
+      return m[1];
+    };
+    return { service: find('Service'), device: find('Device') };
   }
 
   dumpLog() {
