@@ -787,21 +787,25 @@ static int source_filter(pn_link_t *l, struct ehfilter *f, char *why, size_t why
         pn_bytes_t k = kt == PN_SYMBOL ? pn_data_get_symbol(d) : kt == PN_STRING ? pn_data_get_string(d) : pn_bytes(0, NULL);
         if (!pn_data_next(d))
             break;
-        if (!k.start || k.size != strlen(EH_SELECTOR) || memcmp(k.start, EH_SELECTOR, k.size) != 0)
-            continue;
+        /* The SDKs name the entry after the filter; other clients (Proton's Selector: "selector") only use the
+         * descriptor. Either identifies it. */
+        bool key_ok = k.start && k.size == strlen(EH_SELECTOR) && memcmp(k.start, EH_SELECTOR, k.size) == 0;
+        bool desc_ok = false;
         pn_bytes_t text = pn_bytes(0, NULL);
         if (pn_data_type(d) == PN_DESCRIBED) {
             pn_data_enter(d);
             pn_data_next(d); /* the descriptor: ulong 0x468C00000004 (Node) or the symbol (Python) */
-            bool desc_ok = (pn_data_type(d) == PN_ULONG && pn_data_get_ulong(d) == EH_DESCRIPTOR_SELECTOR) ||
-                           (pn_data_type(d) == PN_SYMBOL && pn_data_get_symbol(d).size == strlen(EH_SELECTOR) &&
-                            memcmp(pn_data_get_symbol(d).start, EH_SELECTOR, strlen(EH_SELECTOR)) == 0);
+            desc_ok = (pn_data_type(d) == PN_ULONG && pn_data_get_ulong(d) == EH_DESCRIPTOR_SELECTOR) ||
+                      (pn_data_type(d) == PN_SYMBOL && pn_data_get_symbol(d).size == strlen(EH_SELECTOR) &&
+                       memcmp(pn_data_get_symbol(d).start, EH_SELECTOR, strlen(EH_SELECTOR)) == 0);
             if (desc_ok && pn_data_next(d) && pn_data_type(d) == PN_STRING)
                 text = pn_data_get_string(d);
             pn_data_exit(d);
-        } else if (pn_data_type(d) == PN_STRING) {
+        } else if (key_ok && pn_data_type(d) == PN_STRING) {
             text = pn_data_get_string(d);
         }
+        if (!key_ok && !desc_ok)
+            continue;
         if (!text.start) {
             snprintf(why, whylen, "the %s filter must be a described string", EH_SELECTOR);
             rc = -1;
