@@ -39,6 +39,7 @@ function collect(client, options, until, partitionId) {
     const handlers = {
       processEvents: async (batch, ctx) => {
         for (const e of batch) events.push({ ...e, partitionId: ctx.partitionId });
+        if (ctx.lastEnqueuedEventProperties) events.lastEnqueued = ctx.lastEnqueuedEventProperties;
         if (until(events)) {
           clearTimeout(timer);
           await sub.close();
@@ -163,9 +164,13 @@ test('a backlog of 2000 events streams completely and in order within credit', a
     assert.equal(r.code, 0, r.stderr);
     const client = consumer('$Default', EH_DEV);
     try {
-      const events = await collect(client, { startPosition: earliestEventPosition, maxBatchSize: 100 },
-        (ev) => ev.length >= 2000);
+      const events = await collect(client, { startPosition: earliestEventPosition, maxBatchSize: 100,
+        trackLastEnqueuedEventProperties: true }, (ev) => ev.length >= 2000);
       assert.equal(events.length, 2000);
+      // runtime metrics: the partition's last enqueued event, as the receiver saw it
+      assert.equal(events.lastEnqueued.sequenceNumber, events[1999].sequenceNumber);
+      assert.equal(events.lastEnqueued.offset, events[1999].offset);
+      assert.ok(events.lastEnqueued.retrievedOn instanceof Date);
       events.forEach((e, i) => {
         assert.equal(e.body.messageNumber, i + 1);
         assert.equal(e.sequenceNumber, events[0].sequenceNumber + i);

@@ -2,7 +2,7 @@
 azure.eventhub.EventHubConsumerClient (5.11, pyamqp), unmodified, over TLS on 5671 with the dev CA as
 connection_verify: hub and partition properties, and the events a device sent (our iothub-device, and a raw
 MQTT publish with a property bag through python3-paho-mqtt) with body, application and system properties,
-sequence numbers and offsets; receiving from a sequence number. Python's client always uses port 5671, so
+sequence numbers and offsets; receiving from a sequence number; and the same over AMQP on WebSocket (:443). Python's client always uses port 5671, so
 this runs in its own network namespace when it can (as run_node_test.py does); it skips itself (exit 77)
 when azure.eventhub is missing or 5671 cannot be had."""
 
@@ -24,7 +24,7 @@ if __name__ == "__main__":
     enter_own_network_namespace()
 
 try:
-    from azure.eventhub import EventHubConsumerClient
+    from azure.eventhub import EventHubConsumerClient, TransportType
 except ImportError:  # pragma: no cover
     print("SKIPPED: azure.eventhub is not installed (apt-get install python3-azure)")
     sys.exit(77)
@@ -131,6 +131,18 @@ class EventHubPython(unittest.TestCase):
         again = receive(self.client(), 2, partition_id=pid, starting_position=got[1][1].sequence_number,
                         starting_position_inclusive=True)
         self.assertEqual([e.body_as_str() for _, e in again], bodies[1:])
+
+    def test_3_amqp_over_websocket(self):
+        """TransportType.AmqpOverWebsocket: wss://localhost:443/$servicebus/websocket, sub-protocol AMQPWSB10."""
+        c = EventHubConsumerClient.from_connection_string(CS, "$Default", connection_verify=self.emu.ca_path,
+                                                          transport_type=TransportType.AmqpOverWebsocket)
+        with c:
+            self.assertEqual(c.get_eventhub_properties()["partition_ids"], ["0", "1", "2", "3"])
+        got = receive(EventHubConsumerClient.from_connection_string(
+            CS, "$Default", connection_verify=self.emu.ca_path, transport_type=TransportType.AmqpOverWebsocket),
+            3, starting_position="-1")
+        self.assertEqual(len(got), 3)
+        self.assertEqual(got[0][1].system_properties[b"iothub-connection-device-id"], b"device1")
 
 
 if __name__ == "__main__":
