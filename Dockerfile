@@ -47,7 +47,7 @@ RUN setcap cap_net_bind_service=+ep /usr/local/bin/iothub-emulator \
 USER iothub
 WORKDIR /data
 VOLUME /data
-EXPOSE 8883 443 1883 8080
+EXPOSE 8883 443 5671 1883 5672 8080
 HEALTHCHECK --interval=2s --timeout=2s --retries=30 CMD ["curl", "-fsS", "http://127.0.0.1:8080/health"]
 ENTRYPOINT ["iothub-emulator"]
 CMD ["--bind", "0.0.0.0", "--data-dir", "/data", "--hostname", "127.0.0.1", "--hostname", "iothub-emulator"]

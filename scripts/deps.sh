@@ -5,9 +5,10 @@ set -eu
 PKGS="build-essential cmake pkg-config clang libssl-dev libjansson-dev libmicrohttpd-dev libmosquitto-dev
 libcurl4-openssl-dev libcmocka-dev libqpid-proton11-dev ca-certificates curl openssl"
 if [ "${1:-}" = "--test" ]; then
-    # Third-party peers for the integration tests (Mosquitto, paho, Proton and uamqp for AMQP, python3-azure for
-    # azure-eventhub), the compose-file validator, and the docker-labelled test's engine (docker.io; Compose v1
-    # as Debian bookworm has no Compose v2 plugin) and base-image maker.
+    # Third-party peers for the integration tests (python3-qpid-proton and python3-uamqp: independent AMQP
+    # clients; python3-azure: azure-eventhub for the Event Hub-compatible endpoint), the compose-file validator,
+    # and the docker-labelled test's engine (docker.io; Compose v1 as Debian bookworm has no Compose v2 plugin)
+    # and base-image maker.
     PKGS="$PKGS mosquitto mosquitto-clients python3 python3-paho-mqtt python3-qpid-proton python3-uamqp python3-azure
 docker-compose valgrind iproute2 util-linux python3-yaml docker.io debootstrap"
 fi

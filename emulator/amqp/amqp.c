@@ -966,7 +966,7 @@ void *amqp_open(void *envp, struct conn *c)
     }
     pn_transport_set_server(a->d.transport);
     pn_transport_set_max_frame(a->d.transport, AMQP_MAX_FRAME);
-    pn_transport_set_idle_timeout(a->d.transport, AMQP_IDLE_TIMEOUT_MS);
+    pn_transport_set_idle_timeout(a->d.transport, env->idle_timeout_ms ? env->idle_timeout_ms : AMQP_IDLE_TIMEOUT_MS);
     pn_transport_set_channel_max(a->d.transport, AMQP_CHANNEL_MAX);
     int timeout = env->auth_timeout_s > 0 ? env->auth_timeout_s : 30;
     a->deadline = loop_now_ms(env->loop) + (int64_t)timeout * 1000;

@@ -32,6 +32,7 @@ struct amqp_env {
     struct eventhub *eventhub; /* the Event Hub-compatible endpoint (NULL: none; eventhub.h) */
     int64_t token_skew_s; /* seconds a SAS token stays valid after its se */
     int auth_timeout_s;   /* from the first byte to an accepted token (SASL PLAIN or CBS); 0 means 30 */
+    uint32_t idle_timeout_ms; /* advertised in Open; 0 means AMQP_IDLE_TIMEOUT_MS */
 };
 
 /* struct proto handler (ctx is a struct amqp_env that outlives every connection). Returns NULL on

@@ -18,13 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
-#include "c2d.h"
 #include "buf.h"
+#include "c2d.h"
 #include "err.h"
 #include "hub.h"
 #include "log.h"
@@ -34,6 +35,7 @@
 #include "sas.h"
 #include "eventlog.h"
 #include "telemetry.h"
+#include "url.h"
 
 #define REST_JSON "application/json; charset=utf-8"
 #define REST_METHOD_BODY_MAX (1024u * 1024u)     /* raw method body; the payload itself is capped at 128 KiB */
@@ -56,6 +58,7 @@ struct rest_answer {
     const char *errorcode; /* iothub-errorcode header (static text) */
     const char *allow;
     char etag[80];
+    json_t *headers; /* more response headers, name -> string (NULL: none) */
 };
 
 struct rest_req {
@@ -170,6 +173,7 @@ static void tracking_id(char out[33])
 static void answer_clear(struct rest_answer *a)
 {
     free(a->body);
+    json_decref(a->headers);
     memset(a, 0, sizeof *a);
 }
 
@@ -237,6 +241,15 @@ static enum MHD_Result queue_answer(struct rest_req *q)
         (a->allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, a->allow) != MHD_YES)) {
         MHD_destroy_response(resp);
         return MHD_NO;
+    }
+    const char *hname;
+    json_t *hval;
+    json_object_foreach(a->headers, hname, hval)
+    {
+        if (MHD_add_response_header(resp, hname, json_string_value(hval)) != MHD_YES) {
+            MHD_destroy_response(resp);
+            return MHD_NO;
+        }
     }
     enum MHD_Result ret = MHD_queue_response(q->conn, a->status, resp);
     MHD_destroy_response(resp);
@@ -581,6 +594,186 @@ static void identity_get(struct rest_req *q)
     answer_json(q, MHD_HTTP_OK, j, id);
 }
 
+/* ---- the device side over HTTPS (the C SDK's HTTP_Protocol) ---- */
+
+struct app_props {
+    struct buf *t;
+    bool *first;
+    int rc;
+};
+
+/* MHD header iterator: iothub-app-{name}: value -> &name=value (percent-encoded) in the topic's property bag. */
+static enum MHD_Result collect_app_property(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct app_props *p = cls;
+    static const char pre[] = "iothub-app-";
+    if (p->rc || !key || !value || strncasecmp(key, pre, sizeof pre - 1) != 0 || !key[sizeof pre - 1])
+        return MHD_YES;
+    char *k = url_encode(key + sizeof pre - 1, strlen(key + sizeof pre - 1)), *v = url_encode(value, strlen(value));
+    p->rc = k && v ? buf_printf(p->t, "%s%s=%s", *p->first ? "" : "&", k, v) : ERR_NOMEM;
+    *p->first = false;
+    free(k);
+    free(v);
+    return MHD_YES;
+}
+
+/* A device token for the route's device (or a policy token with DeviceConnect) and api-version. NULL when an
+ * error answer was set. */
+static const struct identity *device_prelude(struct rest_req *q)
+{
+    const char *authz = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const struct identity *id = registry_find(q->r->reg, q->route.device_id, NULL);
+    char why[96] = "no such device";
+    if (!id || !authz ||
+        auth_check_device(q->r->auth, id, authz, strlen(authz), loop_wall_s(q->r->loop), q->r->skew_s, NULL, why,
+                          sizeof why) != ERR_OK) {
+        log_info("http %s %.200s: unauthorized (%s)", q->method, q->uri, authz ? why : "missing Authorization");
+        answer_errorf(q, RESTAPI_UNAUTHORIZED, RESTAPI_ENVELOPE_A, "Unauthorized");
+        return NULL;
+    }
+    if (!q->route.has_api_version) {
+        answer_errorf(q, RESTAPI_INVALID_PROTOCOL_VERSION, RESTAPI_ENVELOPE_A,
+                      "The api-version query parameter is required.");
+        return NULL;
+    }
+    return id;
+}
+
+static void iso_ms(int64_t ms, char *out, size_t outlen)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(out, outlen, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, outlen - n, ".%03dZ", (int)(ms % 1000));
+}
+
+static void set_header(json_t *h, const char *name, const char *value)
+{
+    if (value && value[0])
+        json_object_set_new(h, name, json_string(value));
+}
+
+/* GET /devices/{id}/messages/deviceBound: 204 when nothing waits; else 200 with the body, the lock token as
+ * ETag, and the message's properties as iothub-* headers (application properties as iothub-app-{name}). */
+static void route_c2d_receive(struct rest_req *q)
+{
+    if (!device_prelude(q))
+        return;
+    const struct c2d_message *m =
+        q->r->c2d ? c2d_lock(q->r->c2d, q->route.device_id, c2d_wall_ms(), C2D_LOCK_MS) : NULL;
+    if (!m) {
+        answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
+        return;
+    }
+    char *body = m->body_len ? malloc(m->body_len) : NULL;
+    if (m->body_len && !body) {
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+        return;
+    }
+    if (body)
+        memcpy(body, m->body, m->body_len);
+    answer_set(q, MHD_HTTP_OK, body, m->body_len, m->content_type[0] ? NULL : "application/octet-stream");
+    json_t *h = json_object();
+    char text[64];
+    set_header(h, "iothub-messageid", m->message_id);
+    set_header(h, "iothub-correlationid", m->correlation_id);
+    set_header(h, "iothub-to", m->to);
+    set_header(h, "iothub-userid", m->user_id);
+    set_header(h, "Content-Type", m->content_type);
+    set_header(h, "Content-Encoding", m->content_encoding);
+    if (m->expiry_given) {
+        iso_ms(m->expiry_ms, text, sizeof text);
+        set_header(h, "iothub-expiry", text);
+    }
+    iso_ms(m->enqueued_ms, text, sizeof text);
+    set_header(h, "iothub-enqueuedtime", text);
+    snprintf(text, sizeof text, "%u", m->delivery_count);
+    set_header(h, "iothub-deliverycount", text);
+    snprintf(text, sizeof text, "%llu", (unsigned long long)m->seq);
+    set_header(h, "iothub-sequencenumber", text);
+    for (size_t i = 0; i < m->n_props; i++) {
+        char name[C2D_MAX_KEY + 16];
+        snprintf(name, sizeof name, "iothub-app-%s", m->props[i].key);
+        set_header(h, name, m->props[i].value);
+    }
+    q->ans.headers = h;
+    snprintf(q->ans.etag, sizeof q->ans.etag, "\"%llu\"", (unsigned long long)m->seq);
+}
+
+/* The lock token of C2D_LOCK / C2D_ABANDON as a seq; false (and a 412 answer) when it names none. */
+static bool lock_seq(struct rest_req *q, uint64_t *seq)
+{
+    const char *t = q->route.lock_token;
+    char *end = NULL;
+    unsigned long long v = t && *t >= '0' && *t <= '9' ? strtoull(t, &end, 10) : 0;
+    if (!end || *end || v == 0) {
+        answer_errorf(q, RESTAPI_PRECONDITION_FAILED, RESTAPI_ENVELOPE_A, "The lock token is not valid.");
+        return false;
+    }
+    *seq = v;
+    return true;
+}
+
+/* DELETE .../deviceBound/{lockToken}[?reject] completes (or rejects); POST .../abandon gives it back. 204. */
+static void route_c2d_settle(struct rest_req *q, bool abandon)
+{
+    uint64_t seq;
+    if (!device_prelude(q) || !lock_seq(q, &seq))
+        return;
+    const char *dev = q->route.device_id;
+    int rc = !q->r->c2d ? ERR_NOT_FOUND
+             : abandon  ? c2d_abandon(q->r->c2d, dev, seq)
+             : q->route.reject ? c2d_reject(q->r->c2d, dev, seq)
+                               : c2d_complete(q->r->c2d, dev, seq);
+    if (rc != ERR_OK) {
+        answer_errorf(q, RESTAPI_PRECONDITION_FAILED, RESTAPI_ENVELOPE_A,
+                      "The message is no longer locked (completed, expired or its lock ran out).");
+        return;
+    }
+    log_info("c2d: %s %s message %llu over HTTPS", dev, abandon ? "abandoned" : q->route.reject ? "rejected" : "completed",
+             (unsigned long long)seq);
+    answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
+}
+
+/* POST /devices/{id}/messages/events: telemetry over HTTPS, into the same log as MQTT's; iothub-app-{name}
+ * headers are its properties, iothub-messageid / iothub-correlationid its $.mid / $.cid. 204. */
+static void route_d2c_events(struct rest_req *q)
+{
+    if (!device_prelude(q))
+        return;
+    struct buf topic;
+    buf_init(&topic, 16384);
+    int rc = buf_printf(&topic, "devices/%s/messages/events/", q->route.device_id);
+    bool first = true;
+    static const struct {
+        const char *header, *prop;
+    } sys[] = {{"iothub-messageid", "$.mid"}, {"iothub-correlationid", "$.cid"}, {"Content-Type", "$.ct"},
+               {"Content-Encoding", "$.ce"}};
+    for (size_t i = 0; !rc && i < sizeof sys / sizeof sys[0]; i++) {
+        const char *v = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, sys[i].header);
+        char *ev = v ? url_encode(v, strlen(v)) : NULL;
+        if (ev)
+            rc = buf_printf(&topic, "%s%s=%s", first ? "" : "&", sys[i].prop, ev), first = false;
+        free(ev);
+    }
+    struct app_props ctx = {&topic, &first, rc};
+    MHD_get_connection_values(q->conn, MHD_HEADER_KIND, collect_app_property, &ctx);
+    rc = ctx.rc;
+    if (!rc)
+        rc = buf_append_byte(&topic, 0);
+    if (!rc && q->r->telemetry)
+        telemetry_add(q->r->telemetry, q->route.device_id, NULL, (const char *)topic.data, q->body.data, q->body.len,
+                      loop_wall_s(q->r->loop));
+    buf_cleanup(&topic);
+    if (rc) {
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+        return;
+    }
+    log_debug("telemetry from %s over HTTPS (%zu bytes)", q->route.device_id, q->body.len);
+    answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
+}
+
 /* DELETE /devices/{id}/commands: drops every queued C2D message; {"totalMessagesPurged": n, "deviceId": id}. */
 static void route_c2d_purge(struct rest_req *q)
 {
@@ -676,6 +869,8 @@ static void identity_delete(struct rest_req *q)
     answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
     log_info("registry: deleted %s%s%s", rt->device_id, rt->module_id ? "/" : "", rt->module_id ? rt->module_id : "");
     hub_forget_identity(r->hub, rt->device_id, rt->module_id);
+    if (r->c2d && !rt->module_id)
+        c2d_purge(r->c2d, rt->device_id); /* a re-created device starts with an empty queue */
 }
 
 /* ---- emulator routes ---- */
@@ -838,6 +1033,12 @@ static void handle_request(struct rest_req *q)
         route_modules(q);
     else if (rt->kind == RESTAPI_ROUTE_C2D_PURGE)
         route_c2d_purge(q);
+    else if (rt->kind == RESTAPI_ROUTE_C2D_RECEIVE)
+        route_c2d_receive(q);
+    else if (rt->kind == RESTAPI_ROUTE_C2D_LOCK || rt->kind == RESTAPI_ROUTE_C2D_ABANDON)
+        route_c2d_settle(q, rt->kind == RESTAPI_ROUTE_C2D_ABANDON);
+    else if (rt->kind == RESTAPI_ROUTE_D2C_EVENTS)
+        route_d2c_events(q);
     else
         route_identity(q);
 }
@@ -850,6 +1051,8 @@ static size_t body_cap_of(enum restapi_route_kind kind)
     case RESTAPI_ROUTE_DEVICE:
     case RESTAPI_ROUTE_MODULE:
         return REST_REGISTRY_BODY_MAX;
+    case RESTAPI_ROUTE_D2C_EVENTS:
+        return 256u * 1024u; /* the hub's device-to-cloud message limit */
     default:
         return REST_OTHER_BODY_MAX;
     }

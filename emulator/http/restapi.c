@@ -55,7 +55,7 @@ static int decode_id(const struct seg *s, char **out)
 static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
 {
     enum restapi_route_kind k = RESTAPI_ROUTE_NONE;
-    const struct seg *dev = NULL, *mod = NULL;
+    const struct seg *dev = NULL, *mod = NULL, *lock = NULL;
     if (n == 1 && seg_is(&s[0], "health"))
         k = RESTAPI_ROUTE_HEALTH;
     else if (n == 2 && seg_is(&s[0], "emulator") && seg_is(&s[1], "ca.pem"))
@@ -76,6 +76,18 @@ static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
         k = RESTAPI_ROUTE_METHOD, dev = &s[1];
     else if (n == 3 && seg_is(&s[0], "devices") && seg_is(&s[2], "commands"))
         k = RESTAPI_ROUTE_C2D_PURGE, dev = &s[1];
+    else if (n == 4 && seg_is(&s[0], "devices") && seg_is(&s[2], "messages") && seg_is(&s[3], "events"))
+        k = RESTAPI_ROUTE_D2C_EVENTS, dev = &s[1];
+    else if (n >= 4 && n <= 6 && seg_is(&s[0], "devices") && seg_is(&s[2], "messages") &&
+             (seg_is(&s[3], "deviceBound") || seg_is(&s[3], "devicebound"))) {
+        if (n == 4)
+            k = RESTAPI_ROUTE_C2D_RECEIVE;
+        else if (n == 5 && s[4].len)
+            k = RESTAPI_ROUTE_C2D_LOCK, lock = &s[4];
+        else if (n == 6 && s[4].len && seg_is(&s[5], "abandon"))
+            k = RESTAPI_ROUTE_C2D_ABANDON, lock = &s[4];
+        dev = k != RESTAPI_ROUTE_NONE ? &s[1] : NULL;
+    }
     else if (n >= 3 && n <= 4 && seg_is(&s[0], "devices") && seg_is(&s[2], "modules")) {
         dev = &s[1];
         mod = n == 4 && s[3].len ? &s[3] : NULL;
@@ -89,6 +101,15 @@ static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
         return rc;
     if (mod && (rc = decode_id(mod, &r->module_id)) != ERR_OK)
         return rc;
+    if (lock && (rc = decode_id(lock, &r->lock_token)) != ERR_OK)
+        return rc;
+    if (r->lock_token) { /* the ETag as sent back, with or without its quotes */
+        size_t l = strlen(r->lock_token);
+        if (l >= 2 && r->lock_token[0] == '"' && r->lock_token[l - 1] == '"') {
+            memmove(r->lock_token, r->lock_token + 1, l - 2);
+            r->lock_token[l - 2] = 0;
+        }
+    }
     r->kind = k;
     return ERR_OK;
 }
@@ -123,6 +144,8 @@ static void parse_query(const char *q, struct restapi_route *r)
             r->has_api_version = true;
         else if (klen == 3 && memcmp(q, "top", 3) == 0)
             parse_top(v, vlen, r);
+        else if (klen == 6 && memcmp(q, "reject", 6) == 0)
+            r->reject = true;
         q += len;
         if (*q == '&')
             q++;
@@ -154,7 +177,8 @@ void restapi_route_cleanup(struct restapi_route *r)
         return;
     free(r->device_id);
     free(r->module_id);
-    r->device_id = r->module_id = NULL;
+    free(r->lock_token);
+    r->device_id = r->module_id = r->lock_token = NULL;
 }
 
 const char *restapi_route_allow(enum restapi_route_kind kind)
@@ -177,7 +201,13 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
     case RESTAPI_ROUTE_CONSUMER_GROUP:
         return "GET, PUT, DELETE";
     case RESTAPI_ROUTE_C2D_PURGE:
+    case RESTAPI_ROUTE_C2D_LOCK:
         return "DELETE";
+    case RESTAPI_ROUTE_D2C_EVENTS:
+    case RESTAPI_ROUTE_C2D_ABANDON:
+        return "POST";
+    case RESTAPI_ROUTE_C2D_RECEIVE:
+        return "GET";
     default:
         return "";
     }

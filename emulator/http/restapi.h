@@ -29,12 +29,18 @@ enum restapi_route_kind {
     RESTAPI_ROUTE_CONSUMER_GROUPS, /* /emulator/consumergroups (the emulator's own) */
     RESTAPI_ROUTE_CONSUMER_GROUP,  /* /emulator/consumergroups/{name} (the name in device_id) */
     RESTAPI_ROUTE_C2D_PURGE, /* /devices/{id}/commands: DELETE purges the device's C2D queue */
+    RESTAPI_ROUTE_D2C_EVENTS,   /* /devices/{id}/messages/events: a device's telemetry over HTTPS */
+    RESTAPI_ROUTE_C2D_RECEIVE,  /* /devices/{id}/messages/deviceBound: the next C2D message, locked */
+    RESTAPI_ROUTE_C2D_LOCK,     /* /devices/{id}/messages/deviceBound/{lockToken}: DELETE completes (?reject) */
+    RESTAPI_ROUTE_C2D_ABANDON,  /* /devices/{id}/messages/deviceBound/{lockToken}/abandon: POST */
 };
 
 struct restapi_route {
     enum restapi_route_kind kind;
     char *device_id;      /* percent-decoded, malloc'd; NULL when the route has none */
     char *module_id;      /* likewise */
+    char *lock_token;     /* C2D_LOCK / C2D_ABANDON: the ETag of the received message, quotes removed */
+    bool reject;          /* "reject" present in the query */
     bool has_api_version; /* api-version=<non-empty> present in the query */
     int top;              /* the query's top, RESTAPI_TOP_DEFAULT when absent */
     bool top_invalid;     /* top present but not an integer in [1, RESTAPI_TOP_MAX] */

@@ -22,6 +22,7 @@ struct c2d_entry {
     struct c2d_message m; /* m.body points at body */
     uint8_t *body;
     bool in_flight;
+    int64_t lock_until; /* an HTTPS device's lock (0: in flight on a link, held until it completes or detaches) */
     struct c2d_entry *next;
 };
 
@@ -503,4 +504,87 @@ void c2d_feedback_settled(struct c2d *q, uint64_t batch, bool done)
 size_t c2d_feedback_pending(const struct c2d *q)
 {
     return (q->feedback ? json_array_size(q->feedback) : 0) + (q->fb_batch ? json_array_size(q->fb_batch) : 0);
+}
+
+/* ---- HTTPS devices: locks ---- */
+
+/* Messages whose HTTPS lock ran out are available again (or dropped after their last delivery). */
+static void unlock_expired(struct c2d *q, struct c2d_queue *k, int64_t now_ms)
+{
+    struct c2d_entry *prev = NULL, *e = k->head;
+    while (e) {
+        struct c2d_entry *next = e->next;
+        if (e->in_flight && e->lock_until && e->lock_until < now_ms) {
+            e->in_flight = false;
+            e->lock_until = 0;
+            if (e->m.delivery_count >= C2D_MAX_DELIVERY) {
+                drop(q, k, prev, e, C2D_DELIVERY_COUNT_EXCEEDED);
+                e = next;
+                continue;
+            }
+        }
+        prev = e;
+        e = next;
+    }
+}
+
+const struct c2d_message *c2d_lock(struct c2d *q, const char *identity, int64_t now_ms, int64_t lock_ms)
+{
+    struct c2d_queue *k = find_queue(q, identity, false);
+    if (!k)
+        return NULL;
+    unlock_expired(q, k, now_ms);
+    drop_expired(q, k, now_ms);
+    for (struct c2d_entry *e = k->head; e; e = e->next) {
+        if (e->in_flight && !e->lock_until)
+            return NULL; /* a connected link is delivering: one at a time */
+        if (!e->in_flight) {
+            e->in_flight = true;
+            e->lock_until = now_ms + lock_ms;
+            e->m.delivery_count++;
+            return &e->m;
+        }
+    }
+    return NULL;
+}
+
+/* The entry seq of identity and its predecessor. */
+static struct c2d_entry *find_entry(struct c2d *q, const char *identity, uint64_t seq, struct c2d_queue **kq,
+                                    struct c2d_entry **prevp)
+{
+    struct c2d_queue *k = find_queue(q, identity, false);
+    struct c2d_entry *prev = NULL;
+    for (struct c2d_entry *e = k ? k->head : NULL; e; prev = e, e = e->next) {
+        if (e->m.seq == seq) {
+            *kq = k;
+            *prevp = prev;
+            return e;
+        }
+    }
+    return NULL;
+}
+
+int c2d_reject(struct c2d *q, const char *identity, uint64_t seq)
+{
+    struct c2d_queue *k;
+    struct c2d_entry *prev, *e = find_entry(q, identity, seq, &k, &prev);
+    if (!e)
+        return ERR_NOT_FOUND;
+    drop(q, k, prev, e, C2D_REJECTED);
+    deliver(q, k, c2d_wall_ms());
+    return ERR_OK;
+}
+
+int c2d_abandon(struct c2d *q, const char *identity, uint64_t seq)
+{
+    struct c2d_queue *k;
+    struct c2d_entry *prev, *e = find_entry(q, identity, seq, &k, &prev);
+    if (!e || !e->in_flight)
+        return ERR_NOT_FOUND;
+    e->in_flight = false;
+    e->lock_until = 0;
+    if (e->m.delivery_count >= C2D_MAX_DELIVERY)
+        drop(q, k, prev, e, C2D_DELIVERY_COUNT_EXCEEDED);
+    deliver(q, k, c2d_wall_ms());
+    return ERR_OK;
 }

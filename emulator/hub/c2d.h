@@ -18,6 +18,7 @@ struct registry;
 
 #define C2D_MAX_QUEUE 50       /* the hub's per-device limit; the 51st is refused */
 #define C2D_MAX_DELIVERY 10    /* deliveries before a message is dead-lettered */
+#define C2D_LOCK_MS 60000      /* how long an HTTPS device holds a received message before it is available again */
 #define C2D_DEFAULT_TTL_S 3600 /* one hour, the hub's default */
 #define C2D_MAX_BODY 65536     /* the hub's C2D message size limit */
 #define C2D_MAX_PROPS 32
@@ -84,6 +85,16 @@ int c2d_send(struct c2d *q, const char *to, const struct c2d_message *m, int64_t
  * oldest is delivered through link->ops->deliver_c2d, the next once that one is completed. A second link for
  * the same identity replaces the first (takeover); what the first had in flight is delivered again. */
 void c2d_attach(struct c2d *q, struct device_link *link, int64_t now_ms);
+/* HTTPS devices (GET .../messages/deviceBound): locks the oldest available message of identity for lock_ms
+ * (an expired lock makes its message available again, as an abandon would), raising its delivery count.
+ * NULL when there is none (or a link holds one in flight). The lock token is the message's seq. */
+const struct c2d_message *c2d_lock(struct c2d *q, const char *identity, int64_t now_ms, int64_t lock_ms);
+/* The device rejected seq (feedback Rejected): it leaves the queue. ERR_OK or ERR_NOT_FOUND. */
+int c2d_reject(struct c2d *q, const char *identity, uint64_t seq);
+/* The device gave seq back: available again (dropped after C2D_MAX_DELIVERY deliveries). ERR_OK or
+ * ERR_NOT_FOUND (not queued, or not in flight). */
+int c2d_abandon(struct c2d *q, const char *identity, uint64_t seq);
+
 /* link takes no more (unsubscribed, disconnected): what it had in flight goes back to the queue. A link that
  * is not attached is ignored. */
 void c2d_detach(struct c2d *q, struct device_link *link);

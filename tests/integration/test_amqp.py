@@ -364,6 +364,13 @@ class C2dDeliveryTest(unittest.TestCase):
         self.assertEqual(dev["cloudToDeviceMessageCount"], 0)
         status, _, _ = self.emu.rest("DELETE", "/devices/nobody-here/commands?api-version=2021-04-12")
         self.assertEqual(status, 404)
+        # deleting the device forgets its queue: a device re-created under the same id starts empty
+        self.snd.send(c2d("c2d-purge", body="three"))
+        self.assertEqual(self.emu.rest("DELETE", "/devices/c2d-purge?api-version=2021-04-12",
+                                       headers={"If-Match": "*"})[0], 204)
+        self.assertEqual(self.emu.create_device("c2d-purge")[0], 200)
+        status, _, dev = self.emu.rest("GET", "/devices/c2d-purge?api-version=2021-04-12")
+        self.assertEqual(dev["cloudToDeviceMessageCount"], 0)
 
     def test_expired_messages_are_not_delivered(self):
         self.assertEqual(self.emu.create_device("c2d-exp", DEVICE1_KEY, DEVICE1_KEY)[0], 200)
@@ -379,6 +386,86 @@ class C2dDeliveryTest(unittest.TestCase):
         self.assertEqual((qos, payload), (0, b"kept"))
         self.assertIn("%24.exp=", topic)
         dev.close()
+
+
+class HttpsDeviceC2dTest(unittest.TestCase):
+    """The C SDK's HTTP device transport, reproduced with curl: GET .../messages/deviceBound (204 when empty;
+    ETag = lock token; iothub-* headers), DELETE .../deviceBound/{etag} completes, ?reject rejects, POST
+    .../{etag}/abandon gives it back; POST .../messages/events is telemetry. Device SAS tokens."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.emu = Emulator().start()
+        cls.conn = BlockingConnection("amqp://127.0.0.1:%d" % cls.emu.amqp_port, timeout=TIMEOUT, sasl_enabled=False)
+        assert put_token(cls.conn, sas_token("localhost", OWNER_KEY, key_name="iothubowner", encode=False))[0] == 200
+        cls.snd = cls.conn.create_sender("/messages/devicebound")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.conn.close()
+        cls.emu.stop()
+
+    def curl(self, method, path, token=None, data=None, headers=()):
+        import subprocess
+        args = ["curl", "-sS", "-i", "-X", method, "--cacert", self.emu.ca_path,
+                "https://localhost:%d%s" % (self.emu.https_port, path),
+                "-H", "Authorization: " + (token or self.emu.device_token("device1"))]
+        for h in headers:
+            args += ["-H", h]
+        if data is not None:
+            args += ["--data-binary", data]
+        out = subprocess.run(args, capture_output=True, timeout=TIMEOUT, check=True).stdout
+        head, _, body = out.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        status = int(lines[0].split()[1])
+        hdrs = {k.lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+        return status, hdrs, body
+
+    def test_receive_complete_reject_abandon(self):
+        api = "?api-version=2020-09-30"
+        status, _, _ = self.curl("GET", "/devices/device1/messages/deviceBound" + api)
+        self.assertEqual(status, 204)
+        status, _, _ = self.curl("GET", "/devices/device1/messages/deviceBound" + api,
+                                 token=self.emu.device_token("device1", key=OWNER_KEY))
+        self.assertEqual(status, 401)
+        m = c2d("device1", body="over https", color="red")
+        m.id = "https-1"
+        self.snd.send(m)
+        self.snd.send(c2d("device1", body="to reject"))
+        status, h, body = self.curl("GET", "/devices/device1/messages/deviceBound" + api)
+        self.assertEqual((status, body), (200, b"over https"))
+        self.assertEqual(h["iothub-messageid"], "https-1")
+        self.assertEqual(h["iothub-app-color"], "red")
+        self.assertEqual(h["iothub-to"], "/devices/device1/messages/devicebound")
+        self.assertEqual(h["iothub-deliverycount"], "1")
+        etag = h["etag"].strip('"')
+        # the next GET does not see the locked message; abandon makes it available again
+        status, h2, body2 = self.curl("GET", "/devices/device1/messages/deviceBound" + api)
+        self.assertEqual((status, body2), (200, b"to reject"))
+        status, _, _ = self.curl("POST", "/devices/device1/messages/deviceBound/%s/abandon%s" % (etag, api), data="")
+        self.assertEqual(status, 204)
+        status, h, body = self.curl("GET", "/devices/device1/messages/deviceBound" + api)
+        self.assertEqual((status, body, h["iothub-deliverycount"]), (200, b"over https", "2"))
+        status, _, _ = self.curl("DELETE", "/devices/device1/messages/deviceBound/%s%s" % (h["etag"], api))
+        self.assertEqual(status, 204)
+        status, _, _ = self.curl("DELETE", "/devices/device1/messages/deviceBound/%s%s" % (h["etag"], api))
+        self.assertEqual(status, 412)  # completed already
+        status, _, _ = self.curl("DELETE", "/devices/device1/messages/deviceBound/%s%s&reject" %
+                                 (h2["etag"].strip('"'), api))
+        self.assertEqual(status, 204)
+        status, _, _ = self.curl("GET", "/devices/device1/messages/deviceBound" + api)
+        self.assertEqual(status, 204)
+
+    def test_telemetry_over_https(self):
+        status, _, _ = self.curl("POST", "/devices/device1/messages/events?api-version=2020-09-30", data="t-body",
+                                 headers=("iothub-app-temp: 21", "iothub-messageid: tm-1"))
+        self.assertEqual(status, 204)
+        status, _, log = self.emu.rest("GET", "/emulator/telemetry/device1")
+        self.assertEqual(status, 200)
+        last = log[-1]
+        self.assertEqual(last["body"], "t-body")
+        self.assertEqual(last["properties"].get("temp"), "21")
+        self.assertEqual(last["properties"].get("$.mid"), "tm-1")
 
 
 class UamqpTest(unittest.TestCase):

@@ -66,7 +66,7 @@ class ComposeTest(unittest.TestCase):
         self.assertEqual(set(services), {"iothub-emulator", "device", "call-method"})
         published = {int(p["published"]) if isinstance(p, dict) else int(str(p).split(":")[0])
                      for p in services["iothub-emulator"]["ports"]}
-        self.assertEqual(published, {8883, 443, 1883, 8080})
+        self.assertEqual(published, {8883, 443, 5671, 1883, 5672, 8080})
 
     def test_services_work_together_natively(self):
         if os.environ.get("IOTHUB_COMPOSE_INNER") != "1":

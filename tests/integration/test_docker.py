@@ -301,7 +301,7 @@ def compose_command(engine):
     raise Skip("neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose)")
 
 
-PUBLISHED_PORTS = (8883, 443, 1883, 8080)
+PUBLISHED_PORTS = (8883, 443, 5671, 1883, 5672, 8080)
 
 
 def port_is_free(port):

@@ -685,13 +685,43 @@ static void test_token_expiry_closes_links(void **state)
     client_free(&cl);
 }
 
+/* A client that sends nothing for the idle timeout is closed by Proton's timer (driven from our loop), with
+ * amqp:resource-limit-exceeded. */
+static void test_idle_timeout(void **state)
+{
+    E.env.idle_timeout_ms = 300;
+    struct client cl;
+    client_open(&cl, BARE, NULL, NULL);
+    E.env.idle_timeout_ms = 0;
+    assert_true(cl.remote_open);
+    uint32_t advertised = pn_transport_get_remote_idle_timeout(cl.d.transport); /* Proton sends half */
+    assert_true(advertised > 0 && advertised <= 300);
+    bool timed_out = false;
+    struct loop_timer *safety = loop_timer_add(E.loop, 5000, on_safety, &timed_out);
+    stop_on_close = E.loop;
+    assert_int_equal(loop_run(E.loop), ERR_OK);
+    stop_on_close = NULL;
+    loop_timer_cancel(E.loop, safety);
+    assert_false(timed_out);
+    assert_true(cl.conn.closed);
+    pump(&cl);
+    assert_true(cl.remote_closed);
+    assert_string_equal(cl.close_cond, "amqp:resource-limit-exceeded");
+    client_free(&cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bare_amqp_and_cbs), cmocka_unit_test(test_links_need_a_token),
-        cmocka_unit_test(test_link_limit),        cmocka_unit_test(test_sasl_plain),
-        cmocka_unit_test(test_c2d_send),          cmocka_unit_test(test_malformed_and_oversized),
-        cmocka_unit_test(test_auth_deadline),     cmocka_unit_test(test_token_expiry_closes_links),
+        cmocka_unit_test(test_bare_amqp_and_cbs),
+        cmocka_unit_test(test_links_need_a_token),
+        cmocka_unit_test(test_link_limit),
+        cmocka_unit_test(test_sasl_plain),
+        cmocka_unit_test(test_c2d_send),
+        cmocka_unit_test(test_malformed_and_oversized),
+        cmocka_unit_test(test_auth_deadline),
+        cmocka_unit_test(test_token_expiry_closes_links),
+        cmocka_unit_test(test_idle_timeout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -48,6 +48,35 @@ static void routes_of_the_hub(void **state)
     route_is("/devices/d1/modules/m1", RESTAPI_ROUTE_MODULE, "d1", "m1");
     route_is("/health", RESTAPI_ROUTE_HEALTH, NULL, NULL);
     route_is("/emulator/ca.pem", RESTAPI_ROUTE_CA_PEM, NULL, NULL);
+    route_is("/devices/d1/commands?api-version=1", RESTAPI_ROUTE_C2D_PURGE, "d1", NULL);
+    route_is("/devices/d1/messages/events?api-version=1", RESTAPI_ROUTE_D2C_EVENTS, "d1", NULL);
+    route_is("/devices/d1/messages/deviceBound?api-version=1", RESTAPI_ROUTE_C2D_RECEIVE, "d1", NULL);
+    route_is("/devices/d1/messages/devicebound", RESTAPI_ROUTE_C2D_RECEIVE, "d1", NULL);
+    route_is("/devices/d1/messages/deviceBound/", RESTAPI_ROUTE_NONE, NULL, NULL);
+    route_is("/devices/d1/messages/deviceBound/7/other", RESTAPI_ROUTE_NONE, NULL, NULL);
+}
+
+/* The lock token of the C2D settle routes: decoded, quotes removed; ?reject noticed. */
+static void c2d_lock_routes(void **state)
+{
+    struct restapi_route r;
+    assert_int_equal(restapi_route_parse("/devices/d1/messages/deviceBound/%2242%22?api-version=1&reject", &r),
+                     ERR_OK);
+    assert_int_equal(r.kind, RESTAPI_ROUTE_C2D_LOCK);
+    assert_string_equal(r.lock_token, "42");
+    assert_true(r.reject);
+    restapi_route_cleanup(&r);
+    assert_int_equal(restapi_route_parse("/devices/d1/messages/deviceBound/42/abandon?api-version=1", &r), ERR_OK);
+    assert_int_equal(r.kind, RESTAPI_ROUTE_C2D_ABANDON);
+    assert_string_equal(r.lock_token, "42");
+    assert_false(r.reject);
+    restapi_route_cleanup(&r);
+    assert_true(restapi_route_allows(RESTAPI_ROUTE_C2D_LOCK, "DELETE"));
+    assert_false(restapi_route_allows(RESTAPI_ROUTE_C2D_LOCK, "GET"));
+    assert_true(restapi_route_allows(RESTAPI_ROUTE_C2D_ABANDON, "POST"));
+    assert_true(restapi_route_allows(RESTAPI_ROUTE_C2D_RECEIVE, "GET"));
+    assert_true(restapi_route_allows(RESTAPI_ROUTE_D2C_EVENTS, "POST"));
+    assert_true(restapi_route_allows(RESTAPI_ROUTE_C2D_PURGE, "DELETE"));
 }
 
 static void routes_decode_ids(void **state)
@@ -536,6 +565,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(routes_of_the_hub),
+        cmocka_unit_test(c2d_lock_routes),
         cmocka_unit_test(routes_decode_ids),
         cmocka_unit_test(unknown_routes),
         cmocka_unit_test(query_api_version_and_top),
