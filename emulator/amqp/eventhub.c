@@ -535,6 +535,10 @@ static bool stream(struct eh_consumer *c)
         sent = true;
         bytes += e->size;
     }
+    if (pn_link_get_drain(l) && pn_link_credit(l) > 0 && c->next_seq > info.last_seq) {
+        pn_link_drained(l); /* a draining receiver learns there is nothing more now */
+        sent = true;
+    }
     return sent;
 }
 
