@@ -15,6 +15,7 @@ ARG BUILD_PACKAGES="\
     libmosquitto-dev \
     libcurl4-openssl-dev \
     libqpid-proton11-dev \
+    libsqlite3-dev \
     "
 RUN apt-get update \
  && apt-get install -y --no-install-recommends $BUILD_PACKAGES \

@@ -2,7 +2,8 @@
 # bench/run.sh -- runs the benchmarks of issue 8 and writes RESULTS.md + results.json: method-call round trips,
 # connection scale and start-up of the emulator, each next to Mosquitto (Debian's `mosquitto`, started here
 # on free ports with a generated config and an openssl-made certificate) measured in the same run.
-#   bench/run.sh            full run (< 20 min on 2 cores), writes bench/RESULTS.md and bench/results.json
+#   bench/run.sh            full run (< 25 min on 2 cores), writes bench/RESULTS.md and bench/results.json
+#                           (then bench/store_bench.py adds its section to RESULTS.md)
 #   bench/run.sh --quick    smoke run (< 2 min): small matrix, outputs in a new temp dir (path printed)
 # Options: --out DIR, --out-tmp (temp dir removed at exit: CI), --emulator PATH, --bench PATH, --keep (keep
 # the work dir). Fails (exit 1) only when something breaks, never on a timing; exit 77 without mosquitto.
@@ -233,6 +234,12 @@ mosq_conf "$1" "$2" "$WORK/mosq/startup.conf"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$NOTES"
 "$BENCH" report --jsonl "$JSONL" --machine "$WORK/machine.txt" --notes "$NOTES" --mode $MODE \
     --md-out "$OUT/RESULTS.md" --json-out "$OUT/results.json" || fail "report"
+# The store benchmark (issue 12): SQLite against the JSON-file registry of 0.1.0, a section of RESULTS.md.
+if [ $QUICK = 0 ]; then
+    echo "== store ==" >&2
+    python3 "$REPO/bench/store_bench.py" --emulator "$EMU" --out "$OUT/RESULTS.md" > "$WORK/store.log" 2>&1 ||
+        { fail "store bench"; tail -n 20 "$WORK/store.log" >&2; }
+fi
 if [ $FAILED = 1 ]; then
     echo "run.sh: something broke; logs:" >&2
     tail -n 20 "$WORK/emulator.log" "$WORK/mosquitto.log" "$WORK/startup.log" 2>/dev/null >&2 || true

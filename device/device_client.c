@@ -647,6 +647,28 @@ static void publish_answer(struct device_client *c, const char *topic, const cha
         log_debug("device: answered on %s (%zu bytes)", topic, len);
 }
 
+int device_client_send_telemetry(struct device_client *c, const char *property_bag, const void *body, size_t len)
+{
+    if (!socket_open(c) || c->phase != PHASE_CONNECTED)
+        return ERR_CLOSED;
+    struct buf topic;
+    buf_init(&topic, MAX_TOPIC);
+    int rc = c->cs.module_id ? buf_printf(&topic, "devices/%s/modules/%s/messages/events/%s", c->cs.device_id,
+                                          c->cs.module_id, property_bag ? property_bag : "")
+                             : buf_printf(&topic, "devices/%s/messages/events/%s", c->cs.device_id,
+                                          property_bag ? property_bag : "");
+    if (rc == ERR_OK && len <= MAX_BODY) {
+        int mrc = mosquitto_publish(c->mosq, NULL, (const char *)topic.data, (int)len, body, 1, false);
+        if (mrc)
+            log_warn("device: cannot send telemetry: %s", mosquitto_strerror(mrc));
+        rc = mrc == MOSQ_ERR_NOMEM ? ERR_NOMEM : mrc ? ERR_IO : ERR_OK;
+    } else if (rc == ERR_OK) {
+        rc = ERR_IO;
+    }
+    buf_cleanup(&topic);
+    return rc;
+}
+
 static void answer_call(struct device_client *c, const struct call *k, int status, const char *body)
 {
     struct buf topic;

@@ -136,6 +136,11 @@ int device_client_respond(struct device_client *c, const char *rid, int status, 
  * (prop_bag: URL-encoded k=v&k2=v2, may be NULL), published like an answer (same queue, same thread rules).
  * Returns ERR_OK, ERR_INVALID or ERR_NOMEM. */
 int device_client_send_event(struct device_client *c, const char *prop_bag, const char *body, size_t body_len);
+/* Publishes one device-to-cloud message at QoS 1 on devices/{id}[/modules/{mid}]/messages/events/{bag}, where
+ * property_bag is already URL-encoded "k=v&k2=v2" ("" or NULL for none), e.g. the SDKs' fault-injection
+ * properties. Only from the thread in device_client_run() (a callback), while connected. Returns ERR_OK,
+ * ERR_CLOSED (not connected), ERR_NOMEM or ERR_IO (libmosquitto refused it). */
+int device_client_send_telemetry(struct device_client *c, const char *property_bag, const void *body, size_t len);
 
 /* The last event reported (state 0 before any). detail stays valid until the next device_client_run(). */
 const struct device_client_event *device_client_last_event(const struct device_client *c);

@@ -13,6 +13,7 @@
 #include "device_client.h"
 #include "jsoncheck.h"
 #include "log.h"
+#include "url.h"
 
 enum exit_code {
     EXIT_OK = 0,          /* Ctrl-C, SIGTERM, or --count calls answered */
@@ -43,6 +44,11 @@ struct app {
     long send_telemetry;   /* --send-telemetry N: send N messages, then exit (0: answer methods) */
     long telemetry_ms;     /* --telemetry-interval */
     bool connected;
+    const char *fault;        /* --fault: an AzIoTHub_FaultOperationType to ask for once connected, or NULL */
+    const char *fault_reason; /* --fault-reason */
+    long fault_delay_s;       /* --fault-delay, default 1 */
+    long fault_duration_s;    /* --fault-duration; < 0 = not sent */
+    bool fault_sent;
     struct device_client *client;
     struct device_client_options opt;
 };
@@ -72,6 +78,13 @@ static const char usage_text[] =
     "                          ({\"messageNumber\",\"temperature\",\"humidity\"}, property temperatureAlert), then exit 0\n"
     "  --telemetry-interval MS pause between those messages (default 1000)\n"
     "  --exit-on-connect-failure  exit when the first connection fails (default: keep retrying)\n"
+    "  --fault TYPE            once connected, send one telemetry message asking the hub for a fault, as the\n"
+    "                          SDKs' e2e tests do: KillTcp, ShutDownMqtt, InvokeThrottling, InvokeMaxMessageQuota,\n"
+    "                          InvokeAuthError (properties AzIoTHub_FaultOperationType/CloseReason/DelayInSecs/\n"
+    "                          DurationInSecs; honoured by the emulator and by whitelisted hubs only)\n"
+    "  --fault-delay S         seconds before the fault (default 1)\n"
+    "  --fault-duration S      how long it lasts (default: not sent)\n"
+    "  --fault-reason TEXT     AzIoTHub_FaultOperationCloseReason (default \"iothub-device --fault\")\n"
     "  --verbose               debug logging on stderr\n"
     "  --help                  this text\n"
     "\n"
@@ -142,6 +155,32 @@ static enum device_client_answer on_method(void *ctx, const struct device_client
     return DEVICE_CLIENT_ANSWER_NOW;
 }
 
+/* --fault: one telemetry message with the SDKs' fault-injection properties, on the first connection. */
+static void send_fault(struct app *a)
+{
+    char *type = url_encode(a->fault, strlen(a->fault));
+    char *reason = url_encode(a->fault_reason, strlen(a->fault_reason));
+    char bag[512], duration[64] = "";
+    if (a->fault_duration_s >= 0)
+        snprintf(duration, sizeof duration, "&AzIoTHub_FaultOperationDurationInSecs=%ld", a->fault_duration_s);
+    int n = type && reason ? snprintf(bag, sizeof bag,
+                                      "AzIoTHub_FaultOperationType=%s&AzIoTHub_FaultOperationCloseReason=%s&"
+                                      "AzIoTHub_FaultOperationDelayInSecs=%ld%s",
+                                      type, reason, a->fault_delay_s, duration)
+                           : -1;
+    free(type);
+    free(reason);
+    a->fault_sent = true;
+    if (n < 0 || (size_t)n >= sizeof bag || device_client_send_telemetry(a->client, bag, "{}", 2)) {
+        fprintf(stderr, "iothub-device: could not send the fault-injection message\n");
+        return;
+    }
+    printf("Fault injection: asked for %s in %ld s", a->fault, a->fault_delay_s);
+    if (a->fault_duration_s >= 0)
+        printf(" for %ld s", a->fault_duration_s);
+    printf("\n");
+}
+
 static void on_state(void *ctx, const struct device_client_event *ev)
 {
     struct app *a = ctx;
@@ -151,6 +190,8 @@ static void on_state(void *ctx, const struct device_client_event *ev)
     a->connected = true;
     if (a->send_telemetry)
         return;
+    if (a->fault && !a->fault_sent)
+        send_fault(a);
     if (!a->announced) {
         printf("Waiting for direct method calls. Press Ctrl-C to exit.\n");
         a->announced = true;
@@ -175,7 +216,7 @@ static int parse_long(const char *flag, const char *text, long lo, long hi, long
 enum opt_id {
     OPT_CS = 1000, OPT_CA, OPT_METHOD, OPT_STATUS, OPT_RESPONSE, OPT_ECHO, OPT_UNKNOWN, OPT_PORT, OPT_PLAIN,
     OPT_LIFETIME, OPT_KEEPALIVE, OPT_RETRY_MAX, OPT_COUNT, OPT_EXIT_FAIL, OPT_VERBOSE, OPT_HELP, OPT_SEND,
-    OPT_INTERVAL,
+    OPT_INTERVAL, OPT_FAULT, OPT_FAULT_DELAY, OPT_FAULT_DURATION, OPT_FAULT_REASON,
 };
 
 static const struct option long_options[] = {
@@ -197,6 +238,10 @@ static const struct option long_options[] = {
     {"exit-on-connect-failure", no_argument, NULL, OPT_EXIT_FAIL},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
+    {"fault", required_argument, NULL, OPT_FAULT},
+    {"fault-delay", required_argument, NULL, OPT_FAULT_DELAY},
+    {"fault-duration", required_argument, NULL, OPT_FAULT_DURATION},
+    {"fault-reason", required_argument, NULL, OPT_FAULT_REASON},
     {NULL, 0, NULL, 0},
 };
 
@@ -236,6 +281,8 @@ static int apply_number(struct app *a, int id, const char *flag, const char *arg
     case OPT_COUNT: return parse_long(flag, arg, 1, LONG_MAX, &a->count);
     case OPT_SEND: return parse_long(flag, arg, 1, 1000000000L, &a->send_telemetry);
     case OPT_INTERVAL: return parse_long(flag, arg, 0, 3600000L, &a->telemetry_ms);
+    case OPT_FAULT_DELAY: return parse_long(flag, arg, 0, 3600, &a->fault_delay_s);
+    case OPT_FAULT_DURATION: return parse_long(flag, arg, 0, 3600, &a->fault_duration_s);
     }
     return -1;
 }
@@ -265,6 +312,14 @@ static int apply_option(struct app *a, int id, const char *arg)
         a->response = arg;
         return 0;
     case OPT_ECHO: a->echo = true; return 0;
+    case OPT_FAULT:
+        if (!arg[0] || strlen(arg) > 64) {
+            fprintf(stderr, "iothub-device: --fault needs a fault type such as KillTcp\n");
+            return -1;
+        }
+        a->fault = arg;
+        return 0;
+    case OPT_FAULT_REASON: a->fault_reason = arg; return 0;
     case OPT_EXIT_FAIL: a->opt.first_connect_fatal = true; return 0;
     case OPT_VERBOSE: log_set_level(LOG_LEVEL_DEBUG); return 0;
     default: return apply_number(a, id, flag ? flag : "option", arg);
@@ -359,6 +414,9 @@ static void app_init(struct app *a)
     a->status = 200;
     a->unknown_status = 404;
     a->response = DEFAULT_RESPONSE;
+    a->fault_reason = "iothub-device --fault";
+    a->fault_delay_s = 1;
+    a->fault_duration_s = -1;
     device_client_options_init(&a->opt);
     a->opt.on_method = on_method;
     a->opt.method_ctx = a;

@@ -73,10 +73,10 @@ static const struct opt opts[] = {
      "Plain AMQP without TLS, for local debugging.\n"
      "0 disables."},
     {"data-dir", K_STR, F(data_dir), 0, 0, "DIR", "./.iothub-emulator",
-     "Where the device registry and the generated\n"
-     "certificates live."},
+     "Where the store (iothub.db: the device registry)\n"
+     "and the generated certificates live."},
     {"in-memory", K_BOOL, F(in_memory), 0, 0, NULL, "off",
-     "Keep the registry in memory only; nothing survives\n"
+     "Keep the store in memory only; nothing survives\n"
      "a restart. Generated certificates still go to a\n"
      "temporary directory."},
     {"cert", K_STR, F(cert), 0, 0, "FILE", NULL,
@@ -141,6 +141,15 @@ static const struct opt opts[] = {
      "How long a cloud-to-device message waits for its\n"
      "device when it has no expiry time of its own\n"
      "(the hub's default: one hour; at most 48 hours)."},
+    {"no-fault-injection", K_BOOL, F(no_fault_injection), 0, 0, NULL, "off",
+     "Ignore the SDKs' fault-injection properties\n"
+     "(AzIoTHub_FaultOperationType...) on device-to-cloud\n"
+     "messages. The /emulator/faults API still works."},
+    {"throttle", K_STR, F(throttle), 0, 0, "TIER", "off",
+     "Enforce IoT Hub's published per-unit throttles of\n"
+     "one unit of tier s1, s2, s3 or free (429\n"
+     "ThrottlingException on REST, disconnect on MQTT);\n"
+     "off by default. README lists the limits."},
     {"help", K_HELP, 0, 0, 0, NULL, NULL,
      "Print this help and exit. Also -h."},
     {"version", K_VERSION, 0, 0, 0, NULL, NULL,
@@ -477,6 +486,12 @@ static int check_whole(struct parser *p)
     struct config *c = p->c;
     if ((c->cert == NULL) != (c->key == NULL))
         return fail(p, "--cert and --key go together: give both, or neither to use the generated certificate");
+    static const char *const tiers[] = {"off", "free", "s1", "s2", "s3"};
+    bool tier_ok = !c->throttle;
+    for (size_t t = 0; !tier_ok && t < sizeof tiers / sizeof tiers[0]; t++)
+        tier_ok = strcasecmp(c->throttle, tiers[t]) == 0;
+    if (!tier_ok)
+        return fail(p, "--throttle: '%.40s' is not a tier (s1, s2, s3, free or off)", c->throttle);
     const struct {
         const char *name;
         int port;
@@ -605,6 +620,7 @@ void config_cleanup(struct config *c)
     free(c->cert);
     free(c->key);
     free(c->owner_key);
+    free(c->throttle);
     free(c->device1_key);
     free(c->hub_name);
     for (size_t i = 0; i < c->n_consumer_groups; i++)

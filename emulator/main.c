@@ -21,10 +21,12 @@
 #include "c2d.h"
 #include "certs.h"
 #include "config.h"
+#include "db.h"
 #include "dirs.h"
 #include "err.h"
 #include "eventhub.h"
 #include "eventlog.h"
+#include "faults.h"
 #include "hub.h"
 #include "log.h"
 #include "loop.h"
@@ -48,6 +50,7 @@ struct emulator {
     struct certs_paths certs;
     char *tmp_dir;
     SSL_CTX *tls;
+    struct db *db;
     struct registry *reg;
     struct auth *auth;
     struct loop *loop;
@@ -56,6 +59,7 @@ struct emulator {
     struct telemetry *telemetry; /* how messages enter it, and GET /emulator/telemetry */
     struct eventhub *eventhub;   /* the Event Hub-compatible endpoint on the AMQP listeners */
     char hub_name[64];
+    struct faults *faults;
     struct rest *rest;
     struct session_env mqtt_env; /* every MQTT session's environment */
     struct proto mqtt;           /* the MQTT front, as net sees it */
@@ -135,13 +139,22 @@ static int setup_storage(struct emulator *e, char *err, size_t errlen)
     e->tls = tls_server_ctx_new(cert, key, err, errlen);
     if (!e->tls)
         return ERR_INVALID;
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/registry.json", dir);
-    e->reg = registry_new(e->cfg.in_memory ? NULL : path, err, errlen);
+    /* The store: <data-dir>/iothub.db; a registry.json of release 0.1 in the data dir is imported once. */
+    char path[PATH_MAX], json_path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/" DB_FILE_NAME, dir);
+    snprintf(json_path, sizeof json_path, "%s/registry.json", dir);
+    e->db = db_open(e->cfg.in_memory ? NULL : path, err, errlen);
+    if (!e->db)
+        return ERR_IO;
+    e->reg = registry_new(e->db, e->cfg.in_memory ? NULL : json_path, err, errlen);
     if (!e->reg)
         return ERR_IO;
     if (!e->cfg.no_default_device &&
         registry_ensure_device(e->reg, DEFAULT_DEVICE_ID, e->cfg.device1_key, DEFAULT_DEVICE_SECONDARY_KEY)) {
+        if (db_is_read_only(e->db)) { /* serve what is stored; the log says why device1 is missing */
+            log_warn("cannot register the default device %s: the store is read-only", DEFAULT_DEVICE_ID);
+            return ERR_OK;
+        }
         snprintf(err, errlen, "cannot register the default device %s", DEFAULT_DEVICE_ID);
         return ERR_IO;
     }
@@ -158,7 +171,7 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
 {
     e->mqtt_env = (struct session_env){.loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
                                        .token_skew_s = e->cfg.token_skew_s, .max_packet = MQTT_MAX_PACKET_DEFAULT,
-                                       .telemetry = e->telemetry, .c2d = e->c2d};
+                                       .telemetry = e->telemetry, .c2d = e->c2d, .faults = e->faults};
     session_proto(&e->mqtt, &e->mqtt_env);
     e->amqp_env = (struct amqp_env){.loop = e->loop, .auth = e->auth, .c2d = e->c2d,
                                     .token_skew_s = e->cfg.token_skew_s, .auth_timeout_s = e->cfg.connect_timeout_s};
@@ -303,15 +316,25 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
     int erc = setup_eventlog(e, err, errlen);
     if (erc)
         return erc;
-    if (!e->auth || !e->hub || !e->telemetry || !e->c2d || setup_signals(e)) {
+    e->faults = e->hub ? faults_new(e->loop, e->hub) : NULL;
+    if (!e->auth || !e->hub || !e->telemetry || !e->c2d || !e->faults || setup_signals(e)) {
         snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
         return ERR_NOMEM;
     }
+    if (hub_use_session_store(e->hub, e->db, err, errlen))
+        return ERR_IO;
+    faults_set_sdk_protocol(e->faults, !e->cfg.no_fault_injection);
+    if (faults_set_throttle(e->faults, e->cfg.throttle)) {
+        snprintf(err, errlen, "--throttle: unknown tier");
+        return ERR_INVALID;
+    }
+    if (e->cfg.throttle && strcasecmp(e->cfg.throttle, "off") != 0)
+        log_info("throttling at the published limits of one %s unit (README \"Testing failures\")", e->cfg.throttle);
     struct rest_config rc = {
         .loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
         .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind, .http_port = e->cfg.http_port,
         .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry,
-        .c2d = e->c2d};
+        .c2d = e->c2d, .faults = e->faults};
     e->rest = rest_new(&rc, err, errlen);
     if (!e->rest)
         return ERR_IO;
@@ -370,12 +393,14 @@ static void emulator_cleanup(struct emulator *e)
     rest_free(e->rest);
     eventhub_free(e->eventhub);
     c2d_free(e->c2d);
+    faults_free(e->faults);
     hub_free(e->hub);
     telemetry_free(e->telemetry);
     eventlog_free(e->eventlog);
     loop_free(e->loop);
     auth_free(e->auth);
     registry_free(e->reg);
+    db_close(e->db);
     SSL_CTX_free(e->tls);
     if (e->signal_fd > 0)
         close(e->signal_fd);

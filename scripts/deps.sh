@@ -3,7 +3,7 @@
 # (so it is fast and safe to re-run). Uses sudo when not root.
 set -eu
 PKGS="build-essential cmake pkg-config clang libssl-dev libjansson-dev libmicrohttpd-dev libmosquitto-dev
-libcurl4-openssl-dev libcmocka-dev libqpid-proton11-dev ca-certificates curl openssl"
+libcurl4-openssl-dev libsqlite3-dev libcmocka-dev libqpid-proton11-dev ca-certificates curl openssl"
 if [ "${1:-}" = "--test" ]; then
     # Third-party peers for the integration tests (python3-qpid-proton and python3-uamqp: independent AMQP
     # clients; python3-azure: azure-eventhub for the Event Hub-compatible endpoint), the compose-file validator,

@@ -26,7 +26,9 @@
 #include "auth.h"
 #include "buf.h"
 #include "c2d.h"
+#include "bulk.h"
 #include "err.h"
+#include "faults.h"
 #include "hub.h"
 #include "log.h"
 #include "loop.h"
@@ -40,6 +42,7 @@
 #define REST_JSON "application/json; charset=utf-8"
 #define REST_METHOD_BODY_MAX (1024u * 1024u)     /* raw method body; the payload itself is capped at 128 KiB */
 #define REST_REGISTRY_BODY_MAX (64u * 1024u)
+#define REST_BULK_BODY_MAX (1024u * 1024u)       /* POST /devices: up to 100 ExportImportDevice */
 #define REST_OTHER_BODY_MAX (16u * 1024u)
 #define REST_DROP_AFTER (8u * 1024u * 1024u)     /* a body this large closes the connection */
 #define REST_CA_MAX (1024u * 1024u)
@@ -59,6 +62,7 @@ struct rest_answer {
     const char *allow;
     char etag[80];
     json_t *headers; /* more response headers, name -> string (NULL: none) */
+    int retry_after_s; /* Retry-After header when > 0 (throttling, injected faults) */
 };
 
 struct rest_req {
@@ -99,6 +103,7 @@ struct rest {
     struct registry *reg;
     struct auth *auth;
     struct telemetry *telemetry;
+    struct faults *faults;
     char *ca_pem_path;
     int64_t skew_s;
     struct MHD_Daemon *mhd;
@@ -226,6 +231,20 @@ static void answer_json(struct rest_req *q, unsigned status, json_t *j, const st
         registry_etag(etag_of, q->ans.etag, sizeof q->ans.etag);
 }
 
+static bool add_retry_after(struct MHD_Response *resp, int seconds)
+{
+    char text[16];
+    snprintf(text, sizeof text, "%d", seconds);
+    return seconds <= 0 || MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, text) == MHD_YES;
+}
+
+/* The hub's throttling answer: 429 429001 ThrottlingException with Retry-After. */
+static void answer_throttled(struct rest_req *q, enum restapi_envelope env, int retry_after_s)
+{
+    answer_errorf(q, RESTAPI_THROTTLED, env, "Request is throttled, retry after %d seconds.", retry_after_s);
+    q->ans.retry_after_s = retry_after_s;
+}
+
 static enum MHD_Result queue_answer(struct rest_req *q)
 {
     struct rest_answer *a = &q->ans;
@@ -238,7 +257,8 @@ static enum MHD_Result queue_answer(struct rest_req *q)
     if ((a->ctype && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->ctype) != MHD_YES) ||
         (a->errorcode && MHD_add_response_header(resp, "iothub-errorcode", a->errorcode) != MHD_YES) ||
         (a->etag[0] && MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, a->etag) != MHD_YES) ||
-        (a->allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, a->allow) != MHD_YES)) {
+        (a->allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, a->allow) != MHD_YES) ||
+        !add_retry_after(resp, a->retry_after_s)) {
         MHD_destroy_response(resp);
         return MHD_NO;
     }
@@ -533,6 +553,12 @@ static void route_method(struct rest_req *q)
         log_call(q, "rejected", rc == ERR_INVALID ? e.code : RESTAPI_SERVER_ERROR);
         return;
     }
+    int retry = 0; /* --throttle: direct methods are metered in 4 KB blocks of payload */
+    if (!faults_throttle_take(r->faults, FAULTS_OP_METHOD, (unsigned)(q->call.payload_len / 4096 + 1), &retry)) {
+        answer_throttled(q, RESTAPI_ENVELOPE_B, retry);
+        log_call(q, "throttled", RESTAPI_THROTTLED);
+        return;
+    }
     struct hub_call_request req = {
         .device_id = q->route.device_id,
         .module_id = q->route.module_id,
@@ -555,8 +581,56 @@ static void route_method(struct rest_req *q)
 
 /* ---- registry ---- */
 
+/* After the bulk commit: the same follow-ups as one PUT or DELETE. */
+static void bulk_applied(void *arg, const char *device_id, const char *module_id, enum bulk_op op)
+{
+    struct rest *r = arg;
+    log_info("registry: %s %s%s%s (bulk)", op == BULK_CREATE ? "created" : op == BULK_UPDATE ? "updated" : "deleted",
+             device_id, module_id ? "/" : "", module_id ? module_id : "");
+    if (op == BULK_DELETE) {
+        hub_forget_identity(r->hub, device_id, module_id);
+        return;
+    }
+    const struct identity *id = registry_find(r->reg, device_id, module_id);
+    if (id && !id->enabled)
+        hub_disconnect_identity(r->hub, device_id, module_id, "identity disabled");
+}
+
+/* POST /devices: the bulk registry operation (bulk.h). 200 with the BulkRegistryOperationResult when every
+ * item was applied, 400 with it when some were not (the others are applied, as on the hub). */
+static void devices_bulk(struct rest_req *q)
+{
+    if (!service_prelude(q, AUTH_REGISTRY_WRITE))
+        return;
+    if (q->body_seen > q->body_cap) {
+        answer_errorf(q, RESTAPI_MESSAGE_TOO_LARGE, RESTAPI_ENVELOPE_A, "The request body is over %zu bytes.",
+                      q->body_cap);
+        return;
+    }
+    json_t *body = json_loadb(q->body.len ? (const char *)q->body.data : "", q->body.len, 0, NULL);
+    if (!body) {
+        answer_errorf(q, RESTAPI_FORMAT_ERROR, RESTAPI_ENVELOPE_A, "The request body is not JSON.");
+        return;
+    }
+    json_t *result = NULL;
+    char msg[256] = "";
+    int rc = bulk_apply(q->r->reg, body, bulk_applied, q->r, &result, msg, sizeof msg);
+    json_decref(body);
+    if (rc == ERR_INVALID)
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "%s", msg);
+    else if (rc)
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "%s", msg);
+    else
+        answer_json(q, json_is_true(json_object_get(result, "isSuccessful")) ? MHD_HTTP_OK : MHD_HTTP_BAD_REQUEST,
+                    result, NULL);
+}
+
 static void route_devices(struct rest_req *q)
 {
+    if (strcmp(q->method, "POST") == 0) {
+        devices_bulk(q);
+        return;
+    }
     if (!service_prelude(q, AUTH_REGISTRY_READ))
         return;
     if (q->route.top_invalid) {
@@ -813,6 +887,11 @@ static void answer_registry_error(struct rest_req *q, int rc, const char *msg)
     case ERR_INVALID:
         answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "%s", msg && *msg ? msg : "Invalid argument.");
         break;
+    case ERR_IO:
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A,
+                      "The store cannot save the change (disk full or read-only data dir? see the emulator's log); "
+                      "nothing was changed.");
+        break;
     default:
         answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Internal error: %s.", err_str(rc));
         break;
@@ -957,6 +1036,70 @@ static void route_consumer_groups(struct rest_req *q)
     }
 }
 
+/* /emulator/faults (README "Testing failures"): GET lists the active faults, POST adds one (JSON), DELETE
+ * clears them all or /emulator/faults/{id} one. No authorization, like the other /emulator routes. */
+static void route_faults(struct rest_req *q)
+{
+    struct faults *f = q->r->faults;
+    char *end = NULL;
+    unsigned long long id = q->route.device_id ? strtoull(q->route.device_id, &end, 10) : 0;
+    if (!f) {
+        answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "Fault injection is not available.");
+    } else if (q->route.device_id && (strcmp(q->method, "DELETE") != 0 || !end || *end || id == 0)) {
+        answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "Only DELETE /emulator/faults/{id} (a numeric id).");
+    } else if (strcmp(q->method, "DELETE") == 0) {
+        size_t n = faults_control_clear(f, id);
+        if (id && n == 0)
+            answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "No active fault %llu.", id);
+        else
+            answer_json(q, MHD_HTTP_OK, json_pack("{s:I}", "cleared", (json_int_t)n), NULL);
+    } else if (strcmp(q->method, "GET") == 0) {
+        answer_json(q, MHD_HTTP_OK, faults_control_list(f), NULL);
+    } else if (q->body_seen > q->body_cap) {
+        answer_errorf(q, RESTAPI_MESSAGE_TOO_LARGE, RESTAPI_ENVELOPE_A, "The request body is over %zu bytes.",
+                      q->body_cap);
+    } else {
+        char err[256] = "";
+        json_t *made = NULL;
+        int rc = faults_control_add(f, (const char *)q->body.data, q->body.len, &made, err, sizeof err);
+        if (rc == ERR_OK)
+            answer_json(q, MHD_HTTP_CREATED, made, NULL);
+        else if (rc == ERR_INVALID)
+            answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "%s", err);
+        else
+            answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+    }
+}
+
+/* Injected REST faults (POST /emulator/faults {"fault":"rest"}) and the --throttle registry limit, for the
+ * hub's own routes. True when q was answered here. */
+static bool rest_faulted(struct rest_req *q)
+{
+    enum restapi_route_kind k = q->route.kind;
+    enum restapi_envelope env = k == RESTAPI_ROUTE_METHOD ? RESTAPI_ENVELOPE_B : RESTAPI_ENVELOPE_A;
+    char path[512];
+    size_t n = strcspn(q->uri, "?");
+    snprintf(path, sizeof path, "%.*s", (int)(n < sizeof path ? n : sizeof path - 1), q->uri);
+    int status = 0, retry = 0;
+    if (faults_rest(q->r->faults, q->method, path, &status, &retry)) {
+        if (status == 429)
+            answer_throttled(q, env, retry);
+        else
+            answer_errorf(q, status == 500 ? RESTAPI_SERVER_ERROR : RESTAPI_SERVICE_UNAVAILABLE, env,
+                          "%s (fault injection).", status == 500 ? "Internal server error" : "Service unavailable");
+        q->ans.retry_after_s = retry;
+        return true;
+    }
+    bool registry = k == RESTAPI_ROUTE_DEVICES || k == RESTAPI_ROUTE_DEVICE || k == RESTAPI_ROUTE_MODULES ||
+                    k == RESTAPI_ROUTE_MODULE;
+    if (registry && !faults_throttle_take(q->r->faults, FAULTS_OP_REGISTRY, 1, &retry)) {
+        log_info("http %s %.200s: throttled (identity registry operations)", q->method, q->uri);
+        answer_throttled(q, env, retry);
+        return true;
+    }
+    return false;
+}
+
 /* Reads the CA file (at most REST_CA_MAX bytes). Returns malloc'd text or NULL. */
 static char *read_ca(const char *path, size_t *len)
 {
@@ -1025,6 +1168,10 @@ static void handle_request(struct rest_req *q)
         route_telemetry(q);
     else if (rt->kind == RESTAPI_ROUTE_CONSUMER_GROUPS || rt->kind == RESTAPI_ROUTE_CONSUMER_GROUP)
         route_consumer_groups(q);
+    else if (rt->kind == RESTAPI_ROUTE_FAULTS)
+        route_faults(q);
+    else if (rest_faulted(q))
+        return;
     else if (rt->kind == RESTAPI_ROUTE_METHOD)
         route_method(q);
     else if (rt->kind == RESTAPI_ROUTE_DEVICES)
@@ -1053,6 +1200,8 @@ static size_t body_cap_of(enum restapi_route_kind kind)
         return REST_REGISTRY_BODY_MAX;
     case RESTAPI_ROUTE_D2C_EVENTS:
         return 256u * 1024u; /* the hub's device-to-cloud message limit */
+    case RESTAPI_ROUTE_DEVICES:
+        return REST_BULK_BODY_MAX;
     default:
         return REST_OTHER_BODY_MAX;
     }
@@ -1198,6 +1347,7 @@ struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
     r->auth = cfg->auth;
     r->telemetry = cfg->telemetry;
     r->c2d = cfg->c2d;
+    r->faults = cfg->faults;
     r->skew_s = cfg->token_skew_s;
     r->epfd = -1;
     if (cfg->ca_pem_path && !(r->ca_pem_path = strdup(cfg->ca_pem_path))) {

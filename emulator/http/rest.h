@@ -27,6 +27,7 @@ struct rest_config {
     int64_t token_skew_s;    /* grace after a SAS token's se */
     struct telemetry *telemetry; /* served as GET/DELETE /emulator/telemetry; NULL: 404 */
     struct c2d *c2d;             /* C2D queues: DELETE /devices/{id}/commands, cloudToDeviceMessageCount */
+    struct faults *faults;       /* /emulator/faults, injected REST faults and throttling; NULL: none */
 };
 
 /* Starts the daemon and registers it in cfg->loop. The rest does not own loop, hub, registry or auth; they

@@ -68,6 +68,10 @@ static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
         k = RESTAPI_ROUTE_CONSUMER_GROUPS;
     else if (n == 3 && seg_is(&s[0], "emulator") && seg_is(&s[1], "consumergroups"))
         k = RESTAPI_ROUTE_CONSUMER_GROUP, dev = &s[2];
+    else if (n == 2 && seg_is(&s[0], "emulator") && seg_is(&s[1], "faults"))
+        k = RESTAPI_ROUTE_FAULTS;
+    else if (n == 3 && seg_is(&s[0], "emulator") && seg_is(&s[1], "faults"))
+        k = RESTAPI_ROUTE_FAULTS, dev = &s[2];
     else if (seg_is(&s[0], "devices") && (n == 1 || (n == 2 && s[1].len == 0)))
         k = RESTAPI_ROUTE_DEVICES;
     else if (n == 2 && seg_is(&s[0], "devices"))
@@ -186,9 +190,10 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
     switch (kind) {
     case RESTAPI_ROUTE_HEALTH:
     case RESTAPI_ROUTE_CA_PEM:
-    case RESTAPI_ROUTE_DEVICES:
     case RESTAPI_ROUTE_MODULES:
         return "GET";
+    case RESTAPI_ROUTE_DEVICES:
+        return "GET, POST"; /* POST: the bulk registry operation */
     case RESTAPI_ROUTE_METHOD:
         return "POST";
     case RESTAPI_ROUTE_DEVICE:
@@ -208,6 +213,8 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
         return "POST";
     case RESTAPI_ROUTE_C2D_RECEIVE:
         return "GET";
+    case RESTAPI_ROUTE_FAULTS:
+        return "GET, POST, DELETE";
     default:
         return "";
     }
@@ -240,6 +247,7 @@ static const struct {
     {RESTAPI_ARGUMENT_INVALID, "ArgumentInvalid"},
     {RESTAPI_FORMAT_ERROR, "IotHubFormatError"},
     {RESTAPI_UNAUTHORIZED, "IotHubUnauthorizedAccess"},
+    {RESTAPI_QUOTA_EXCEEDED, "IotHubQuotaExceeded"},
     {RESTAPI_DEVICE_NOT_FOUND, "DeviceNotFound"},
     {RESTAPI_MODULE_NOT_FOUND, "ModuleNotFound"},
     {RESTAPI_DEVICE_NOT_ONLINE, "DeviceNotOnline"},
@@ -248,6 +256,7 @@ static const struct {
     {RESTAPI_DEVICE_EXISTS, "DeviceAlreadyExists"},
     {RESTAPI_MODULE_EXISTS, "ModuleAlreadyExistsOnDevice"},
     {RESTAPI_PRECONDITION_FAILED, "PreconditionFailed"},
+    {RESTAPI_THROTTLED, "ThrottlingException"},
     {RESTAPI_MESSAGE_TOO_LARGE, "MessageTooLarge"},
     {RESTAPI_SERVER_ERROR, "ServerError"},
     {RESTAPI_SERVICE_UNAVAILABLE, "ServiceUnavailable"},

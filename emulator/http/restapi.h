@@ -21,7 +21,7 @@ enum restapi_route_kind {
     RESTAPI_ROUTE_HEALTH,  /* /health */
     RESTAPI_ROUTE_CA_PEM,  /* /emulator/ca.pem */
     RESTAPI_ROUTE_METHOD,  /* /twins/{id}/methods, /twins/{id}/modules/{mid}/methods */
-    RESTAPI_ROUTE_DEVICES, /* /devices, /devices/ */
+    RESTAPI_ROUTE_DEVICES, /* /devices, /devices/ (GET: list; POST: bulk registry operation) */
     RESTAPI_ROUTE_DEVICE,  /* /devices/{id} */
     RESTAPI_ROUTE_MODULES, /* /devices/{id}/modules[/] */
     RESTAPI_ROUTE_MODULE,  /* /devices/{id}/modules/{mid} */
@@ -33,6 +33,7 @@ enum restapi_route_kind {
     RESTAPI_ROUTE_C2D_RECEIVE,  /* /devices/{id}/messages/deviceBound: the next C2D message, locked */
     RESTAPI_ROUTE_C2D_LOCK,     /* /devices/{id}/messages/deviceBound/{lockToken}: DELETE completes (?reject) */
     RESTAPI_ROUTE_C2D_ABANDON,  /* /devices/{id}/messages/deviceBound/{lockToken}/abandon: POST */
+    RESTAPI_ROUTE_FAULTS,    /* /emulator/faults[/{faultId}] (the emulator's own; the id in device_id) */
 };
 
 struct restapi_route {
@@ -85,6 +86,7 @@ struct restapi_error {
 #define RESTAPI_ARGUMENT_INVALID 400004
 #define RESTAPI_FORMAT_ERROR 400006
 #define RESTAPI_UNAUTHORIZED 401002
+#define RESTAPI_QUOTA_EXCEEDED 403002
 #define RESTAPI_DEVICE_NOT_FOUND 404001
 #define RESTAPI_MODULE_NOT_FOUND 404010
 #define RESTAPI_DEVICE_NOT_ONLINE 404103
@@ -93,6 +95,7 @@ struct restapi_error {
 #define RESTAPI_DEVICE_EXISTS 409001
 #define RESTAPI_MODULE_EXISTS 409301
 #define RESTAPI_PRECONDITION_FAILED 412001
+#define RESTAPI_THROTTLED 429001
 #define RESTAPI_MESSAGE_TOO_LARGE 413001
 #define RESTAPI_SERVER_ERROR 500001
 #define RESTAPI_SERVICE_UNAVAILABLE 503001

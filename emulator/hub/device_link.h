@@ -24,6 +24,13 @@ struct device_link_ops {
     int (*deliver_c2d)(struct device_link *l, const struct c2d_message *m);
     /* Closes the connection (takeover, identity disabled or deleted); reason is logged. */
     void (*kick)(struct device_link *l, const char *reason);
+    /* Drops the connection without a goodbye, as a network failure would (fault injection: KillTcp; MQTT: a TCP
+     * RST, nothing flushed). May be NULL: the hub then kicks. */
+    void (*abort)(struct device_link *l, const char *reason);
+    /* Carries out a fault-injection type the hub leaves to the front (faults.h FAULTS_KIND_AMQP: KillAmqpSession,
+     * KillAmqpD2CLink, ShutDownAmqp...), after its delay; type is the AzIoTHub_FaultOperationType text. May be
+     * NULL (MQTT): such types are then logged and ignored. */
+    void (*fault)(struct device_link *l, const char *type, const char *reason);
 };
 
 struct device_link {

@@ -5,6 +5,7 @@
 #include "hub.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +13,10 @@
 #include "err.h"
 #include "log.h"
 #include "loop.h"
+#include "db.h"
 #include "registry.h"
 #include "device_link.h"
+#include "sessionstore.h"
 #include "strmap.h"
 
 /* IoT Hub caps a twin's reported properties at 32 KiB; past it a PATCH is refused (and memory stays bounded). */
@@ -23,7 +26,7 @@
 struct hub_ident {
     struct device_link *link; /* the one live connection, or NULL */
     bool methods_ready;      /* that link takes method calls (MQTT: subscribed to $iothub/methods/POST/#) */
-    char *saved_session;     /* a front's persisted session state (hub_saved_session_*), or NULL */
+    char *saved_session;     /* without a session store: a front's persisted session state, or NULL */
     json_t *reported;        /* reported properties, without $version */
     int64_t reported_version;
 };
@@ -41,9 +44,15 @@ struct hub_call {
     int connect_timeout_s;
     hub_call_fn fn;
     void *ctx;
-    struct device_link *link; /* DELIVERED: the connection that got it */
+    struct device_link *link; /* DELIVERED: the connection that got it (NULL once an answer is held) */
     char rid[24];
     struct loop_timer *timer;
+    /* An answer held back by a method-reply delay fault (hub_hooks), released by release_timer. */
+    bool held;
+    int held_status;
+    uint8_t *held_body;
+    size_t held_len;
+    struct loop_timer *release_timer;
     struct hub *hub;
     struct hub_call *prev, *next;
 };
@@ -51,10 +60,13 @@ struct hub_call {
 struct hub {
     struct loop *loop;
     struct registry *reg;
+    struct db *session_db;   /* where persisted sessions live (hub_use_session_store), or NULL: in memory */
     struct strmap *idents;   /* key -> struct hub_ident */
     struct hub_call *calls;  /* every pending call */
     uint64_t next_call_id;
     struct hub_stats stats;
+    const struct hub_hooks *hooks; /* fault injection's seam, or NULL */
+    void *hooks_ctx;
 };
 
 static void ident_key(const char *device_id, const char *module_id, char *out, size_t outlen)
@@ -101,6 +113,10 @@ static void call_unlink(struct hub *h, struct hub_call *c)
         loop_timer_cancel(h->loop, c->timer);
         c->timer = NULL;
     }
+    if (c->release_timer) {
+        loop_timer_cancel(h->loop, c->release_timer);
+        c->release_timer = NULL;
+    }
     h->stats.calls_pending--;
 }
 
@@ -109,6 +125,7 @@ static void call_free(struct hub_call *c)
     free(c->key);
     free(c->method);
     free(c->payload);
+    free(c->held_body);
     free(c);
 }
 
@@ -155,8 +172,38 @@ static struct hub_ident *ident_get(struct hub *h, const char *key, bool create)
 
 /* ---- persisted sessions ---- */
 
+/* Splits "device" or "device/module" (ids cannot hold '/'). Returns false when it does not fit. */
+static bool split_identity(const char *identity, char *dev, char *mod)
+{
+    const char *slash = strchr(identity, '/');
+    size_t dlen = slash ? (size_t)(slash - identity) : strlen(identity);
+    size_t mlen = slash ? strlen(slash + 1) : 0;
+    if (dlen > REGISTRY_MAX_ID || mlen > REGISTRY_MAX_ID)
+        return false;
+    memcpy(dev, identity, dlen);
+    dev[dlen] = '\0';
+    memcpy(mod, slash ? slash + 1 : "", mlen);
+    mod[mlen] = '\0';
+    return true;
+}
+
+int hub_use_session_store(struct hub *h, struct db *db, char *err, size_t errlen)
+{
+    int rc = sessionstore_migrate(db, err, errlen);
+    if (rc && db_is_read_only(db)) { /* serve what the store has; sessions then last as long as the process */
+        log_warn("persisted sessions are kept in memory only: %s", err);
+        return ERR_OK;
+    }
+    if (rc == ERR_OK)
+        h->session_db = db;
+    return rc;
+}
+
 int hub_saved_session_put(struct hub *h, const char *identity, const char *state)
 {
+    char dev[REGISTRY_MAX_ID + 1], mod[REGISTRY_MAX_ID + 1];
+    if (h->session_db)
+        return split_identity(identity, dev, mod) ? sessionstore_put(h->session_db, dev, mod, state) : ERR_INVALID;
     struct hub_ident *id = ident_get(h, identity, true);
     char *copy = strdup(state);
     if (!id || !copy) {
@@ -170,12 +217,21 @@ int hub_saved_session_put(struct hub *h, const char *identity, const char *state
 
 char *hub_saved_session_get(struct hub *h, const char *identity)
 {
+    char dev[REGISTRY_MAX_ID + 1], mod[REGISTRY_MAX_ID + 1];
+    if (h->session_db)
+        return split_identity(identity, dev, mod) ? sessionstore_get(h->session_db, dev, mod) : NULL;
     struct hub_ident *id = ident_get(h, identity, false);
     return id && id->saved_session ? strdup(id->saved_session) : NULL;
 }
 
 void hub_saved_session_drop(struct hub *h, const char *identity)
 {
+    char dev[REGISTRY_MAX_ID + 1], mod[REGISTRY_MAX_ID + 1];
+    if (h->session_db) {
+        if (split_identity(identity, dev, mod))
+            sessionstore_delete(h->session_db, dev, mod);
+        return;
+    }
     struct hub_ident *id = ident_get(h, identity, false);
     if (id) {
         free(id->saved_session);
@@ -357,11 +413,54 @@ void hub_link_methods_stopped(struct hub *h, struct device_link *link)
     }
 }
 
+static void on_release_timer(struct loop *l, void *ctx)
+{
+    struct hub_call *c = ctx;
+    c->release_timer = NULL;
+    log_info("method %s on %s: delayed answer released", c->method, c->key);
+    struct hub_call_result r = {
+        .outcome = HUB_CALL_ANSWERED, .status = c->held_status, .payload = c->held_body, .payload_len = c->held_len};
+    call_finish(c->hub, c, &r);
+}
+
+/* A reply the fault hooks hold back: kept with the call (detached from its link, so a disconnect no longer
+ * fails it) until the delay passes; the response timeout still runs and wins if it comes first. */
+static void hold_reply(struct hub *h, struct hub_call *c, int status, const uint8_t *body, size_t len, int64_t delay)
+{
+    c->held_body = malloc(len ? len : 1);
+    c->release_timer = c->held_body ? loop_timer_add(h->loop, delay, on_release_timer, c) : NULL;
+    if (!c->release_timer) {
+        struct hub_call_result r = {.outcome = HUB_CALL_ANSWERED, .status = status, .payload = body, .payload_len = len};
+        call_finish(h, c, &r); /* out of memory: answer now */
+        return;
+    }
+    memcpy(c->held_body, body, len);
+    c->held_len = len;
+    c->held_status = status;
+    c->held = true;
+    c->link = NULL;
+    log_info("method %s on %s: answer held back %lld ms (fault injection)", c->method, c->key, (long long)delay);
+}
+
 void hub_link_method_reply(struct hub *h, struct device_link *link, const char *rid, int status, const uint8_t *body,
                               size_t len)
 {
     for (struct hub_call *c = h->calls; c; c = c->next) {
         if (c->state == CALL_DELIVERED && c->link == link && strcmp(c->rid, rid) == 0) {
+            int64_t delay = 0;
+            enum hub_reply_policy p = h->hooks && h->hooks->method_reply
+                                          ? h->hooks->method_reply(h->hooks_ctx, link->identity, &delay)
+                                          : HUB_REPLY_PASS;
+            if (p == HUB_REPLY_DROP) {
+                log_info("method %s on %s: answer dropped (fault injection); the caller will time out", c->method,
+                         c->key);
+                c->link = NULL; /* kept until its response timeout, whatever the connection does */
+                return;
+            }
+            if (p == HUB_REPLY_DELAY && delay > 0) {
+                hold_reply(h, c, status, body, len, delay);
+                return;
+            }
             struct hub_call_result r = {
                 .outcome = HUB_CALL_ANSWERED, .status = status, .payload = body, .payload_len = len};
             call_finish(h, c, &r);
@@ -395,6 +494,8 @@ void hub_link_offline(struct hub *h, struct device_link *link)
         dev[n] = '\0';
         registry_set_connected(h->reg, dev, slash ? slash + 1 : NULL, false, loop_wall_s(h->loop));
     }
+    if (h->hooks && h->hooks->link_offline)
+        h->hooks->link_offline(h->hooks_ctx, link);
     /* Calls delivered to this connection end now, not at their timeout. */
     struct hub_call *c = h->calls;
     while (c) {
@@ -474,6 +575,27 @@ void hub_disconnect_identity(struct hub *h, const char *device_id, const char *m
 void hub_forget_identity(struct hub *h, const char *device_id, const char *module_id)
 {
     close_identities(h, device_id, module_id, "identity deleted", true);
+}
+
+void hub_set_hooks(struct hub *h, const struct hub_hooks *hooks, void *ctx)
+{
+    h->hooks = hooks;
+    h->hooks_ctx = ctx;
+}
+
+struct device_link *hub_link_of(struct hub *h, const char *identity)
+{
+    struct hub_ident *id = ident_get(h, identity, false);
+    return id ? id->link : NULL;
+}
+
+void hub_link_drop(struct hub *h, struct device_link *link, bool abrupt, const char *reason)
+{
+    hub_link_offline(h, link);
+    if (abrupt && link->ops->abort)
+        link->ops->abort(link, reason);
+    else
+        link->ops->kick(link, reason);
 }
 
 void hub_get_stats(const struct hub *h, struct hub_stats *out)

@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "device_link.h"
 
+struct db;
 struct hub;
 struct loop;
 struct registry;
@@ -78,6 +79,9 @@ void hub_forget_identity(struct hub *h, const char *device_id, const char *modul
  * kept; ERR_OK, ERR_NOMEM, or a store error. get returns a malloc'd copy (caller frees), or NULL when nothing is
  * kept. drop forgets it (a no-op when nothing is kept). */
 int hub_saved_session_put(struct hub *h, const char *identity, const char *state);
+/* Keeps persisted sessions in the durable store (store/sessionstore.h), so they survive restarts; without it
+ * they are kept in memory. Migrates the table; ERR_OK or an error with a reason in err. */
+int hub_use_session_store(struct hub *h, struct db *db, char *err, size_t errlen);
 char *hub_saved_session_get(struct hub *h, const char *identity);
 void hub_saved_session_drop(struct hub *h, const char *identity);
 
@@ -110,5 +114,24 @@ int hub_link_twin_get(struct hub *h, struct device_link *link, struct buf *out);
 int hub_link_twin_patch(struct hub *h, struct device_link *link, const uint8_t *body, size_t len, int64_t *version);
 /* The link is going away: its pending calls end with HUB_CALL_DISCONNECTED. Safe for unknown links. */
 void hub_link_offline(struct hub *h, struct device_link *link);
+
+/* ---- fault injection's seam (faults.h; the hub never includes it) ---- */
+
+/* What the hub does with a device's method reply: pass it on, hold it for *delay_ms (the call's response
+ * timeout still runs), or drop it (the caller gets 504 at its timeout). */
+enum hub_reply_policy { HUB_REPLY_PASS, HUB_REPLY_DELAY, HUB_REPLY_DROP };
+struct hub_hooks {
+    /* A link went offline (hub_link_offline), for whatever reason. May be NULL. */
+    void (*link_offline)(void *ctx, struct device_link *link);
+    /* Consulted for every method reply of identity. May be NULL (always PASS). */
+    enum hub_reply_policy (*method_reply)(void *ctx, const char *identity, int64_t *delay_ms);
+};
+/* Installs hooks (NULL removes them); hooks and ctx must outlive the hub or be removed first. */
+void hub_set_hooks(struct hub *h, const struct hub_hooks *hooks, void *ctx);
+/* The online link of identity ("device" or "device/module"), or NULL. */
+struct device_link *hub_link_of(struct hub *h, const char *identity);
+/* Takes link offline, then closes it: abrupt through its abort op (a front without one is kicked), else
+ * through kick. reason is logged. */
+void hub_link_drop(struct hub *h, struct device_link *link, bool abrupt, const char *reason);
 
 #endif

@@ -15,6 +15,10 @@ int conn_send(struct conn *c, const uint8_t *data, size_t len);
 /* Flushes what is queued, then closes; idempotent. The conn is freed later by net (never inside a callback).
  * reason is logged. */
 void conn_close(struct conn *c, const char *reason);
+/* Drops the connection without a goodbye, as a network failure would: queued output is discarded, no TLS
+ * close_notify or WebSocket close frame, and the socket is closed with SO_LINGER 0 (the peer sees a TCP RST).
+ * For fault injection (KillTcp). Idempotent; also after conn_close. The conn is freed later by net. */
+void conn_abort(struct conn *c, const char *reason);
 /* The client authenticated: cancels the CONNECT deadline. */
 void conn_established(struct conn *c);
 /* "1.2.3.4:5678", for logs. */

@@ -46,6 +46,7 @@ struct conn {
     bool ssl_fatal;        /* OpenSSL reported a fatal error: no SSL_shutdown */
     bool closing;
     bool dead;
+    bool aborted; /* conn_abort: no flush, no close_notify, RST on close */
     bool flush_queued;
     enum conn_proto proto;
     const char *transport;
@@ -217,6 +218,20 @@ void conn_close(struct conn *c, const char *reason)
         mark_dead(c);
     else
         queue_flush(c);
+}
+
+void conn_abort(struct conn *c, const char *reason)
+{
+    if (c->aborted)
+        return;
+    log_debug("%s: dropping without a goodbye (%s)", c->peer, reason);
+    c->aborted = true;
+    buf_cleanup(&c->out);
+    if (c->deadline) {
+        loop_timer_cancel(c->net->loop, c->deadline);
+        c->deadline = NULL;
+    }
+    mark_dead(c);
 }
 
 void conn_established(struct conn *c)
@@ -716,13 +731,18 @@ static void conn_free(struct net *n, struct conn *c)
     front_free(c);
     loop_timer_cancel(n->loop, c->deadline);
     loop_del_fd(n->loop, c->fd);
-    if (c->ssl && !c->handshaking && !c->ssl_fatal) {
+    if (c->ssl && !c->handshaking && !c->ssl_fatal && !c->aborted) {
         ERR_clear_error();
         SSL_shutdown(c->ssl); /* best effort close_notify */
     }
     ERR_clear_error();
     SSL_free(c->ssl);
-    drain_input(n, c->fd);
+    if (c->aborted) {
+        struct linger rst = {.l_onoff = 1, .l_linger = 0}; /* close() then sends RST */
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &rst, sizeof rst);
+    } else {
+        drain_input(n, c->fd);
+    }
     close(c->fd);
     if (c->proxy_fd >= 0) {
         loop_del_fd(n->loop, c->proxy_fd);

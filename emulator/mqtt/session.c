@@ -18,6 +18,7 @@
 #include "conn.h"
 #include "device_link.h"
 #include "err.h"
+#include "faults.h"
 #include "hub.h"
 #include "log.h"
 #include "loop.h"
@@ -41,6 +42,7 @@ struct session {
     struct conn *conn;
     enum session_state state;
     bool closing; /* the session asked its conn to close: no further input is processed */
+    bool hold_ack; /* the PUBLISH being handled asked for a disconnect fault: no PUBACK (faults.h) */
     char device_id[REGISTRY_MAX_ID + 1];
     char module_id[REGISTRY_MAX_ID + 1];
     char ident[2 * REGISTRY_MAX_ID + 2]; /* "device" or "device/module" */
@@ -132,11 +134,16 @@ static int send_publish(struct session *s, const char *topic, const uint8_t *bod
 
 /* ---- CONNECT ---- */
 
+static int refuse_code(struct session *s, int code, const char *why)
+{
+    log_info("CONNECT from %s as %s refused (CONNACK %d): %s", conn_peer(s->conn), s->ident, code, why);
+    send_scratch(s, mqtt_encode_connack(&s->scratch, false, (uint8_t)code));
+    return fail(s, "connection refused");
+}
+
 static int refuse(struct session *s, const char *why)
 {
-    log_info("CONNECT from %s as %s refused: %s", conn_peer(s->conn), s->ident, why);
-    send_scratch(s, mqtt_encode_connack(&s->scratch, false, 5));
-    return fail(s, "connection refused");
+    return refuse_code(s, 5, why);
 }
 
 /* Copies client id "device" or "device/module" into the session, validating both ids. */
@@ -262,6 +269,9 @@ static int on_connect(struct session *s, const struct mqtt_connect *c)
     if (auth_check_device(s->env->auth, id, (const char *)c->password.p, c->password.len, loop_wall_s(s->env->loop),
                           s->env->token_skew_s, &expiry, why, sizeof why))
         return refuse(s, why);
+    int refused = faults_connect(s->env->faults, s->ident, expiry, why, sizeof why);
+    if (refused)
+        return refuse_code(s, refused, why);
     if (!take_will(s, c))
         return refuse(s, "the will topic must be this identity's telemetry topic");
     if (hub_link_online(s->env->hub, &s->link, s->device_id, s->module_id[0] ? s->module_id : NULL))
@@ -342,14 +352,18 @@ static void session_state_parse(const char *text, uint32_t *subs, uint32_t *qos1
     }
 }
 
-/* CleanSession 0: the subscriptions are the session, so every change is kept before it is acknowledged. */
-static int save_session(struct session *s)
+/* CleanSession 0: the subscriptions are the session, so every change is kept before it is acknowledged. When
+ * the store cannot take it (disk full, read-only) the connection keeps its subscriptions all the same: only a
+ * later reconnect loses them, and the log says so. */
+static void save_session(struct session *s)
 {
     if (s->clean)
-        return ERR_OK;
+        return;
     char text[SESSION_STATE_MAX];
     session_state_text(s->subs, s->qos1, text);
-    return hub_saved_session_put(s->env->hub, s->ident, text);
+    int rc = hub_saved_session_put(s->env->hub, s->ident, text);
+    if (rc)
+        log_warn("%s: its session could not be kept (%s): a reconnect will not find it", s->ident, err_str(rc));
 }
 
 /* What the hub should know once subscriptions changed from before to s->subs (after the SUBACK, CONNACK or
@@ -387,8 +401,7 @@ static int on_subscribe(struct session *s, const struct mqtt_subscribe *sub)
         log_debug("%s: SUBSCRIBE '%s' granted QoS %u", s->ident,
                   log_text(sub->filters[i].p, sub->filters[i].len, text), (unsigned)codes[i]);
     }
-    if (save_session(s))
-        return fail(s, "cannot keep the session");
+    save_session(s);
     if (send_scratch(s, mqtt_encode_suback(&s->scratch, sub->packet_id, codes, sub->count)))
         return ERR_CLOSED;
     announce_subs(s, before);
@@ -405,8 +418,8 @@ static int on_unsubscribe(struct session *s, const struct mqtt_subscribe *unsub)
             s->subs &= ~(1u << kind);
         log_debug("%s: UNSUBSCRIBE '%s'", s->ident, log_text(unsub->filters[i].p, unsub->filters[i].len, text));
     }
-    if (s->subs != before && save_session(s))
-        return fail(s, "cannot keep the session");
+    if (s->subs != before)
+        save_session(s);
     if (send_scratch(s, mqtt_encode_ack(&s->scratch, MQTT_UNSUBACK, unsub->packet_id)))
         return ERR_CLOSED;
     announce_subs(s, before);
@@ -472,11 +485,26 @@ static int on_method_reply(struct session *s, const char *topic, struct mqtt_byt
     return ERR_OK;
 }
 
+/* Over a --throttle limit, a twin request gets the hub's status 429 on its response topic. */
+static bool twin_throttled(struct session *s, enum faults_op op, const char *rid)
+{
+    int retry = 0;
+    if (faults_throttle_take(s->env->faults, op, 1, &retry))
+        return false;
+    char reply[128];
+    log_info("%s: twin %s throttled (429)", s->ident, op == FAULTS_OP_TWIN_READ ? "GET" : "PATCH");
+    snprintf(reply, sizeof reply, "$iothub/twin/res/429/?$rid=%s", rid);
+    send_publish(s, reply, NULL, 0);
+    return true;
+}
+
 static int on_twin_get(struct session *s, const char *topic)
 {
     char rid[64], reply[128];
     if (!query_rid(topic, rid, sizeof rid))
         return fail(s, "twin GET without $rid");
+    if (twin_throttled(s, FAULTS_OP_TWIN_READ, rid))
+        return ERR_OK;
     struct buf doc;
     buf_init(&doc, 64 * 1024);
     int rc = hub_link_twin_get(s->env->hub, &s->link, &doc);
@@ -491,6 +519,8 @@ static int on_twin_patch(struct session *s, const char *topic, struct mqtt_bytes
     char rid[64], reply[160];
     if (!query_rid(topic, rid, sizeof rid))
         return fail(s, "twin PATCH without $rid");
+    if (twin_throttled(s, FAULTS_OP_TWIN_UPDATE, rid))
+        return ERR_OK;
     int64_t version = 0;
     int rc = hub_link_twin_patch(s->env->hub, &s->link, body.p, body.len, &version);
     if (rc == ERR_OK)
@@ -509,6 +539,35 @@ static void record_telemetry(struct session *s, const char *topic, const uint8_t
                       loop_wall_s(s->env->loop));
 }
 
+/* Telemetry: a message asking for a fault (AzIoTHub_FaultOperation* in its property bag) is kept but, for a
+ * disconnect, not acknowledged -- the hub drops the connection before the PUBACK. While a throttling, quota or
+ * auth fault (or the --throttle D2C limit) is in force the hub closes the connection instead: that is how it
+ * surfaces them over MQTT. */
+static int on_telemetry(struct session *s, const char *topic, const struct mqtt_publish *p)
+{
+    char prefix[2 * REGISTRY_MAX_ID + 64];
+    telemetry_prefix(s, prefix, sizeof prefix);
+    const char *bag = topic + strlen(prefix);
+    bag += *bag == '/';
+    struct faults_request req;
+    bool asks = faults_request_from_bag(&req, bag, strlen(bag));
+    switch (faults_d2c(s->env->faults, &s->link, asks ? &req : NULL)) {
+    case FAULTS_THROTTLED:
+        return fail(s, "throttled");
+    case FAULTS_QUOTA_EXCEEDED:
+        return fail(s, "daily message quota exceeded");
+    case FAULTS_UNAUTHORIZED:
+        return fail(s, "not authorized");
+    case FAULTS_HOLD:
+        s->hold_ack = true;
+        break;
+    case FAULTS_ACCEPT:
+        break;
+    }
+    record_telemetry(s, topic, p->payload.p, p->payload.len);
+    return ERR_OK;
+}
+
 static int route_publish(struct session *s, const char *topic, const struct mqtt_publish *p)
 {
     if (strncmp(topic, "$iothub/methods/res/", 20) == 0)
@@ -517,10 +576,8 @@ static int route_publish(struct session *s, const char *topic, const struct mqtt
         return on_twin_get(s, topic);
     if (strncmp(topic, "$iothub/twin/PATCH/properties/reported/", 39) == 0)
         return on_twin_patch(s, topic, p->payload);
-    if (is_telemetry_topic(s, p->topic.p, p->topic.len)) {
-        record_telemetry(s, topic, p->payload.p, p->payload.len);
-        return ERR_OK;
-    }
+    if (is_telemetry_topic(s, p->topic.p, p->topic.len))
+        return on_telemetry(s, topic, p);
     char text[SESSION_LOG_TEXT + 1];
     log_info("%s: publish to '%s' is not allowed; closing", s->ident,
              log_text((const uint8_t *)topic, strlen(topic), text));
@@ -539,8 +596,9 @@ static int on_publish(struct session *s, const struct mqtt_publish *p)
     memcpy(topic, p->topic.p, p->topic.len);
     topic[p->topic.len] = '\0';
     registry_touch(s->env->reg, s->device_id, s->module_id, loop_wall_s(s->env->loop));
+    s->hold_ack = false;
     int rc = route_publish(s, topic, p);
-    if (rc == ERR_OK && p->qos == 1)
+    if (rc == ERR_OK && p->qos == 1 && !s->hold_ack)
         rc = send_scratch(s, mqtt_encode_ack(&s->scratch, MQTT_PUBACK, p->packet_id)) ? ERR_CLOSED : ERR_OK;
     return rc;
 }
@@ -736,11 +794,22 @@ static int link_deliver_c2d(struct device_link *l, const struct c2d_message *m)
     return ERR_OK;
 }
 
+/* Fault injection (KillTcp): no DISCONNECT, no flush, a TCP RST. */
+static void link_abort(struct device_link *l, const char *reason)
+{
+    struct session *s = link_session(l);
+    log_info("%s: dropping the connection: %s", s->ident, reason);
+    if (s->state != SESSION_CLOSED)
+        conn_abort(s->conn, reason);
+    s->closing = true;
+}
+
 static const struct device_link_ops session_link_ops = {
     .deliver_method = link_deliver_method,
     .push_desired = link_push_desired,
     .deliver_c2d = link_deliver_c2d,
     .kick = link_kick,
+    .abort = link_abort,
 };
 
 void session_on_close(struct session *s)

@@ -15,6 +15,7 @@
 struct auth;
 struct c2d;
 struct conn;
+struct faults;
 struct hub;
 struct loop;
 struct registry;
@@ -30,6 +31,7 @@ struct session_env {
     size_t max_packet;
     struct telemetry *telemetry; /* device-to-cloud messages are kept here (NULL: only counted) */
     struct c2d *c2d;             /* cloud-to-device queues (NULL: a devicebound subscription gets nothing) */
+    struct faults *faults;       /* fault injection and throttling (NULL: none) */
 };
 
 /* Returns NULL on ERR_NOMEM. env must outlive the session. */

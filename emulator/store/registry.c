@@ -1,14 +1,16 @@
 /* registry.c -- the identity registry (see registry.h). Devices and modules live in a chained hash table
  * keyed by (deviceId, moduleId); devices are also kept in an array sorted by id, and each device keeps its
- * modules in a list sorted by id. Every change is persisted before it is reported: the whole registry is
- * written as JSON to <path>.tmp, fsynced, renamed over <path>, and the directory fsynced.
- * Touches: jansson, OpenSSL (RAND_bytes, EVP_EncodeBlock), the file at the path it is given.
+ * modules in a list sorted by id. Every change is one row written in a store transaction (db.h); the
+ * in-memory tables follow from the transaction's commit hook, so memory never shows what the disk lost.
+ * The JSON file of older releases is still read, once, to import it.
+ * Touches: jansson, OpenSSL (RAND_bytes, EVP_EncodeBlock), the store, the registry.json it imports.
  * Tests: tests/unit/test_registry.c. */
 #include "registry.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,13 +44,24 @@ struct entry {
 };
 
 struct registry {
-    char *path;             /* NULL: in memory only */
+    struct db *db;          /* NULL only for the scratch registry an import parses into */
     struct entry **buckets; /* chained hash table */
     size_t nbuckets;        /* a power of two */
     size_t count;           /* devices + modules in the table */
     struct entry **devices; /* sorted by device_id */
     size_t ndevices;
     size_t devcap;
+    size_t pending;         /* entries of creates waiting for their commit: room is reserved for them */
+    size_t pending_devices; /* of which devices */
+};
+
+/* One change waiting for its transaction's end (db_defer). */
+enum change_kind { CHANGE_CREATE, CHANGE_UPDATE, CHANGE_DELETE };
+struct change {
+    struct registry *r;
+    enum change_kind kind;
+    struct entry *e;      /* create: the new entry (not yet attached); else the stored one */
+    struct identity next; /* update: the new fields */
 };
 
 /* What a PUT body asks for; NULL/-1/false members were not given. */
@@ -395,7 +408,7 @@ static size_t devices_lower_bound(const struct registry *r, const char *device_i
 
 static int devices_reserve(struct registry *r)
 {
-    if (r->ndevices < r->devcap)
+    if (r->ndevices + r->pending_devices < r->devcap)
         return ERR_OK;
     size_t cap = r->devcap ? r->devcap * 2 : REGISTRY_MIN_BUCKETS;
     struct entry **d = realloc(r->devices, cap * sizeof *d);
@@ -425,13 +438,13 @@ static void modules_remove(struct entry *dev, struct entry *m)
     m->mnext = NULL;
 }
 
-/* Makes room so that attach(r, e) cannot fail. */
+/* Makes room so that attach(r, e) cannot fail, also after the pending creates are attached. */
 static int attach_reserve(struct registry *r, const struct entry *e)
 {
     size_t n = 1;
     for (const struct entry *m = e->modules; m; m = m->mnext)
         n++;
-    int rc = table_reserve(r, n);
+    int rc = table_reserve(r, n + r->pending);
     if (!rc && !e->owner)
         rc = devices_reserve(r);
     return rc;
@@ -470,137 +483,261 @@ static void detach(struct registry *r, struct entry *e)
         table_remove(r, m);
 }
 
-/* ---- persistence: writing ---- */
+/* ---- persistence: rows in the store ---- */
 
-static json_t *identity_file_json(const struct identity *id)
+/* The registry's tables. One table for devices (module_id '') and modules, so every later per-identity table
+ * (twins, sessions, C2D queues, job results) references identities (device_id, module_id) ON DELETE CASCADE the
+ * same way. parent_module is NULL for a device and '' for a module: the foreign key makes a module need its
+ * device, and deleting a device delete its modules (and, by cascade, everything of theirs). */
+static const struct db_migration registry_steps[] = {
+    {1, "identities: devices and modules",
+     "CREATE TABLE identities ("
+     " device_id TEXT NOT NULL,"
+     " module_id TEXT NOT NULL DEFAULT '',"
+     " parent_module TEXT CHECK (parent_module IS NULL OR parent_module = ''),"
+     " primary_key TEXT NOT NULL,"
+     " secondary_key TEXT NOT NULL,"
+     " enabled INTEGER NOT NULL,"
+     " status_reason TEXT,"
+     " managed_by TEXT,"
+     " generation_id TEXT NOT NULL,"
+     " version INTEGER NOT NULL,"
+     " status_updated_s INTEGER NOT NULL DEFAULT 0,"
+     " iot_edge INTEGER NOT NULL DEFAULT 0,"
+     " PRIMARY KEY (device_id, module_id),"
+     " CHECK ((module_id = '') = (parent_module IS NULL)),"
+     " FOREIGN KEY (device_id, parent_module) REFERENCES identities (device_id, module_id) ON DELETE CASCADE"
+     ") WITHOUT ROWID;",
+     NULL},
+};
+static const struct db_schema registry_db_schema = {"registry", registry_steps,
+                                                    sizeof registry_steps / sizeof registry_steps[0]};
+
+const struct db_schema *registry_schema(void)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:I, s:I}", "primaryKey", id->primary_key, "secondaryKey",
-                          id->secondary_key, "status", id->enabled ? "enabled" : "disabled", "statusReason",
-                          id->status_reason, "generationId", id->generation_id, "version",
-                          (json_int_t)id->version, "statusUpdatedTime", (json_int_t)id->status_updated_s);
-    if (!o)
-        return NULL;
-    int rc;
-    if (id->module_id[0]) {
-        rc = json_object_set_new(o, "moduleId", json_string(id->module_id));
-        rc |= json_object_set_new(o, "managedBy", id->managed_by ? json_string(id->managed_by) : json_null());
+    return &registry_db_schema;
+}
+
+#define SQL_INSERT                                                                                                \
+    "INSERT INTO identities (device_id, module_id, parent_module, primary_key, secondary_key, enabled, "         \
+    "status_reason, managed_by, generation_id, version, status_updated_s, iot_edge) "                             \
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+#define SQL_UPDATE                                                                                                \
+    "UPDATE identities SET parent_module = ?3, primary_key = ?4, secondary_key = ?5, enabled = ?6, "             \
+    "status_reason = ?7, managed_by = ?8, generation_id = ?9, version = ?10, status_updated_s = ?11, "            \
+    "iot_edge = ?12 WHERE device_id = ?1 AND module_id = ?2"
+#define SQL_DELETE "DELETE FROM identities WHERE device_id = ?1 AND module_id = ?2" /* modules: by cascade */
+#define SQL_SELECT                                                                                                \
+    "SELECT device_id, module_id, primary_key, secondary_key, enabled, status_reason, managed_by, "               \
+    "generation_id, version, status_updated_s, iot_edge FROM identities ORDER BY device_id, module_id"
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* Runs SQL_INSERT or SQL_UPDATE with id's fields. */
+static int row_write(struct db *db, const char *sql, const struct identity *id)
+{
+    sqlite3_stmt *st = db_stmt(db, sql);
+    if (!st)
+        return ERR_IO;
+    bool module = id->module_id[0] != 0;
+    sqlite3_bind_text(st, 1, id->device_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id->module_id, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 3, module ? "" : NULL);
+    sqlite3_bind_text(st, 4, id->primary_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, id->secondary_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 6, id->enabled);
+    bind_text_or_null(st, 7, id->status_reason);
+    bind_text_or_null(st, 8, module ? id->managed_by : NULL);
+    sqlite3_bind_text(st, 9, id->generation_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 10, (sqlite3_int64)id->version);
+    sqlite3_bind_int64(st, 11, id->status_updated_s);
+    sqlite3_bind_int(st, 12, id->iot_edge);
+    return db_exec(db, st);
+}
+
+static int row_delete(struct db *db, const struct identity *id)
+{
+    sqlite3_stmt *st = db_stmt(db, SQL_DELETE);
+    if (!st)
+        return ERR_IO;
+    sqlite3_bind_text(st, 1, id->device_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id->module_id, -1, SQLITE_STATIC);
+    return db_exec(db, st);
+}
+
+static size_t entry_size(const struct entry *e)
+{
+    size_t n = 1;
+    for (const struct entry *m = e->modules; m; m = m->mnext)
+        n++;
+    return n;
+}
+
+/* Commit hook: memory now follows the committed row. */
+static void change_commit(void *arg)
+{
+    struct change *c = arg;
+    struct registry *r = c->r;
+    if (c->kind == CHANGE_CREATE) {
+        r->pending -= entry_size(c->e);
+        r->pending_devices -= c->e->owner ? 0 : 1;
+        attach(r, c->e); /* room was reserved */
+    } else if (c->kind == CHANGE_UPDATE) {
+        struct identity old = c->e->id;
+        c->e->id = c->next;
+        identity_clear(&old);
     } else {
-        rc = json_object_set_new(o, "deviceId", json_string(id->device_id));
-        rc |= json_object_set_new(o, "iotEdge", json_boolean(id->iot_edge));
+        detach(r, c->e);
+        entry_free(c->e);
+    }
+    free(c);
+}
+
+/* Rollback hook (or a change that never reached the store): forget it. */
+static void change_rollback(void *arg)
+{
+    struct change *c = arg;
+    if (c->kind == CHANGE_CREATE) {
+        c->r->pending -= entry_size(c->e);
+        c->r->pending_devices -= c->e->owner ? 0 : 1;
+        entry_free(c->e);
+    } else if (c->kind == CHANGE_UPDATE) {
+        identity_clear(&c->next);
+    }
+    free(c);
+}
+
+/* Writes c's row in its own transaction (a savepoint inside an enclosing one) and hands c to the commit
+ * hooks. Takes c in every case: on failure it has been forgotten. */
+static int change_run(struct change *c)
+{
+    struct db *db = c->r->db;
+    int rc = db_begin(db);
+    if (!rc) {
+        if (c->kind == CHANGE_DELETE)
+            rc = row_delete(db, &c->e->id);
+        else
+            rc = row_write(db, c->kind == CHANGE_CREATE ? SQL_INSERT : SQL_UPDATE,
+                           c->kind == CHANGE_CREATE ? &c->e->id : &c->next);
+        if (!rc)
+            rc = db_defer(db, change_commit, change_rollback, c);
+        if (rc)
+            db_rollback(db);
     }
     if (rc) {
-        json_decref(o);
+        change_rollback(c);
+        return rc;
+    }
+    return db_commit(db); /* on failure the rollback hook forgot c */
+}
+
+static struct change *change_new(struct registry *r, enum change_kind kind, struct entry *e)
+{
+    struct change *c = calloc(1, sizeof *c);
+    if (c) {
+        c->r = r;
+        c->kind = kind;
+        c->e = e;
+    }
+    return c;
+}
+
+/* Reserves room for a new entry and makes its change (which then owns e); frees e on failure. */
+static struct change *change_new_create(struct registry *r, struct entry *e)
+{
+    struct change *c = change_new(r, CHANGE_CREATE, e);
+    if (!c || attach_reserve(r, e)) {
+        free(c);
+        entry_free(e);
         return NULL;
     }
-    return o;
+    r->pending += entry_size(e);
+    r->pending_devices += e->owner ? 0 : 1;
+    return c;
 }
 
-static json_t *device_file_json(const struct entry *dev)
+/* ---- loading from the store ---- */
+
+static const char *col_text(sqlite3_stmt *st, int i)
 {
-    json_t *o = identity_file_json(&dev->id);
-    json_t *mods = json_array();
-    if (!o || !mods || json_object_set(o, "modules", mods))
-        goto fail;
-    for (const struct entry *m = dev->modules; m; m = m->mnext) {
-        if (json_array_append_new(mods, identity_file_json(&m->id)))
-            goto fail;
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+/* Fills a new entry from the current row; ERR_MALFORMED (with why) for a row this build cannot use. */
+static int row_entry(sqlite3_stmt *st, struct entry **out, char *why, size_t whylen)
+{
+    const char *did = col_text(st, 0), *mid = col_text(st, 1), *pk = col_text(st, 2), *sk = col_text(st, 3);
+    const char *gen = col_text(st, 7);
+    *out = NULL;
+    if (!did || !registry_id_is_valid(did) || !mid || (*mid && !registry_id_is_valid(mid)) || !pk ||
+        !key_is_valid(pk) || !sk || !key_is_valid(sk) || !gen || !*gen || strlen(gen) >= sizeof(*out)->id.generation_id ||
+        sqlite3_column_int64(st, 8) < 0) {
+        set_err(why, whylen, "invalid row for '%s'%s%s", did ? did : "?", mid && *mid ? "/" : "", mid ? mid : "");
+        return ERR_MALFORMED;
     }
-    json_decref(mods);
-    return o;
-fail:
-    json_decref(mods);
-    json_decref(o);
-    return NULL;
-}
-
-static json_t *registry_file_json(const struct registry *r)
-{
-    json_t *root = json_object();
-    json_t *devs = json_array();
-    if (!root || !devs || json_object_set_new(root, "version", json_integer(REGISTRY_FILE_VERSION)) ||
-        json_object_set(root, "devices", devs))
-        goto fail;
-    for (size_t i = 0; i < r->ndevices; i++) {
-        if (json_array_append_new(devs, device_file_json(r->devices[i])))
-            goto fail;
+    struct entry *e = entry_new(did, mid);
+    if (!e)
+        return ERR_NOMEM;
+    e->id.enabled = sqlite3_column_int(st, 4) != 0;
+    e->id.version = (uint64_t)sqlite3_column_int64(st, 8);
+    e->id.status_updated_s = sqlite3_column_int64(st, 9);
+    e->id.iot_edge = !*mid && sqlite3_column_int(st, 10) != 0;
+    snprintf(e->id.generation_id, sizeof e->id.generation_id, "%s", gen);
+    if (dup_or_null(pk, &e->id.primary_key) || dup_or_null(sk, &e->id.secondary_key) ||
+        dup_or_null(col_text(st, 5), &e->id.status_reason) || (*mid && dup_or_null(col_text(st, 6), &e->id.managed_by))) {
+        entry_free(e);
+        return ERR_NOMEM;
     }
-    json_decref(devs);
-    return root;
-fail:
-    json_decref(devs);
-    json_decref(root);
-    return NULL;
+    *out = e;
+    return ERR_OK;
 }
 
-/* fsync of the directory holding path, so the rename itself is durable. Failure is only logged: the new
- * file is already in place and undoing the in-memory change would make memory and disk disagree. */
-static void fsync_parent_dir(const char *path)
+/* Loads every identity; rows come ordered by (device_id, module_id), so a device comes just before its
+ * modules and devices arrive in the sorted array's order. */
+static int registry_load_rows(struct registry *r, char *err, size_t errlen)
 {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (fd < 0 || fsync(fd) != 0)
-        log_warn("registry: cannot fsync directory %s: %s", dir ? dir : "?", strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    free(dir);
-}
-
-/* Writes root to path.tmp, fsyncs it and renames it over path. ERR_IO (logged) or ERR_NOMEM on failure. */
-static int write_atomic(const char *path, const json_t *root)
-{
-    size_t n = strlen(path) + sizeof ".tmp";
-    char *tmp = malloc(n);
-    FILE *f = NULL;
-    int fd = -1, rc = ERR_IO, saved = 0;
-    const char *step = "open";
-    if (!tmp)
-        return ERR_NOMEM;
-    snprintf(tmp, n, "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        goto out;
-    step = "write";
-    f = fdopen(fd, "w");
-    if (!f)
-        goto out;
-    fd = -1;
-    if (json_dumpf(root, f, JSON_COMPACT) != 0 || fflush(f) != 0 || fsync(fileno(f)) != 0)
-        goto out;
-    step = "close";
-    int closed = fclose(f);
-    f = NULL;
-    if (closed != 0)
-        goto out;
-    step = "rename";
-    if (rename(tmp, path) != 0)
-        goto out;
-    fsync_parent_dir(path);
-    rc = ERR_OK;
-out:
-    saved = errno;
-    if (rc)
-        log_error("registry: cannot %s %s: %s", step, tmp, strerror(saved));
-    if (f)
-        fclose(f);
-    if (fd >= 0)
-        close(fd);
-    if (rc && strcmp(step, "open") != 0)
-        unlink(tmp);
-    free(tmp);
-    return rc;
-}
-
-/* Persists the whole registry (no-op in memory). */
-static int registry_save(const struct registry *r)
-{
-    if (!r->path)
-        return ERR_OK;
-    json_t *root = registry_file_json(r);
-    if (!root)
-        return ERR_NOMEM;
-    int rc = write_atomic(r->path, root);
-    json_decref(root);
+    sqlite3_stmt *st = db_stmt(r->db, SQL_SELECT);
+    if (!st) {
+        set_err(err, errlen, "cannot read the identities from the store (see the log)");
+        return ERR_IO;
+    }
+    int rc = ERR_OK, step;
+    struct entry *dev = NULL;
+    char why[200] = "";
+    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct entry *e = NULL;
+        rc = row_entry(st, &e, why, sizeof why);
+        if (!rc && e->id.module_id[0]) {
+            if (!dev || strcmp(dev->id.device_id, e->id.device_id) != 0) {
+                set_err(why, sizeof why, "module '%s/%s' without its device", e->id.device_id, e->id.module_id);
+                rc = ERR_MALFORMED;
+            } else {
+                e->owner = dev;
+            }
+        }
+        if (!rc)
+            rc = attach_reserve(r, e);
+        if (rc) {
+            entry_free(e);
+            break;
+        }
+        attach(r, e);
+        if (!e->owner)
+            dev = e;
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = db_result(r->db, step, "read the identities");
+    sqlite3_reset(st);
+    if (rc == ERR_MALFORMED)
+        set_err(err, errlen, "the store holds an identity this emulator cannot use: %s", why);
+    else if (rc)
+        set_err(err, errlen, "cannot read the identities from the store: %s", err_str(rc));
     return rc;
 }
 
@@ -737,47 +874,143 @@ static int load_root(struct registry *r, json_t *root, char *err, size_t errlen)
     return ERR_OK;
 }
 
-/* Loads r->path; a missing file is an empty registry. */
-static int registry_load(struct registry *r, char *err, size_t errlen)
+/* fsync of the directory holding path, so a rename in it is durable. Failure is only logged. */
+static void fsync_parent_dir(const char *path)
 {
-    FILE *f = fopen(r->path, "re");
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (fd < 0 || fsync(fd) != 0)
+        log_warn("registry: cannot fsync directory %s: %s", dir ? dir : "?", strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    free(dir);
+}
+
+/* Parses a registry.json of release 0.1 into the scratch registry r (no store). */
+static int json_file_load(struct registry *r, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
     if (!f) {
-        if (errno == ENOENT)
-            return ERR_OK;
-        set_err(err, errlen, "%s: %s", r->path, strerror(errno));
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
         return ERR_IO;
     }
     json_error_t je;
     json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
     fclose(f);
     if (!root) {
-        set_err(err, errlen, "%s: corrupt registry file: line %d: %s", r->path, je.line, je.text);
+        set_err(err, errlen, "%s: corrupt registry file: line %d: %s", path, je.line, je.text);
         return ERR_MALFORMED;
     }
     char why[200] = "";
     int rc = load_root(r, root, why, sizeof why);
     json_decref(root);
     if (rc)
-        set_err(err, errlen, "%s: corrupt registry file: %s", r->path, why);
+        set_err(err, errlen, "%s: corrupt registry file: %s", path, why);
     return rc;
+}
+
+static struct registry *registry_alloc(struct db *db)
+{
+    struct registry *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->db = db;
+    r->nbuckets = REGISTRY_MIN_BUCKETS;
+    r->buckets = calloc(r->nbuckets, sizeof *r->buckets);
+    if (!r->buckets) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* True when db already has the row of id. */
+static bool row_exists(struct db *db, const struct identity *id)
+{
+    sqlite3_stmt *st = db_stmt(db, "SELECT 1 FROM identities WHERE device_id = ?1 AND module_id = ?2");
+    if (!st)
+        return false;
+    sqlite3_bind_text(st, 1, id->device_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id->module_id, -1, SQLITE_STATIC);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    return found;
+}
+
+/* Writes the parsed identities of src into db (one transaction, with the meta marker). */
+static int json_import_rows(struct db *db, const struct registry *src, const char *path, size_t *imported,
+                            size_t *kept)
+{
+    int rc = db_begin(db);
+    for (size_t i = 0; !rc && i < src->ndevices; i++) {
+        const struct entry *dev = src->devices[i];
+        if (row_exists(db, &dev->id)) {
+            log_warn("registry: import of %s: device '%s' is already in the store; keeping the store's", path,
+                     dev->id.device_id);
+            (*kept)++;
+            continue;
+        }
+        rc = row_write(db, SQL_INSERT, &dev->id);
+        for (const struct entry *m = dev->modules; !rc && m; m = m->mnext)
+            rc = row_write(db, SQL_INSERT, &m->id);
+        (*imported)++;
+    }
+    if (!rc)
+        rc = db_meta_set(db, REGISTRY_JSON_IMPORTED_KEY, path);
+    if (!rc)
+        return db_commit(db);
+    db_rollback(db);
+    return rc;
+}
+
+/* The one-time import of an older release's registry.json (see registry_new). */
+static int json_import(struct db *db, const char *path, char *err, size_t errlen)
+{
+    char done[16], dest[PATH_MAX];
+    if (access(path, F_OK) != 0)
+        return ERR_OK;
+    int rc = db_meta_get(db, REGISTRY_JSON_IMPORTED_KEY, done, sizeof done);
+    if (rc == ERR_NOT_FOUND) {
+        struct registry *src = registry_alloc(NULL);
+        size_t imported = 0, kept = 0;
+        rc = src ? json_file_load(src, path, err, errlen) : ERR_NOMEM;
+        if (!rc) {
+            rc = json_import_rows(db, src, path, &imported, &kept);
+            if (rc)
+                set_err(err, errlen, "cannot import %s into the store (see the log)", path);
+        }
+        registry_free(src);
+        if (rc)
+            return rc;
+        log_info("registry: imported %zu devices from %s into the store%s", imported, path,
+                 kept ? " (some ids were already there; see above)" : "");
+    } else if (rc) {
+        set_err(err, errlen, "cannot read the store's meta table (see the log)");
+        return rc;
+    } else {
+        log_warn("registry: %s was imported before; renaming it now", path);
+    }
+    snprintf(dest, sizeof dest, "%s.imported", path);
+    if (rename(path, dest) != 0)
+        log_warn("registry: cannot rename %s to %s: %s (it will not be imported again)", path, dest, strerror(errno));
+    else
+        fsync_parent_dir(path);
+    return ERR_OK;
 }
 
 /* ---- lifetime and lookups ---- */
 
-struct registry *registry_new(const char *path, char *err, size_t errlen)
+struct registry *registry_new(struct db *db, const char *import_json, char *err, size_t errlen)
 {
-    int rc = ERR_NOMEM;
     set_err(err, errlen, "%s", "");
-    struct registry *r = calloc(1, sizeof *r);
-    if (!r)
-        goto out;
-    r->nbuckets = REGISTRY_MIN_BUCKETS;
-    r->buckets = calloc(r->nbuckets, sizeof *r->buckets);
-    r->path = path ? strdup(path) : NULL;
-    if (!r->buckets || (path && !r->path))
-        goto out;
-    rc = path ? registry_load(r, err, errlen) : ERR_OK;
-out:
+    int rc = db_migrate(db, &registry_db_schema, err, errlen);
+    if (!rc && import_json)
+        rc = json_import(db, import_json, err, errlen);
+    if (rc)
+        return NULL;
+    struct registry *r = registry_alloc(db);
+    rc = r ? registry_load_rows(r, err, errlen) : ERR_NOMEM;
     if (rc == ERR_NOMEM)
         set_err(err, errlen, "out of memory");
     if (rc) {
@@ -795,8 +1028,12 @@ void registry_free(struct registry *r)
         entry_free(r->devices[i]);
     free(r->devices);
     free(r->buckets);
-    free(r->path);
     free(r);
+}
+
+struct db *registry_db(const struct registry *r)
+{
+    return r->db;
 }
 
 const struct identity *registry_find(const struct registry *r, const char *device_id, const char *module_id)
@@ -952,15 +1189,19 @@ static int put_check(const char *device_id, const char *module_id, const json_t 
 
 static void set_io_err(int rc, char *err, size_t errlen)
 {
-    set_err(err, errlen, "%s", rc == ERR_IO ? "cannot persist the registry (see the log)" : err_str(rc));
+    set_err(err, errlen, "%s",
+            rc == ERR_IO ? "the store cannot save the change (disk full or read-only data dir? see the log)"
+                         : err_str(rc));
 }
 
-/* Creates and persists a new identity; dev is its device for a module (NULL for a device). */
+/* Creates a new identity and commits it; dev is its device for a module (NULL for a device). *out is the
+ * entry once it is in memory (NULL inside an enclosing transaction). */
 static int put_create(struct registry *r, struct entry *dev, const char *device_id, const char *module_id,
                       const struct put_spec *spec, struct entry **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct entry *e = entry_new(device_id, module_id);
+    struct change *c = NULL;
     int rc = e ? ERR_OK : ERR_NOMEM;
     if (!rc)
         rc = generation_id_new(e->id.generation_id, sizeof e->id.generation_id);
@@ -968,48 +1209,37 @@ static int put_create(struct registry *r, struct entry *dev, const char *device_
         rc = identity_apply(&e->id, spec, 0); /* statusUpdatedTime stays "never" */
     if (!rc) {
         e->owner = *module_id ? dev : NULL;
-        rc = attach_reserve(r, e);
+        c = change_new_create(r, e); /* owns e from here on, also on failure */
+        e = NULL;
+        rc = c ? change_run(c) : ERR_NOMEM;
     }
-    if (!rc) {
-        attach(r, e);
-        rc = registry_save(r);
-        if (rc)
-            detach(r, e);
-    }
+    entry_free(e);
     if (rc) {
         set_io_err(rc, err, errlen);
-        entry_free(e);
         return rc;
     }
-    *out = e;
+    if (!db_in_transaction(r->db))
+        *out = table_find(r, device_id, module_id);
     return ERR_OK;
 }
 
-/* Applies spec to e, bumps its version and persists; on failure e is unchanged. */
+/* Applies spec to a copy of e, bumps its version and commits it; on failure e is unchanged. */
 static int put_update(struct registry *r, struct entry *e, const struct put_spec *spec, char *err, size_t errlen)
 {
-    struct identity next, old;
-    int rc = identity_copy(&next, &e->id);
-    if (!rc) {
-        rc = identity_apply(&next, spec, (int64_t)time(NULL));
+    struct change *c = change_new(r, CHANGE_UPDATE, e);
+    int rc = c ? identity_copy(&c->next, &e->id) : ERR_NOMEM;
+    if (rc) {
+        free(c);
+    } else {
+        rc = identity_apply(&c->next, spec, (int64_t)time(NULL));
+        c->next.version++;
         if (rc)
-            identity_clear(&next);
+            change_rollback(c);
+        else
+            rc = change_run(c);
     }
-    if (rc) {
+    if (rc)
         set_io_err(rc, err, errlen);
-        return rc;
-    }
-    next.version++;
-    old = e->id;
-    e->id = next;
-    rc = registry_save(r);
-    if (rc) {
-        next = e->id;
-        e->id = old;
-        old = next;
-        set_io_err(rc, err, errlen);
-    }
-    identity_clear(&old);
     return rc;
 }
 
@@ -1050,8 +1280,8 @@ int registry_put(struct registry *r, const char *device_id, const char *module_i
         rc = put_create(r, dev, device_id, module_id, &spec, &e, err, errlen);
         *created = rc == ERR_OK;
     }
-    if (!rc)
-        *out = &e->id;
+    if (!rc && !db_in_transaction(r->db))
+        *out = &table_find(r, device_id, module_id)->id;
     return rc;
 }
 
@@ -1064,14 +1294,8 @@ int registry_delete(struct registry *r, const char *device_id, const char *modul
         return ERR_NOT_FOUND;
     if (if_match && *if_match && !if_match_is_ok(&e->id, if_match))
         return ERR_PRECONDITION;
-    detach(r, e);
-    int rc = registry_save(r);
-    if (rc) {
-        attach(r, e); /* cannot fail: detach left the room */
-        return rc;
-    }
-    entry_free(e);
-    return ERR_OK;
+    struct change *c = change_new(r, CHANGE_DELETE, e);
+    return c ? change_run(c) : ERR_NOMEM;
 }
 
 int registry_ensure_device(struct registry *r, const char *device_id, const char *primary_key,

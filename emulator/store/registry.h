@@ -1,7 +1,7 @@
 /* registry.h -- the identity registry: devices and modules with symmetric keys, status, etag and generation id,
  * live presence (connectionState and times), and the JSON shapes the hub's REST API returns
- * (iothub-protocol.md §5). Persisted as one JSON file (jansson) written to a temp file, fsynced and renamed,
- * so a crash leaves the old or the new registry, never a broken one. Presence is not persisted.
+ * (iothub-protocol.md §5). In memory for every lookup; persisted in the store (db.h, table identities), one
+ * small transaction per change, committed before the change is reported. Presence is not persisted.
  * Tests: tests/unit/test_registry.c. */
 #ifndef IOTHUB_REGISTRY_H
 #define IOTHUB_REGISTRY_H
@@ -11,7 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "db.h"
+
 #define REGISTRY_MAX_ID 128
+#define REGISTRY_JSON_IMPORTED_KEY "registry_json_imported" /* db meta key set by the one-time import */
 
 struct registry;
 
@@ -34,11 +37,17 @@ struct identity {
     int64_t last_activity_s;
 };
 
-/* Opens the registry persisted at path (created on first save; parent directory must exist), or an
- * in-memory one when path is NULL. Returns NULL on failure with a one-line reason in err (unreadable or
- * corrupt file: the file is left untouched). */
-struct registry *registry_new(const char *path, char *err, size_t errlen);
+/* Loads the registry from db (which it uses, not owns: close db after registry_free). When import_json names
+ * an existing registry.json of an older release, it is imported first, once: its identities are written to
+ * db in one transaction (ids already in db are kept and logged), the import is marked in db's meta, and the
+ * file is renamed to <import_json>.imported. Returns NULL on failure with a one-line reason in err (corrupt
+ * registry.json or rows: the files are left untouched). */
+struct registry *registry_new(struct db *db, const char *import_json, char *err, size_t errlen);
 void registry_free(struct registry *r);
+/* The registry's tables (db_migrate; registry_new applies them). */
+const struct db_schema *registry_schema(void);
+/* The store the registry writes to (for callers that group several changes in one db_begin/db_commit). */
+struct db *registry_db(const struct registry *r);
 
 /* module_id NULL or "" looks up a device. Returns NULL when absent. O(1). */
 const struct identity *registry_find(const struct registry *r, const char *device_id, const char *module_id);
@@ -54,11 +63,13 @@ bool registry_id_is_valid(const char *id);
  * differs from the path id, an invalid id, a key that is not base64, an authentication type other than
  * "sas", or a status other than enabled/disabled is ERR_INVALID with a message in err. A module whose
  * device does not exist is ERR_NOT_FOUND. On ERR_OK *out points at the stored identity and *created says
- * which it was; the change is persisted before returning (ERR_IO if that fails; the change is undone). */
+ * which it was; the change is committed to the store before returning (ERR_IO, logged, if that fails; nothing
+ * changed). Inside an enclosing db transaction the change shows in memory only once that commits (then *out
+ * is NULL); change each identity at most once per enclosing transaction. */
 int registry_put(struct registry *r, const char *device_id, const char *module_id, const json_t *body,
                  const char *if_match, const struct identity **out, bool *created, char *err, size_t errlen);
 /* Deletes a device (with its modules) or a module. if_match as above (NULL or "*" = unconditional).
- * Returns ERR_OK, ERR_NOT_FOUND, ERR_PRECONDITION or ERR_IO. */
+ * Returns ERR_OK, ERR_NOT_FOUND, ERR_PRECONDITION or ERR_IO. Transactions as for registry_put. */
 int registry_delete(struct registry *r, const char *device_id, const char *module_id, const char *if_match);
 /* Adds a device with the given keys if it does not exist (the well-known device1 at start). */
 int registry_ensure_device(struct registry *r, const char *device_id, const char *primary_key,

@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "c2d.h"
 #include "conn.h"
+#include "db.h"
 #include "err.h"
 #include "frames.h"
 #include "log.h"
@@ -87,7 +88,7 @@ static void init_once(void)
     const char *hosts[] = {"localhost"};
     log_set_level(LOG_LEVEL_ERROR);
     F.loop = loop_new();
-    F.reg = registry_new(NULL, err, sizeof err);
+    F.reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err); /* lives for the process */
     F.auth = auth_new(hosts, 1, OWNER_KEY);
     CHECK(F.loop && F.reg && F.auth);
     CHECK(registry_ensure_device(F.reg, "device1", KEY1, KEY1) == ERR_OK);

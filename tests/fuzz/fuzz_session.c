@@ -21,6 +21,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "conn.h"
+#include "db.h"
 #include "err.h"
 #include "hub.h"
 #include "log.h"
@@ -57,6 +58,11 @@ int conn_send(struct conn *c, const uint8_t *data, size_t len)
 void conn_close(struct conn *c, const char *reason)
 {
     c->closed = true;
+}
+
+void conn_abort(struct conn *c, const char *reason)
+{
+    conn_close(c, reason);
 }
 
 void conn_established(struct conn *c)
@@ -117,7 +123,7 @@ static void env_init(void)
     const char *hosts[] = {"localhost"};
     log_set_level(LOG_LEVEL_ERROR);
     E.loop = loop_new();
-    E.reg = registry_new(NULL, err, sizeof err);
+    E.reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err);
     E.auth = auth_new(hosts, 1, OWNER_KEY);
     E.hub = E.loop && E.reg ? hub_new(E.loop, E.reg) : NULL;
     E.telemetry = telemetry_new(64, 1u << 20);

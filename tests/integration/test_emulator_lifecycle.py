@@ -60,6 +60,7 @@ class LifecycleTest(unittest.TestCase):
         with Emulator(extra_args=["--in-memory"]) as emu:
             self.assertEqual(emu.create_device("gone")[0], 200)
             self.assertFalse(os.path.exists(os.path.join(emu.data_dir, "registry.json")))
+            self.assertFalse(os.path.exists(os.path.join(emu.data_dir, "iothub.db")))
 
     def test_sigterm_answers_pending_calls_503_and_exits_0(self):
         with Emulator() as emu:

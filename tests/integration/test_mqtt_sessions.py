@@ -4,7 +4,7 @@ each feature's topic once, and never subscribes again after a reconnect (iothub-
 itself is not installable here, so its bytes are reproduced by hand (RawDevice: its CONNECT flags, username and
 token form, its SUBSCRIBE at QoS 1), and paho stands in for the generic client. Also covered: CleanSession 1
 discards the session, takeover keeps it for the newcomer, a device's session is not its module's, deleting the
-identity deletes its session, and sessions survive an emulator restart."""
+identity deletes its session, and sessions survive an emulator restart (SIGTERM and kill -9)."""
 
 import json
 import socket
@@ -191,6 +191,39 @@ class SessionTest(unittest.TestCase):
         self.assertEqual(self.emu.rest("GET", "/health")[2]["methodListeners"], 0)
         dev.connect(clean=False)
         self.assertEqual(self.emu.rest("GET", "/health")[2]["methodListeners"], 1)
+
+    def restarted(self, sig):
+        """Stops the emulator with sig and starts a new one on the same data dir (new ports)."""
+        self.emu.stop(sig=sig)
+        again = Emulator(data_dir=self.emu.data_dir)
+        again.tmp = self.emu.tmp
+        self.emu = again.start()
+        return again
+
+    def test_the_session_survives_an_emulator_restart(self):
+        for sig in (15, 9):  # SIGTERM, then kill -9: the SUBACK went out only after the session was stored
+            with self.subTest(signal=sig):
+                dev = RawDevice(self.emu)
+                dev.connect(clean=False)
+                self.assertEqual(dev.subscribe(METHODS, qos=1), [1])
+                self.restarted(sig)
+                dev.emu = self.emu
+                self.assertEqual(dev.connect(clean=False), (1, 0))
+                self.call_is_answered_by(dev)
+                dev.disconnect()
+
+    def test_clean_session_after_a_restart_still_discards(self):
+        dev = RawDevice(self.emu)
+        dev.connect(clean=False)
+        dev.subscribe(METHODS)
+        self.restarted(15)
+        dev.emu = self.emu
+        self.assertEqual(dev.connect(clean=True), (0, 0))
+        self.assert_not_online()
+        dev.disconnect()
+        self.restarted(15)
+        dev.emu = self.emu
+        self.assertEqual(dev.connect(clean=False), (0, 0))
 
     # ---- CleanSession 1 ----
     def test_clean_session_discards_the_kept_session(self):

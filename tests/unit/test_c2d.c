@@ -14,6 +14,7 @@
 #include "device_link.h"
 #include "err.h"
 #include "log.h"
+#include "db.h"
 #include "registry.h"
 
 #define KEY1 "Tc/X59hc3Kt9ikEaEGbTRksJ9ytldhgIQObKbDwY4VM="
@@ -69,7 +70,7 @@ static int setup(void **state)
 {
     char err[128];
     log_set_level(LOG_LEVEL_ERROR);
-    reg = registry_new(NULL, err, sizeof err);
+    reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err); /* store API from main */
     assert_int_equal(registry_ensure_device(reg, "dev-1", KEY1, KEY1), ERR_OK);
     assert_int_equal(registry_ensure_device(reg, "dev2", KEY1, KEY1), ERR_OK);
     return 0;
@@ -77,7 +78,9 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+    struct db *reg_db = reg ? registry_db(reg) : NULL;
     registry_free(reg);
+    db_close(reg_db);
     return 0;
 }
 

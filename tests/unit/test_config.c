@@ -107,6 +107,8 @@ static void defaults(void **state)
     assert_int_equal(c.connect_timeout_s, 30);
     assert_int_equal(c.token_skew_s, 0);
     assert_int_equal(c.telemetry_log, 1000);
+    assert_false(c.no_fault_injection);
+    assert_null(c.throttle);
     config_cleanup(&c);
     assert_null(c.hostnames);
     config_cleanup(&c); /* twice is fine */
@@ -379,10 +381,23 @@ static void help_and_version(void **state)
     free(text);
 }
 
+static void fault_flags(void **state)
+{
+    struct config c;
+    assert_int_equal(parse(&c, "--no-fault-injection", "--throttle", "S1", NULL), ERR_OK);
+    assert_true(c.no_fault_injection);
+    assert_string_equal(c.throttle, "S1");
+    config_cleanup(&c);
+    assert_int_equal(parse(&c, "--throttle=off", NULL), ERR_OK);
+    config_cleanup(&c);
+    expect_invalid("--throttle: 's9' is not a tier", "--throttle", "s9", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(defaults, setup),
+        cmocka_unit_test_setup(fault_flags, setup),
         cmocka_unit_test_setup(every_flag_separate_value, setup),
         cmocka_unit_test_setup(every_flag_equals_value, setup),
         cmocka_unit_test_setup(environment, setup),

@@ -30,6 +30,7 @@
 
 #include "auth.h"
 #include "certs.h"
+#include "db.h"
 #include "err.h"
 #include "hub.h"
 #include "log.h"
@@ -197,7 +198,7 @@ static int setup(void **state)
     char err[256];
     const char *hosts[] = {"localhost"};
     E.loop = loop_new();
-    E.reg = registry_new(NULL, err, sizeof err);
+    E.reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err);
     E.auth = auth_new(hosts, 1, OWNER_KEY);
     E.hub = hub_new(E.loop, E.reg);
     assert_non_null(E.hub);
@@ -234,7 +235,9 @@ static int teardown(void **state)
     close(E.wake[1]);
     loop_free(E.loop);
     auth_free(E.auth);
+    struct db *reg_db = registry_db(E.reg);
     registry_free(E.reg);
+    db_close(reg_db);
     if (E.reused_fd >= 0)
         close(E.reused_fd);
     return 0;

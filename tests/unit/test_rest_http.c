@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "db.h"
 #include "err.h"
 #include "hub.h"
 #include "log.h"
@@ -190,7 +191,7 @@ static int setup(void **state)
     log_set_level(getenv("TEST_DEBUG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     E.loop = loop_new();
-    E.reg = registry_new(NULL, err, sizeof err);
+    E.reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err);
     assert_non_null(E.reg);
     assert_int_equal(registry_ensure_device(E.reg, "device1", DEV_KEY, NULL), ERR_OK);
     assert_int_equal(registry_ensure_device(E.reg, "device2", DEV_KEY, NULL), ERR_OK);
@@ -230,7 +231,9 @@ static int teardown(void **state)
     rest_free(E.rest);
     hub_free(E.hub);
     auth_free(E.auth);
+    struct db *reg_db = registry_db(E.reg);
     registry_free(E.reg);
+    db_close(reg_db);
     loop_del_fd(E.loop, E.cmd[0]);
     loop_free(E.loop);
     close(E.cmd[0]);
@@ -595,6 +598,53 @@ static void registry_devices(void **state)
     resp_free(&r);
     http("PUT", "/devices/other?" API, "{\"deviceId\":\"different\"}", rw, &r);
     assert_envelope_a(&r, 400, "ArgumentInvalid", NULL);
+    resp_free(&r);
+    free(rw);
+}
+
+/* POST /devices, the bulk registry operation: its answers at the HTTP level (the items: test_bulk.c). */
+static void registry_bulk(void **state)
+{
+    struct resp r;
+    char *rw = token(RRW_KEY, "registryReadWrite");
+    http("POST", "/devices?" API, "[{\"id\":\"bulk-a\",\"importMode\":\"create\"},{\"id\":\"bulk-b\"}]", rw, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.ctype, "application/json; charset=utf-8");
+    assert_string_equal(r.body, "{\"isSuccessful\":true,\"errors\":[],\"warnings\":[]}");
+    resp_free(&r);
+    http("GET", "/devices/bulk-b?" API, NULL, rw, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http("POST", "/devices?" API, "[{\"id\":\"bulk-a\",\"importMode\":\"create\"},{\"id\":\"bulk-c\"}]", rw, &r);
+    assert_int_equal(r.status, 400); /* one failed item: the result, the other item applied */
+    json_t *j = json_loads(r.body, 0, NULL);
+    assert_false(json_is_true(json_object_get(j, "isSuccessful")));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(j, "errors"), 0),
+                                                          "errorCode")), "DeviceAlreadyExists");
+    json_decref(j);
+    resp_free(&r);
+    http("DELETE", "/devices/bulk-c?" API, NULL, rw, &r);
+    assert_int_equal(r.status, 204);
+    resp_free(&r);
+    http("POST", "/devices?" API, "[{\"id\":\"x\"},{\"id\":\"x\"}]", rw, &r);
+    assert_envelope_a(&r, 400, "ArgumentInvalid", "device 'x' appears more than once in the request");
+    resp_free(&r);
+    http("POST", "/devices?" API, "[{\"id\":", rw, &r);
+    assert_envelope_a(&r, 400, "IotHubFormatError", "The request body is not JSON.");
+    resp_free(&r);
+    http("POST", "/devices?" API, "[]", NULL, &r);
+    assert_int_equal(r.status, 401);
+    resp_free(&r);
+    http("PUT", "/devices?" API, "[]", rw, &r);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(r.allow, "GET, POST");
+    resp_free(&r);
+    http("POST", "/devices?" API, "[{\"id\":\"bulk-a\",\"importMode\":\"delete\"},"
+         "{\"id\":\"bulk-b\",\"importMode\":\"Delete\"}]", rw, &r); /* and leave the registry as it was */
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http("GET", "/devices/bulk-a?" API, NULL, rw, &r);
+    assert_int_equal(r.status, 404);
     resp_free(&r);
     free(rw);
 }
@@ -964,7 +1014,7 @@ static void free_with_waiting_call(void **state)
 {
     char err[128];
     struct loop *l = loop_new();
-    struct registry *reg = registry_new(NULL, err, sizeof err);
+    struct registry *reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err);
     assert_int_equal(registry_ensure_device(reg, "lonely", DEV_KEY, NULL), ERR_OK);
     struct hub *h = hub_new(l, reg);
     struct rest_config cfg = {.loop = l, .hub = h, .reg = reg, .auth = E.auth, .http_port = -1};
@@ -993,7 +1043,9 @@ static void free_with_waiting_call(void **state)
     assert_int_equal(read(fd, buf, sizeof buf), 0); /* closed without an answer */
     close(fd);
     hub_free(h);
+    struct db *reg_db = registry_db(reg);
     registry_free(reg);
+    db_close(reg_db);
     loop_free(l);
 }
 
@@ -1041,6 +1093,7 @@ int main(void)
         cmocka_unit_test(authorization),
         cmocka_unit_test(authorization_cache),
         cmocka_unit_test(registry_devices),
+        cmocka_unit_test(registry_bulk),
         cmocka_unit_test(registry_reads_and_delete),
         cmocka_unit_test(registry_encoded_ids_and_modules),
         cmocka_unit_test(registry_disable_and_delete_disconnect),

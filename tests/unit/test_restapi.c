@@ -158,6 +158,9 @@ static void allowed_methods(void **state)
     assert_true(restapi_route_allows(RESTAPI_ROUTE_DEVICE, "PUT"));
     assert_true(restapi_route_allows(RESTAPI_ROUTE_DEVICE, "DELETE"));
     assert_false(restapi_route_allows(RESTAPI_ROUTE_DEVICE, "POST"));
+    assert_true(restapi_route_allows(RESTAPI_ROUTE_DEVICES, "GET"));
+    assert_true(restapi_route_allows(RESTAPI_ROUTE_DEVICES, "POST"));
+    assert_false(restapi_route_allows(RESTAPI_ROUTE_DEVICES, "PUT"));
     assert_false(restapi_route_allows(RESTAPI_ROUTE_DEVICE, "DEL"));
     assert_true(restapi_route_allows(RESTAPI_ROUTE_DEVICES, "GET"));
     assert_false(restapi_route_allows(RESTAPI_ROUTE_DEVICES, "PUT"));

@@ -18,6 +18,7 @@
 
 #include "auth.h"
 #include "conn.h"
+#include "db.h"
 #include "err.h"
 #include "hub.h"
 #include "log.h"
@@ -57,6 +58,11 @@ void conn_close(struct conn *c, const char *reason)
         return;
     c->closed = true;
     snprintf(c->reason, sizeof c->reason, "%s", reason);
+}
+
+void conn_abort(struct conn *c, const char *reason)
+{
+    conn_close(c, reason);
 }
 
 void conn_established(struct conn *c)
@@ -111,7 +117,7 @@ static int setup(void **state)
     const char *hosts[] = {"localhost"};
     log_set_level(LOG_LEVEL_ERROR);
     E.loop = loop_new();
-    E.reg = registry_new(NULL, err, sizeof err);
+    E.reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err);
     E.auth = auth_new(hosts, 1, OWNER_KEY);
     E.hub = hub_new(E.loop, E.reg);
     E.telemetry = telemetry_new(100, 1u << 20);
@@ -132,7 +138,9 @@ static int teardown(void **state)
     telemetry_free(E.telemetry);
     loop_free(E.loop);
     auth_free(E.auth);
+    struct db *reg_db = registry_db(E.reg);
     registry_free(E.reg);
+    db_close(reg_db);
     return 0;
 }
 

@@ -37,7 +37,12 @@ class Emulator {
   }
 
   async start({ freshRegistry = true } = {}) {
-    if (freshRegistry) fs.rmSync(path.join(this.dataDir, 'registry.json'), { force: true });
+    if (freshRegistry) {
+      // The store (iothub.db with its WAL files), and a registry.json an older release may have left.
+      for (const f of ['iothub.db', 'iothub.db-wal', 'iothub.db-shm', 'registry.json']) {
+        fs.rmSync(path.join(this.dataDir, f), { force: true });
+      }
+    }
     this.mqttPort = this.mqttPort || (await freePort());
     this.httpPort = this.httpPort || (await freePort());
     const args = ['--bind', '127.0.0.1', ...(this.hostname ? ['--hostname', this.hostname] : []),
