@@ -5,7 +5,8 @@
  * (com.microsoft:epoch, amqp:link:stolen), runtime metrics in delivery annotations, and the IoT Hub-host
  * redirect (messages/events/... detached with amqp:link:redirect). Token checks are ehauth.h; amqp.c keeps
  * SASL, $cbs and the claims, and hands this module the links it does not serve itself through the
- * eventhub_conn_* hooks. Single-threaded. Tests: tests/integration/eventhub_*.test.js, test_eventhub.py. */
+ * eventhub_conn_* hooks. Single-threaded. Tests: tests/integration/eventhub.test.js (Node), test_eventhub.py
+ * (Python); fuzz: tests/fuzz/fuzz_amqp.c (the whole front), fuzz_ehfilter.c. */
 #ifndef IOTHUB_EVENTHUB_H
 #define IOTHUB_EVENTHUB_H
 
