@@ -2,7 +2,8 @@
 azure.eventhub.EventHubConsumerClient (5.11, pyamqp), unmodified, over TLS on 5671 with the dev CA as
 connection_verify: hub and partition properties, and the events a device sent (our iothub-device, and a raw
 MQTT publish with a property bag through python3-paho-mqtt) with body, application and system properties,
-sequence numbers and offsets; receiving from a sequence number; and the same over AMQP on WebSocket (:443). Python's client always uses port 5671, so
+sequence numbers and offsets; receiving from a sequence number; the same over AMQP on WebSocket (:443); and telemetry a device POSTs over
+HTTPS. Python's client always uses port 5671, so
 this runs in its own network namespace when it can (as run_node_test.py does); it skips itself (exit 77)
 when azure.eventhub is missing or 5671 cannot be had."""
 
@@ -19,7 +20,6 @@ import unittest
 import urllib.parse
 
 from run_node_test import enter_own_network_namespace
-
 if __name__ == "__main__":
     enter_own_network_namespace()
 
@@ -143,6 +143,23 @@ class EventHubPython(unittest.TestCase):
             3, starting_position="-1")
         self.assertEqual(len(got), 3)
         self.assertEqual(got[0][1].system_properties[b"iothub-connection-device-id"], b"device1")
+
+
+    def test_4_https_device_telemetry(self):
+        """A device's POST /devices/{id}/messages/events (the HTTPS transport) lands in the same log."""
+        status, _, _ = self.emu.rest("POST", "/devices/device1/messages/events?api-version=2020-09-30",
+                                     body=b"over https", token=self.emu.device_token(),
+                                     headers={"iothub-app-color": "green", "iothub-messageid": "h-1"})
+        self.assertEqual(status, 204)
+        got = receive(self.client(), 4, starting_position="-1")
+        self.assertEqual(len(got), 4)
+        last = got[3][1]
+        self.assertEqual(last.body_as_str(), "over https")
+        # header names are case-insensitive (urllib sends "Iothub-app-color"); the name's case is the HTTP
+        # front's business, the value must arrive
+        self.assertEqual({k.lower(): v for k, v in last.properties.items()}, {b"color": b"green"})
+        self.assertEqual(last.message_id, "h-1")
+        self.assertEqual(last.system_properties[b"iothub-connection-device-id"], b"device1")
 
 
 if __name__ == "__main__":
