@@ -14,8 +14,8 @@ ARG BUILD_PACKAGES="\
     libmicrohttpd-dev \
     libmosquitto-dev \
     libcurl4-openssl-dev \
-    libqpid-proton11-dev \
     libsqlite3-dev \
+    libqpid-proton11-dev \
     "
 RUN apt-get update \
  && apt-get install -y --no-install-recommends $BUILD_PACKAGES \

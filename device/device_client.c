@@ -32,6 +32,8 @@
 #include "log.h"
 #include "login.h"
 #include "method_topic.h"
+#include "twin_topic.h"
+#include "jsoncheck.h"
 #include "sas.h"
 
 #define DEFAULT_TLS_PORT 8883
@@ -57,9 +59,16 @@ enum phase {
     PHASE_DEAD,       /* terminal failure reported */
 };
 
-/* A request copied out of libmosquitto's on_message, dispatched by the run loop. */
+/* What a queued message is. */
+enum call_kind { CALL_METHOD, CALL_DESIRED, CALL_TWIN_RESPONSE };
+
+/* A message copied out of libmosquitto's on_message (a method request, a desired patch or a twin response),
+ * dispatched by the run loop. */
 struct call {
     struct call *next;
+    enum call_kind kind;
+    int status;      /* CALL_TWIN_RESPONSE */
+    int64_t version; /* CALL_DESIRED, CALL_TWIN_RESPONSE; -1 when absent */
     char *name;
     char *rid;
     uint8_t *payload;
@@ -117,6 +126,7 @@ struct device_client {
     struct answer *answers;
     struct answer **answers_tail;
     int wake[2];            /* self-pipe: stop() and respond() write, the run loop polls */
+    atomic_uint report_counter; /* rids of reported-properties patches */
     atomic_int stop;
     uint64_t rng;
     struct device_client_event last;
@@ -259,14 +269,16 @@ static void call_free(struct call *k)
     free(k);
 }
 
-static struct call *call_new(const struct method_topic_request *req, const void *payload, int len)
+static struct call *call_new(const char *name, size_t name_len, const char *rid, size_t rid_len,
+                             const void *payload, int len)
 {
     struct call *k = calloc(1, sizeof *k);
     if (!k)
         return NULL;
     size_t n = len > 0 ? (size_t)len : 0;
-    k->name = strndup(req->name, req->name_len);
-    k->rid = strndup(req->rid, req->rid_len);
+    k->version = -1;
+    k->name = strndup(name, name_len);
+    k->rid = strndup(rid, rid_len);
     k->payload = malloc(n + 1);
     if (!k->name || !k->rid || !k->payload) {
         call_free(k);
@@ -282,14 +294,30 @@ static struct call *call_new(const struct method_topic_request *req, const void 
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg)
 {
     struct device_client *c = obj;
+    size_t tlen = strlen(msg->topic);
     struct method_topic_request req;
-    if (method_topic_parse(msg->topic, strlen(msg->topic), &req)) {
-        log_warn("device: ignoring a message on an unexpected topic (%zu bytes)", strlen(msg->topic));
+    struct twin_topic_response res;
+    int64_t version = -1;
+    struct call *k = NULL;
+    if (method_topic_parse(msg->topic, tlen, &req) == ERR_OK) {
+        k = call_new(req.name, req.name_len, req.rid, req.rid_len, msg->payload, msg->payloadlen);
+    } else if (twin_topic_parse_desired(msg->topic, tlen, &version) == ERR_OK) {
+        if ((k = call_new("", 0, "", 0, msg->payload, msg->payloadlen))) {
+            k->kind = CALL_DESIRED;
+            k->version = version;
+        }
+    } else if (twin_topic_parse_response(msg->topic, tlen, &res) == ERR_OK) {
+        if ((k = call_new("", 0, res.rid, res.rid_len, msg->payload, msg->payloadlen))) {
+            k->kind = CALL_TWIN_RESPONSE;
+            k->status = res.status;
+            k->version = res.version;
+        }
+    } else {
+        log_warn("device: ignoring a message on an unexpected topic (%zu bytes)", tlen);
         return;
     }
-    struct call *k = call_new(&req, msg->payload, msg->payloadlen);
     if (!k) {
-        log_error("device: out of memory; method request dropped");
+        log_error("device: out of memory; a message from the hub was dropped");
         return;
     }
     *c->calls_tail = k;
@@ -500,7 +528,8 @@ static void advance_handshake(struct device_client *c)
 {
     if (c->at.connack == 0 && c->at.sub_mid == 0) {
         int mid = 0;
-        int rc = mosquitto_subscribe(c->mosq, &mid, METHOD_TOPIC_SUBSCRIBE, 0);
+        char *const topics[] = {METHOD_TOPIC_SUBSCRIBE, TWIN_TOPIC_RESPONSES, TWIN_TOPIC_DESIRED};
+        int rc = mosquitto_subscribe_multiple(c->mosq, &mid, c->opt.twin ? 3 : 1, topics, 0, 0, NULL);
         if (rc) {
             abandon(c, DEVICE_CLIENT_REASON_PROTOCOL, mosquitto_strerror(rc));
             return;
@@ -681,8 +710,26 @@ static void answer_call(struct device_client *c, const struct call *k, int statu
     buf_cleanup(&topic);
 }
 
+static void dispatch_twin(struct device_client *c, const struct call *k)
+{
+    if (k->kind == CALL_DESIRED) {
+        log_debug("device: desired patch $version %lld (%zu bytes)", (long long)k->version, k->payload_len);
+        struct device_client_desired d = {(const char *)k->payload, k->payload_len, k->version};
+        if (c->opt.on_desired)
+            c->opt.on_desired(c->opt.desired_ctx, &d);
+        return;
+    }
+    log_debug("device: twin response %d for rid %s", k->status, k->rid);
+    if (c->opt.on_reported)
+        c->opt.on_reported(c->opt.reported_ctx, k->rid, k->status, k->version, (const char *)k->payload);
+}
+
 static void dispatch_one(struct device_client *c, const struct call *k)
 {
+    if (k->kind != CALL_METHOD) {
+        dispatch_twin(c, k);
+        return;
+    }
     int status = 200;
     char *response = NULL;
     enum device_client_answer how = DEVICE_CLIENT_ANSWER_NOW;
@@ -793,6 +840,40 @@ int device_client_send_event(struct device_client *c, const char *prop_bag, cons
     return ERR_OK;
 }
 
+int device_client_report(struct device_client *c, const char *json, size_t len, char *rid)
+{
+    if (!c || !json || !jsoncheck_is_valid(json, len) || len > MAX_BODY)
+        return ERR_INVALID;
+    char id[24];
+    snprintf(id, sizeof id, "r%u", atomic_fetch_add(&c->report_counter, 1) + 1);
+    if (rid)
+        snprintf(rid, 24, "%s", id);
+    struct buf topic;
+    buf_init(&topic, MAX_TOPIC);
+    int rc = twin_topic_reported(&topic, id);
+    struct answer *a = rc ? NULL : calloc(1, sizeof *a);
+    if (a) {
+        a->topic = buf_take_str(&topic);
+        a->body = malloc(len + 1);
+        if (a->body)
+            memcpy(a->body, json, len);
+        a->body_len = len;
+    }
+    buf_cleanup(&topic);
+    if (rc)
+        return rc;
+    if (!a || !a->topic || !a->body) {
+        answer_free(a);
+        return ERR_NOMEM;
+    }
+    pthread_mutex_lock(&c->lock);
+    *c->answers_tail = a;
+    c->answers_tail = &a->next;
+    pthread_mutex_unlock(&c->lock);
+    wake(c);
+    return ERR_OK;
+}
+
 /* ---- run / stop ------------------------------------------------------------------------------------- */
 
 static int next_timeout(const struct device_client *c, int64_t now, int64_t end)
@@ -866,6 +947,8 @@ static int bad_option(char *err, size_t errlen, const char *text)
 
 static int apply_defaults(struct device_client_options *o, char *err, size_t errlen)
 {
+    if (o->on_desired || o->on_reported)
+        o->twin = true;
     if (!o->keep_alive_s)
         o->keep_alive_s = DEFAULT_KEEP_ALIVE_S;
     if (!o->token_lifetime_s)

@@ -1,4 +1,5 @@
-/* device_client.h -- Azure IoT Hub device client on libmosquitto: direct methods over MQTT 3.1.1 + TLS, with
+/* device_client.h -- Azure IoT Hub device client on libmosquitto: direct methods and twins (desired patches,
+ * reported properties) over MQTT 3.1.1 + TLS, with
  * reconnection (exponential back-off, full jitter), SAS-token renewal and a connection-state callback.
  * Works unchanged against the local emulator and a real hub: only the connection string (and, for the
  * emulator, the CA file) differ. The one public header of device/.
@@ -80,6 +81,18 @@ typedef enum device_client_answer (*device_client_method_cb)(void *ctx, const st
                                                              int *status, char **response);
 typedef void (*device_client_state_cb)(void *ctx, const struct device_client_event *ev);
 
+/* A desired-properties patch the hub pushed ($iothub/twin/PATCH/properties/desired/?$version=N): the JSON
+ * object as sent ("$version" included; null members are deletions). Valid during the callback only. */
+struct device_client_desired {
+    const char *json; /* NUL-terminated */
+    size_t len;
+    int64_t version;  /* -1 when the topic carried none */
+};
+typedef void (*device_client_desired_cb)(void *ctx, const struct device_client_desired *patch);
+/* The hub's answer to a device_client_report: status 204 (accepted; version is the new reported $version)
+ * or an error status with the hub's JSON body (errorCode, message) in body (NUL-terminated, may be ""). */
+typedef void (*device_client_reported_cb)(void *ctx, const char *rid, int status, int64_t version, const char *body);
+
 struct device_client_options {
     const char *ca_file;        /* PEM file of CAs to trust (the emulator's ca.pem); NULL = the system store */
     int port;                   /* TLS port; 0 = 8883. A real hub always listens on 8883 */
@@ -100,6 +113,12 @@ struct device_client_options {
     void *method_ctx;
     device_client_state_cb on_state;   /* optional */
     void *state_ctx;
+    bool twin;                  /* subscribe to twin responses and desired patches at connect (implied by
+                                   on_desired or on_reported) */
+    device_client_desired_cb on_desired; /* optional: each desired patch, in arrival order */
+    void *desired_ctx;
+    device_client_reported_cb on_reported; /* optional: the answers to device_client_report */
+    void *reported_ctx;
 };
 
 /* Fills o with the defaults above (all zero). */
@@ -141,6 +160,11 @@ int device_client_send_event(struct device_client *c, const char *prop_bag, cons
  * properties. Only from the thread in device_client_run() (a callback), while connected. Returns ERR_OK,
  * ERR_CLOSED (not connected), ERR_NOMEM or ERR_IO (libmosquitto refused it). */
 int device_client_send_telemetry(struct device_client *c, const char *property_bag, const void *body, size_t len);
+/* Sends a reported-properties patch (a JSON object; null deletes) on $iothub/twin/PATCH/properties/reported/
+ * with a fresh $rid, written to rid (>= 24 bytes; may be NULL). Thread-safe like device_client_respond; dropped
+ * (logged) when not connected. The answer comes to on_reported. Returns ERR_OK, ERR_INVALID (not JSON) or
+ * ERR_NOMEM. */
+int device_client_report(struct device_client *c, const char *json, size_t len, char *rid);
 
 /* The last event reported (state 0 before any). detail stays valid until the next device_client_run(). */
 const struct device_client_event *device_client_last_event(const struct device_client *c);

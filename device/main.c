@@ -1,6 +1,7 @@
 /* main.c -- iothub-device: the tutorial's simulated device. Connects with a device (or module) connection
  * string, answers direct methods (by default DeviceMethod with 200 {"Response":"This is the response from the
- * device"}), prints each call with a running count, and runs until Ctrl-C. Everything else is options.
+ * device"}), prints each call with a running count and each desired-properties patch, and runs until Ctrl-C.
+ * Everything else is options (--report sends reported properties, --echo-desired reports desired back).
  * Uses only the public device_client.h plus device/jsoncheck.h and common/log.h. */
 #include <errno.h>
 #include <getopt.h>
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "device_client.h"
 #include "jsoncheck.h"
@@ -49,6 +52,9 @@ struct app {
     long fault_delay_s;       /* --fault-delay, default 1 */
     long fault_duration_s;    /* --fault-duration; < 0 = not sent */
     bool fault_sent;
+    const char *report;  /* --report JSON: sent once, on the first connection */
+    bool reported;
+    bool echo_desired;   /* report each desired patch back (without its $version) */
     struct device_client *client;
     struct device_client_options opt;
 };
@@ -77,6 +83,8 @@ static const char usage_text[] =
     "  --send-telemetry N      the telemetry tutorial's device: send N device-to-cloud messages\n"
     "                          ({\"messageNumber\",\"temperature\",\"humidity\"}, property temperatureAlert), then exit 0\n"
     "  --telemetry-interval MS pause between those messages (default 1000)\n"
+    "  --report JSON           report these properties once connected, e.g. '{\"firmware\":\"1.0\"}'\n"
+    "  --echo-desired          report each desired-properties patch back as reported properties\n"
     "  --exit-on-connect-failure  exit when the first connection fails (default: keep retrying)\n"
     "  --fault TYPE            once connected, send one telemetry message asking the hub for a fault, as the\n"
     "                          SDKs' e2e tests do: KillTcp, ShutDownMqtt, InvokeThrottling, InvokeMaxMessageQuota,\n"
@@ -88,8 +96,9 @@ static const char usage_text[] =
     "  --verbose               debug logging on stderr\n"
     "  --help                  this text\n"
     "\n"
-    "Prints \"connected ...\" on stdout each time it (re)connects, and per call the method name, the payload and\n"
-    "the running call number.\n"
+    "Prints \"connected ...\" on stdout each time it (re)connects, per call the method name, the payload and\n"
+    "the running call number, each desired-properties patch (\"Desired properties patch ($version N): {...}\")\n"
+    "and the hub's answer to each report.\n"
     "\n"
     "Exit status:\n"
     "  0  stopped by Ctrl-C or SIGTERM, or --count calls answered\n"
@@ -181,6 +190,39 @@ static void send_fault(struct app *a)
     printf("\n");
 }
 
+/* Reports json; prints what was sent. */
+static void send_report(struct app *a, const char *json, size_t len)
+{
+    char rid[24];
+    if (device_client_report(a->client, json, len, rid) == ERR_OK)
+        printf("Reporting properties (rid %s): %.*s\n", rid, (int)len, json);
+    else
+        log_error("cannot report %.*s", (int)(len > 200 ? 200 : len), json);
+}
+
+static void on_desired(void *ctx, const struct device_client_desired *d)
+{
+    struct app *a = ctx;
+    printf("Desired properties patch ($version %lld): %s\n", (long long)d->version, d->json);
+    if (!a->echo_desired)
+        return;
+    json_t *patch = json_loadb(d->json, d->len, 0, NULL);
+    json_object_del(patch, "$version");
+    char *text = json_is_object(patch) ? json_dumps(patch, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(patch);
+    if (text)
+        send_report(a, text, strlen(text));
+    free(text);
+}
+
+static void on_reported(void *ctx, const char *rid, int status, int64_t version, const char *body)
+{
+    if (status >= 200 && status < 300)
+        printf("Reported properties accepted (rid %s, $version %lld)\n", rid, (long long)version);
+    else
+        printf("Reported properties refused (rid %s, status %d): %s\n", rid, status, body);
+}
+
 static void on_state(void *ctx, const struct device_client_event *ev)
 {
     struct app *a = ctx;
@@ -192,6 +234,10 @@ static void on_state(void *ctx, const struct device_client_event *ev)
         return;
     if (a->fault && !a->fault_sent)
         send_fault(a);
+    if (a->report && !a->reported) {
+        a->reported = true;
+        send_report(a, a->report, strlen(a->report));
+    }
     if (!a->announced) {
         printf("Waiting for direct method calls. Press Ctrl-C to exit.\n");
         a->announced = true;
@@ -216,7 +262,7 @@ static int parse_long(const char *flag, const char *text, long lo, long hi, long
 enum opt_id {
     OPT_CS = 1000, OPT_CA, OPT_METHOD, OPT_STATUS, OPT_RESPONSE, OPT_ECHO, OPT_UNKNOWN, OPT_PORT, OPT_PLAIN,
     OPT_LIFETIME, OPT_KEEPALIVE, OPT_RETRY_MAX, OPT_COUNT, OPT_EXIT_FAIL, OPT_VERBOSE, OPT_HELP, OPT_SEND,
-    OPT_INTERVAL, OPT_FAULT, OPT_FAULT_DELAY, OPT_FAULT_DURATION, OPT_FAULT_REASON,
+    OPT_INTERVAL, OPT_FAULT, OPT_FAULT_DELAY, OPT_FAULT_DURATION, OPT_FAULT_REASON, OPT_REPORT, OPT_ECHO_DESIRED,
 };
 
 static const struct option long_options[] = {
@@ -237,6 +283,8 @@ static const struct option long_options[] = {
     {"telemetry-interval", required_argument, NULL, OPT_INTERVAL},
     {"exit-on-connect-failure", no_argument, NULL, OPT_EXIT_FAIL},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
+    {"report", required_argument, NULL, OPT_REPORT},
+    {"echo-desired", no_argument, NULL, OPT_ECHO_DESIRED},
     {"help", no_argument, NULL, OPT_HELP},
     {"fault", required_argument, NULL, OPT_FAULT},
     {"fault-delay", required_argument, NULL, OPT_FAULT_DELAY},
@@ -320,6 +368,18 @@ static int apply_option(struct app *a, int id, const char *arg)
         a->fault = arg;
         return 0;
     case OPT_FAULT_REASON: a->fault_reason = arg; return 0;
+    case OPT_ECHO_DESIRED: a->echo_desired = true; return 0;
+    case OPT_REPORT: {
+        json_t *j = json_loads(arg, 0, NULL);
+        bool ok = json_is_object(j);
+        json_decref(j);
+        if (!ok) {
+            fprintf(stderr, "iothub-device: --report needs a JSON object, e.g. '{\"k\":1}'\n");
+            return -1;
+        }
+        a->report = arg;
+        return 0;
+    }
     case OPT_EXIT_FAIL: a->opt.first_connect_fatal = true; return 0;
     case OPT_VERBOSE: log_set_level(LOG_LEVEL_DEBUG); return 0;
     default: return apply_number(a, id, flag ? flag : "option", arg);
@@ -422,6 +482,10 @@ static void app_init(struct app *a)
     a->opt.method_ctx = a;
     a->opt.on_state = on_state;
     a->opt.state_ctx = a;
+    a->opt.on_desired = on_desired;
+    a->opt.desired_ctx = a;
+    a->opt.on_reported = on_reported;
+    a->opt.reported_ctx = a;
 }
 
 int main(int argc, char **argv)

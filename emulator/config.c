@@ -137,10 +137,6 @@ static const struct opt opts[] = {
     {"retention-hours", K_INT, F(retention_hours), 0, 8760, "HOURS", "24",
      "Age after which events are dropped (the built-in\n"
      "endpoint's default, one day; 0: no age limit)."},
-    {"c2d-ttl", K_INT, F(c2d_ttl_s), 1, 172800, "SECONDS", "3600",
-     "How long a cloud-to-device message waits for its\n"
-     "device when it has no expiry time of its own\n"
-     "(the hub's default: one hour; at most 48 hours)."},
     {"no-fault-injection", K_BOOL, F(no_fault_injection), 0, 0, NULL, "off",
      "Ignore the SDKs' fault-injection properties\n"
      "(AzIoTHub_FaultOperationType...) on device-to-cloud\n"
@@ -150,6 +146,10 @@ static const struct opt opts[] = {
      "one unit of tier s1, s2, s3 or free (429\n"
      "ThrottlingException on REST, disconnect on MQTT);\n"
      "off by default. README lists the limits."},
+    {"c2d-ttl", K_INT, F(c2d_ttl_s), 1, 172800, "SECONDS", "3600",
+     "How long a cloud-to-device message waits for its\n"
+     "device when it has no expiry time of its own\n"
+     "(the hub's default: one hour; at most 48 hours)."},
     {"help", K_HELP, 0, 0, 0, NULL, NULL,
      "Print this help and exit. Also -h."},
     {"version", K_VERSION, 0, 0, 0, NULL, NULL,

@@ -46,9 +46,9 @@ struct config {
     int retention_events;      /* --retention-events, default 100000 */
     int retention_bytes;       /* --retention-bytes, default 64 MiB */
     int retention_hours;       /* --retention-hours, default 24; 0 = no age limit */
-    int c2d_ttl_s;             /* --c2d-ttl: seconds a cloud-to-device message lives without its own expiry, 3600 */
     bool no_fault_injection;   /* --no-fault-injection: ignore the SDKs' AzIoTHub_Fault* properties */
     char *throttle;            /* --throttle: "s1", "s2", "s3", "free" or "off"; NULL = off */
+    int c2d_ttl_s;             /* --c2d-ttl: seconds a cloud-to-device message lives without its own expiry, 3600 */
 };
 
 /* Parses argv[1..argc) over the environment over the defaults. Accepts "--flag value" and "--flag=value";

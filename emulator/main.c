@@ -171,7 +171,7 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
 {
     e->mqtt_env = (struct session_env){.loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
                                        .token_skew_s = e->cfg.token_skew_s, .max_packet = MQTT_MAX_PACKET_DEFAULT,
-                                       .telemetry = e->telemetry, .c2d = e->c2d, .faults = e->faults};
+                                       .telemetry = e->telemetry, .faults = e->faults, .c2d = e->c2d};
     session_proto(&e->mqtt, &e->mqtt_env);
     e->amqp_env = (struct amqp_env){.loop = e->loop, .auth = e->auth, .c2d = e->c2d,
                                     .token_skew_s = e->cfg.token_skew_s, .auth_timeout_s = e->cfg.connect_timeout_s};
@@ -312,17 +312,21 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
     e->auth = auth_new((const char *const *)e->cfg.hostnames, e->cfg.n_hostnames, e->cfg.owner_key);
     e->loop = loop_new();
     e->hub = e->loop ? hub_new(e->loop, e->reg) : NULL;
-    e->c2d = c2d_new(e->reg, NULL, e->cfg.c2d_ttl_s); /* memory only until the SQLite store plugs in */
     int erc = setup_eventlog(e, err, errlen);
     if (erc)
         return erc;
     e->faults = e->hub ? faults_new(e->loop, e->hub) : NULL;
-    if (!e->auth || !e->hub || !e->telemetry || !e->c2d || !e->faults || setup_signals(e)) {
+    e->c2d = c2d_new(e->reg, NULL, e->cfg.c2d_ttl_s); /* memory only until the SQLite store plugs in */
+    if (!e->auth || !e->hub || !e->telemetry || !e->faults || !e->c2d || setup_signals(e)) {
         snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
         return ERR_NOMEM;
     }
     if (hub_use_session_store(e->hub, e->db, err, errlen))
         return ERR_IO;
+    if (hub_use_twin_store(e->hub, e->db)) {
+        snprintf(err, errlen, "cannot read the twins from the store");
+        return ERR_IO;
+    }
     faults_set_sdk_protocol(e->faults, !e->cfg.no_fault_injection);
     if (faults_set_throttle(e->faults, e->cfg.throttle)) {
         snprintf(err, errlen, "--throttle: unknown tier");
@@ -334,7 +338,7 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
         .loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
         .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind, .http_port = e->cfg.http_port,
         .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry,
-        .c2d = e->c2d, .faults = e->faults};
+        .faults = e->faults, .c2d = e->c2d};
     e->rest = rest_new(&rc, err, errlen);
     if (!e->rest)
         return ERR_IO;
@@ -392,8 +396,8 @@ static void emulator_cleanup(struct emulator *e)
     net_free(e->net); /* sessions leave the hub as they close */
     rest_free(e->rest);
     eventhub_free(e->eventhub);
-    c2d_free(e->c2d);
     faults_free(e->faults);
+    c2d_free(e->c2d);
     hub_free(e->hub);
     telemetry_free(e->telemetry);
     eventlog_free(e->eventlog);

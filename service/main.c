@@ -216,6 +216,72 @@ static int cmd_sas_key(const struct service_cmd *cmd)
     return SERVICE_CMD_EXIT_OK;
 }
 
+/* Prints JSON text the hub answered (indented, compact with --json). */
+static void print_json(const char *text, int json)
+{
+    struct buf out;
+    buf_init(&out, 256u * 1024 * 1024);
+    if (service_cmd_format_json(text, json, &out) == ERR_OK)
+        emit(stdout, &out);
+    else
+        printf("%s\n", text);
+    buf_cleanup(&out);
+}
+
+static int cmd_twin(struct service_client *c, const struct service_cmd *cmd)
+{
+    struct service_client_result res;
+    char *twin = NULL;
+    int rc = cmd->verb == SERVICE_CMD_TWIN_GET
+                 ? service_client_twin_get(c, cmd->device_id, cmd->module_id, &twin, &res)
+                 : service_client_twin_update(c, cmd->device_id, cmd->module_id, cmd->patch,
+                                              cmd->verb == SERVICE_CMD_TWIN_REPLACE, cmd->etag, &twin, &res);
+    int status = service_cmd_exit_status(rc, &res);
+    if (status == SERVICE_CMD_EXIT_OK)
+        print_json(twin, cmd->json);
+    else
+        report(rc, &res);
+    free(twin);
+    service_client_result_cleanup(&res);
+    return status;
+}
+
+/* Runs the query page by page (as long as the hub sends a continuation) and prints all rows as one array. */
+static int cmd_query(struct service_client *c, const struct service_cmd *cmd)
+{
+    json_t *all = json_array();
+    char *cont = NULL;
+    int status = all ? SERVICE_CMD_EXIT_OK : SERVICE_CMD_EXIT_INTERNAL;
+    for (int page = 0; status == SERVICE_CMD_EXIT_OK; page++) {
+        struct service_client_result res;
+        char *rows = NULL, *next = NULL;
+        int rc = service_client_query(c, cmd->query, cmd->page_size, cont, &rows, &next, &res);
+        status = service_cmd_exit_status(rc, &res);
+        if (status != SERVICE_CMD_EXIT_OK)
+            report(rc, &res);
+        json_t *j = rows ? json_loads(rows, 0, NULL) : NULL;
+        if (j)
+            json_array_extend(all, j);
+        json_decref(j);
+        log_debug("query page %d: %zu rows, %s", page + 1, json_array_size(j), next ? "more follow" : "last page");
+        free(rows);
+        free(cont);
+        cont = next;
+        service_client_result_cleanup(&res);
+        if (!cont)
+            break;
+    }
+    free(cont);
+    if (status == SERVICE_CMD_EXIT_OK) {
+        char *text = json_dumps(all, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (text)
+            print_json(text, cmd->json);
+        free(text);
+    }
+    json_decref(all);
+    return status;
+}
+
 static int dispatch(struct service_client *c, const struct service_cmd *cmd)
 {
     switch (cmd->verb) {
@@ -226,6 +292,10 @@ static int dispatch(struct service_client *c, const struct service_cmd *cmd)
     case SERVICE_CMD_DELETE: return cmd_delete(c, cmd);
     case SERVICE_CMD_CONNECTION_STRING:
     case SERVICE_CMD_SAS: return cmd_from_key(c, cmd);
+    case SERVICE_CMD_TWIN_GET:
+    case SERVICE_CMD_TWIN_UPDATE:
+    case SERVICE_CMD_TWIN_REPLACE: return cmd_twin(c, cmd);
+    case SERVICE_CMD_QUERY: return cmd_query(c, cmd);
     default: return SERVICE_CMD_EXIT_INTERNAL;
     }
 }

@@ -4,6 +4,7 @@
 #include "service_client.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ struct call {
     const char *if_match;
     long timeout_ms;
     int idempotent;       /* may be retried after a broken connection */
+    const char *extra[2]; /* more header lines ("x-ms-continuation: ..."), NULL when unused */
 };
 
 const char *service_client_version(void)
@@ -161,6 +163,13 @@ static int attempt_headers(const struct service_client *c, const struct call *ca
     int rc = sas_build(c->cs.host_name, c->cs.key, expiry, c->cs.key_name, &token);
     if (!rc)
         rc = service_request_headers(token, request_id, call->body != NULL, call->if_match, headers);
+    for (size_t i = 0; !rc && i < 2 && call->extra[i]; i++) {
+        struct curl_slist *more = curl_slist_append(*headers, call->extra[i]);
+        if (!more)
+            rc = ERR_NOMEM;
+        else
+            *headers = more;
+    }
     free(token);
     return rc;
 }
@@ -278,7 +287,7 @@ int service_client_invoke(struct service_client *c, const struct service_client_
     memset(out, 0, sizeof *out);
     int rt = m->response_timeout_s ? m->response_timeout_s : CLIENT_DEFAULT_RESPONSE_TIMEOUT_S;
     struct call call = {"POST", NULL, NULL, NULL,
-                        ((long)rt + m->connect_timeout_s + CLIENT_METHOD_SLACK_S) * 1000L, 0};
+                        ((long)rt + m->connect_timeout_s + CLIENT_METHOD_SLACK_S) * 1000L, 0, {NULL, NULL}};
     int rc = check_ids(m->device_id, m->module_id, out);
     if (rc)
         goto out;
@@ -322,7 +331,7 @@ int service_client_identity_create(struct service_client *c, const char *device_
     service_http_response_init(&resp);
     memset(res, 0, sizeof *res);
     memset(out, 0, sizeof *out);
-    struct call call = {"PUT", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 0};
+    struct call call = {"PUT", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 0, {NULL, NULL}};
     int rc = service_request_identity_body(device_id, module_id, spec, &body, why, sizeof why);
     if (rc) {
         rc = rc == ERR_INVALID ? invalid(res, why) : rc;
@@ -347,7 +356,7 @@ int service_client_identity_get(struct service_client *c, const char *device_id,
     service_http_response_init(&resp);
     memset(res, 0, sizeof *res);
     memset(out, 0, sizeof *out);
-    struct call call = {"GET", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 1};
+    struct call call = {"GET", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 1, {NULL, NULL}};
     int rc = check_ids(device_id, module_id, res);
     if (rc)
         goto out;
@@ -367,7 +376,7 @@ int service_client_identity_delete(struct service_client *c, const char *device_
     struct service_http_response resp;
     service_http_response_init(&resp);
     memset(res, 0, sizeof *res);
-    struct call call = {"DELETE", NULL, NULL, "\"*\"", CLIENT_REGISTRY_TIMEOUT_MS, 1};
+    struct call call = {"DELETE", NULL, NULL, "\"*\"", CLIENT_REGISTRY_TIMEOUT_MS, 1, {NULL, NULL}};
     int rc = check_ids(device_id, module_id, res);
     if (!rc) {
         call.path = service_request_identity_path(device_id, module_id);
@@ -386,7 +395,7 @@ int service_client_identity_list(struct service_client *c, const char *device_id
     memset(res, 0, sizeof *res);
     *ids = NULL;
     *n = 0;
-    struct call call = {"GET", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 1};
+    struct call call = {"GET", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 1, {NULL, NULL}};
     int rc = device_id ? check_ids(device_id, NULL, res) : ERR_OK;
     if (rc)
         goto out;
@@ -398,6 +407,114 @@ int service_client_identity_list(struct service_client *c, const char *device_id
             rc = ERR_NOMEM;
     }
 out:
+    free(call.path);
+    service_http_response_cleanup(&resp);
+    return rc;
+}
+
+/* ---- twins and queries ---- */
+
+/* A 2xx answer that must be a JSON object (a twin): its text into *out. */
+static int answered_object(const struct service_http_response *resp, char **out, struct service_client_result *res)
+{
+    json_t *j = json_loadb((const char *)resp->body.data, resp->body.len, 0, NULL);
+    int rc = json_is_object(j) ? ERR_OK : ERR_MALFORMED;
+    json_decref(j);
+    if (rc == ERR_MALFORMED)
+        return (res->message = strdup("the hub's answer is not a twin")) ? ERR_MALFORMED : ERR_NOMEM;
+    *out = strndup((const char *)resp->body.data, resp->body.len);
+    return *out ? ERR_OK : ERR_NOMEM;
+}
+
+int service_client_twin_get(struct service_client *c, const char *device_id, const char *module_id, char **twin,
+                            struct service_client_result *res)
+{
+    struct service_http_response resp;
+    service_http_response_init(&resp);
+    memset(res, 0, sizeof *res);
+    *twin = NULL;
+    struct call call = {"GET", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 1, {NULL, NULL}};
+    int rc = check_ids(device_id, module_id, res);
+    if (!rc) {
+        call.path = service_request_twin_path(device_id, module_id);
+        rc = run(c, &call, &resp, res);
+    }
+    if (!rc && res->kind == SERVICE_CLIENT_ANSWERED)
+        rc = answered_object(&resp, twin, res);
+    free(call.path);
+    service_http_response_cleanup(&resp);
+    return rc;
+}
+
+int service_client_twin_update(struct service_client *c, const char *device_id, const char *module_id,
+                               const char *patch, int replace, const char *etag, char **twin,
+                               struct service_client_result *res)
+{
+    struct service_http_response resp;
+    service_http_response_init(&resp);
+    memset(res, 0, sizeof *res);
+    *twin = NULL;
+    char if_match[256];
+    if (etag && etag[0] == '"')
+        snprintf(if_match, sizeof if_match, "%s", etag);
+    else
+        snprintf(if_match, sizeof if_match, "\"%s\"", etag ? etag : "*");
+    struct call call = {replace ? "PUT" : "PATCH", NULL, patch, if_match, CLIENT_REGISTRY_TIMEOUT_MS, 0, {NULL, NULL}};
+    int rc = check_ids(device_id, module_id, res);
+    json_t *j = rc ? NULL : json_loads(patch ? patch : "", 0, NULL);
+    if (!rc && !json_is_object(j))
+        rc = invalid(res, "the twin patch is not a JSON object");
+    json_decref(j);
+    if (!rc) {
+        call.path = service_request_twin_path(device_id, module_id);
+        rc = run(c, &call, &resp, res);
+    }
+    if (!rc && res->kind == SERVICE_CLIENT_ANSWERED)
+        rc = answered_object(&resp, twin, res);
+    free(call.path);
+    service_http_response_cleanup(&resp);
+    return rc;
+}
+
+int service_client_query(struct service_client *c, const char *sql, int page_size, const char *continuation,
+                         char **rows, char **next, struct service_client_result *res)
+{
+    struct service_http_response resp;
+    service_http_response_init(&resp);
+    memset(res, 0, sizeof *res);
+    *rows = *next = NULL;
+    char why[128] = "", page_hdr[64], cont_hdr[1100];
+    char *body = NULL;
+    struct call call = {"POST", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 1, {NULL, NULL}};
+    size_t n = 0;
+    if (page_size > 0) {
+        snprintf(page_hdr, sizeof page_hdr, "x-ms-max-item-count: %d", page_size);
+        call.extra[n++] = page_hdr;
+    }
+    if (continuation && *continuation) {
+        snprintf(cont_hdr, sizeof cont_hdr, "x-ms-continuation: %s", continuation);
+        call.extra[n++] = cont_hdr;
+    }
+    int rc = service_request_query_body(sql, &body, why, sizeof why);
+    if (rc) {
+        rc = rc == ERR_INVALID ? invalid(res, why) : rc;
+        goto out;
+    }
+    call.body = body;
+    call.path = service_request_query_path();
+    rc = run(c, &call, &resp, res);
+    if (!rc && res->kind == SERVICE_CLIENT_ANSWERED) {
+        json_t *j = json_loadb((const char *)resp.body.data, resp.body.len, 0, NULL);
+        if (!json_is_array(j))
+            rc = (res->message = strdup("the hub's answer is not a list of rows")) ? ERR_MALFORMED : ERR_NOMEM;
+        json_decref(j);
+        if (!rc && !(*rows = strndup((const char *)resp.body.data, resp.body.len)))
+            rc = ERR_NOMEM;
+        if (!rc && resp.has_continuation && !(*next = strdup(resp.continuation)))
+            rc = ERR_NOMEM;
+    }
+out:
+    free(body);
     free(call.path);
     service_http_response_cleanup(&resp);
     return rc;

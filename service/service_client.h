@@ -66,6 +66,23 @@ int service_client_identity_delete(struct service_client *c, const char *device_
 int service_client_identity_list(struct service_client *c, const char *device_id, int top,
                                  struct service_client_identity **ids, size_t *n, struct service_client_result *res);
 
+/* Twins; module_id NULL means the device's twin. On ANSWERED *twin is the twin JSON the hub returned
+ * (malloc'd, caller frees). Return values as for the registry operations (ERR_MALFORMED: not a JSON object). */
+int service_client_twin_get(struct service_client *c, const char *device_id, const char *module_id, char **twin,
+                            struct service_client_result *res);
+/* PATCH (replace 0: tags and desired merge, null deletes) or PUT (replace 1: tags and desired replaced) with
+ * patch, a JSON object such as {"properties":{"desired":{"k":1}}}. etag NULL sends If-Match "*"; else the
+ * etag, quoted as the hub wants. ERR_INVALID when patch is not a JSON object. */
+int service_client_twin_update(struct service_client *c, const char *device_id, const char *module_id,
+                               const char *patch, int replace, const char *etag, char **twin,
+                               struct service_client_result *res);
+
+/* One page of a query (POST /devices/query): at most page_size rows (0: the hub's default), from
+ * continuation on (NULL: the first page). On ANSWERED *rows is the page's JSON array (malloc'd) and *next the
+ * continuation of the next page (malloc'd), or NULL on the last page. */
+int service_client_query(struct service_client *c, const char *sql, int page_size, const char *continuation,
+                         char **rows, char **next, struct service_client_result *res);
+
 /* The device or module connection string of id: HostName (of this client) + DeviceId [+ ModuleId] +
  * SharedAccessKey (the primary key). Returns malloc'd text, or NULL when id has no primary key or on
  * ERR_NOMEM. */

@@ -34,6 +34,8 @@ enum opt_id {
     OPT_KEY_NAME,
     OPT_TTL,
     OPT_DEVICE,
+    OPT_ETAG,
+    OPT_PAGE_SIZE,
 };
 
 /* Which commands accept an option. */
@@ -42,6 +44,9 @@ enum opt_id {
 #define FOR_CREATE 0x04u
 #define FOR_LIST 0x08u
 #define FOR_SAS 0x10u
+#define FOR_TWIN 0x20u
+#define FOR_TWIN_WRITE 0x40u
+#define FOR_QUERY 0x80u
 
 static const struct {
     const char *name;
@@ -59,7 +64,9 @@ static const struct {
     {"payload", OPT_PAYLOAD, 1, FOR_INVOKE},
     {"timeout", OPT_TIMEOUT, 1, FOR_INVOKE},
     {"connect-timeout", OPT_CONNECT_TIMEOUT, 1, FOR_INVOKE},
-    {"module", OPT_MODULE, 1, FOR_INVOKE | FOR_SAS},
+    {"module", OPT_MODULE, 1, FOR_INVOKE | FOR_SAS | FOR_TWIN},
+    {"etag", OPT_ETAG, 1, FOR_TWIN_WRITE},
+    {"page-size", OPT_PAGE_SIZE, 1, FOR_QUERY},
     {"primary-key", OPT_PRIMARY_KEY, 1, FOR_CREATE},
     {"secondary-key", OPT_SECONDARY_KEY, 1, FOR_CREATE},
     {"disabled", OPT_DISABLED, 0, FOR_CREATE},
@@ -95,7 +102,7 @@ static int set_number(enum opt_id id, const char *name, const char *value, struc
                       size_t errlen)
 {
     long v = 0;
-    long max = id == OPT_TOP ? 1000 : id == OPT_TTL ? 10L * 365 * 24 * 3600 : 3600;
+    long max = id == OPT_TOP || id == OPT_PAGE_SIZE ? 1000 : id == OPT_TTL ? 10L * 365 * 24 * 3600 : 3600;
     long min = id == OPT_CONNECT_TIMEOUT ? 0 : 1;
     if (parse_int(value, min, max, &v)) {
         snprintf(err, errlen, "--%s needs a whole number from %ld to %ld, not \"%s\"", name, min, max, value);
@@ -107,6 +114,8 @@ static int set_number(enum opt_id id, const char *name, const char *value, struc
         cmd->connect_timeout_s = (int)v;
     else if (id == OPT_TOP)
         cmd->top = (int)v;
+    else if (id == OPT_PAGE_SIZE)
+        cmd->page_size = (int)v;
     else
         cmd->ttl_s = (uint64_t)v;
     return ERR_OK;
@@ -132,6 +141,8 @@ static int apply_option(enum opt_id id, const char *name, const char *value, str
     case OPT_KEY: cmd->key = value; break;
     case OPT_KEY_NAME: cmd->key_name = value; break;
     case OPT_DEVICE: cmd->device_id = value; break;
+    case OPT_ETAG: cmd->etag = value; break;
+    case OPT_PAGE_SIZE:
     case OPT_TIMEOUT:
     case OPT_CONNECT_TIMEOUT:
     case OPT_TOP:
@@ -232,6 +243,43 @@ static int interpret_registry(const struct parse_state *st, struct service_cmd *
     return ERR_OK;
 }
 
+static int interpret_twin(const struct parse_state *st, struct service_cmd *cmd, char *err, size_t errlen)
+{
+    const char *usage = "twin get DEVICE [--module M] | twin update|replace DEVICE JSON [--module M] [--etag E]";
+    if (st->n_pos < 3)
+        return wrong_count(usage, err, errlen);
+    const char *verb = st->pos[1];
+    if (strcmp(verb, "get") == 0 && st->n_pos == 3)
+        cmd->verb = SERVICE_CMD_TWIN_GET;
+    else if (strcmp(verb, "update") == 0 && st->n_pos == 4)
+        cmd->verb = SERVICE_CMD_TWIN_UPDATE;
+    else if (strcmp(verb, "replace") == 0 && st->n_pos == 4)
+        cmd->verb = SERVICE_CMD_TWIN_REPLACE;
+    else
+        return wrong_count(usage, err, errlen);
+    cmd->device_id = st->pos[2];
+    cmd->patch = st->n_pos == 4 ? st->pos[3] : NULL;
+    if (cmd->patch) {
+        json_t *j = json_loads(cmd->patch, 0, NULL);
+        int ok = json_is_object(j);
+        json_decref(j);
+        if (!ok) {
+            snprintf(err, errlen, "the twin patch must be a JSON object, e.g. '{\"properties\":{\"desired\":{\"k\":1}}}'");
+            return ERR_INVALID;
+        }
+    }
+    return ERR_OK;
+}
+
+static int interpret_query(const struct parse_state *st, struct service_cmd *cmd, char *err, size_t errlen)
+{
+    if (st->n_pos != 2 || !*st->pos[1])
+        return wrong_count("query \"SELECT * FROM devices WHERE ...\" [--page-size N]", err, errlen);
+    cmd->verb = SERVICE_CMD_QUERY;
+    cmd->query = st->pos[1];
+    return ERR_OK;
+}
+
 static int interpret_sas(const struct parse_state *st, struct service_cmd *cmd, char *err, size_t errlen)
 {
     const char *usage = "sas --resource URI --key KEY [--key-name NAME] [--ttl S] | sas --device ID "
@@ -261,6 +309,12 @@ static int check_options_fit(const struct parse_state *st, const struct service_
         allowed |= FOR_LIST;
     else if (cmd->verb == SERVICE_CMD_SAS)
         allowed |= FOR_SAS;
+    else if (cmd->verb == SERVICE_CMD_TWIN_GET)
+        allowed |= FOR_TWIN;
+    else if (cmd->verb == SERVICE_CMD_TWIN_UPDATE || cmd->verb == SERVICE_CMD_TWIN_REPLACE)
+        allowed |= FOR_TWIN | FOR_TWIN_WRITE;
+    else if (cmd->verb == SERVICE_CMD_QUERY)
+        allowed |= FOR_QUERY;
     for (size_t k = 0; k < N_OPTIONS; k++) {
         if (st->seen[k] && !(options[k].for_cmds & allowed)) {
             snprintf(err, errlen, "--%s does not apply to this command", options[k].name);
@@ -289,6 +343,10 @@ static int interpret(const struct parse_state *st, struct service_cmd *cmd, char
         rc = interpret_registry(st, cmd, err, errlen);
     } else if (strcmp(word, "sas") == 0) {
         rc = interpret_sas(st, cmd, err, errlen);
+    } else if (strcmp(word, "twin") == 0) {
+        rc = interpret_twin(st, cmd, err, errlen);
+    } else if (strcmp(word, "query") == 0) {
+        rc = interpret_query(st, cmd, err, errlen);
     } else {
         snprintf(err, errlen, "unknown command \"%s\"", word);
         return ERR_INVALID;
@@ -322,6 +380,22 @@ int service_cmd_parse(int argc, char **argv, struct service_cmd *out, char *err,
     return interpret(&st, out, err, errlen);
 }
 
+int service_cmd_format_json(const char *text, int json, struct buf *out)
+{
+    json_t *j = json_loads(text ? text : "", JSON_DECODE_ANY, NULL);
+    if (!j)
+        return ERR_MALFORMED;
+    char *dumped = json_dumps(j, JSON_ENCODE_ANY | JSON_PRESERVE_ORDER | (json ? JSON_COMPACT : JSON_INDENT(2)));
+    json_decref(j);
+    if (!dumped)
+        return ERR_NOMEM;
+    int rc = buf_append_str(out, dumped);
+    if (!rc)
+        rc = buf_append_byte(out, '\n');
+    free(dumped);
+    return rc;
+}
+
 const char *service_cmd_usage(void)
 {
     return "usage: iothub-service COMMAND [options]\n"
@@ -342,6 +416,13 @@ const char *service_cmd_usage(void)
            "      print a SAS token for URI (e.g. myhub.azure-devices.net/devices/dev1), like\n"
            "      `az iot hub generate-sas-token`; --ttl defaults to 3600 seconds\n"
            "  sas --device ID [--module M] [--ttl S]  print a device (module) token, fetching its key from the registry\n"
+           "  twin get DEVICE [--module M]         print the device's (module's) twin\n"
+           "  twin update DEVICE JSON [--module M] [--etag E]\n"
+           "      merge JSON into the twin (PATCH: tags and properties.desired; null deletes), e.g.\n"
+           "      '{\"properties\":{\"desired\":{\"interval\":30}}}'; --etag refuses a stale twin (default \"*\")\n"
+           "  twin replace DEVICE JSON [--module M] [--etag E]   replace tags and desired properties (PUT)\n"
+           "  query SQL [--page-size N]            run a query (\"SELECT * FROM devices WHERE tags.x = 'y'\"), all\n"
+           "      pages, and print the rows as one JSON array\n"
            "\n"
            "Options for every command:\n"
            "  --connection-string CS  service connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...)\n"

@@ -39,6 +39,10 @@ enum service_cmd_verb {
     SERVICE_CMD_DELETE,
     SERVICE_CMD_CONNECTION_STRING,
     SERVICE_CMD_SAS,
+    SERVICE_CMD_TWIN_GET,
+    SERVICE_CMD_TWIN_UPDATE,  /* PATCH: merge */
+    SERVICE_CMD_TWIN_REPLACE, /* PUT */
+    SERVICE_CMD_QUERY,
 };
 
 /* A parsed command line. Strings point into argv. */
@@ -59,6 +63,10 @@ struct service_cmd {
     const char *key;               /* sas --key */
     const char *key_name;          /* sas --key-name */
     uint64_t ttl_s;                /* sas --ttl */
+    const char *patch;             /* twin update|replace: JSON text */
+    const char *etag;              /* twin update|replace --etag (default "*") */
+    const char *query;             /* query: the SQL text */
+    int page_size;                 /* query --page-size, 0 = the hub's default */
     const char *connection_string; /* --connection-string */
     const char *ca_file;           /* --ca-file */
     const char *url;               /* --url */
@@ -89,5 +97,9 @@ int service_cmd_format_invoke_result(const struct service_cmd *cmd, int rc, cons
 int service_cmd_format_identity(const struct service_client_identity *id, int json, struct buf *out);
 /* One line per identity ("id<TAB>status<TAB>connectionState"), or a JSON array of keyless objects. */
 int service_cmd_format_list(const struct service_client_identity *ids, size_t n, int json, struct buf *out);
+
+/* JSON text as the twin and query commands print it: indented, or compact with json. ERR_MALFORMED when
+ * text is not JSON. */
+int service_cmd_format_json(const char *text, int json, struct buf *out);
 
 #endif

@@ -29,25 +29,39 @@ static size_t on_body(char *p, size_t size, size_t n, void *ctx)
     return size * n;
 }
 
-/* Keeps the iothub-errorcode header of the last response (a new status line clears it). */
+/* Copies the value of header line p[0..len) into out when it is named name (with its colon). */
+static int take_header(const char *p, size_t len, const char *name, char *out, size_t outlen)
+{
+    size_t nlen = strlen(name);
+    if (len <= nlen || strncasecmp(p, name, nlen) != 0)
+        return 0;
+    const char *v = p + nlen;
+    size_t vlen = len - nlen;
+    while (vlen > 0 && (*v == ' ' || *v == '\t'))
+        v++, vlen--;
+    while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
+        vlen--;
+    if (vlen >= outlen)
+        vlen = outlen - 1;
+    memcpy(out, v, vlen);
+    out[vlen] = '\0';
+    return 1;
+}
+
+/* Keeps the iothub-errorcode and x-ms-continuation headers of the last response (a new status line clears
+ * them). */
 static size_t on_header(char *p, size_t size, size_t n, void *ctx)
 {
     struct service_http_response *r = ctx;
-    static const char name[] = "iothub-errorcode:";
     size_t len = size * n;
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         r->errorcode[0] = '\0';
-    } else if (len > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
-        const char *v = p + sizeof name - 1;
-        size_t vlen = len - (sizeof name - 1);
-        while (vlen > 0 && (*v == ' ' || *v == '\t'))
-            v++, vlen--;
-        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
-            vlen--;
-        if (vlen >= sizeof r->errorcode)
-            vlen = sizeof r->errorcode - 1;
-        memcpy(r->errorcode, v, vlen);
-        r->errorcode[vlen] = '\0';
+        r->continuation[0] = '\0';
+        r->has_continuation = 0;
+    } else if (take_header(p, len, "x-ms-continuation:", r->continuation, sizeof r->continuation)) {
+        r->has_continuation = 1;
+    } else {
+        take_header(p, len, "iothub-errorcode:", r->errorcode, sizeof r->errorcode);
     }
     return len;
 }
@@ -91,6 +105,8 @@ int service_http_perform(CURL *curl, const struct service_http_request *req, str
     buf_cleanup(&resp->body);
     resp->status = 0;
     resp->errorcode[0] = '\0';
+    resp->continuation[0] = '\0';
+    resp->has_continuation = 0;
     resp->curl_error[0] = '\0';
     resp->connected = 0;
     resp->too_big = 0;

@@ -55,6 +55,16 @@ char *service_request_identity_path(const char *device_id, const char *module_id
     return build_path("devices", device_id, module_id, "?" QUERY_API);
 }
 
+char *service_request_twin_path(const char *device_id, const char *module_id)
+{
+    return build_path("twins", device_id, module_id, "?" QUERY_API);
+}
+
+char *service_request_query_path(void)
+{
+    return strdup("/devices/query?" QUERY_API);
+}
+
 char *service_request_list_path(const char *device_id, int top)
 {
     if (device_id)
@@ -110,6 +120,28 @@ static int check_payload(const char *payload, size_t *start, size_t *end, char *
     *start = s;
     *end = len;
     return ERR_OK;
+}
+
+int service_request_query_body(const char *sql, char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!sql || !*sql) {
+        snprintf(err, errlen, "the query is empty");
+        return ERR_INVALID;
+    }
+    struct buf b;
+    buf_init(&b, REQUEST_MAX_TEXT);
+    int rc = buf_append_str(&b, "{\"query\":");
+    if (!rc)
+        rc = append_json_string(&b, sql);
+    if (!rc)
+        rc = buf_append_str(&b, "}");
+    if (rc == ERR_INVALID)
+        snprintf(err, errlen, "the query is not valid UTF-8");
+    if (!rc && !(*out = buf_take_str(&b)))
+        rc = ERR_NOMEM;
+    buf_cleanup(&b);
+    return rc;
 }
 
 int service_request_method_body(const char *method_name, const char *payload, int response_timeout_s,

@@ -19,6 +19,12 @@
 char *service_request_method_path(const char *device_id, const char *module_id);
 /* "/devices/{enc(device)}[/modules/{enc(module)}]?api-version=2021-04-12". NULL as above. */
 char *service_request_identity_path(const char *device_id, const char *module_id);
+/* "/twins/{enc(device)}[/modules/{enc(module)}]?api-version=2021-04-12". NULL as above. */
+char *service_request_twin_path(const char *device_id, const char *module_id);
+/* "/devices/query?api-version=2021-04-12". Malloc'd, NULL on ERR_NOMEM. */
+char *service_request_query_path(void);
+/* {"query":"<sql>"}. On ERR_OK *out is malloc'd. ERR_INVALID (empty or not UTF-8) writes err. */
+int service_request_query_body(const char *sql, char **out, char *err, size_t errlen);
 /* device_id NULL: "/devices/?top={top}&api-version=..." (top clamped to 1..1000, 0 = 1000);
  * otherwise "/devices/{enc(device)}/modules?api-version=...". Malloc'd, NULL on ERR_NOMEM. */
 char *service_request_list_path(const char *device_id, int top);

@@ -25,8 +25,8 @@
 
 #include "auth.h"
 #include "buf.h"
-#include "c2d.h"
 #include "bulk.h"
+#include "c2d.h"
 #include "err.h"
 #include "faults.h"
 #include "hub.h"
@@ -38,10 +38,14 @@
 #include "eventlog.h"
 #include "telemetry.h"
 #include "url.h"
+#include "query.h"
+#include "twin.h"
 
 #define REST_JSON "application/json; charset=utf-8"
 #define REST_METHOD_BODY_MAX (1024u * 1024u)     /* raw method body; the payload itself is capped at 128 KiB */
 #define REST_REGISTRY_BODY_MAX (64u * 1024u)
+#define REST_TWIN_BODY_MAX (256u * 1024u)        /* a whole twin sent back (PUT): 8+32+32 KiB plus metadata */
+#define REST_QUERY_BODY_MAX (64u * 1024u)        /* {"query": 8192 characters of up to 4 UTF-8 bytes} */
 #define REST_BULK_BODY_MAX (1024u * 1024u)       /* POST /devices: up to 100 ExportImportDevice */
 #define REST_OTHER_BODY_MAX (16u * 1024u)
 #define REST_DROP_AFTER (8u * 1024u * 1024u)     /* a body this large closes the connection */
@@ -61,8 +65,10 @@ struct rest_answer {
     const char *errorcode; /* iothub-errorcode header (static text) */
     const char *allow;
     char etag[80];
-    json_t *headers; /* more response headers, name -> string (NULL: none) */
     int retry_after_s; /* Retry-After header when > 0 (throttling, injected faults) */
+    json_t *headers; /* more response headers, name -> string (NULL: none) */
+    char continuation[24]; /* x-ms-continuation of a query page ("" = last page: no header) */
+    const char *item_type; /* x-ms-item-type of a query page */
 };
 
 struct rest_req {
@@ -258,7 +264,9 @@ static enum MHD_Result queue_answer(struct rest_req *q)
         (a->errorcode && MHD_add_response_header(resp, "iothub-errorcode", a->errorcode) != MHD_YES) ||
         (a->etag[0] && MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, a->etag) != MHD_YES) ||
         (a->allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, a->allow) != MHD_YES) ||
-        !add_retry_after(resp, a->retry_after_s)) {
+        !add_retry_after(resp, a->retry_after_s) ||
+        (a->continuation[0] && MHD_add_response_header(resp, "x-ms-continuation", a->continuation) != MHD_YES) ||
+        (a->item_type && MHD_add_response_header(resp, "x-ms-item-type", a->item_type) != MHD_YES)) {
         MHD_destroy_response(resp);
         return MHD_NO;
     }
@@ -952,6 +960,261 @@ static void identity_delete(struct rest_req *q)
         c2d_purge(r->c2d, rt->device_id); /* a re-created device starts with an empty queue */
 }
 
+/* ---- twins, query, statistics ---- */
+
+/* Auth with either of two permission sets (the hub lets several policies through some routes). */
+static bool service_prelude_any(struct rest_req *q, unsigned perms_a, unsigned perms_b)
+{
+    char why[96];
+    const char *authz = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (check_service(q->r, authz, perms_a, why, sizeof why) == ERR_OK)
+        perms_b = perms_a;
+    return service_prelude(q, perms_b);
+}
+
+/* The request body as a JSON object, or an error answer (false). Caller json_decref's *out. */
+static bool body_object(struct rest_req *q, json_t **out)
+{
+    *out = NULL;
+    if (q->body_seen > q->body_cap) {
+        answer_errorf(q, RESTAPI_MESSAGE_TOO_LARGE, RESTAPI_ENVELOPE_A, "The request body is over %zu bytes.",
+                      q->body_cap);
+        return false;
+    }
+    json_t *body = json_loadb(q->body.len ? (const char *)q->body.data : "", q->body.len, JSON_REJECT_DUPLICATES,
+                              NULL);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        answer_errorf(q, RESTAPI_FORMAT_ERROR, RESTAPI_ENVELOPE_A, "The request body is not a JSON object.");
+        return false;
+    }
+    *out = body;
+    return true;
+}
+
+static void answer_twin(struct rest_req *q, json_t *doc, const char *etag)
+{
+    answer_json(q, MHD_HTTP_OK, doc, NULL);
+    if (q->ans.status == MHD_HTTP_OK)
+        snprintf(q->ans.etag, sizeof q->ans.etag, "%s", etag);
+}
+
+static void twin_update_route(struct rest_req *q, enum twin_mode mode)
+{
+    const struct restapi_route *rt = &q->route;
+    json_t *body = NULL;
+    if (!service_prelude_any(q, AUTH_SERVICE_CONNECT, AUTH_REGISTRY_WRITE) || !body_object(q, &body))
+        return;
+    struct hub_twin_update u = {
+        .device_id = rt->device_id,
+        .module_id = rt->module_id,
+        .body = body,
+        .mode = mode,
+        .if_match = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_MATCH),
+    };
+    json_t *doc = NULL;
+    char etag[40] = "";
+    struct twin_error e = {0, ""};
+    int rc = hub_twin_update(q->r->hub, &u, &doc, etag, sizeof etag, &e);
+    json_decref(body);
+    switch (rc) {
+    case ERR_OK:
+        answer_twin(q, doc, etag);
+        log_info("twin: %s %s%s%s", mode == TWIN_MERGE ? "patched" : "replaced", rt->device_id,
+                 rt->module_id ? "/" : "", rt->module_id ? rt->module_id : "");
+        return;
+    case ERR_NOT_FOUND:
+        answer_not_found(q, RESTAPI_ENVELOPE_A);
+        return;
+    case ERR_PRECONDITION:
+        answer_errorf(q, RESTAPI_PRECONDITION_FAILED, RESTAPI_ENVELOPE_A,
+                      "Precondition failed: the If-Match etag does not match the twin's etag.");
+        return;
+    case ERR_INVALID:
+        answer_errorf(q, e.code, RESTAPI_ENVELOPE_A, "%s", e.message);
+        return;
+    default:
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Internal error: %s.", err_str(rc));
+        return;
+    }
+}
+
+static void route_twin(struct rest_req *q)
+{
+    const struct restapi_route *rt = &q->route;
+    if (strcmp(q->method, "PATCH") == 0) {
+        twin_update_route(q, TWIN_MERGE);
+        return;
+    }
+    if (strcmp(q->method, "PUT") == 0) {
+        twin_update_route(q, TWIN_REPLACE);
+        return;
+    }
+    if (!service_prelude_any(q, AUTH_REGISTRY_READ, AUTH_SERVICE_CONNECT))
+        return;
+    json_t *doc = NULL;
+    char etag[40] = "";
+    int rc = hub_twin_get(q->r->hub, rt->device_id, rt->module_id, &doc, etag, sizeof etag);
+    if (rc == ERR_NOT_FOUND)
+        answer_not_found(q, RESTAPI_ENVELOPE_A);
+    else if (rc != ERR_OK)
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+    else {
+        if (q->r->c2d && !rt->module_id) /* the queue lives in the C2D module, not in the twin */
+            json_object_set_new(doc, "cloudToDeviceMessageCount",
+                                json_integer((json_int_t)c2d_count(q->r->c2d, rt->device_id, c2d_wall_ms())));
+        answer_twin(q, doc, etag);
+    }
+}
+
+/* GET /statistics/devices and /statistics/service (the registry's and the live connections' counts). */
+static void route_statistics(struct rest_req *q)
+{
+    if (!service_prelude_any(q, AUTH_REGISTRY_READ, AUTH_SERVICE_CONNECT))
+        return;
+    if (q->route.kind == RESTAPI_ROUTE_STATS_SERVICE) {
+        struct hub_stats st;
+        hub_get_stats(q->r->hub, &st);
+        answer_json(q, MHD_HTTP_OK, json_pack("{s:I}", "connectedDeviceCount", (json_int_t)st.devices_connected),
+                    NULL);
+        return;
+    }
+    size_t total = 0, enabled = 0;
+    json_t *devices = registry_list_devices(q->r->reg, SIZE_MAX);
+    size_t i;
+    json_t *d;
+    json_array_foreach(devices, i, d) {
+        const struct identity *id = registry_find(q->r->reg, json_string_value(json_object_get(d, "deviceId")), NULL);
+        total += id != NULL;
+        enabled += id && id->enabled;
+    }
+    json_decref(devices);
+    if (!devices) {
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+        return;
+    }
+    answer_json(q, MHD_HTTP_OK,
+                json_pack("{s:I,s:I,s:I}", "totalDeviceCount", (json_int_t)total, "enabledDeviceCount",
+                          (json_int_t)enabled, "disabledDeviceCount", (json_int_t)(total - enabled)),
+                NULL);
+}
+
+/* One query's evaluation over the twins: the rows from the first one up to `want` (non-aggregate queries stop
+ * there), or the accumulator of an aggregate query. */
+struct query_run {
+    const struct query *query;
+    json_t *rows;
+    struct query_agg *agg;
+    size_t want;  /* rows needed: offset + page + 1 (one more says whether another page follows) */
+    int rc;
+};
+
+static bool query_row(void *ctx, const json_t *doc)
+{
+    struct query_run *run = ctx;
+    if (!query_match(run->query, doc))
+        return true;
+    if (run->agg) {
+        run->rc = query_agg_add(run->agg, doc);
+        return run->rc == ERR_OK;
+    }
+    json_t *row = query_project(run->query, doc);
+    if (!row || json_array_append_new(run->rows, row)) {
+        run->rc = ERR_NOMEM;
+        return false;
+    }
+    return json_array_size(run->rows) < run->want;
+}
+
+/* The query's rows, at most want of them (all of an aggregate's). NULL with *rc set on failure. */
+static json_t *query_rows(struct rest *r, const struct query *query, size_t want, int *rc)
+{
+    struct query_run run = {.query = query, .want = want, .rc = ERR_OK};
+    long top = query_top(query);
+    if (top >= 0 && (size_t)top < run.want)
+        run.want = (size_t)top;
+    run.rows = json_array();
+    if (query_is_aggregate(query))
+        run.agg = query_agg_new(query);
+    if (!run.rows || (query_is_aggregate(query) && !run.agg)) {
+        run.rc = ERR_NOMEM;
+    } else if (run.want > 0 && query_source(query) != QUERY_JOBS) {
+        /* devices.jobs is empty: the emulator has no jobs yet */
+        int each = hub_twin_each(r->hub, query_source(query) == QUERY_MODULES, query_row, &run);
+        if (run.rc == ERR_OK)
+            run.rc = each;
+    }
+    if (run.rc == ERR_OK && run.agg) {
+        json_decref(run.rows);
+        run.rows = query_agg_result(run.agg);
+        if (!run.rows)
+            run.rc = ERR_NOMEM;
+        else if (top >= 0 && json_array_size(run.rows) > (size_t)top)
+            while (json_array_size(run.rows) > (size_t)top)
+                json_array_remove(run.rows, json_array_size(run.rows) - 1);
+    }
+    query_agg_free(run.agg);
+    *rc = run.rc;
+    if (run.rc) {
+        json_decref(run.rows);
+        return NULL;
+    }
+    return run.rows;
+}
+
+/* POST /devices/query: {"query":"SELECT ..."}; a page of x-ms-max-item-count rows from x-ms-continuation on.
+ * The continuation is the offset of the next row; it is left out on the last page (the Node SDK pages while it
+ * is present). Each page evaluates the query again over the current twins. */
+static void route_query(struct rest_req *q)
+{
+    json_t *body = NULL;
+    if (!service_prelude_any(q, AUTH_REGISTRY_READ, AUTH_SERVICE_CONNECT) || !body_object(q, &body))
+        return;
+    const char *text = json_string_value(json_object_get(body, "query"));
+    int page = 0;
+    size_t offset = 0;
+    const char *hdr_page = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "x-ms-max-item-count");
+    const char *hdr_cont = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "x-ms-continuation");
+    if (!text) {
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "The body needs a \"query\" string.");
+    } else if (restapi_page_size(hdr_page, &page) != ERR_OK) {
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A,
+                      "x-ms-max-item-count must be a positive integer.");
+    } else if (restapi_continuation(hdr_cont, &offset) != ERR_OK) {
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "Invalid x-ms-continuation token.");
+    } else {
+        struct query *query = NULL;
+        struct query_error qe;
+        memset(&qe, 0, sizeof qe);
+        int rc = query_parse(text, strlen(text), &query, &qe);
+        if (rc == ERR_MALFORMED || rc == ERR_TOO_BIG) {
+            answer_errorf(q, QUERY_HUB_ERROR_CODE, RESTAPI_ENVELOPE_A, "%s", qe.message);
+        } else if (rc != ERR_OK) {
+            answer_errorf(q, rc == ERR_INVALID ? RESTAPI_ARGUMENT_INVALID : RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A,
+                          "The query could not be run.");
+        } else {
+            json_t *rows = query_rows(q->r, query, offset + (size_t)page + 1, &rc);
+            if (!rows) {
+                answer_errorf(q, rc == ERR_TOO_BIG ? RESTAPI_ARGUMENT_INVALID : RESTAPI_SERVER_ERROR,
+                              RESTAPI_ENVELOPE_A, "%s",
+                              rc == ERR_TOO_BIG ? "The query has too many groups." : "Out of memory.");
+            } else {
+                size_t total = json_array_size(rows);
+                json_t *out = json_array();
+                for (size_t i = offset; out && i < total && i < offset + (size_t)page; i++)
+                    json_array_append(out, json_array_get(rows, i));
+                json_decref(rows);
+                answer_json(q, MHD_HTTP_OK, out, NULL);
+                if (total > offset + (size_t)page)
+                    snprintf(q->ans.continuation, sizeof q->ans.continuation, "%zu", offset + (size_t)page);
+                q->ans.item_type = query_item_type(query);
+            }
+        }
+        query_free(query);
+    }
+    json_decref(body);
+}
+
 /* ---- emulator routes ---- */
 
 static void route_health(struct rest_req *q)
@@ -959,9 +1222,10 @@ static void route_health(struct rest_req *q)
     struct hub_stats st;
     memset(&st, 0, sizeof st);
     hub_get_stats(q->r->hub, &st);
-    json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "status", "ok", "devices",
+    json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "status", "ok", "devices",
                           (json_int_t)registry_device_count(q->r->reg), "connections", (json_int_t)st.connections,
-                          "methodListeners", (json_int_t)st.method_listeners, "callsPending",
+                          "methodListeners", (json_int_t)st.method_listeners, "desiredListeners",
+                          (json_int_t)st.desired_listeners, "callsPending",
                           (json_int_t)st.calls_pending, "telemetryReceived",
                           (json_int_t)(q->r->telemetry ? telemetry_total(q->r->telemetry) : 0));
     if (j && q->r->amqps_port > 0) /* the AMQP listeners, when there are any */
@@ -1147,7 +1411,9 @@ static void route_identity(struct rest_req *q)
 
 static void handle_request(struct rest_req *q)
 {
-    const struct restapi_route *rt = &q->route;
+    struct restapi_route *rt = &q->route;
+    if (rt->kind == RESTAPI_ROUTE_QUERY && strcmp(q->method, "POST") != 0)
+        rt->kind = RESTAPI_ROUTE_DEVICE; /* GET/PUT/DELETE /devices/query: a device named "query" */
     if (q->r->shutting_down)
         answer_errorf(q, RESTAPI_SERVICE_UNAVAILABLE, RESTAPI_ENVELOPE_A, "The emulator is shutting down.");
     else if (q->route_rc == ERR_MALFORMED)
@@ -1186,6 +1452,12 @@ static void handle_request(struct rest_req *q)
         route_c2d_settle(q, rt->kind == RESTAPI_ROUTE_C2D_ABANDON);
     else if (rt->kind == RESTAPI_ROUTE_D2C_EVENTS)
         route_d2c_events(q);
+    else if (rt->kind == RESTAPI_ROUTE_TWIN)
+        route_twin(q);
+    else if (rt->kind == RESTAPI_ROUTE_QUERY)
+        route_query(q);
+    else if (rt->kind == RESTAPI_ROUTE_STATS_DEVICES || rt->kind == RESTAPI_ROUTE_STATS_SERVICE)
+        route_statistics(q);
     else
         route_identity(q);
 }
@@ -1198,10 +1470,14 @@ static size_t body_cap_of(enum restapi_route_kind kind)
     case RESTAPI_ROUTE_DEVICE:
     case RESTAPI_ROUTE_MODULE:
         return REST_REGISTRY_BODY_MAX;
-    case RESTAPI_ROUTE_D2C_EVENTS:
-        return 256u * 1024u; /* the hub's device-to-cloud message limit */
+    case RESTAPI_ROUTE_TWIN:
+        return REST_TWIN_BODY_MAX;
+    case RESTAPI_ROUTE_QUERY:
+        return REST_QUERY_BODY_MAX;
     case RESTAPI_ROUTE_DEVICES:
         return REST_BULK_BODY_MAX;
+    case RESTAPI_ROUTE_D2C_EVENTS:
+        return 256u * 1024u; /* the hub's device-to-cloud message limit */
     default:
         return REST_OTHER_BODY_MAX;
     }
@@ -1346,8 +1622,8 @@ struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
     r->reg = cfg->reg;
     r->auth = cfg->auth;
     r->telemetry = cfg->telemetry;
-    r->c2d = cfg->c2d;
     r->faults = cfg->faults;
+    r->c2d = cfg->c2d;
     r->skew_s = cfg->token_skew_s;
     r->epfd = -1;
     if (cfg->ca_pem_path && !(r->ca_pem_path = strdup(cfg->ca_pem_path))) {

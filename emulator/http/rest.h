@@ -26,8 +26,8 @@ struct rest_config {
     const char *ca_pem_path; /* served as GET /emulator/ca.pem, read per request; NULL: 404 */
     int64_t token_skew_s;    /* grace after a SAS token's se */
     struct telemetry *telemetry; /* served as GET/DELETE /emulator/telemetry; NULL: 404 */
-    struct c2d *c2d;             /* C2D queues: DELETE /devices/{id}/commands, cloudToDeviceMessageCount */
     struct faults *faults;       /* /emulator/faults, injected REST faults and throttling; NULL: none */
+    struct c2d *c2d;             /* C2D queues: DELETE /devices/{id}/commands, cloudToDeviceMessageCount */
 };
 
 /* Starts the daemon and registers it in cfg->loop. The rest does not own loop, hub, registry or auth; they

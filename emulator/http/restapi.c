@@ -72,6 +72,16 @@ static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
         k = RESTAPI_ROUTE_FAULTS;
     else if (n == 3 && seg_is(&s[0], "emulator") && seg_is(&s[1], "faults"))
         k = RESTAPI_ROUTE_FAULTS, dev = &s[2];
+    else if (n == 2 && seg_is(&s[0], "devices") && seg_is(&s[1], "query"))
+        k = RESTAPI_ROUTE_QUERY, dev = &s[1];
+    else if (n == 2 && seg_is(&s[0], "statistics") && seg_is(&s[1], "devices"))
+        k = RESTAPI_ROUTE_STATS_DEVICES;
+    else if (n == 2 && seg_is(&s[0], "statistics") && seg_is(&s[1], "service"))
+        k = RESTAPI_ROUTE_STATS_SERVICE;
+    else if (n == 2 && seg_is(&s[0], "twins"))
+        k = RESTAPI_ROUTE_TWIN, dev = &s[1];
+    else if (n == 4 && seg_is(&s[0], "twins") && seg_is(&s[2], "modules"))
+        k = RESTAPI_ROUTE_TWIN, dev = &s[1], mod = &s[3];
     else if (seg_is(&s[0], "devices") && (n == 1 || (n == 2 && s[1].len == 0)))
         k = RESTAPI_ROUTE_DEVICES;
     else if (n == 2 && seg_is(&s[0], "devices"))
@@ -190,12 +200,17 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
     switch (kind) {
     case RESTAPI_ROUTE_HEALTH:
     case RESTAPI_ROUTE_CA_PEM:
+    case RESTAPI_ROUTE_STATS_DEVICES:
+    case RESTAPI_ROUTE_STATS_SERVICE:
     case RESTAPI_ROUTE_MODULES:
         return "GET";
     case RESTAPI_ROUTE_DEVICES:
         return "GET, POST"; /* POST: the bulk registry operation */
     case RESTAPI_ROUTE_METHOD:
+    case RESTAPI_ROUTE_QUERY:
         return "POST";
+    case RESTAPI_ROUTE_TWIN:
+        return "GET, PATCH, PUT";
     case RESTAPI_ROUTE_DEVICE:
     case RESTAPI_ROUTE_MODULE:
         return "GET, PUT, DELETE";
@@ -205,6 +220,8 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
         return "GET";
     case RESTAPI_ROUTE_CONSUMER_GROUP:
         return "GET, PUT, DELETE";
+    case RESTAPI_ROUTE_FAULTS:
+        return "GET, POST, DELETE";
     case RESTAPI_ROUTE_C2D_PURGE:
     case RESTAPI_ROUTE_C2D_LOCK:
         return "DELETE";
@@ -213,8 +230,6 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
         return "POST";
     case RESTAPI_ROUTE_C2D_RECEIVE:
         return "GET";
-    case RESTAPI_ROUTE_FAULTS:
-        return "GET, POST, DELETE";
     default:
         return "";
     }
@@ -255,6 +270,7 @@ static const struct {
     {RESTAPI_METHOD_NOT_ALLOWED, "MethodNotAllowed"},
     {RESTAPI_DEVICE_EXISTS, "DeviceAlreadyExists"},
     {RESTAPI_MODULE_EXISTS, "ModuleAlreadyExistsOnDevice"},
+    {RESTAPI_MAX_PROPERTIES, "DeviceModelMaxPropertiesExceeded"},
     {RESTAPI_PRECONDITION_FAILED, "PreconditionFailed"},
     {RESTAPI_THROTTLED, "ThrottlingException"},
     {RESTAPI_MESSAGE_TOO_LARGE, "MessageTooLarge"},
@@ -262,6 +278,42 @@ static const struct {
     {RESTAPI_SERVICE_UNAVAILABLE, "ServiceUnavailable"},
     {RESTAPI_GATEWAY_TIMEOUT, "GatewayTimeout"},
 };
+
+/* Decimal digits only, at most 9 of them, into *out. */
+static bool parse_decimal(const char *v, long *out)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 9)
+        return false;
+    long value = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        value = value * 10 + (v[i] - '0');
+    }
+    *out = value;
+    return true;
+}
+
+int restapi_page_size(const char *value, int *out)
+{
+    long n = RESTAPI_QUERY_PAGE_DEFAULT;
+    if (value && (!parse_decimal(value, &n) || n < 1))
+        return ERR_INVALID;
+    if (n > RESTAPI_QUERY_PAGE_MAX)
+        n = RESTAPI_QUERY_PAGE_MAX; /* larger pages are served at the maximum, as a cap, not an error */
+    *out = (int)n;
+    return ERR_OK;
+}
+
+int restapi_continuation(const char *value, size_t *out)
+{
+    long n = 0;
+    if (value && *value && !parse_decimal(value, &n))
+        return ERR_INVALID;
+    *out = (size_t)n;
+    return ERR_OK;
+}
 
 const char *restapi_code_name(int code)
 {

@@ -28,12 +28,16 @@ enum restapi_route_kind {
     RESTAPI_ROUTE_TELEMETRY, /* /emulator/telemetry[/{id}] (the emulator's own) */
     RESTAPI_ROUTE_CONSUMER_GROUPS, /* /emulator/consumergroups (the emulator's own) */
     RESTAPI_ROUTE_CONSUMER_GROUP,  /* /emulator/consumergroups/{name} (the name in device_id) */
+    RESTAPI_ROUTE_FAULTS,    /* /emulator/faults[/{faultId}] (the emulator's own; the id in device_id) */
     RESTAPI_ROUTE_C2D_PURGE, /* /devices/{id}/commands: DELETE purges the device's C2D queue */
     RESTAPI_ROUTE_D2C_EVENTS,   /* /devices/{id}/messages/events: a device's telemetry over HTTPS */
     RESTAPI_ROUTE_C2D_RECEIVE,  /* /devices/{id}/messages/deviceBound: the next C2D message, locked */
     RESTAPI_ROUTE_C2D_LOCK,     /* /devices/{id}/messages/deviceBound/{lockToken}: DELETE completes (?reject) */
     RESTAPI_ROUTE_C2D_ABANDON,  /* /devices/{id}/messages/deviceBound/{lockToken}/abandon: POST */
-    RESTAPI_ROUTE_FAULTS,    /* /emulator/faults[/{faultId}] (the emulator's own; the id in device_id) */
+    RESTAPI_ROUTE_TWIN,    /* /twins/{id}, /twins/{id}/modules/{mid} (module_id set) */
+    RESTAPI_ROUTE_QUERY,   /* /devices/query; device_id is "query", for the other verbs (a device named so) */
+    RESTAPI_ROUTE_STATS_DEVICES, /* /statistics/devices */
+    RESTAPI_ROUTE_STATS_SERVICE, /* /statistics/service */
 };
 
 struct restapi_route {
@@ -94,12 +98,23 @@ struct restapi_error {
 #define RESTAPI_METHOD_NOT_ALLOWED 405000
 #define RESTAPI_DEVICE_EXISTS 409001
 #define RESTAPI_MODULE_EXISTS 409301
+#define RESTAPI_MAX_PROPERTIES 403100 /* DeviceModelMaxPropertiesExceeded (a twin section too large) */
 #define RESTAPI_PRECONDITION_FAILED 412001
 #define RESTAPI_THROTTLED 429001
 #define RESTAPI_MESSAGE_TOO_LARGE 413001
 #define RESTAPI_SERVER_ERROR 500001
 #define RESTAPI_SERVICE_UNAVAILABLE 503001
 #define RESTAPI_GATEWAY_TIMEOUT 504101
+
+/* The x-ms-max-item-count of a query page: 1..RESTAPI_QUERY_PAGE_MAX, default RESTAPI_QUERY_PAGE_DEFAULT. */
+#define RESTAPI_QUERY_PAGE_DEFAULT 100
+#define RESTAPI_QUERY_PAGE_MAX 1000
+/* Parses an x-ms-max-item-count value (NULL: the default; above the maximum: the maximum). ERR_OK with *out,
+ * or ERR_INVALID (not a positive decimal number). */
+int restapi_page_size(const char *value, int *out);
+/* Parses an x-ms-continuation token as our query route writes it (the decimal offset of the next row).
+ * NULL or "" is offset 0. ERR_OK with *out, or ERR_INVALID. */
+int restapi_continuation(const char *value, size_t *out);
 
 /* "DeviceNotOnline" for 404103 etc. (the iothub-errorcode header); "ServerError" for unknown codes. */
 const char *restapi_code_name(int code);

@@ -1,11 +1,13 @@
 /* hub.c -- the IoT Hub core (see hub.h): presence per identity, method calls from REST to exactly one MQTT
- * connection and back, deadlines, takeover, and a minimal twin. Single-threaded.
+ * connection and back, deadlines, takeover, and each identity's twin (twin.c) with the desired-property push
+ * to its connection. Single-threaded.
  * Identities are keyed "device" or "device/module" ('/' cannot occur in ids).
  * Tests: tests/unit/test_session.c drives it through real sessions; tests/unit/test_rest_http.c from REST. */
 #include "hub.h"
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,17 +20,17 @@
 #include "device_link.h"
 #include "sessionstore.h"
 #include "strmap.h"
-
-/* IoT Hub caps a twin's reported properties at 32 KiB; past it a PATCH is refused (and memory stays bounded). */
-#define HUB_REPORTED_MAX (32u * 1024u)
+#include "twin.h"
+#include "twinstore.h"
+#include <time.h>
 
 /* What the hub knows of one identity, kept while the emulator runs (twins survive reconnects). */
 struct hub_ident {
     struct device_link *link; /* the one live connection, or NULL */
     bool methods_ready;      /* that link takes method calls (MQTT: subscribed to $iothub/methods/POST/#) */
+    bool desired_ready;      /* that link takes desired patches ($iothub/twin/PATCH/properties/desired/#) */
+    struct twin *twin;       /* NULL until first used or loaded (a fresh twin then) */
     char *saved_session;     /* without a session store: a front's persisted session state, or NULL */
-    json_t *reported;        /* reported properties, without $version */
-    int64_t reported_version;
 };
 
 enum call_state { CALL_WAITING, CALL_DELIVERED };
@@ -67,6 +69,8 @@ struct hub {
     struct hub_stats stats;
     const struct hub_hooks *hooks; /* fault injection's seam, or NULL */
     void *hooks_ctx;
+    hub_twin_save_fn twin_save; /* the store's seam; NULL: twins live in memory only */
+    void *twin_save_ctx;
 };
 
 static void ident_key(const char *device_id, const char *module_id, char *out, size_t outlen)
@@ -95,7 +99,7 @@ struct hub *hub_new(struct loop *loop, struct registry *reg)
 static void free_ident(const char *key, void *value, void *ctx)
 {
     struct hub_ident *id = value;
-    json_decref(id->reported);
+    twin_free(id->twin);
     free(id->saved_session);
     free(id);
 }
@@ -162,7 +166,6 @@ static struct hub_ident *ident_get(struct hub *h, const char *key, bool create)
     id = calloc(1, sizeof *id);
     if (!id)
         return NULL;
-    id->reported_version = 1;
     if (strmap_set(h->idents, key, id)) {
         free(id);
         return NULL;
@@ -375,7 +378,10 @@ int hub_link_online(struct hub *h, struct device_link *link, const char *device_
     }
     id->link = link;
     id->methods_ready = false;
+    id->desired_ready = false;
     h->stats.connections++;
+    if (!module_id || !*module_id)
+        h->stats.devices_connected++;
     registry_set_connected(h->reg, device_id, module_id, true, loop_wall_s(h->loop));
     return ERR_OK;
 }
@@ -481,9 +487,14 @@ void hub_link_offline(struct hub *h, struct device_link *link)
     if (id && id->link == link) {
         if (id->methods_ready)
             h->stats.method_listeners--;
+        if (id->desired_ready)
+            h->stats.desired_listeners--;
         id->link = NULL;
         id->methods_ready = false;
+        id->desired_ready = false;
         h->stats.connections--;
+        if (!strchr(link->identity, '/'))
+            h->stats.devices_connected--;
         char dev[REGISTRY_MAX_ID + 1];
         const char *ident = link->identity;
         const char *slash = strchr(ident, '/');
@@ -603,19 +614,266 @@ void hub_get_stats(const struct hub *h, struct hub_stats *out)
     *out = h->stats;
 }
 
-/* ---- twin (minimal: reported properties with versions; desired is empty until the twin issue) ---- */
+
+/* ---- twins ---- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void hub_set_twin_store(struct hub *h, hub_twin_save_fn save, void *ctx)
+{
+    h->twin_save = save;
+    h->twin_save_ctx = ctx;
+}
+
+int hub_twin_load(struct hub *h, const char *device_id, const char *module_id, const char *text, size_t len)
+{
+    char key[2 * REGISTRY_MAX_ID + 2];
+    ident_key(device_id, module_id, key, sizeof key);
+    struct twin *t = NULL;
+    int rc = twin_load(text, len, &t);
+    if (rc)
+        return rc;
+    struct hub_ident *id = ident_get(h, key, true);
+    if (!id) {
+        twin_free(t);
+        return ERR_NOMEM;
+    }
+    twin_free(id->twin);
+    id->twin = t;
+    return ERR_OK;
+}
+
+static int save_to_db(void *ctx, const char *device_id, const char *module_id, const char *text)
+{
+    return twinstore_save(ctx, device_id, module_id, text);
+}
+
+static int load_from_db(void *ctx, const char *device_id, const char *module_id, const char *text, size_t len)
+{
+    return hub_twin_load(ctx, device_id, module_id, text, len);
+}
+
+int hub_use_twin_store(struct hub *h, struct db *db)
+{
+    char err[256] = "";
+    int rc = twinstore_migrate(db, err, sizeof err);
+    if (rc && db_is_read_only(db)) {
+        /* A read-only store from before twins: served without them; every twin change fails to save (5xx). */
+        log_warn("store: read-only and without the twins table (%s): twins start empty and cannot be changed", err);
+        hub_set_twin_store(h, save_to_db, db);
+        return ERR_OK;
+    }
+    if (rc) {
+        log_error("store: twins: %s", err);
+        return rc;
+    }
+    rc = twinstore_load(db, load_from_db, h);
+    if (rc == ERR_OK)
+        hub_set_twin_store(h, save_to_db, db);
+    return rc;
+}
+
+/* The identity's twin, created fresh on first use. NULL on ERR_NOMEM. */
+static struct twin *twin_of(struct hub *h, const char *key, struct hub_ident **ident)
+{
+    struct hub_ident *id = ident_get(h, key, true);
+    if (id && !id->twin)
+        id->twin = twin_new();
+    if (ident)
+        *ident = id;
+    return id ? id->twin : NULL;
+}
+
+/* Splits an identity key back into its ids. */
+static void key_split(const char *key, char dev[REGISTRY_MAX_ID + 1], const char **mod)
+{
+    const char *slash = strchr(key, '/');
+    size_t n = slash ? (size_t)(slash - key) : strlen(key);
+    if (n > REGISTRY_MAX_ID)
+        n = REGISTRY_MAX_ID;
+    memcpy(dev, key, n);
+    dev[n] = '\0';
+    *mod = slash ? slash + 1 : NULL;
+}
+
+/* Hands the changed twin to the store, before the change is acknowledged. The change stays in memory when
+ * that fails (the caller answers with a server error; the next successful save writes it). */
+static int twin_persist(struct hub *h, const char *key, const struct twin *t)
+{
+    if (!h->twin_save)
+        return ERR_OK;
+    char *text = twin_save(t);
+    if (!text)
+        return ERR_NOMEM;
+    char dev[REGISTRY_MAX_ID + 1];
+    const char *mod;
+    key_split(key, dev, &mod);
+    int rc = h->twin_save(h->twin_save_ctx, dev, mod, text);
+    free(text);
+    if (rc)
+        log_error("twin of %s: could not be saved (%s)", key, err_str(rc));
+    return rc;
+}
+
+/* Puts back the twin as it was before a change the store could not save (before: its twin_save text). */
+static void twin_restore(struct hub_ident *id, const char *before)
+{
+    struct twin *old = NULL;
+    if (before && twin_load(before, strlen(before), &old) == ERR_OK) {
+        twin_free(id->twin);
+        id->twin = old;
+    }
+}
+
+/* Sends a desired patch to the identity's connection, when it listens for them. */
+static void push_desired(struct hub_ident *id, const char *key, const json_t *patch, int64_t version)
+{
+    if (!id->link || !id->desired_ready)
+        return;
+    char *text = json_dumps(patch, JSON_COMPACT);
+    if (!text || id->link->ops->push_desired(id->link, (const uint8_t *)text, strlen(text), version) != ERR_OK)
+        log_warn("twin of %s: desired patch $version %lld could not be sent", key, (long long)version);
+    else
+        log_debug("twin of %s: desired patch $version %lld sent", key, (long long)version);
+    free(text);
+}
+
+int hub_twin_get(struct hub *h, const char *device_id, const char *module_id, json_t **doc, char *etag,
+                 size_t etaglen)
+{
+    *doc = NULL;
+    const struct identity *ident = registry_find(h->reg, device_id, module_id);
+    if (!ident)
+        return ERR_NOT_FOUND;
+    char key[2 * REGISTRY_MAX_ID + 2];
+    ident_key(device_id, module_id, key, sizeof key);
+    struct twin *t = twin_of(h, key, NULL);
+    if (!t || !(*doc = twin_document(t, ident)))
+        return ERR_NOMEM;
+    if (etag)
+        twin_etag(t, etag, etaglen);
+    return ERR_OK;
+}
+
+int hub_twin_update(struct hub *h, const struct hub_twin_update *u, json_t **doc, char *etag, size_t etaglen,
+                    struct twin_error *err)
+{
+    *doc = NULL;
+    const struct identity *ident = registry_find(h->reg, u->device_id, u->module_id);
+    if (!ident)
+        return ERR_NOT_FOUND;
+    char key[2 * REGISTRY_MAX_ID + 2];
+    ident_key(u->device_id, u->module_id, key, sizeof key);
+    struct hub_ident *id = NULL;
+    struct twin *t = twin_of(h, key, &id);
+    if (!t)
+        return ERR_NOMEM;
+    if (!twin_etag_matches(t, u->if_match))
+        return ERR_PRECONDITION;
+    json_t *push = NULL;
+    char *before = h->twin_save ? twin_save(t) : NULL;
+    if (h->twin_save && !before)
+        return ERR_NOMEM;
+    int rc = twin_update(t, u->body, u->mode, wall_ms(), &push, err);
+    if (rc == ERR_OK && (rc = twin_persist(h, key, t)) != ERR_OK)
+        twin_restore(id, before);
+    free(before);
+    if (rc == ERR_OK && push)
+        push_desired(id, key, push, twin_desired_version(t));
+    json_decref(push);
+    if (rc)
+        return rc;
+    if (!(*doc = twin_document(t, ident)))
+        return ERR_NOMEM;
+    if (etag)
+        twin_etag(t, etag, etaglen);
+    return ERR_OK;
+}
+
+/* Calls fn with the twin document of one identity (a fresh twin's when it never had one). */
+static int each_one(struct hub *h, const char *device_id, const char *module_id, hub_twin_each_fn fn, void *ctx,
+                    bool *stop)
+{
+    const struct identity *ident = registry_find(h->reg, device_id, module_id);
+    if (!ident)
+        return ERR_OK;
+    char key[2 * REGISTRY_MAX_ID + 2];
+    ident_key(device_id, module_id, key, sizeof key);
+    struct hub_ident *id = strmap_get(h->idents, key);
+    struct twin *fresh = id && id->twin ? NULL : twin_new();
+    const struct twin *t = id && id->twin ? id->twin : fresh;
+    json_t *doc = t ? twin_document(t, ident) : NULL;
+    twin_free(fresh);
+    if (!doc)
+        return ERR_NOMEM;
+    *stop = !fn(ctx, doc);
+    json_decref(doc);
+    return ERR_OK;
+}
+
+int hub_twin_each(struct hub *h, bool modules, hub_twin_each_fn fn, void *ctx)
+{
+    json_t *devices = registry_list_devices(h->reg, SIZE_MAX);
+    if (!devices)
+        return ERR_NOMEM;
+    int rc = ERR_OK;
+    bool stop = false;
+    size_t i;
+    json_t *d;
+    json_array_foreach(devices, i, d) {
+        const char *device_id = json_string_value(json_object_get(d, "deviceId"));
+        if (!device_id)
+            continue;
+        if (!modules) {
+            rc = each_one(h, device_id, NULL, fn, ctx, &stop);
+        } else {
+            json_t *mods = registry_list_modules(h->reg, device_id);
+            size_t j;
+            json_t *m;
+            json_array_foreach(mods, j, m) {
+                const char *module_id = json_string_value(json_object_get(m, "moduleId"));
+                if (module_id && (rc = each_one(h, device_id, module_id, fn, ctx, &stop)) != ERR_OK)
+                    break;
+                if (stop)
+                    break;
+            }
+            json_decref(mods);
+        }
+        if (rc || stop)
+            break;
+    }
+    json_decref(devices);
+    return rc;
+}
+
+void hub_link_desired_ready(struct hub *h, struct device_link *link)
+{
+    struct hub_ident *id = ident_get(h, link->identity, false);
+    if (id && id->link == link && !id->desired_ready) {
+        id->desired_ready = true;
+        h->stats.desired_listeners++;
+    }
+}
+
+void hub_link_desired_stopped(struct hub *h, struct device_link *link)
+{
+    struct hub_ident *id = ident_get(h, link->identity, false);
+    if (id && id->link == link && id->desired_ready) {
+        id->desired_ready = false;
+        h->stats.desired_listeners--;
+    }
+}
 
 int hub_link_twin_get(struct hub *h, struct device_link *link, struct buf *out)
 {
-    struct hub_ident *id = ident_get(h, link->identity, true);
-    if (!id)
-        return ERR_NOMEM;
-    json_t *reported = id->reported ? json_deep_copy(id->reported) : json_object();
-    json_t *doc = json_pack("{s:{s:I}, s:o}", "desired", "$version", (json_int_t)1, "reported", reported);
-    if (!doc)
-        return ERR_NOMEM;
-    json_object_set_new(json_object_get(doc, "reported"), "$version", json_integer(id->reported_version));
-    char *text = json_dumps(doc, JSON_COMPACT);
+    struct twin *t = twin_of(h, link->identity, NULL);
+    json_t *doc = t ? twin_properties(t) : NULL;
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(doc);
     if (!text)
         return ERR_NOMEM;
@@ -624,54 +882,29 @@ int hub_link_twin_get(struct hub *h, struct device_link *link, struct buf *out)
     return rc;
 }
 
-/* RFC 7386-style merge: objects merge recursively, null deletes, anything else replaces. */
-static void merge_patch(json_t *target, json_t *patch)
-{
-    const char *key;
-    json_t *value;
-    json_object_foreach(patch, key, value) {
-        if (json_is_null(value)) {
-            json_object_del(target, key);
-        } else if (json_is_object(value)) {
-            json_t *sub = json_object_get(target, key);
-            if (!json_is_object(sub)) {
-                sub = json_object();
-                json_object_set_new(target, key, sub);
-            }
-            merge_patch(sub, value);
-        } else {
-            json_object_set(target, key, value);
-        }
-    }
-}
-
-int hub_link_twin_patch(struct hub *h, struct device_link *link, const uint8_t *body, size_t len, int64_t *version)
+int hub_link_twin_patch(struct hub *h, struct device_link *link, const uint8_t *body, size_t len, int64_t expected,
+                        int64_t *version, struct twin_error *err)
 {
     *version = 0;
     json_t *patch = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(patch)) {
-        json_decref(patch);
+    if (!patch) {
+        err->code = 400006;
+        snprintf(err->message, sizeof err->message, "The reported properties patch is not valid JSON.");
         return ERR_MALFORMED;
     }
-    struct hub_ident *id = ident_get(h, link->identity, true);
-    json_t *merged = !id ? NULL : id->reported ? json_deep_copy(id->reported) : json_object();
-    if (!merged) {
+    struct hub_ident *id = NULL;
+    struct twin *t = twin_of(h, link->identity, &id);
+    if (t && expected >= 0 && expected != twin_reported_version(t)) {
         json_decref(patch);
-        return ERR_NOMEM;
+        return ERR_PRECONDITION;
     }
-    json_object_del(patch, "$version");
-    merge_patch(merged, patch);
+    char *before = t && h->twin_save ? twin_save(t) : NULL;
+    int rc = !t || (h->twin_save && !before) ? ERR_NOMEM : twin_report(t, patch, wall_ms(), err);
     json_decref(patch);
-    /* Measured on a copy, so a refused patch leaves the twin as it was. */
-    char *text = json_dumps(merged, JSON_COMPACT);
-    int rc = !text ? ERR_NOMEM : strlen(text) > HUB_REPORTED_MAX ? ERR_TOO_BIG : ERR_OK;
-    free(text);
-    if (rc) {
-        json_decref(merged);
-        return rc;
-    }
-    json_decref(id->reported);
-    id->reported = merged;
-    *version = ++id->reported_version;
-    return ERR_OK;
+    if (rc == ERR_OK && (rc = twin_persist(h, link->identity, t)) != ERR_OK)
+        twin_restore(id, before);
+    free(before);
+    if (rc == ERR_OK)
+        *version = twin_reported_version(id->twin);
+    return rc;
 }

@@ -1,7 +1,8 @@
 /* hub.h -- the IoT Hub core: who is online, which connection of an identity takes method calls, pending
  * direct-method calls (request id -> waiting caller, deadlines), delivery of a call to exactly one
  * connection, the device's reply back to the waiting caller, takeover of a second connection with the same
- * identity. Protocol-agnostic: a connection is a struct device_link (device_link.h) that a front (MQTT,
+ * identity; each identity's twin (twin.h) with the service's twin API, the desired-property push to the
+ * connection that listens for it, and the twins' persistence seam. Protocol-agnostic: a connection is a struct device_link (device_link.h) that a front (MQTT,
  * later AMQP) implements; this header includes no front. Single-threaded: called from the event loop only. */
 #ifndef IOTHUB_HUB_H
 #define IOTHUB_HUB_H
@@ -12,6 +13,7 @@
 
 #include "buf.h"
 #include "device_link.h"
+#include "twin.h"
 
 struct db;
 struct hub;
@@ -88,6 +90,8 @@ void hub_saved_session_drop(struct hub *h, const char *identity);
 struct hub_stats {
     size_t connections;      /* authenticated MQTT connections */
     size_t method_listeners; /* of those, subscribed to methods */
+    size_t desired_listeners; /* of those, subscribed to desired-property patches */
+    size_t devices_connected; /* connections of devices (not modules): GET /statistics/service */
     size_t calls_pending;
     uint64_t calls_total;
 };
@@ -106,12 +110,20 @@ void hub_link_methods_stopped(struct hub *h, struct device_link *link);
  * rids are logged and dropped. */
 void hub_link_method_reply(struct hub *h, struct device_link *link, const char *rid, int status, const uint8_t *body,
                               size_t len);
+/* The link takes desired-property patches now (MQTT: subscribed to $iothub/twin/PATCH/properties/desired/#):
+ * every later desired change of its identity is pushed to it (device_link push_desired). */
+void hub_link_desired_ready(struct hub *h, struct device_link *link);
+/* The link no longer takes desired patches (MQTT: unsubscribed). */
+void hub_link_desired_stopped(struct hub *h, struct device_link *link);
 /* Twin GET: appends the identity's twin {"desired":{...,"$version":n},"reported":{...,"$version":m}} to out. */
 int hub_link_twin_get(struct hub *h, struct device_link *link, struct buf *out);
-/* Twin reported PATCH: merges the JSON object patch (null deletes) into the reported properties and
- * returns the new reported version. ERR_MALFORMED when body is not a JSON object, ERR_TOO_BIG when the result
- * would be over 32 KiB of compact JSON (IoT Hub's limit; the twin is left unchanged), ERR_NOMEM. */
-int hub_link_twin_patch(struct hub *h, struct device_link *link, const uint8_t *body, size_t len, int64_t *version);
+/* Twin reported PATCH: merges the JSON object patch (null deletes) into the reported properties under the
+ * hub's rules (twin.h) and returns the new reported version. expected >= 0 (the topic's $version) must be the
+ * current reported version, else ERR_PRECONDITION; -1 is unconditional. ERR_MALFORMED (not JSON, err 400006)
+ * or ERR_INVALID (err: the hub's code and message; the twin is left unchanged), ERR_IO when the store could
+ * not save it (unchanged), ERR_NOMEM. */
+int hub_link_twin_patch(struct hub *h, struct device_link *link, const uint8_t *body, size_t len, int64_t expected,
+                        int64_t *version, struct twin_error *err);
 /* The link is going away: its pending calls end with HUB_CALL_DISCONNECTED. Safe for unknown links. */
 void hub_link_offline(struct hub *h, struct device_link *link);
 
@@ -133,5 +145,43 @@ struct device_link *hub_link_of(struct hub *h, const char *identity);
 /* Takes link offline, then closes it: abrupt through its abort op (a front without one is kicked), else
  * through kick. reason is logged. */
 void hub_link_drop(struct hub *h, struct device_link *link, bool abrupt, const char *reason);
+/* ---- twins (the service side; the identity must be in the registry, else ERR_NOT_FOUND) ---- */
+
+/* The twin document (twin_document) of an identity, a new reference in *doc, and its quoted etag in etag
+ * (may be NULL). Returns ERR_OK, ERR_NOT_FOUND or ERR_NOMEM. */
+int hub_twin_get(struct hub *h, const char *device_id, const char *module_id, json_t **doc, char *etag,
+                 size_t etaglen);
+
+struct hub_twin_update {
+    const char *device_id;
+    const char *module_id; /* NULL for a device twin */
+    const json_t *body;    /* the request's twin JSON (twin_update) */
+    enum twin_mode mode;
+    const char *if_match;  /* NULL/"" or "*": unconditional; else the twin's etag, quoted or not */
+};
+/* PATCH / PUT of a twin: checks If-Match, applies the change, saves it through the twin store, then pushes the
+ * desired patch to the identity's connection if it listens for them. On ERR_OK *doc is the new document (new
+ * reference) and etag its etag. Returns ERR_OK, ERR_NOT_FOUND, ERR_PRECONDITION (stale etag), ERR_INVALID
+ * (err filled), ERR_IO (the store failed; nothing changed) or ERR_NOMEM. */
+int hub_twin_update(struct hub *h, const struct hub_twin_update *u, json_t **doc, char *etag, size_t etaglen,
+                    struct twin_error *err);
+
+/* Called with each twin document (borrowed: valid during the call); returns false to stop. */
+typedef bool (*hub_twin_each_fn)(void *ctx, const json_t *doc);
+/* Every device twin (modules false) or every module twin (true) of the registry, ordered by device id (a
+ * fresh twin for identities that never had one). Returns ERR_OK or ERR_NOMEM. */
+int hub_twin_each(struct hub *h, bool modules, hub_twin_each_fn fn, void *ctx);
+
+/* The persistence seam: save gets one identity's twin as text (twin_save) after every change and before the
+ * change is acknowledged; a failure (its ERR_ code) undoes the change. NULL: twins live in memory only. */
+typedef int (*hub_twin_save_fn)(void *ctx, const char *device_id, const char *module_id, const char *text);
+void hub_set_twin_store(struct hub *h, hub_twin_save_fn save, void *ctx);
+/* Twins in the durable store (store/twinstore.h): migrates the twins table, loads every kept twin, then saves
+ * each change there. Call once at start, after the registry opened db, before any connection. Returns ERR_OK,
+ * ERR_INVALID or ERR_IO (logged). */
+struct db;
+int hub_use_twin_store(struct hub *h, struct db *db);
+/* At start: a twin kept by the store (twin_save text). Returns ERR_OK, ERR_MALFORMED or ERR_NOMEM. */
+int hub_twin_load(struct hub *h, const char *device_id, const char *module_id, const char *text, size_t len);
 
 #endif

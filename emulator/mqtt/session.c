@@ -1,11 +1,13 @@
 /* session.c -- one device's MQTT session with the hub's rules (see session.h and iothub-protocol.md §1-§3):
  * CONNECT and SAS authentication (any failure: CONNACK 5, then close), keep-alive at 1.5x, the accepted
  * SUBSCRIBE filters and PUBLISH topics (anything else closes the connection, as the hub does), direct-method
- * requests and replies, minimal twin, telemetry, will, and disconnect when the SAS token expires.
+ * requests and replies, twin GET / reported PATCH / desired push, telemetry, will, and disconnect when the SAS
+ * token expires.
  * Tests: tests/unit/test_session.c (with a fake conn.h); fuzz: tests/fuzz/fuzz_session.c. */
 #include "session.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -375,6 +377,11 @@ static void announce_subs(struct session *s, uint32_t before)
         hub_link_methods_ready(s->env->hub, &s->link);
     else if (!(s->subs & m) && (before & m))
         hub_link_methods_stopped(s->env->hub, &s->link);
+    uint32_t d = 1u << SUB_TWIN_DESIRED;
+    if ((s->subs & d) && !(before & d))
+        hub_link_desired_ready(s->env->hub, &s->link);
+    else if (!(s->subs & d) && (before & d))
+        hub_link_desired_stopped(s->env->hub, &s->link);
     /* C2D: a (restored) devicebound subscription starts delivery of what was queued meanwhile. */
     uint32_t c = 1u << SUB_C2D | 1u << SUB_C2D_ANY;
     if (s->env->c2d && (s->subs & c) && !(before & c))
@@ -467,6 +474,32 @@ static bool query_rid(const char *topic, char *rid, size_t ridlen)
     return false;
 }
 
+/* The "$version=N" parameter of a reported PATCH topic (optimistic concurrency, as the Java SDK sends it):
+ * ERR_OK with *version (-1 when absent), or ERR_MALFORMED when present but not a decimal number. */
+static int query_version(const char *topic, int64_t *version)
+{
+    *version = -1;
+    const char *q = strchr(topic, '?');
+    while (q) {
+        q++;
+        if (strncmp(q, "$version=", 9) == 0) {
+            size_t n = strcspn(q + 9, "&");
+            int64_t v = 0;
+            if (n == 0 || n > 18)
+                return ERR_MALFORMED;
+            for (size_t i = 0; i < n; i++) {
+                if (q[9 + i] < '0' || q[9 + i] > '9')
+                    return ERR_MALFORMED;
+                v = v * 10 + (q[9 + i] - '0');
+            }
+            *version = v;
+            return ERR_OK;
+        }
+        q = strchr(q, '&');
+    }
+    return ERR_OK;
+}
+
 /* $iothub/methods/res/{status}/?$rid={rid} */
 static int on_method_reply(struct session *s, const char *topic, struct mqtt_bytes body)
 {
@@ -485,16 +518,31 @@ static int on_method_reply(struct session *s, const char *topic, struct mqtt_byt
     return ERR_OK;
 }
 
-/* Over a --throttle limit, a twin request gets the hub's status 429 on its response topic. */
+/* A twin error as the hub answers it on MQTT: the status in the topic, and a body with errorCode and message
+ * (the Node SDK ignores the status and fails the request on a body with an errorCode). */
+static int send_twin_error(struct session *s, const char *rid, const struct twin_error *e)
+{
+    char reply[160];
+    int status = e->code >= 100000 ? e->code / 1000 : 500;
+    snprintf(reply, sizeof reply, "$iothub/twin/res/%d/?$rid=%s", status, rid);
+    json_t *body = json_pack("{s:i,s:s}", "errorCode", e->code >= 100000 ? e->code : 500001, "message", e->message);
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(body);
+    int rc = send_publish(s, reply, (const uint8_t *)text, text ? strlen(text) : 0);
+    free(text);
+    return rc ? ERR_CLOSED : ERR_OK;
+}
+
+/* Over a --throttle limit, a twin request gets the hub's 429 on its response topic, with the errorCode body
+ * every twin error carries (the Node SDK reads the body, not the status). */
 static bool twin_throttled(struct session *s, enum faults_op op, const char *rid)
 {
     int retry = 0;
     if (faults_throttle_take(s->env->faults, op, 1, &retry))
         return false;
-    char reply[128];
     log_info("%s: twin %s throttled (429)", s->ident, op == FAULTS_OP_TWIN_READ ? "GET" : "PATCH");
-    snprintf(reply, sizeof reply, "$iothub/twin/res/429/?$rid=%s", rid);
-    send_publish(s, reply, NULL, 0);
+    struct twin_error e = {429001, "ThrottlingException: the twin operations of this hub are over their limit."};
+    send_twin_error(s, rid, &e);
     return true;
 }
 
@@ -506,10 +554,15 @@ static int on_twin_get(struct session *s, const char *topic)
     if (twin_throttled(s, FAULTS_OP_TWIN_READ, rid))
         return ERR_OK;
     struct buf doc;
-    buf_init(&doc, 64 * 1024);
+    buf_init(&doc, 128 * 1024); /* desired and reported at their 32 KiB limits, with $version, fit */
     int rc = hub_link_twin_get(s->env->hub, &s->link, &doc);
-    snprintf(reply, sizeof reply, "$iothub/twin/res/%d/?$rid=%s", rc ? 500 : 200, rid);
-    rc = send_publish(s, reply, doc.data, rc ? 0 : doc.len);
+    if (rc) {
+        buf_cleanup(&doc);
+        struct twin_error e = {500001, "The twin could not be read."};
+        return send_twin_error(s, rid, &e);
+    }
+    snprintf(reply, sizeof reply, "$iothub/twin/res/200/?$rid=%s", rid);
+    rc = send_publish(s, reply, doc.data, doc.len);
     buf_cleanup(&doc);
     return rc ? ERR_CLOSED : ERR_OK;
 }
@@ -521,13 +574,23 @@ static int on_twin_patch(struct session *s, const char *topic, struct mqtt_bytes
         return fail(s, "twin PATCH without $rid");
     if (twin_throttled(s, FAULTS_OP_TWIN_UPDATE, rid))
         return ERR_OK;
-    int64_t version = 0;
-    int rc = hub_link_twin_patch(s->env->hub, &s->link, body.p, body.len, &version);
-    if (rc == ERR_OK)
-        snprintf(reply, sizeof reply, "$iothub/twin/res/204/?$rid=%s&$version=%" PRId64, rid, version);
+    int64_t version = 0, expected = -1;
+    struct twin_error e = {500001, "Internal error."};
+    int rc = query_version(topic, &expected);
+    if (rc)
+        e = (struct twin_error){400004, "The $version of the topic is not a number."};
     else
-        snprintf(reply, sizeof reply, "$iothub/twin/res/%d/?$rid=%s",
-                 rc == ERR_MALFORMED || rc == ERR_TOO_BIG ? 400 : 500, rid);
+        rc = hub_link_twin_patch(s->env->hub, &s->link, body.p, body.len, expected, &version, &e);
+    if (rc != ERR_OK) {
+        if (rc == ERR_PRECONDITION)
+            e = (struct twin_error){412001, "Precondition failed: the $version of the topic is not the reported "
+                                            "properties' version."};
+        else if (rc != ERR_INVALID && rc != ERR_MALFORMED)
+            e = (struct twin_error){500001, "The twin could not be saved."};
+        log_info("%s: reported properties refused: %s", s->ident, e.message);
+        return send_twin_error(s, rid, &e);
+    }
+    snprintf(reply, sizeof reply, "$iothub/twin/res/204/?$rid=%s&$version=%" PRId64, rid, version);
     return send_publish(s, reply, NULL, 0) ? ERR_CLOSED : ERR_OK;
 }
 
@@ -728,6 +791,16 @@ static void link_kick(struct device_link *l, const char *reason)
     session_kick(link_session(l), reason);
 }
 
+/* Fault injection (KillTcp): no DISCONNECT, no flush, a TCP RST. */
+static void link_abort(struct device_link *l, const char *reason)
+{
+    struct session *s = link_session(l);
+    log_info("%s: dropping the connection: %s", s->ident, reason);
+    if (s->state != SESSION_CLOSED)
+        conn_abort(s->conn, reason);
+    s->closing = true;
+}
+
 /* Appends "&key=value" (the first without '&'), both percent-encoded; nothing for an empty value. */
 static int add_prop(struct buf *t, bool *first, const char *key, const char *value)
 {
@@ -792,16 +865,6 @@ static int link_deliver_c2d(struct device_link *l, const struct c2d_message *m)
         c2d_complete(s->env->c2d, s->ident, m->seq); /* QoS 0: nothing will acknowledge it */
     }
     return ERR_OK;
-}
-
-/* Fault injection (KillTcp): no DISCONNECT, no flush, a TCP RST. */
-static void link_abort(struct device_link *l, const char *reason)
-{
-    struct session *s = link_session(l);
-    log_info("%s: dropping the connection: %s", s->ident, reason);
-    if (s->state != SESSION_CLOSED)
-        conn_abort(s->conn, reason);
-    s->closing = true;
 }
 
 static const struct device_link_ops session_link_ops = {

@@ -30,8 +30,8 @@ struct session_env {
     int64_t token_skew_s;
     size_t max_packet;
     struct telemetry *telemetry; /* device-to-cloud messages are kept here (NULL: only counted) */
-    struct c2d *c2d;             /* cloud-to-device queues (NULL: a devicebound subscription gets nothing) */
     struct faults *faults;       /* fault injection and throttling (NULL: none) */
+    struct c2d *c2d;             /* cloud-to-device queues (NULL: a devicebound subscription gets nothing) */
 };
 
 /* Returns NULL on ERR_NOMEM. env must outlive the session. */

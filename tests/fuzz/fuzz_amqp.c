@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "db.h"
 #include "amqp.h"
 #include "auth.h"
 #include "buf.h"
@@ -92,7 +93,7 @@ static void init_once(void)
     const char *hosts[] = {"localhost"};
     log_set_level(LOG_LEVEL_ERROR);
     F.loop = loop_new();
-    F.reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err); /* lives for the process */
+    F.reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err);
     F.auth = auth_new(hosts, 1, OWNER_KEY);
     CHECK(F.loop && F.reg && F.auth);
     CHECK(registry_ensure_device(F.reg, "device1", KEY1, KEY1) == ERR_OK);

@@ -73,17 +73,19 @@ class Emulator:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.args(), stdout=subprocess.PIPE, stderr=self.log)
         ready = threading.Event()
+        seen = []  # "ready" was printed (the event is also set at EOF, when the process exits first)
 
         def reader():
             for raw in self.proc.stdout:
                 line = raw.decode(errors="replace").rstrip("\n")
                 self.lines.append(line)
                 if line == "ready":
+                    seen.append(True)
                     ready.set()
             ready.set()
 
         threading.Thread(target=reader, daemon=True).start()
-        if not ready.wait(timeout) or self.proc.poll() is not None:
+        if not ready.wait(timeout) or not seen or self.proc.poll() is not None:
             self.dump_log()
             raise RuntimeError("emulator did not start: %s" % self.lines)
         return self

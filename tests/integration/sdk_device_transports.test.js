@@ -1,7 +1,7 @@
 // sdk_device_transports.test.js -- the official Node device SDK (azure-iot-device with azure-iot-device-mqtt),
 // unmodified, against the emulator over each transport it offers: MQTT over TLS (:8883) and MQTT over
 // WebSocket (:443, the same port as the REST API). Each answers the tutorial's call from the official service
-// SDK, reads its twin (the minimal twin the emulator keeps) and reports properties. Run through
+// SDK, reads its twin and reports properties (sdk_twins.test.js covers twins in full). Run through
 // run_node_test.py (fixed ports).
 'use strict';
 

@@ -29,6 +29,7 @@
 #include <proton/terminus.h>
 #include <proton/transport.h>
 
+#include "db.h"
 #include "amqp.h"
 #include "auth.h"
 #include "buf.h"
@@ -106,7 +107,7 @@ static int setup(void **state)
     const char *hosts[] = {"localhost"};
     log_set_level(LOG_LEVEL_ERROR);
     E.loop = loop_new();
-    E.reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err); /* store API from main */
+    E.reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err);
     E.auth = auth_new(hosts, 1, OWNER_KEY);
     assert_int_equal(registry_ensure_device(E.reg, "device1", KEY1, KEY1), ERR_OK);
     E.c2d = c2d_new(E.reg, NULL, 0);
@@ -119,7 +120,7 @@ static int teardown(void **state)
     c2d_free(E.c2d);
     loop_free(E.loop);
     auth_free(E.auth);
-    struct db *reg_db = E.reg ? registry_db(E.reg) : NULL;
+    struct db *reg_db = registry_db(E.reg);
     registry_free(E.reg);
     db_close(reg_db);
     return 0;

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "c2d.h"
+#include "db.h"
 #include "device_link.h"
 #include "err.h"
 #include "log.h"
@@ -70,7 +71,7 @@ static int setup(void **state)
 {
     char err[128];
     log_set_level(LOG_LEVEL_ERROR);
-    reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err); /* store API from main */
+    reg = registry_new(db_open(NULL, err, sizeof err), NULL, err, sizeof err);
     assert_int_equal(registry_ensure_device(reg, "dev-1", KEY1, KEY1), ERR_OK);
     assert_int_equal(registry_ensure_device(reg, "dev2", KEY1, KEY1), ERR_OK);
     return 0;
@@ -78,7 +79,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    struct db *reg_db = reg ? registry_db(reg) : NULL;
+    struct db *reg_db = registry_db(reg);
     registry_free(reg);
     db_close(reg_db);
     return 0;

@@ -176,7 +176,8 @@ static void test_kill_tcp_holds_then_aborts_after_the_delay(void **state)
 
 static void test_shutdown_kicks_and_duration_refuses_connects(void **state)
 {
-    struct faults_request r = bag("AzIoTHub_FaultOperationType=ShutDownMqtt&AzIoTHub_FaultOperationDurationInSecs=1");
+    /* 3 s: the refusal is checked right after the drop, with room for a loaded machine in between. */
+    struct faults_request r = bag("AzIoTHub_FaultOperationType=ShutDownMqtt&AzIoTHub_FaultOperationDurationInSecs=3");
     char why[128];
     assert_int_equal(faults_d2c(E.f, &E.dev.link, &r), FAULTS_HOLD);
     spin(20);
@@ -184,7 +185,7 @@ static void test_shutdown_kicks_and_duration_refuses_connects(void **state)
     assert_int_equal(E.dev.aborts, 0);
     assert_int_equal(faults_connect(E.f, "device1", 0, why, sizeof why), FAULTS_REFUSE_UNAVAILABLE);
     assert_int_equal(faults_connect(E.f, "device2", 0, why, sizeof why), 0); /* another identity is unaffected */
-    spin(1050);
+    spin(3050);
     assert_int_equal(faults_connect(E.f, "device1", 0, why, sizeof why), 0);
 }
 

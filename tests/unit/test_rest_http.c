@@ -250,7 +250,8 @@ struct resp {
     long status;
     char *body;
     size_t len;
-    char errorcode[64], ctype[128], etag[128], allow[64];
+    char errorcode[64], ctype[128], etag[128], allow[64], continuation[64], item_type[32];
+    bool has_continuation;
     CURLcode rc;
 };
 
@@ -288,11 +289,17 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud)
     header_value(p, sz * n, "Content-Type", r->ctype, sizeof r->ctype);
     header_value(p, sz * n, "ETag", r->etag, sizeof r->etag);
     header_value(p, sz * n, "Allow", r->allow, sizeof r->allow);
+    header_value(p, sz * n, "x-ms-item-type", r->item_type, sizeof r->item_type);
+    if (sz * n > 18 && strncasecmp(p, "x-ms-continuation:", 18) == 0) {
+        r->has_continuation = true;
+        header_value(p, sz * n, "x-ms-continuation", r->continuation, sizeof r->continuation);
+    }
     return sz * n;
 }
 
 struct req {
     const char *method, *path, *body, *authz, *if_match;
+    const char *extra[3]; /* more header lines, NULL-terminated */
     long timeout_ms;
 };
 
@@ -318,6 +325,8 @@ static CURL *make_easy(const struct req *q, struct resp *r, struct curl_slist **
         snprintf(line, sizeof line, "If-Match: %s", q->if_match);
         *hdrs = curl_slist_append(*hdrs, line);
     }
+    for (size_t i = 0; i < 3 && q->extra[i]; i++)
+        *hdrs = curl_slist_append(*hdrs, q->extra[i]);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
@@ -431,7 +440,7 @@ static void health_and_ca(void **state)
     assert_int_equal(r.status, 200);
     assert_string_equal(r.ctype, "application/json; charset=utf-8");
     assert_string_equal(r.body, "{\"status\":\"ok\",\"devices\":2,\"connections\":2,\"methodListeners\":2,"
-                                "\"callsPending\":0,\"telemetryReceived\":0}");
+                                "\"desiredListeners\":0,\"callsPending\":0,\"telemetryReceived\":0}");
     resp_free(&r);
     http("GET", "/emulator/ca.pem", NULL, NULL, &r);
     assert_int_equal(r.status, 200);
@@ -1085,6 +1094,276 @@ static void shutdown_answers_503(void **state)
     resp_free(&r);
 }
 
+/* ---- tests: twins, query, statistics ---- */
+
+static json_t *body_json(const struct resp *r)
+{
+    json_t *j = json_loads(r->body ? r->body : "", 0, NULL);
+    assert_non_null(j);
+    return j;
+}
+
+static void twin_get_patch_replace(void **state)
+{
+    struct resp r;
+    http("GET", "/twins/device1?" API, NULL, E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "deviceId")), "device1");
+    char want[64];
+    snprintf(want, sizeof want, "\"%s\"", json_string_value(json_object_get(j, "etag")));
+    assert_string_equal(r.etag, want);
+    assert_non_null(json_object_get(json_object_get(json_object_get(j, "properties"), "desired"), "$metadata"));
+    json_decref(j);
+    resp_free(&r);
+    /* PATCH merges tags and desired; the answer is the whole twin with a new etag */
+    struct req q = {.method = "PATCH", .path = "/twins/device1?" API, .authz = E.owner_token, .if_match = want,
+                    .body = "{\"tags\":{\"site\":\"a\"},\"properties\":{\"desired\":{\"rate\":5}}}"};
+    perform(&q, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "tags"), "site")), "a");
+    json_t *desired = json_object_get(json_object_get(j, "properties"), "desired");
+    assert_int_equal(json_integer_value(json_object_get(desired, "rate")), 5);
+    json_int_t dv = json_integer_value(json_object_get(desired, "$version"));
+    char etag2[64];
+    snprintf(etag2, sizeof etag2, "%s", r.etag);
+    assert_string_not_equal(etag2, want);
+    json_decref(j);
+    resp_free(&r);
+    /* the old etag is stale now: 412 in the hub's envelope, nothing changed */
+    q.body = "{\"tags\":{\"site\":\"b\"}}";
+    perform(&q, &r);
+    assert_envelope_a(&r, 412, "PreconditionFailed", NULL);
+    resp_free(&r);
+    q.if_match = "\"*\"";
+    perform(&q, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    /* PUT replaces tags and desired */
+    q.method = "PUT";
+    q.if_match = NULL;
+    q.body = "{\"tags\":{\"only\":1},\"properties\":{\"desired\":{\"mode\":\"x\"}}}";
+    perform(&q, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_null(json_object_get(json_object_get(j, "tags"), "site"));
+    desired = json_object_get(json_object_get(j, "properties"), "desired");
+    assert_null(json_object_get(desired, "rate"));
+    assert_string_equal(json_string_value(json_object_get(desired, "mode")), "x");
+    assert_int_equal(json_integer_value(json_object_get(desired, "$version")), dv + 1);
+    json_decref(j);
+    resp_free(&r);
+    /* module twins */
+    http("PATCH", "/twins/device1/modules/mod1?" API, "{\"properties\":{\"desired\":{\"m\":true}}}", E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "moduleId")), "mod1");
+    json_decref(j);
+    resp_free(&r);
+    http("GET", "/twins/device1/modules/mod1?" API, NULL, E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_true(json_is_true(json_object_get(json_object_get(json_object_get(j, "properties"), "desired"), "m")));
+    json_decref(j);
+    resp_free(&r);
+}
+
+static void twin_errors_and_policies(void **state)
+{
+    struct resp r;
+    http("GET", "/twins/ghost?" API, NULL, E.owner_token, &r);
+    assert_envelope_a(&r, 404, "DeviceNotFound", "ghost");
+    resp_free(&r);
+    http("PATCH", "/twins/device1/modules/ghost?" API, "{}", E.owner_token, &r);
+    assert_envelope_a(&r, 404, "ModuleNotFound", "device1/ghost");
+    resp_free(&r);
+    /* reported is the device's: ignored in a service PATCH */
+    http("PATCH", "/twins/device1?" API, "{\"properties\":{\"reported\":{\"x\":1}}}", E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    assert_null(json_object_get(json_object_get(json_object_get(j, "properties"), "reported"), "x"));
+    json_decref(j);
+    resp_free(&r);
+    http("PATCH", "/twins/device1?" API, "{\"tags\":{\"a.b\":1}}", E.owner_token, &r);
+    assert_envelope_a(&r, 400, "ArgumentInvalid", NULL);
+    resp_free(&r);
+    http("PATCH", "/twins/device1?" API, "not json", E.owner_token, &r);
+    assert_envelope_a(&r, 400, "IotHubFormatError", NULL);
+    resp_free(&r);
+    static char big[12 * 1024];
+    /* {"tags":{"t0":"x..","t1":"x..","t2":"x.."}}: 9 KiB of tags, over the 8 KiB limit */
+    int n = snprintf(big, sizeof big, "{\"tags\":{");
+    for (int i = 0; i < 3; i++) {
+        n += snprintf(big + n, sizeof big - (size_t)n, "%s\"t%d\":\"", i ? "," : "", i);
+        memset(big + n, 'x', 3000);
+        n += 3000;
+        big[n++] = '"';
+    }
+    snprintf(big + n, sizeof big - (size_t)n, "}}");
+    http("PATCH", "/twins/device1?" API, big, E.owner_token, &r);
+    assert_envelope_a(&r, 403, "DeviceModelMaxPropertiesExceeded", NULL);
+    resp_free(&r);
+    http("GET", "/twins/device1", NULL, E.owner_token, &r);
+    assert_envelope_a(&r, 400, "InvalidProtocolVersion", NULL);
+    resp_free(&r);
+    http("DELETE", "/twins/device1?" API, NULL, E.owner_token, &r);
+    assert_int_equal(r.status, 405);
+    resp_free(&r);
+    /* registryRead reads twins but cannot change them; service (ServiceConnect) can */
+    char *rr = token(RR_KEY, "registryRead");
+    http("GET", "/twins/device1?" API, NULL, rr, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http("PATCH", "/twins/device1?" API, "{\"tags\":{\"z\":1}}", rr, &r);
+    assert_envelope_a(&r, 401, "IotHubUnauthorizedAccess", NULL);
+    resp_free(&r);
+    free(rr);
+    http("PATCH", "/twins/device1?" API, "{\"tags\":{\"z\":1}}", NULL, &r);
+    assert_int_equal(r.status, 401);
+    resp_free(&r);
+}
+
+static void statistics(void **state)
+{
+    struct resp r;
+    http("GET", "/statistics/devices?" API, NULL, E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    json_int_t total = json_integer_value(json_object_get(j, "totalDeviceCount"));
+    assert_int_equal(total, health_field("devices"));
+    assert_int_equal(json_integer_value(json_object_get(j, "enabledDeviceCount")) +
+                         json_integer_value(json_object_get(j, "disabledDeviceCount")),
+                     total);
+    json_decref(j);
+    resp_free(&r);
+    http("GET", "/statistics/service?" API, NULL, E.owner_token, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    json_t *c = json_object_get(j, "connectedDeviceCount");
+    assert_true(json_is_integer(c));
+    /* device1 and device1/mod1 are connected: one device */
+    assert_true(json_integer_value(c) >= 1 && json_integer_value(c) < health_field("connections"));
+    json_decref(j);
+    resp_free(&r);
+    http("GET", "/statistics/devices?" API, NULL, NULL, &r);
+    assert_int_equal(r.status, 401);
+    resp_free(&r);
+}
+
+/* POSTs a query; page size and continuation as headers (NULL: none). */
+static void query(const char *sql, const char *page, const char *cont, struct resp *r)
+{
+    char body[1024], h1[64], h2[128];
+    json_t *b = json_pack("{s:s}", "query", sql);
+    char *text = json_dumps(b, JSON_COMPACT);
+    snprintf(body, sizeof body, "%s", text);
+    free(text);
+    json_decref(b);
+    struct req q = {.method = "POST", .path = "/devices/query?" API, .body = body, .authz = E.owner_token};
+    size_t n = 0;
+    if (page) {
+        snprintf(h1, sizeof h1, "x-ms-max-item-count: %s", page);
+        q.extra[n++] = h1;
+    }
+    if (cont) {
+        snprintf(h2, sizeof h2, "x-ms-continuation: %s", cont);
+        q.extra[n++] = h2;
+    }
+    perform(&q, r);
+    assert_int_equal(r->rc, CURLE_OK);
+}
+
+static void query_paging(void **state)
+{
+    struct resp r;
+    char *rw = token(RRW_KEY, "registryReadWrite");
+    for (int i = 0; i < 7; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/devices/qd%d?" API, i);
+        http("PUT", path, "{}", rw, &r);
+        assert_int_equal(r.status, 200);
+        resp_free(&r);
+        snprintf(path, sizeof path, "/twins/qd%d?" API, i);
+        http("PATCH", path, i % 2 ? "{\"tags\":{\"grp\":\"q\",\"odd\":true}}" : "{\"tags\":{\"grp\":\"q\"}}",
+             E.owner_token, &r);
+        assert_int_equal(r.status, 200);
+        resp_free(&r);
+    }
+    free(rw);
+    /* pages of 3: 3, 3, 1; the continuation is there until the last page, which has none */
+    char cont[64] = "";
+    int rows = 0, pages = 0;
+    do {
+        query("SELECT * FROM devices WHERE tags.grp = 'q'", "3", pages ? cont : NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.item_type, "twin");
+        json_t *j = body_json(&r);
+        assert_true(json_is_array(j));
+        rows += (int)json_array_size(j);
+        assert_int_equal(json_array_size(j), pages < 2 ? 3 : 1);
+        assert_non_null(json_string_value(json_object_get(json_array_get(j, 0), "etag")));
+        json_decref(j);
+        pages++;
+        snprintf(cont, sizeof cont, "%s", r.continuation);
+        bool more = r.has_continuation;
+        resp_free(&r);
+        if (!more)
+            break;
+    } while (pages < 10);
+    assert_int_equal(pages, 3);
+    assert_int_equal(rows, 7);
+    /* aggregates and projections are "raw" rows */
+    query("SELECT COUNT() AS n FROM devices WHERE tags.odd = true", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.item_type, "raw");
+    assert_false(r.has_continuation);
+    json_t *j = body_json(&r);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(j, 0), "n")), 3);
+    json_decref(j);
+    resp_free(&r);
+    query("SELECT deviceId FROM devices WHERE deviceId IN ['qd1', 'qd2']", NULL, NULL, &r);
+    j = body_json(&r);
+    assert_int_equal(json_array_size(j), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "deviceId")), "qd1");
+    json_decref(j);
+    resp_free(&r);
+    /* Azure IoT Explorer's edge-device filter */
+    query("SELECT * FROM devices WHERE capabilities.iotEdge = true", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    assert_int_equal(json_array_size(j), 0);
+    json_decref(j);
+    resp_free(&r);
+    query("SELECT COUNT() AS n FROM devices WHERE capabilities.iotEdge = false AND STARTSWITH(deviceId, 'qd')", NULL,
+          NULL, &r);
+    j = body_json(&r);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(j, 0), "n")), 7);
+    json_decref(j);
+    resp_free(&r);
+    query("SELECT * FROM devices.modules", NULL, NULL, &r);
+    j = body_json(&r);
+    assert_true(json_array_size(j) >= 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "moduleId")), "mod1");
+    json_decref(j);
+    resp_free(&r);
+    /* a parse error: 400 with the position */
+    query("SELECT * FORM devices", NULL, NULL, &r);
+    assert_envelope_a(&r, 400, "ArgumentInvalid", NULL);
+    assert_non_null(strstr(r.body, "Line 1:"));
+    resp_free(&r);
+    query("SELECT * FROM devices", "0", NULL, &r);
+    assert_envelope_a(&r, 400, "ArgumentInvalid", NULL);
+    resp_free(&r);
+    http("POST", "/devices/query?" API, "{\"q\":1}", E.owner_token, &r);
+    assert_envelope_a(&r, 400, "ArgumentInvalid", NULL);
+    resp_free(&r);
+    /* the other verbs on /devices/query are the device named "query" */
+    http("GET", "/devices/query?" API, NULL, E.owner_token, &r);
+    assert_envelope_a(&r, 404, "DeviceNotFound", "query");
+    resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1107,6 +1386,10 @@ int main(void)
         cmocka_unit_test(method_concurrent_calls),
         cmocka_unit_test(handed_over_connection),
         cmocka_unit_test(no_listener),
+        cmocka_unit_test(twin_get_patch_replace),
+        cmocka_unit_test(twin_errors_and_policies),
+        cmocka_unit_test(statistics),
+        cmocka_unit_test(query_paging),
         cmocka_unit_test(free_with_waiting_call),
         cmocka_unit_test(shutdown_answers_503),
     };

@@ -54,7 +54,15 @@ static void routes_of_the_hub(void **state)
     route_is("/devices/d1/messages/devicebound", RESTAPI_ROUTE_C2D_RECEIVE, "d1", NULL);
     route_is("/devices/d1/messages/deviceBound/", RESTAPI_ROUTE_NONE, NULL, NULL);
     route_is("/devices/d1/messages/deviceBound/7/other", RESTAPI_ROUTE_NONE, NULL, NULL);
+    route_is("/twins/d1?api-version=1", RESTAPI_ROUTE_TWIN, "d1", NULL);
+    route_is("/twins/d%231/modules/m1", RESTAPI_ROUTE_TWIN, "d#1", "m1");
+    /* /devices/query is the query route; rest.c serves its other verbs as the device named "query". */
+    route_is("/devices/query?api-version=1", RESTAPI_ROUTE_QUERY, "query", NULL);
+    route_is("/devices/query2", RESTAPI_ROUTE_DEVICE, "query2", NULL);
+    route_is("/statistics/devices", RESTAPI_ROUTE_STATS_DEVICES, NULL, NULL);
+    route_is("/statistics/service", RESTAPI_ROUTE_STATS_SERVICE, NULL, NULL);
 }
+
 
 /* The lock token of the C2D settle routes: decoded, quotes removed; ?reject noticed. */
 static void c2d_lock_routes(void **state)
@@ -77,6 +85,28 @@ static void c2d_lock_routes(void **state)
     assert_true(restapi_route_allows(RESTAPI_ROUTE_C2D_RECEIVE, "GET"));
     assert_true(restapi_route_allows(RESTAPI_ROUTE_D2C_EVENTS, "POST"));
     assert_true(restapi_route_allows(RESTAPI_ROUTE_C2D_PURGE, "DELETE"));
+}
+
+static void query_paging_headers(void **state)
+{
+    int n = 0;
+    assert_int_equal(restapi_page_size(NULL, &n), ERR_OK);
+    assert_int_equal(n, RESTAPI_QUERY_PAGE_DEFAULT);
+    assert_int_equal(restapi_page_size("7", &n), ERR_OK);
+    assert_int_equal(n, 7);
+    assert_int_equal(restapi_page_size("5000", &n), ERR_OK);
+    assert_int_equal(n, RESTAPI_QUERY_PAGE_MAX);
+    const char *bad[] = {"", "0", "-1", "1x", " 1", "9999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(restapi_page_size(bad[i], &n), ERR_INVALID);
+    size_t off = 9;
+    assert_int_equal(restapi_continuation(NULL, &off), ERR_OK);
+    assert_int_equal(off, 0);
+    assert_int_equal(restapi_continuation("", &off), ERR_OK);
+    assert_int_equal(off, 0);
+    assert_int_equal(restapi_continuation("250", &off), ERR_OK);
+    assert_int_equal(off, 250);
+    assert_int_equal(restapi_continuation("abc", &off), ERR_INVALID);
 }
 
 static void routes_decode_ids(void **state)
@@ -102,7 +132,11 @@ static void unknown_routes(void **state)
                           "/twins//methods",
                           "/twins/d/methods/",
                           "/twins/d/modules//methods",
-                          "/twins/d",
+                          "/twins/d/x",
+                          "/twins//modules/m",
+                          "/twins/d/modules/",
+                          "/statistics",
+                          "/statistics/x",
                           "/devices//modules",
                           "/devices/d1/x",
                           "/devices/d1/modules/m1/extra",
@@ -168,6 +202,10 @@ static void allowed_methods(void **state)
     assert_false(restapi_route_allows(RESTAPI_ROUTE_HEALTH, ""));
     assert_string_equal(restapi_route_allow(RESTAPI_ROUTE_MODULE), "GET, PUT, DELETE");
     assert_string_equal(restapi_route_allow(RESTAPI_ROUTE_METHOD), "POST");
+    assert_string_equal(restapi_route_allow(RESTAPI_ROUTE_TWIN), "GET, PATCH, PUT");
+    assert_true(restapi_route_allows(RESTAPI_ROUTE_QUERY, "POST"));
+    assert_false(restapi_route_allows(RESTAPI_ROUTE_TWIN, "DELETE"));
+    assert_true(restapi_route_allows(RESTAPI_ROUTE_STATS_DEVICES, "GET"));
 }
 
 /* ---- method bodies ---- */
@@ -385,6 +423,7 @@ static void code_names(void **state)
     assert_string_equal(restapi_code_name(RESTAPI_MODULE_EXISTS), "ModuleAlreadyExistsOnDevice");
     assert_string_equal(restapi_code_name(RESTAPI_PRECONDITION_FAILED), "PreconditionFailed");
     assert_string_equal(restapi_code_name(RESTAPI_MESSAGE_TOO_LARGE), "MessageTooLarge");
+    assert_string_equal(restapi_code_name(RESTAPI_MAX_PROPERTIES), "DeviceModelMaxPropertiesExceeded");
     assert_string_equal(restapi_code_name(123), "ServerError");
 }
 
@@ -571,6 +610,7 @@ int main(void)
         cmocka_unit_test(c2d_lock_routes),
         cmocka_unit_test(routes_decode_ids),
         cmocka_unit_test(unknown_routes),
+        cmocka_unit_test(query_paging_headers),
         cmocka_unit_test(query_api_version_and_top),
         cmocka_unit_test(allowed_methods),
         cmocka_unit_test(method_bodies_accepted),

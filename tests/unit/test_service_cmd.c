@@ -118,6 +118,41 @@ static void registry_commands(void **state)
     assert_int_equal(c.verb, SERVICE_CMD_CREATE);
 }
 
+static void twin_and_query_commands(void **state)
+{
+    struct service_cmd c;
+    ok("twin get d1", &c);
+    assert_int_equal(c.verb, SERVICE_CMD_TWIN_GET);
+    assert_string_equal(c.device_id, "d1");
+    assert_null(c.module_id);
+    ok("twin get d1 --module m1", &c);
+    assert_string_equal(c.module_id, "m1");
+    ok("twin update d1 {\"tags\":{\"a\":1}} --etag AAAAAAAAAAE=", &c);
+    assert_int_equal(c.verb, SERVICE_CMD_TWIN_UPDATE);
+    assert_string_equal(c.patch, "{\"tags\":{\"a\":1}}");
+    assert_string_equal(c.etag, "AAAAAAAAAAE=");
+    ok("twin replace d1 {} --module m --json", &c);
+    assert_int_equal(c.verb, SERVICE_CMD_TWIN_REPLACE);
+    bad("twin update d1 [1]", "JSON object");
+    bad("twin update d1", "usage: iothub-service twin");
+    bad("twin get", "usage: iothub-service twin");
+    bad("twin delete d1", "usage: iothub-service twin");
+    bad("twin get d1 --etag x", "--etag does not apply");
+    bad("twin get d1 --page-size 3", "--page-size does not apply");
+    /* a query is one word with spaces: argv built by hand */
+    char *argv[] = {(char *)"iothub-service", (char *)"query", (char *)"SELECT * FROM devices", (char *)"--page-size",
+                    (char *)"7", NULL};
+    char err[256] = "";
+    assert_int_equal(service_cmd_parse(5, argv, &c, err, sizeof err), ERR_OK);
+    assert_int_equal(c.verb, SERVICE_CMD_QUERY);
+    assert_string_equal(c.query, "SELECT * FROM devices");
+    assert_int_equal(c.page_size, 7);
+    bad("query", "usage: iothub-service query");
+    bad("query a b", "usage: iothub-service query");
+    bad("query x --page-size 0", "--page-size needs a whole number");
+    bad("query x --module m", "--module does not apply");
+}
+
 static void sas_commands(void **state)
 {
     struct service_cmd c;
@@ -307,6 +342,18 @@ static void identity_output(void **state)
     check_buf(&b, "[]\n");
 }
 
+static void json_output(void **state)
+{
+    struct buf b;
+    buf_init(&b, 4096);
+    assert_int_equal(service_cmd_format_json("{\"a\":[1,2],\"b\":{}}", 1, &b), ERR_OK);
+    check_buf(&b, "{\"a\":[1,2],\"b\":{}}\n");
+    assert_int_equal(service_cmd_format_json("{\"a\":1}", 0, &b), ERR_OK);
+    check_buf(&b, "{\n  \"a\": 1\n}\n");
+    assert_int_equal(service_cmd_format_json("not json", 0, &b), ERR_MALFORMED);
+    buf_cleanup(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +361,8 @@ int main(void)
         cmocka_unit_test(sas_commands),    cmocka_unit_test(help_and_version), cmocka_unit_test(rejected),
         cmocka_unit_test(exit_statuses),   cmocka_unit_test(error_lines),     cmocka_unit_test(invoke_output),
         cmocka_unit_test(identity_output),
+        cmocka_unit_test(twin_and_query_commands),
+        cmocka_unit_test(json_output),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

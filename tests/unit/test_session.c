@@ -832,7 +832,7 @@ static json_t *publish_json(struct dev *d, const char *topic)
     return j;
 }
 
-static json_int_t twin_version(json_t *doc, const char *part)
+static json_int_t section_version(json_t *doc, const char *part)
 {
     return json_integer_value(json_object_get(json_object_get(doc, part), "$version"));
 }
@@ -844,8 +844,8 @@ static void twin_get_and_reported_patch(void **state)
     connect_as(&d, "device1", NULL, 0);
     assert_int_equal(send_publish(&d, "$iothub/twin/GET/?$rid=42", " ", 0, 0), ERR_OK);
     json_t *doc = publish_json(&d, "$iothub/twin/res/200/?$rid=42");
-    assert_int_equal(twin_version(doc, "desired"), 1);
-    assert_int_equal(twin_version(doc, "reported"), 1);
+    assert_int_equal(section_version(doc, "desired"), 1);
+    assert_int_equal(section_version(doc, "reported"), 1);
     json_decref(doc);
     assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=u-1", "{\"a\":{\"b\":1}}", 1, 8),
                      ERR_OK);
@@ -858,18 +858,39 @@ static void twin_get_and_reported_patch(void **state)
                      ERR_OK);
     assert_null(publish_json(&d, "$iothub/twin/res/204/?$rid=7&$version=3"));
     assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=8", "[1]", 0, 0), ERR_OK);
-    assert_null(publish_json(&d, "$iothub/twin/res/400/?$rid=8"));
+    doc = publish_json(&d, "$iothub/twin/res/400/?$rid=8");
+    assert_int_equal(json_integer_value(json_object_get(doc, "errorCode")), 400004);
+    json_decref(doc);
+    /* The topic's $version (optimistic concurrency): the current reported version passes, another is 412. */
+    assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=v1&$version=2", "{\"d\":1}", 0, 0),
+                     ERR_OK);
+    doc = publish_json(&d, "$iothub/twin/res/412/?$rid=v1");
+    assert_int_equal(json_integer_value(json_object_get(doc, "errorCode")), 412001);
+    json_decref(doc);
+    assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=v2&$version=x", "{\"d\":1}", 0, 0),
+                     ERR_OK);
+    json_decref(publish_json(&d, "$iothub/twin/res/400/?$rid=v2"));
+    /* Not JSON at all: 400006 (IotHubFormatError). */
+    assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=8b", "{", 0, 0), ERR_OK);
+    doc = publish_json(&d, "$iothub/twin/res/400/?$rid=8b");
+    assert_int_equal(json_integer_value(json_object_get(doc, "errorCode")), 400006);
+    assert_non_null(json_string_value(json_object_get(doc, "message")));
+    json_decref(doc);
     assert_int_equal(send_publish(&d, "$iothub/twin/GET/?$rid=9", NULL, 0, 0), ERR_OK);
     doc = publish_json(&d, "$iothub/twin/res/200/?$rid=9");
-    assert_int_equal(twin_version(doc, "reported"), 3);
+    assert_int_equal(section_version(doc, "reported"), 3);
     json_t *rep = json_object_get(doc, "reported");
     assert_int_equal(json_integer_value(json_object_get(rep, "c")), 2);
     assert_int_equal(json_object_size(json_object_get(rep, "a")), 0);
     json_decref(doc);
+    assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=v3&$version=3", "{\"d\":1}", 0, 0),
+                     ERR_OK);
+    assert_null(publish_json(&d, "$iothub/twin/res/204/?$rid=v3&$version=4"));
     dev_free(&d);
 }
 
-/* Reported properties grew without bound (and past 64 KiB every twin GET failed with 500). */
+/* Reported properties grew without bound (and past 64 KiB every twin GET failed with 500): 32 KiB is the cap,
+ * answered 403 with the hub's DeviceModelMaxPropertiesExceeded, and the twin stays as it was. */
 static void twin_reported_size_is_capped(void **state)
 {
     struct dev d;
@@ -877,17 +898,172 @@ static void twin_reported_size_is_capped(void **state)
     connect_as(&d, "device1", NULL, 0);
     static char body[40 * 1024];
     for (int i = 0; i < 2; i++) {
-        int n = snprintf(body, sizeof body, "{\"k%d\":\"", i);
-        memset(body + n, 'x', 20 * 1024);
-        memcpy(body + n + 20 * 1024, "\"}", 3);
+        size_t n = 0;
+        body[n++] = '{';
+        for (int k = 0; k < 6; k++) {
+            n += (size_t)snprintf(body + n, sizeof body - n, "%s\"k%d_%d\":\"", k ? "," : "", i, k);
+            memset(body + n, 'x', 3000);
+            n += 3000;
+            body[n++] = '"';
+        }
+        memcpy(body + n, "}", 2);
         assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=1", body, 0, 0), ERR_OK);
-        assert_null(publish_json(&d, i == 0 ? "$iothub/twin/res/204/?$rid=1&$version=2" : "$iothub/twin/res/400/?$rid=1"));
+        json_t *reply = publish_json(&d, i == 0 ? "$iothub/twin/res/204/?$rid=1&$version=2" : "$iothub/twin/res/403/?$rid=1");
+        if (i == 1)
+            assert_int_equal(json_integer_value(json_object_get(reply, "errorCode")), 403100);
+        json_decref(reply);
     }
     assert_int_equal(send_publish(&d, "$iothub/twin/GET/?$rid=2", NULL, 0, 0), ERR_OK);
     json_t *doc = publish_json(&d, "$iothub/twin/res/200/?$rid=2");
-    assert_int_equal(twin_version(doc, "reported"), 2);
-    assert_null(json_object_get(json_object_get(doc, "reported"), "k1"));
+    assert_int_equal(section_version(doc, "reported"), 2);
+    assert_null(json_object_get(json_object_get(doc, "reported"), "k1_0"));
     json_decref(doc);
+    dev_free(&d);
+}
+
+static void subscribe(struct dev *d, const char *filter)
+{
+    const char *f[] = {filter, NULL};
+    assert_int_equal(send_subscribe(d, 3, f, NULL), ERR_OK);
+    struct mqtt_packet pkt;
+    assert_true(next_packet(d, &pkt));
+    assert_int_equal(pkt.type, MQTT_SUBACK);
+}
+
+static void unsubscribe(struct dev *d, const char *filter)
+{
+    struct mqtt_subscribe u = {.packet_id = 4, .count = 1};
+    u.filters[0] = (struct mqtt_bytes){(const uint8_t *)filter, strlen(filter)};
+    struct buf b;
+    buf_init(&b, SIZE_MAX);
+    assert_int_equal(mqtt_encode_unsubscribe(&b, &u), ERR_OK);
+    assert_int_equal(dev_feed_buf(d, &b), ERR_OK);
+    struct mqtt_packet pkt;
+    assert_true(next_packet(d, &pkt));
+    assert_int_equal(pkt.type, MQTT_UNSUBACK);
+}
+
+/* A desired change from the service reaches the connection only once it subscribed to the desired topic, as
+ * $iothub/twin/PATCH/properties/desired/?$version=N with the patch and its $version; unsubscribed, nothing. */
+static void twin_desired_push_needs_subscription(void **state)
+{
+    struct dev d;
+    dev_open(&d);
+    connect_as(&d, "device1", NULL, 0);
+    json_t *body = json_pack("{s:{s:{s:i}}}", "properties", "desired", "rate", 5);
+    struct hub_twin_update u = {.device_id = "device1", .body = body, .mode = TWIN_MERGE};
+    json_t *doc = NULL;
+    struct twin_error e;
+    assert_int_equal(hub_twin_update(E.hub, &u, &doc, NULL, 0, &e), ERR_OK);
+    json_decref(doc);
+    struct mqtt_packet pkt;
+    assert_false(next_packet(&d, &pkt)); /* not subscribed: nothing sent */
+    subscribe(&d, "$iothub/twin/PATCH/properties/desired/#");
+    json_object_set_new(json_object_get(json_object_get(body, "properties"), "desired"), "rate", json_integer(6));
+    assert_int_equal(hub_twin_update(E.hub, &u, &doc, NULL, 0, &e), ERR_OK);
+    json_decref(doc);
+    json_t *patch = publish_json(&d, "$iothub/twin/PATCH/properties/desired/?$version=3");
+    assert_int_equal(json_integer_value(json_object_get(patch, "rate")), 6);
+    assert_int_equal(json_integer_value(json_object_get(patch, "$version")), 3);
+    json_decref(patch);
+    /* The device's twin GET sees the same desired version. */
+    assert_int_equal(send_publish(&d, "$iothub/twin/GET/?$rid=g", NULL, 0, 0), ERR_OK);
+    doc = publish_json(&d, "$iothub/twin/res/200/?$rid=g");
+    assert_int_equal(section_version(doc, "desired"), 3);
+    json_decref(doc);
+    unsubscribe(&d, "$iothub/twin/PATCH/properties/desired/#");
+    assert_int_equal(hub_twin_update(E.hub, &u, &doc, NULL, 0, &e), ERR_OK);
+    json_decref(doc);
+    assert_false(next_packet(&d, &pkt));
+    json_decref(body);
+    dev_free(&d);
+}
+
+/* CleanSession 0 keeps the desired subscription: the next connection gets pushes without subscribing again. */
+static void twin_desired_subscription_survives_reconnect(void **state)
+{
+    struct dev d;
+    dev_open(&d);
+    connect_as(&d, "device1", NULL, 0);
+    subscribe(&d, "$iothub/twin/PATCH/properties/desired/#");
+    dev_free(&d);
+    dev_open(&d);
+    connect_as(&d, "device1", NULL, 0);
+    json_t *body = json_pack("{s:{s:{s:s}}}", "properties", "desired", "after", "reconnect");
+    struct hub_twin_update u = {.device_id = "device1", .body = body, .mode = TWIN_MERGE};
+    json_t *doc = NULL;
+    struct twin_error e;
+    assert_int_equal(hub_twin_update(E.hub, &u, &doc, NULL, 0, &e), ERR_OK);
+    json_int_t v = json_integer_value(json_object_get(json_object_get(json_object_get(doc, "properties"), "desired"),
+                                                      "$version"));
+    json_decref(doc);
+    json_decref(body);
+    char topic[96];
+    snprintf(topic, sizeof topic, "$iothub/twin/PATCH/properties/desired/?$version=%lld", (long long)v);
+    json_t *patch = publish_json(&d, topic);
+    assert_string_equal(json_string_value(json_object_get(patch, "after")), "reconnect");
+    json_decref(patch);
+    unsubscribe(&d, "$iothub/twin/PATCH/properties/desired/#"); /* leave the kept session as other tests expect */
+    dev_free(&d);
+}
+
+/* A twin with desired and reported both near their 32 KiB limits still answers a GET (the reply is over 64 KiB). */
+static void twin_get_with_full_sections(void **state)
+{
+    struct dev d;
+    dev_open(&d);
+    connect_as(&d, "device2", NULL, 0);
+    json_t *desired = json_object(), *reported = json_object();
+    char big[4001];
+    memset(big, 'd', 4000);
+    big[4000] = '\0';
+    for (int i = 0; i < 8; i++) {
+        char k[8];
+        snprintf(k, sizeof k, "k%d", i);
+        json_object_set_new(desired, k, json_string(big));
+        json_object_set_new(reported, k, json_string(big));
+    }
+    /* one more value that brings each section to exactly 32 KiB of compact JSON */
+    json_object_set_new(desired, "p", json_string(""));
+    size_t pad = TWIN_DESIRED_MAX - json_dumpb(desired, NULL, 0, JSON_COMPACT);
+    assert_true(pad < sizeof big);
+    big[pad] = '\0';
+    json_object_set_new(desired, "p", json_string(big));
+    json_object_set_new(reported, "p", json_string(big));
+    assert_int_equal(json_dumpb(reported, NULL, 0, JSON_COMPACT), TWIN_REPORTED_MAX);
+    json_t *body = json_pack("{s:{s:o}}", "properties", "desired", desired);
+    struct hub_twin_update u = {.device_id = "device2", .body = body, .mode = TWIN_REPLACE};
+    json_t *doc = NULL;
+    struct twin_error e;
+    assert_int_equal(hub_twin_update(E.hub, &u, &doc, NULL, 0, &e), ERR_OK);
+    json_decref(doc);
+    json_decref(body);
+    char *text = json_dumps(reported, JSON_COMPACT);
+    assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=f", text, 0, 0), ERR_OK);
+    free(text);
+    json_decref(reported);
+    json_t *ok = publish_json(&d, "$iothub/twin/res/204/?$rid=f&$version=2");
+    json_decref(ok);
+    assert_int_equal(send_publish(&d, "$iothub/twin/GET/?$rid=g", NULL, 0, 0), ERR_OK);
+    doc = publish_json(&d, "$iothub/twin/res/200/?$rid=g");
+    assert_int_equal(json_object_size(json_object_get(doc, "desired")), 10); /* 9 + $version */
+    assert_int_equal(json_object_size(json_object_get(doc, "reported")), 10);
+    json_decref(doc);
+    body = json_pack("{}");
+    u.body = body;
+    assert_int_equal(hub_twin_update(E.hub, &u, &doc, NULL, 0, &e), ERR_OK); /* leave device2's twin small */
+    json_decref(doc);
+    json_decref(body);
+    dev_free(&d);
+}
+
+/* A device may not write desired properties: publishing to the desired topic closes the connection. */
+static void twin_device_cannot_write_desired(void **state)
+{
+    struct dev d;
+    dev_open(&d);
+    connect_as(&d, "device1", NULL, 0);
+    assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/desired/?$rid=1", "{\"a\":1}", 0, 0), ERR_CLOSED);
     dev_free(&d);
 }
 
@@ -1085,6 +1261,10 @@ int main(void)
         T(disconnect_identity_kicks_device_and_modules),
         T(twin_get_and_reported_patch),
         T(twin_reported_size_is_capped),
+        T(twin_desired_push_needs_subscription),
+        T(twin_device_cannot_write_desired),
+        T(twin_desired_subscription_survives_reconnect),
+        T(twin_get_with_full_sections),
         T(twin_without_rid_closes),
         T(pingreq_and_stray_puback),
         T(disconnect_then_more_data),
