@@ -3,13 +3,15 @@ emulator: over TLS on the AMQPS port with the emulator's CA, SASL PLAIN with a p
 (Debian's paho, MQTT) gets the body, the application properties and the system properties ($.mid, $.exp);
 --wait-feedback prints the Success record once the device's PUBACK completed it; the exit statuses for an
 unknown device (5), a wrong key (4), an untrusted CA (3, with the hint), a full queue (8) and a feedback that
-never comes (7). Ports are picked at run time."""
+never comes (7); and our own device program, iothub-device (MQTT over TLS), printing each message it gets
+from iothub-send (body and properties), one sent while it was offline first. Ports are picked at run time."""
 
 import json
 import os
 import queue
 import subprocess
 import sys
+import threading
 import unittest
 import urllib.parse
 
@@ -129,6 +131,58 @@ class ServiceSendTest(unittest.TestCase):
         rc, _, err = self.run_send("send-full", "m51", ca=False, url=plain)
         self.assertEqual(rc, 8, err)
         self.assertIn("amqp:resource-limit-exceeded", err)
+
+
+class IothubDeviceTest(unittest.TestCase):
+    """iothub-service send -> emulator -> iothub-device, both our programs, over TLS."""
+
+    def test_iothub_device_prints_each_message(self):
+        with Emulator() as emu:
+            env = dict(os.environ, IOTHUB_CONNECTION_STRING="HostName=localhost;SharedAccessKeyName=iothubowner;"
+                                                            "SharedAccessKey=" + OWNER_KEY)
+
+            def send(*args):
+                p = subprocess.run([SERVICE, "send", "device1"] + list(args) +
+                                   ["--amqp-url", "amqps://localhost:%d" % emu.amqps_port, "--ca-file", emu.ca_path],
+                                   env=env, capture_output=True, text=True, timeout=TIMEOUT + 30)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                return p.stdout
+
+            send("while you were away", "--message-id", "mid-offline")  # queued for the offline device
+            dev = subprocess.Popen([os.environ["IOTHUB_DEVICE_BIN"], "--connection-string",
+                                    emu.device_connection_string(), "--port", str(emu.mqtts_port), "--ca-file",
+                                    emu.ca_path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            lines = queue.Queue()
+            threading.Thread(target=lambda: [lines.put(line.rstrip("\n")) for line in dev.stdout], daemon=True).start()
+
+            def until(prefix):
+                seen = []
+                while True:
+                    line = lines.get(timeout=TIMEOUT)
+                    seen.append(line)
+                    if line.startswith(prefix):
+                        return seen
+
+            def properties(*want):
+                """The property lines after a message line, read until every wanted one has come."""
+                got = set()
+                while not set(want) <= got:
+                    line = lines.get(timeout=TIMEOUT)
+                    self.assertTrue(line.startswith("  "), (line, got))
+                    got.add(line)
+
+            try:
+                until("connected")
+                until("C2D message: while you were away")
+                properties("  $.mid: mid-offline")
+                out = send("hello\tfrom service", "--property", "color=red", "--message-id", "mid-dev-1",
+                           "--wait-feedback")
+                self.assertIn("Feedback: Success for message mid-dev-1 (device device1, ", out)
+                until("C2D message: hello\\x09from service")  # a control byte is shown escaped
+                properties("  $.mid: mid-dev-1", "  color: red", "  $.to: /devices/device1/messages/devicebound")
+            finally:
+                dev.terminate()
+                dev.wait(10)
 
 
 if __name__ == "__main__":
