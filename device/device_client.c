@@ -856,6 +856,35 @@ int device_client_respond(struct device_client *c, const char *rid, int status, 
     return ERR_OK;
 }
 
+int device_client_send_event(struct device_client *c, const char *prop_bag, const char *body, size_t body_len)
+{
+    if (!c || !c->cs.device_id || (body_len && !body) || body_len > MAX_BODY)
+        return ERR_INVALID;
+    const char *mod = c->cs.module_id;
+    size_t n = strlen(c->cs.device_id) + (mod ? strlen(mod) : 0) + (prop_bag ? strlen(prop_bag) : 0) + 64;
+    struct answer *a = n <= MAX_TOPIC ? calloc(1, sizeof *a) : NULL;
+    if (!a)
+        return n > MAX_TOPIC ? ERR_INVALID : ERR_NOMEM;
+    a->topic = malloc(n);
+    a->body = malloc(body_len + 1);
+    if (!a->topic || !a->body) {
+        answer_free(a);
+        return ERR_NOMEM;
+    }
+    /* ids go into the topic as they are, as the SDKs do */
+    snprintf(a->topic, n, "devices/%s%s%s/messages/events/%s", c->cs.device_id, mod ? "/modules/" : "", mod ? mod : "",
+             prop_bag ? prop_bag : "");
+    if (body_len)
+        memcpy(a->body, body, body_len);
+    a->body_len = body_len;
+    pthread_mutex_lock(&c->lock);
+    *c->answers_tail = a;
+    c->answers_tail = &a->next;
+    pthread_mutex_unlock(&c->lock);
+    wake(c);
+    return ERR_OK;
+}
+
 int device_client_report(struct device_client *c, const char *json, size_t len, char *rid)
 {
     if (!c || !json || !jsoncheck_is_valid(json, len) || len > MAX_BODY)

@@ -1,6 +1,8 @@
 /* main.c -- iothub-emulator: a local Azure IoT Hub. Wires config, certificates, registry, hub, REST and the
  * network listeners onto one event loop, prints the endpoints and the well-known connection strings, and
  * shuts down cleanly on SIGINT/SIGTERM (pending method calls get 503, exit 0). */
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -9,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -22,6 +25,8 @@
 #include "db.h"
 #include "dirs.h"
 #include "err.h"
+#include "eventhub.h"
+#include "eventlog.h"
 #include "faults.h"
 #include "hub.h"
 #include "log.h"
@@ -38,8 +43,8 @@
 #define DEFAULT_DEVICE_ID "device1"
 /* The well-known device1's secondary key (its primary key is a config default, see --help). */
 #define DEFAULT_DEVICE_SECONDARY_KEY "0Jw8tw/kbsEFwxv9kc6G3qAxjKJQVxn8JXZp+Ra1CMQ="
-/* Bodies kept by the telemetry log at most (its message count is --telemetry-log). */
-#define TELEMETRY_MAX_BYTES (64u * 1024u * 1024u)
+#define DEFAULT_HUB_NAME "iothub" /* when no --hostname gives one (see --hub-name) */
+#define EH_MAX_NAMES 66
 
 struct emulator {
     struct config cfg;
@@ -51,8 +56,11 @@ struct emulator {
     struct auth *auth;
     struct loop *loop;
     struct hub *hub;
+    struct eventlog *eventlog;   /* every device-to-cloud message (hub/eventlog.h) */
+    struct telemetry *telemetry; /* how messages enter it, and GET /emulator/telemetry */
+    struct eventhub *eventhub;   /* the Event Hub-compatible endpoint on the AMQP listeners */
+    char hub_name[64];
     struct faults *faults;
-    struct telemetry *telemetry;
     struct rest *rest;
     struct session_env mqtt_env; /* every MQTT session's environment */
     struct proto mqtt;           /* the MQTT front, as net sees it */
@@ -204,12 +212,110 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
     return ERR_OK;
 }
 
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool is_ip(const char *h)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, h, buf) == 1 || inet_pton(AF_INET6, h, buf) == 1;
+}
+
+/* --hub-name, else the first label of the first --hostname that is not an IP address or localhost. */
+static int choose_hub_name(struct emulator *e, char *err, size_t errlen)
+{
+    const char *name = e->cfg.hub_name;
+    size_t n = name ? strlen(name) : 0;
+    for (size_t i = 0; !name && i < e->cfg.n_hostnames; i++) {
+        const char *h = e->cfg.hostnames[i];
+        if (is_ip(h) || strcasecmp(h, "localhost") == 0)
+            continue;
+        name = h;
+        n = strcspn(h, ".");
+    }
+    if (!name) {
+        name = DEFAULT_HUB_NAME;
+        n = strlen(name);
+    }
+    bool ok = n >= 1 && n < sizeof e->hub_name;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)name[i]) || name[i] == '-' || name[i] == '_' || name[i] == '.';
+    if (!ok) {
+        snprintf(err, errlen, "--hub-name: '%s' is not 1 to 63 letters, digits, '-', '_' or '.'", name);
+        return ERR_INVALID;
+    }
+    snprintf(e->hub_name, sizeof e->hub_name, "%.*s", (int)n, name);
+    return ERR_OK;
+}
+
+static int setup_eventlog(struct emulator *e, char *err, size_t errlen)
+{
+    struct eventlog_limits lim = {.partitions = e->cfg.partitions,
+                                  .max_events = (size_t)e->cfg.retention_events,
+                                  .max_bytes = (size_t)e->cfg.retention_bytes,
+                                  .max_age_ms = (int64_t)e->cfg.retention_hours * 3600 * 1000};
+    e->eventlog = eventlog_new(&lim, wall_ms());
+    e->telemetry = e->eventlog ? telemetry_new_on(e->eventlog, e->reg) : NULL;
+    if (!e->telemetry) {
+        snprintf(err, errlen, "start-up failed (out of memory)");
+        return ERR_NOMEM;
+    }
+    telemetry_set_list_limit(e->telemetry, (size_t)e->cfg.telemetry_log);
+    for (size_t i = 0; i < e->cfg.n_consumer_groups; i++) {
+        int rc = eventlog_group_add(e->eventlog, e->cfg.consumer_groups[i], NULL);
+        if (rc == ERR_INVALID)
+            snprintf(err, errlen, "--consumer-group: '%s' is not 1 to %d letters, digits, '.', '_' or '-'",
+                     e->cfg.consumer_groups[i], EVENTLOG_MAX_GROUP_NAME);
+        else if (rc == ERR_TOO_BIG)
+            snprintf(err, errlen, "--consumer-group: at most %d consumer groups besides $Default", EVENTLOG_MAX_GROUPS);
+        else if (rc)
+            snprintf(err, errlen, "out of memory");
+        if (rc)
+            return rc;
+    }
+    return choose_hub_name(e, err, errlen);
+}
+
+/* The Event Hub-compatible endpoint, once the AMQPS port is known (it goes into redirects). */
+static int setup_eventhub(struct emulator *e, char *err, size_t errlen)
+{
+    const char *hosts[EH_MAX_NAMES], *aliases[EH_MAX_NAMES];
+    char labels[EH_MAX_NAMES][64];
+    size_t nh = 0, na = 0;
+    for (size_t i = 0; i < e->cfg.n_hostnames && nh < EH_MAX_NAMES - 2; i++) {
+        hosts[nh++] = e->cfg.hostnames[i];
+        snprintf(labels[na], sizeof labels[na], "%.*s", (int)strcspn(e->cfg.hostnames[i], "."), e->cfg.hostnames[i]);
+        aliases[na] = labels[na];
+        na++;
+    }
+    hosts[nh++] = "localhost";
+    hosts[nh++] = "127.0.0.1";
+    aliases[na++] = "localhost";
+    int port = net_port(e->net, NET_AMQPS);
+    struct eventhub_config ec = {.loop = e->loop, .log = e->eventlog, .auth = e->auth, .hub_name = e->hub_name,
+                                 .aliases = aliases, .n_aliases = na, .hosts = hosts, .n_hosts = nh,
+                                 .redirect_host = e->cfg.hostnames[0], .redirect_port = port > 0 ? port : 5671};
+    e->eventhub = eventhub_new(&ec);
+    if (!e->eventhub) {
+        snprintf(err, errlen, "start-up failed (out of memory)");
+        return ERR_NOMEM;
+    }
+    e->amqp_env.eventhub = e->eventhub; /* no AMQP connection exists before the loop runs */
+    return ERR_OK;
+}
+
 static int setup_services(struct emulator *e, char *err, size_t errlen)
 {
     e->auth = auth_new((const char *const *)e->cfg.hostnames, e->cfg.n_hostnames, e->cfg.owner_key);
     e->loop = loop_new();
     e->hub = e->loop ? hub_new(e->loop, e->reg) : NULL;
-    e->telemetry = telemetry_new((size_t)e->cfg.telemetry_log, TELEMETRY_MAX_BYTES);
+    int erc = setup_eventlog(e, err, errlen);
+    if (erc)
+        return erc;
     e->faults = e->hub ? faults_new(e->loop, e->hub) : NULL;
     /* C2D queues live in the store (each accepted message is committed before the sender hears of it); a
      * read-only store from before the queues had a table keeps them in memory (logged). */
@@ -248,7 +354,8 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
     e->rest = rest_new(&rc, err, errlen);
     if (!e->rest)
         return ERR_IO;
-    return setup_listeners(e, err, errlen);
+    erc = setup_listeners(e, err, errlen);
+    return erc ? erc : setup_eventhub(e, err, errlen);
 }
 
 static void print_banner(const struct emulator *e)
@@ -277,6 +384,20 @@ static void print_banner(const struct emulator *e)
     if (!e->cfg.no_default_device)
         printf("  Device connection string:  HostName=%s;DeviceId=%s;SharedAccessKey=%s\n", host, DEFAULT_DEVICE_ID,
                e->cfg.device1_key);
+    const char *owner = e->cfg.owner_key;
+    int amqps = net_port(e->net, NET_AMQPS), amqp = net_port(e->net, NET_AMQP);
+    char port[16] = "";
+    if (amqps > 0 && amqps != 5671)
+        snprintf(port, sizeof port, ":%d", amqps);
+    if (amqps > 0)
+        printf("  Event Hub-compatible endpoint (read telemetry with the Event Hubs SDKs), name %s, %d partitions:\n"
+               "    Endpoint=sb://%s%s/;SharedAccessKeyName=iothubowner;SharedAccessKey=%s;EntityPath=%s\n",
+               e->hub_name, eventlog_partitions(e->eventlog), host, port, owner, e->hub_name);
+    if (amqp > 0)
+        printf("  Event Hub-compatible, plain AMQP (Node @azure/event-hubs, dev only):\n"
+               "    Endpoint=sb://%s:%d/;SharedAccessKeyName=iothubowner;SharedAccessKey=%s;EntityPath=%s;"
+               "UseDevelopmentEmulator=true\n",
+               host, amqp, owner, e->hub_name);
     printf("ready\n");
     fflush(stdout);
 }
@@ -286,10 +407,12 @@ static void emulator_cleanup(struct emulator *e)
     net_free(e->net_v6);
     net_free(e->net); /* sessions leave the hub as they close */
     rest_free(e->rest);
+    eventhub_free(e->eventhub);
     faults_free(e->faults);
     c2d_free(e->c2d);
     hub_free(e->hub);
     telemetry_free(e->telemetry);
+    eventlog_free(e->eventlog);
     loop_free(e->loop);
     auth_free(e->auth);
     registry_free(e->reg);

@@ -35,6 +35,7 @@
 #include "registry.h"
 #include "restapi.h"
 #include "sas.h"
+#include "eventlog.h"
 #include "telemetry.h"
 #include "url.h"
 #include "query.h"
@@ -1256,6 +1257,49 @@ static void route_telemetry(struct rest_req *q)
     }
 }
 
+/* /emulator/consumergroups[/{name}]: the Event Hub-compatible endpoint's consumer groups (the real hub
+ * creates them through ARM). GET lists ["$Default",...]; PUT creates (201, or 200 when it exists); DELETE
+ * removes (204; $Default cannot be deleted). No authorization, like /health. */
+static void route_consumer_groups(struct rest_req *q)
+{
+    struct eventlog *log = q->r->telemetry ? telemetry_log(q->r->telemetry) : NULL;
+    const char *name = q->route.device_id;
+    if (!log) {
+        answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "No event log.");
+    } else if (!name) {
+        json_t *arr = json_array();
+        for (size_t i = 0; arr && i < eventlog_group_count(log); i++)
+            json_array_append_new(arr, json_string(eventlog_group_at(log, i)));
+        answer_json(q, MHD_HTTP_OK, arr, NULL);
+    } else if (strcmp(q->method, "PUT") == 0) {
+        bool created = false;
+        int rc = eventlog_group_add(log, name, &created);
+        if (rc == ERR_INVALID)
+            answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A,
+                          "A consumer group name is 1 to %d letters, digits, '.', '_' or '-'.", EVENTLOG_MAX_GROUP_NAME);
+        else if (rc == ERR_TOO_BIG)
+            answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "At most %d consumer groups besides $Default.",
+                          EVENTLOG_MAX_GROUPS);
+        else if (rc)
+            answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+        else
+            answer_json(q, created ? MHD_HTTP_CREATED : MHD_HTTP_OK,
+                        json_pack("{s:s}", "name", eventlog_group_find(log, name)), NULL);
+    } else if (strcmp(q->method, "DELETE") == 0) {
+        int rc = eventlog_group_del(log, name);
+        if (rc == ERR_INVALID)
+            answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "$Default cannot be deleted.");
+        else if (rc)
+            answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "No consumer group '%s'.", name);
+        else
+            answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
+    } else if (!eventlog_group_find(log, name)) {
+        answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "No consumer group '%s'.", name);
+    } else {
+        answer_json(q, MHD_HTTP_OK, json_pack("{s:s}", "name", eventlog_group_find(log, name)), NULL);
+    }
+}
+
 /* /emulator/faults (README "Testing failures"): GET lists the active faults, POST adds one (JSON), DELETE
  * clears them all or /emulator/faults/{id} one. No authorization, like the other /emulator routes. */
 static void route_faults(struct rest_req *q)
@@ -1388,6 +1432,8 @@ static void handle_request(struct rest_req *q)
         route_ca_pem(q);
     else if (rt->kind == RESTAPI_ROUTE_TELEMETRY)
         route_telemetry(q);
+    else if (rt->kind == RESTAPI_ROUTE_CONSUMER_GROUPS || rt->kind == RESTAPI_ROUTE_CONSUMER_GROUP)
+        route_consumer_groups(q);
     else if (rt->kind == RESTAPI_ROUTE_FAULTS)
         route_faults(q);
     else if (rest_faulted(q))

@@ -64,6 +64,10 @@ static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
         k = RESTAPI_ROUTE_TELEMETRY;
     else if (n == 3 && seg_is(&s[0], "emulator") && seg_is(&s[1], "telemetry"))
         k = RESTAPI_ROUTE_TELEMETRY, dev = &s[2];
+    else if (n == 2 && seg_is(&s[0], "emulator") && seg_is(&s[1], "consumergroups"))
+        k = RESTAPI_ROUTE_CONSUMER_GROUPS;
+    else if (n == 3 && seg_is(&s[0], "emulator") && seg_is(&s[1], "consumergroups"))
+        k = RESTAPI_ROUTE_CONSUMER_GROUP, dev = &s[2];
     else if (n == 2 && seg_is(&s[0], "emulator") && seg_is(&s[1], "faults"))
         k = RESTAPI_ROUTE_FAULTS;
     else if (n == 3 && seg_is(&s[0], "emulator") && seg_is(&s[1], "faults"))
@@ -212,6 +216,10 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
         return "GET, PUT, DELETE";
     case RESTAPI_ROUTE_TELEMETRY:
         return "GET, DELETE";
+    case RESTAPI_ROUTE_CONSUMER_GROUPS:
+        return "GET";
+    case RESTAPI_ROUTE_CONSUMER_GROUP:
+        return "GET, PUT, DELETE";
     case RESTAPI_ROUTE_FAULTS:
         return "GET, POST, DELETE";
     case RESTAPI_ROUTE_C2D_PURGE:

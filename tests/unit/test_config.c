@@ -246,6 +246,38 @@ static void hostname_lists(void **state)
     expect_invalid("is not a host name", "--hostname=*.example", NULL);
 }
 
+static void event_hub_flags(void **state)
+{
+    struct config c;
+    assert_int_equal(parse(&c, NULL), ERR_OK);
+    assert_null(c.hub_name);
+    assert_int_equal(c.partitions, 4);
+    assert_int_equal(c.n_consumer_groups, 0);
+    assert_int_equal(c.retention_events, 100000);
+    assert_int_equal(c.retention_bytes, 64 * 1024 * 1024);
+    assert_int_equal(c.retention_hours, 24);
+    config_cleanup(&c);
+    setenv("IOTHUB_EMULATOR_CONSUMER_GROUP", "env1", 1);
+    assert_int_equal(parse(&c, NULL), ERR_OK);
+    assert_int_equal(c.n_consumer_groups, 1);
+    config_cleanup(&c);
+    /* the first flag replaces the environment's list, later flags append; commas split */
+    assert_int_equal(parse(&c, "--consumer-group", "a, b", "--consumer-group=c", "--hub-name", "myhub", "--partitions",
+                           "32", "--retention-events", "0", "--retention-hours", "0", NULL),
+                     ERR_OK);
+    assert_int_equal(c.n_consumer_groups, 3);
+    assert_string_equal(c.consumer_groups[0], "a");
+    assert_string_equal(c.consumer_groups[1], "b");
+    assert_string_equal(c.consumer_groups[2], "c");
+    assert_string_equal(c.hub_name, "myhub");
+    assert_int_equal(c.partitions, 32);
+    config_cleanup(&c);
+    unsetenv("IOTHUB_EMULATOR_CONSUMER_GROUP");
+    expect_invalid("--partitions", "--partitions", "0", NULL);
+    expect_invalid("--partitions", "--partitions", "33", NULL);
+    expect_invalid("empty name", "--consumer-group", "a,,b", NULL);
+}
+
 static void bad_ports_and_numbers(void **state)
 {
     expect_invalid("--mqtts-port: '65536' is not a port", "--mqtts-port", "65536", NULL);
@@ -371,6 +403,7 @@ int main(void)
         cmocka_unit_test_setup(environment, setup),
         cmocka_unit_test_setup(flag_beats_environment, setup),
         cmocka_unit_test_setup(hostname_lists, setup),
+        cmocka_unit_test_setup(event_hub_flags, setup),
         cmocka_unit_test_setup(bad_ports_and_numbers, setup),
         cmocka_unit_test_setup(cert_needs_key, setup),
         cmocka_unit_test_setup(bad_keys, setup),
