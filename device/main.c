@@ -98,7 +98,8 @@ static const char usage_text[] =
     "\n"
     "Prints \"connected ...\" on stdout each time it (re)connects, per call the method name, the payload and\n"
     "the running call number, each desired-properties patch (\"Desired properties patch ($version N): {...}\")\n"
-    "and the hub's answer to each report.\n"
+    "and the hub's answer to each report, and each cloud-to-device message (\"C2D message: BODY\", then one\n"
+    "\"  KEY: VALUE\" line per property, system properties such as $.mid included).\n"
     "\n"
     "Exit status:\n"
     "  0  stopped by Ctrl-C or SIGTERM, or --count calls answered\n"
@@ -213,6 +214,34 @@ static void on_desired(void *ctx, const struct device_client_desired *d)
     if (text)
         send_report(a, text, strlen(text));
     free(text);
+}
+
+/* Prints text[0..len) with control bytes as \xNN (the hub's bytes never drive the terminal); UTF-8 passes. */
+static void print_safe(const uint8_t *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] < 0x20 || text[i] == 0x7f)
+            printf("\\x%02x", text[i]);
+        else
+            putchar(text[i]);
+    }
+}
+
+/* A cloud-to-device message: its body and its properties, one per line. */
+static void on_c2d(void *ctx, const struct device_client_c2d *m)
+{
+    (void)ctx;
+    printf("C2D message: ");
+    print_safe(m->body, m->body_len);
+    printf("\n");
+    for (size_t i = 0; i < m->n_props; i++) {
+        printf("  ");
+        print_safe((const uint8_t *)m->keys[i], strlen(m->keys[i]));
+        printf(": ");
+        print_safe((const uint8_t *)m->values[i], strlen(m->values[i]));
+        printf("\n");
+    }
+    fflush(stdout);
 }
 
 static void on_reported(void *ctx, const char *rid, int status, int64_t version, const char *body)
@@ -483,6 +512,7 @@ static void app_init(struct app *a)
     a->opt.on_state = on_state;
     a->opt.state_ctx = a;
     a->opt.on_desired = on_desired;
+    a->opt.on_c2d = on_c2d; /* devices only: a module connection string has no C2D */
     a->opt.desired_ctx = a;
     a->opt.on_reported = on_reported;
     a->opt.reported_ctx = a;

@@ -19,6 +19,7 @@
 #include "amqp.h"
 #include "auth.h"
 #include "c2d.h"
+#include "c2dpersist.h"
 #include "certs.h"
 #include "config.h"
 #include "db.h"
@@ -326,7 +327,18 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
     if (erc)
         return erc;
     e->faults = e->hub ? faults_new(e->loop, e->hub) : NULL;
-    e->c2d = c2d_new(e->reg, NULL, e->cfg.c2d_ttl_s); /* memory only until the SQLite store plugs in */
+    /* C2D queues live in the store (each accepted message is committed before the sender hears of it); a
+     * read-only store from before the queues had a table keeps them in memory (logged). */
+    struct c2d_store c2d_store;
+    char why[256];
+    bool c2d_stored = c2dpersist_init(&c2d_store, e->db, why, sizeof why) == ERR_OK;
+    if (!c2d_stored && !db_is_read_only(e->db)) {
+        snprintf(err, errlen, "cannot prepare the C2D queues in the store: %s", why);
+        return ERR_IO;
+    }
+    if (!c2d_stored)
+        log_warn("C2D queues are kept in memory only: %s", why);
+    e->c2d = c2d_new(e->reg, c2d_stored ? &c2d_store : NULL, e->cfg.c2d_ttl_s);
     if (!e->auth || !e->hub || !e->telemetry || !e->faults || !e->c2d || setup_signals(e)) {
         snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
         return ERR_NOMEM;

@@ -25,6 +25,7 @@
 #include "auth.h"
 #include "c2d.h"
 #include "cbs.h"
+#include "delivery.h"
 #include "conn.h"
 #include "err.h"
 #include "eventhub.h"
@@ -313,34 +314,7 @@ static int send_message(struct amqp *a, pn_link_t *l, pn_message_t *m)
         close_with(a, "amqp:resource-limit-exceeded", "too many messages waiting for link credit");
         return ERR_TOO_BIG;
     }
-    size_t cap = 1024;
-    char *buf = NULL;
-    for (;;) {
-        char *nb = realloc(buf, cap);
-        if (!nb) {
-            free(buf);
-            return ERR_NOMEM;
-        }
-        buf = nb;
-        size_t size = cap;
-        int rc = pn_message_encode(m, buf, &size);
-        if (rc == PN_OVERFLOW && cap < AMQP_MAX_MESSAGE) {
-            cap *= 2;
-            continue;
-        }
-        if (rc) {
-            free(buf);
-            return ERR_INVALID;
-        }
-        char tag[24];
-        int tl = snprintf(tag, sizeof tag, "%llu", (unsigned long long)++a->tag);
-        pn_delivery_t *d = pn_delivery(l, pn_dtag(tag, (size_t)tl));
-        pn_link_send(l, buf, size);
-        pn_link_advance(l);
-        pn_delivery_settle(d);
-        free(buf);
-        return ERR_OK;
-    }
+    return delivery_send_settled(l, m, AMQP_MAX_MESSAGE, "", &a->tag);
 }
 
 /* The connection's sender link whose source is $cbs (where put-token answers go), or NULL. */

@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "delivery.h"
 #include "ehauth.h"
 #include "ehfilter.h"
 #include "err.h"
@@ -351,34 +352,7 @@ static void close_link(pn_link_t *l, const char *cond, const char *desc)
 /* Encodes m and sends it pre-settled on l. */
 static int send_msg(struct eventhub *eh, pn_link_t *l, pn_message_t *m)
 {
-    size_t cap = 4096;
-    char *buf = NULL;
-    for (;;) {
-        char *nb = realloc(buf, cap);
-        if (!nb) {
-            free(buf);
-            return ERR_NOMEM;
-        }
-        buf = nb;
-        size_t size = cap;
-        int rc = pn_message_encode(m, buf, &size);
-        if (rc == PN_OVERFLOW && cap < (8u << 20)) {
-            cap *= 2;
-            continue;
-        }
-        if (rc) {
-            free(buf);
-            return ERR_INVALID;
-        }
-        char tag[24];
-        int tl = snprintf(tag, sizeof tag, "e%llu", (unsigned long long)++eh->tag);
-        pn_delivery_t *d = pn_delivery(l, pn_dtag(tag, (size_t)tl));
-        pn_link_send(l, buf, size);
-        pn_link_advance(l);
-        pn_delivery_settle(d);
-        free(buf);
-        return ERR_OK;
-    }
+    return delivery_send_settled(l, m, 8u << 20, "e", &eh->tag);
 }
 
 static void put_sym(pn_data_t *d, const char *s)
