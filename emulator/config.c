@@ -102,10 +102,18 @@ static const struct opt opts[] = {
      "are never logged."},
     {"max-connections", K_INT, F(max_connections), 1, 1000000, "N", "20000",
      "Most client connections open at once, all ports\n"
-     "together (1 to 1000000)."},
+     "together (1 to 1000000). At the limit a new\n"
+     "connection closes the oldest idle HTTP keep-alive\n"
+     "connection, or is refused when there is none."},
     {"connect-timeout", K_INT, F(connect_timeout_s), 1, 3600, "SECONDS", "30",
-     "Time a device has after the TCP/TLS accept to send\n"
-     "MQTT CONNECT (1 to 3600)."},
+     "Time a client has after the TCP/TLS accept to send\n"
+     "MQTT CONNECT, or the request line and headers of\n"
+     "an HTTP request (1 to 3600)."},
+    {"http-idle-timeout", K_INT, F(http_idle_timeout_s), 1, 86400, "SECONDS", "240",
+     "An HTTP keep-alive connection with no request in\n"
+     "progress is closed after this long (1 to 86400;\n"
+     "Azure's load balancers idle out after 4 minutes).\n"
+     "A method call waiting for its device is not idle."},
     {"token-skew", K_INT, F(token_skew_s), 0, 3600, "SECONDS", "0",
      "Grace after a SAS token's expiry (se) during which\n"
      "it is still accepted, for clients whose clock lags\n"
@@ -422,6 +430,7 @@ static int set_defaults(struct config *c)
     c->log_level = LOG_LEVEL_INFO;
     c->max_connections = 20000;
     c->connect_timeout_s = 30;
+    c->http_idle_timeout_s = 240;
     c->token_skew_s = 0;
     c->telemetry_log = 1000;
     c->partitions = 4;

@@ -36,7 +36,9 @@ struct config {
     char *device1_key;      /* --default-device-key: base64 of 16..64 bytes; default CONFIG_DEFAULT_DEVICE1_KEY */
     enum log_level log_level;  /* --log-level error|warn|info|debug, default info */
     int max_connections;       /* --max-connections, default 20000 */
-    int connect_timeout_s;     /* --connect-timeout: seconds from accept to MQTT CONNECT, default 30 */
+    int connect_timeout_s;     /* --connect-timeout: seconds from accept to MQTT CONNECT (or an HTTP request's
+                                  line and headers), default 30 */
+    int http_idle_timeout_s;   /* --http-idle-timeout: idle HTTP keep-alive connections close, default 240 */
     int token_skew_s;          /* --token-skew: seconds a SAS token is still accepted after its se, default 0 */
     int telemetry_log;         /* --telemetry-log: telemetry messages kept in memory, default 1000 */
     char *hub_name;            /* --hub-name: NULL means derived from --hostname (see --help) */

@@ -69,6 +69,7 @@ struct emulator {
     struct proto amqp;           /* the AMQP front, as net sees it */
     struct net *net;    /* the listeners on --bind (127.0.0.1 for "localhost") */
     struct net *net_v6; /* "localhost" only: the same ports on ::1 (NULL when IPv6 is unavailable) */
+    size_t connections; /* of both nets: --max-connections counts them together */
     int signal_fd;
     bool stopping;
 };
@@ -76,6 +77,11 @@ struct emulator {
 static int http_handoff(void *ctx, int fd, const struct sockaddr *addr, socklen_t len)
 {
     return rest_add_connection(ctx, fd, addr, len);
+}
+
+static int64_t http_idle(void *ctx, int fd)
+{
+    return rest_idle_since(ctx, fd);
 }
 
 static void on_stop_timer(struct loop *l, void *ctx)
@@ -184,12 +190,15 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
         .mqtt_port = e->cfg.mqtt_port ? e->cfg.mqtt_port : -1,
         .amqps_port = e->cfg.amqps_port ? e->cfg.amqps_port : -1,
         .amqp_port = e->cfg.amqp_port ? e->cfg.amqp_port : -1,
+        .http_port = e->cfg.http_port ? e->cfg.http_port : -1, /* accepted here, handed to rest */
         .tls = e->tls,
         .mqtt = &e->mqtt,
         .amqp = &e->amqp,
         .http_handoff = http_handoff,
         .http_ctx = e->rest,
+        .http_idle = http_idle,
         .max_connections = (size_t)e->cfg.max_connections,
+        .shared_count = &e->connections,
         .connect_timeout_s = e->cfg.connect_timeout_s,
     };
     e->net = net_new(e->loop, &nc, err, errlen);
@@ -205,6 +214,7 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
     nc.mqtt_port = net_port(e->net, NET_MQTT);
     nc.amqps_port = net_port(e->net, NET_AMQPS);
     nc.amqp_port = net_port(e->net, NET_AMQP);
+    nc.http_port = net_port(e->net, NET_HTTP);
     char why[256];
     e->net_v6 = net_new(e->loop, &nc, why, sizeof why);
     if (!e->net_v6)
@@ -348,14 +358,26 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
         log_info("throttling at the published limits of one %s unit (README \"Testing failures\")", e->cfg.throttle);
     struct rest_config rc = {
         .loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
-        .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind, .http_port = e->cfg.http_port,
+        .http_port = 0, /* no listener of its own: net accepts the HTTP port, so the connection limit and its
+                           eviction of idle connections cover it (issue 23) */
         .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry,
-        .faults = e->faults, .c2d = e->c2d};
+        .head_timeout_s = e->cfg.connect_timeout_s, .idle_timeout_s = e->cfg.http_idle_timeout_s,
+        .max_connections = (unsigned)e->cfg.max_connections, .faults = e->faults, .c2d = e->c2d};
     e->rest = rest_new(&rc, err, errlen);
     if (!e->rest)
         return ERR_IO;
     erc = setup_listeners(e, err, errlen);
     return erc ? erc : setup_eventhub(e, err, errlen);
+}
+
+/* Keys in the banner (stdout, so every container log): only the published development keys are printed in
+ * full; a custom key is masked. Its owner set the owner key; a custom device1 key can be printed on purpose
+ * with iothub-service (issue 23). */
+#define BANNER_MASK "****"
+
+static const char *banner_key(const char *key, const char *well_known)
+{
+    return strcmp(key, well_known) == 0 ? key : BANNER_MASK;
 }
 
 static void print_banner(const struct emulator *e)
@@ -376,15 +398,19 @@ static void print_banner(const struct emulator *e)
         printf("  AMQP over TLS:          amqps://%s:%d\n", b, net_port(e->net, NET_AMQPS));
     if (net_port(e->net, NET_AMQP) >= 0)
         printf("  AMQP, plain (dev only): amqp://%s:%d\n", b, net_port(e->net, NET_AMQP));
-    if (e->cfg.http_port)
-        printf("  HTTP, plain (dev only): http://%s:%d  (/health, /emulator/ca.pem)\n", b, rest_actual_http_port(e->rest));
+    if (net_port(e->net, NET_HTTP) >= 0)
+        printf("  HTTP, plain (dev only): http://%s:%d  (/health, /emulator/ca.pem)\n", b, net_port(e->net, NET_HTTP));
     printf("  CA certificate:         %s\n", e->certs.ca_path ? e->certs.ca_path : "(given with --cert)");
-    printf("  Service connection string: HostName=%s;SharedAccessKeyName=iothubowner;SharedAccessKey=%s\n", host,
-           e->cfg.owner_key);
-    if (!e->cfg.no_default_device)
-        printf("  Device connection string:  HostName=%s;DeviceId=%s;SharedAccessKey=%s\n", host, DEFAULT_DEVICE_ID,
-               e->cfg.device1_key);
-    const char *owner = e->cfg.owner_key;
+    const char *owner = banner_key(e->cfg.owner_key, CONFIG_DEFAULT_OWNER_KEY);
+    printf("  Service connection string: HostName=%s;SharedAccessKeyName=iothubowner;SharedAccessKey=%s%s\n", host,
+           owner, owner == e->cfg.owner_key ? "" : "  (your --owner-key / IOTHUB_EMULATOR_OWNER_KEY; not printed)");
+    if (!e->cfg.no_default_device) {
+        const char *dev = banner_key(e->cfg.device1_key, CONFIG_DEFAULT_DEVICE1_KEY);
+        printf("  Device connection string:  HostName=%s;DeviceId=%s;SharedAccessKey=%s%s\n", host, DEFAULT_DEVICE_ID,
+               dev, dev == e->cfg.device1_key ? ""
+                    : "  (custom key, not printed; print it with: iothub-service device connection-string " DEFAULT_DEVICE_ID ")");
+    }
+    /* The Event Hub-compatible strings carry the owner key too: masked the same way. */
     int amqps = net_port(e->net, NET_AMQPS), amqp = net_port(e->net, NET_AMQP);
     char port[16] = "";
     if (amqps > 0 && amqps != 5671)
