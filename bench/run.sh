@@ -1,8 +1,9 @@
 #!/bin/sh
 # bench/run.sh -- runs the benchmarks of issue 8 and writes RESULTS.md + results.json: method-call round trips,
 # connection scale and start-up of the emulator, each next to Mosquitto (Debian's `mosquitto`, started here
-# on free ports with a generated config and an openssl-made certificate) measured in the same run.
-#   bench/run.sh            full run (< 25 min on 2 cores), writes bench/RESULTS.md and bench/results.json
+# on free ports with a generated config and an openssl-made certificate) measured in the same run; then the
+# emulator alone beside noisy neighbours and under half-open TLS handshakes (issue 23: noisy.py, tls_halfopen.py).
+#   bench/run.sh            full run (< 30 min on 2 cores), writes bench/RESULTS.md and bench/results.json
 #                           (then bench/store_bench.py adds its section to RESULTS.md)
 #   bench/run.sh --quick    smoke run (< 2 min): small matrix, outputs in a new temp dir (path printed)
 # Options: --out DIR, --out-tmp (temp dir removed at exit: CI), --emulator PATH, --bench PATH, --keep (keep
@@ -230,10 +231,38 @@ mosq_conf "$1" "$2" "$WORK/mosq/startup.conf"
 "$BENCH" startup --target mosquitto --port "$1" --label baseline --desc "no registry" --runs $START_RUNS \
     --log "$WORK/startup.log" -- "$MOSQUITTO" -c "$WORK/mosq/startup.conf" >> "$JSONL" || fail "start-up mosquitto"
 
+# ---- noisy neighbours and half-open TLS handshakes (issue 23; emulator only) ----
+echo "== noisy neighbours ==" >&2
+NOISY_MEASURE=3 NOISY_REPEAT=3 HALFOPEN_TOTAL=20000
+[ $QUICK = 1 ] && NOISY_MEASURE=0.5 NOISY_REPEAT=1 HALFOPEN_TOTAL=2000
+PY=/usr/bin/python3
+"$PY" "$REPO/bench/noisy.py" --emulator "$EMU" --bench "$BENCH" --measure $NOISY_MEASURE --repeat $NOISY_REPEAT \
+    --jsonl "$WORK/noisy.jsonl" \
+    --md "$WORK/noisy.md" >/dev/null || fail "noisy neighbours"
+"$PY" "$REPO/bench/tls_halfopen.py" --emulator "$EMU" --total $HALFOPEN_TOTAL --concurrent 5000 \
+    --jsonl "$WORK/halfopen.jsonl" >/dev/null || fail "half-open TLS handshakes"
+
 # ---- report ----
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$NOTES"
 "$BENCH" report --jsonl "$JSONL" --machine "$WORK/machine.txt" --notes "$NOTES" --mode $MODE \
     --md-out "$OUT/RESULTS.md" --json-out "$OUT/results.json" || fail "report"
+{
+    echo
+    echo "## Noisy neighbours (issue 23)"
+    echo
+    echo "\`bench/noisy.py\`: one plain-HTTP caller invoking one plain-MQTT device, one call in flight, 16 B, while one"
+    echo "attacker runs (each from its own process); idle and attacked runs alternate, the median ratio of 3 pairs."
+    echo "Goal: p50 during every attack <= 2x the idle p50. The machine is shared: idle p50 itself moves 0.05-0.14 ms."
+    echo
+    cat "$WORK/noisy.md" 2>/dev/null || echo "(not measured)"
+    echo
+    echo "\`bench/tls_halfopen.py\`: rounds of 5,000 connections that each send one ClientHello and nothing more; the"
+    echo "emulator's VmRSS while they are open and after they close:"
+    echo
+    echo '```json'
+    cat "$WORK/halfopen.jsonl" 2>/dev/null || echo "(not measured)"
+    echo '```'
+} >> "$OUT/RESULTS.md"
 # The store benchmark (issue 12): SQLite against the JSON-file registry of 0.1.0, a section of RESULTS.md.
 if [ $QUICK = 0 ]; then
     echo "== store ==" >&2

@@ -1,6 +1,9 @@
 /* err.c -- text for the shared result enum (see err.h). */
 #include "err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *err_str(enum err rc)
 {
     switch (rc) {
@@ -18,4 +21,14 @@ const char *err_str(enum err rc)
     case ERR_CLOSED: return "connection closed";
     }
     return "unknown error";
+}
+
+void err_setf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }

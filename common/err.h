@@ -3,6 +3,8 @@
 #ifndef IOTHUB_ERR_H
 #define IOTHUB_ERR_H
 
+#include <stddef.h>
+
 enum err {
     ERR_OK = 0,
     ERR_NOMEM,        /* an allocation failed */
@@ -20,5 +22,8 @@ enum err {
 
 /* A short, static, lower-case description of rc ("malformed input"). Never NULL. */
 const char *err_str(enum err rc);
+/* Writes a formatted one-line reason into a caller's err buffer (truncated to errlen); a no-op when err is NULL
+ * or errlen 0. */
+void err_setf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

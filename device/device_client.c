@@ -31,6 +31,7 @@
 #include "device_tls.h"
 #include "log.h"
 #include "login.h"
+#include "c2d_topic.h"
 #include "method_topic.h"
 #include "twin_topic.h"
 #include "jsoncheck.h"
@@ -60,7 +61,7 @@ enum phase {
 };
 
 /* What a queued message is. */
-enum call_kind { CALL_METHOD, CALL_DESIRED, CALL_TWIN_RESPONSE };
+enum call_kind { CALL_METHOD, CALL_DESIRED, CALL_TWIN_RESPONSE, CALL_C2D };
 
 /* A message copied out of libmosquitto's on_message (a method request, a desired patch or a twin response),
  * dispatched by the run loop. */
@@ -73,6 +74,7 @@ struct call {
     char *rid;
     uint8_t *payload;
     size_t payload_len;
+    struct c2d_topic_props props; /* CALL_C2D */
 };
 
 /* An answer queued by device_client_respond(), published by the run loop. */
@@ -88,6 +90,8 @@ struct attempt {
     int connack;         /* CONNACK return code; -1 before */
     int sub_mid;         /* SUBSCRIBE message id; 0 before sent */
     int suback;          /* granted QoS (0x80 = refused); -1 before */
+    int c2d_mid;         /* the devicebound SUBSCRIBE's message id (on_c2d only); 0 before sent */
+    int c2d_suback;      /* its granted QoS; -1 before */
     bool tcp_up;         /* the TCP connect completed */
     bool abandoned;      /* we gave up on the socket (error, timeout); libmosquitto has not closed it */
     int sys_errno;       /* errno (or getaddrinfo code, see gai) of a failed connect */
@@ -241,6 +245,8 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int count, 
     struct device_client *c = obj;
     if (mid == c->at.sub_mid && count > 0)
         c->at.suback = granted[0];
+    else if (mid == c->at.c2d_mid && count > 0)
+        c->at.c2d_suback = granted[0];
 }
 
 static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
@@ -266,6 +272,7 @@ static void call_free(struct call *k)
     free(k->name);
     free(k->rid);
     free(k->payload);
+    c2d_topic_props_cleanup(&k->props);
     free(k);
 }
 
@@ -299,7 +306,15 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
     struct twin_topic_response res;
     int64_t version = -1;
     struct call *k = NULL;
-    if (method_topic_parse(msg->topic, tlen, &req) == ERR_OK) {
+    struct c2d_topic_props props;
+    if (c->opt.on_c2d && c2d_topic_parse(msg->topic, tlen, c->cs.device_id, &props) == ERR_OK) {
+        if ((k = call_new("", 0, "", 0, msg->payload, msg->payloadlen))) {
+            k->kind = CALL_C2D;
+            k->props = props;
+        } else {
+            c2d_topic_props_cleanup(&props);
+        }
+    } else if (method_topic_parse(msg->topic, tlen, &req) == ERR_OK) {
         k = call_new(req.name, req.name_len, req.rid, req.rid_len, msg->payload, msg->payloadlen);
     } else if (twin_topic_parse_desired(msg->topic, tlen, &version) == ERR_OK) {
         if ((k = call_new("", 0, "", 0, msg->payload, msg->payloadlen))) {
@@ -467,6 +482,7 @@ static void start_attempt(struct device_client *c)
     memset(&c->at, 0, sizeof c->at);
     c->at.connack = -1;
     c->at.suback = -1;
+    c->at.c2d_suback = -1;
     c->verdict.error = X509_V_OK;
     c->phase = PHASE_CONNECTING;
     c->deadline = now_ms() + (int64_t)c->opt.connect_timeout_s * 1000;
@@ -523,7 +539,12 @@ static void begin_renewal(struct device_client *c)
     mosquitto_disconnect(c->mosq);
 }
 
-/* After CONNACK 0: subscribe; after SUBACK: connected. */
+static bool wants_c2d(const struct device_client *c)
+{
+    return c->opt.on_c2d && !c->cs.module_id;
+}
+
+/* After CONNACK 0: subscribe; after SUBACK (both, with C2D): connected. */
 static void advance_handshake(struct device_client *c)
 {
     if (c->at.connack == 0 && c->at.sub_mid == 0) {
@@ -535,10 +556,22 @@ static void advance_handshake(struct device_client *c)
             return;
         }
         c->at.sub_mid = mid;
+        if (wants_c2d(c)) { /* QoS 1 (methods and twins stay at 0, as the SDKs have them) */
+            char topic[MAX_TOPIC];
+            snprintf(topic, sizeof topic, "devices/%s/messages/devicebound/#", c->cs.device_id);
+            rc = mosquitto_subscribe(c->mosq, &mid, topic, 1);
+            if (rc) {
+                abandon(c, DEVICE_CLIENT_REASON_PROTOCOL, mosquitto_strerror(rc));
+                return;
+            }
+            c->at.c2d_mid = mid;
+        }
     }
     if (c->at.suback == 0x80)
         abandon(c, DEVICE_CLIENT_REASON_PROTOCOL, "the hub refused the $iothub/methods/POST/# subscription");
-    else if (c->at.suback >= 0)
+    else if (c->at.c2d_suback == 0x80)
+        abandon(c, DEVICE_CLIENT_REASON_PROTOCOL, "the hub refused the devicebound (C2D) subscription");
+    else if (c->at.suback >= 0 && (!wants_c2d(c) || c->at.c2d_suback >= 0))
         on_connected(c);
 }
 
@@ -724,8 +757,20 @@ static void dispatch_twin(struct device_client *c, const struct call *k)
         c->opt.on_reported(c->opt.reported_ctx, k->rid, k->status, k->version, (const char *)k->payload);
 }
 
+static void dispatch_c2d(struct device_client *c, const struct call *k)
+{
+    log_debug("device: C2D message (%zu bytes, %zu properties)", k->payload_len, k->props.n);
+    struct device_client_c2d m = {k->payload, k->payload_len, (const char *const *)k->props.keys,
+                                  (const char *const *)k->props.values, k->props.n};
+    c->opt.on_c2d(c->opt.c2d_ctx, &m);
+}
+
 static void dispatch_one(struct device_client *c, const struct call *k)
 {
+    if (k->kind == CALL_C2D) {
+        dispatch_c2d(c, k);
+        return;
+    }
     if (k->kind != CALL_METHOD) {
         dispatch_twin(c, k);
         return;
@@ -803,6 +848,35 @@ int device_client_respond(struct device_client *c, const char *rid, int status, 
         answer_free(a);
         return ERR_NOMEM;
     }
+    pthread_mutex_lock(&c->lock);
+    *c->answers_tail = a;
+    c->answers_tail = &a->next;
+    pthread_mutex_unlock(&c->lock);
+    wake(c);
+    return ERR_OK;
+}
+
+int device_client_send_event(struct device_client *c, const char *prop_bag, const char *body, size_t body_len)
+{
+    if (!c || !c->cs.device_id || (body_len && !body) || body_len > MAX_BODY)
+        return ERR_INVALID;
+    const char *mod = c->cs.module_id;
+    size_t n = strlen(c->cs.device_id) + (mod ? strlen(mod) : 0) + (prop_bag ? strlen(prop_bag) : 0) + 64;
+    struct answer *a = n <= MAX_TOPIC ? calloc(1, sizeof *a) : NULL;
+    if (!a)
+        return n > MAX_TOPIC ? ERR_INVALID : ERR_NOMEM;
+    a->topic = malloc(n);
+    a->body = malloc(body_len + 1);
+    if (!a->topic || !a->body) {
+        answer_free(a);
+        return ERR_NOMEM;
+    }
+    /* ids go into the topic as they are, as the SDKs do */
+    snprintf(a->topic, n, "devices/%s%s%s/messages/events/%s", c->cs.device_id, mod ? "/modules/" : "", mod ? mod : "",
+             prop_bag ? prop_bag : "");
+    if (body_len)
+        memcpy(a->body, body, body_len);
+    a->body_len = body_len;
     pthread_mutex_lock(&c->lock);
     *c->answers_tail = a;
     c->answers_tail = &a->next;

@@ -1,5 +1,5 @@
-/* device_client.h -- Azure IoT Hub device client on libmosquitto: direct methods and twins (desired patches,
- * reported properties) over MQTT 3.1.1 + TLS, with
+/* device_client.h -- Azure IoT Hub device client on libmosquitto: direct methods, twins (desired patches,
+ * reported properties) and cloud-to-device messages over MQTT 3.1.1 + TLS, with
  * reconnection (exponential back-off, full jitter), SAS-token renewal and a connection-state callback.
  * Works unchanged against the local emulator and a real hub: only the connection string (and, for the
  * emulator, the CA file) differ. The one public header of device/.
@@ -93,6 +93,18 @@ typedef void (*device_client_desired_cb)(void *ctx, const struct device_client_d
  * or an error status with the hub's JSON body (errorCode, message) in body (NUL-terminated, may be ""). */
 typedef void (*device_client_reported_cb)(void *ctx, const char *rid, int status, int64_t version, const char *body);
 
+/* A cloud-to-device message (devices/{id}/messages/devicebound/{bag}, QoS 1: libmosquitto's PUBACK completes
+ * it). keys/values are the decoded property bag in the hub's order: the application properties and the system
+ * ones ($.mid message id, $.cid correlation id, $.to, $.uid, $.ct, $.ce, $.exp). Valid during the callback. */
+struct device_client_c2d {
+    const uint8_t *body; /* NUL-terminated for convenience */
+    size_t body_len;
+    const char *const *keys;
+    const char *const *values;
+    size_t n_props;
+};
+typedef void (*device_client_c2d_cb)(void *ctx, const struct device_client_c2d *msg);
+
 struct device_client_options {
     const char *ca_file;        /* PEM file of CAs to trust (the emulator's ca.pem); NULL = the system store */
     int port;                   /* TLS port; 0 = 8883. A real hub always listens on 8883 */
@@ -119,6 +131,9 @@ struct device_client_options {
     void *desired_ctx;
     device_client_reported_cb on_reported; /* optional: the answers to device_client_report */
     void *reported_ctx;
+    device_client_c2d_cb on_c2d; /* optional: subscribe to devices/{id}/messages/devicebound/# (QoS 1) at
+                                    connect and get each C2D message; devices only (a module has none) */
+    void *c2d_ctx;
 };
 
 /* Fills o with the defaults above (all zero). */
@@ -151,6 +166,10 @@ void device_client_stop(struct device_client *c);
  * Returns ERR_OK, ERR_INVALID (rid not a valid request id) or ERR_NOMEM. */
 int device_client_respond(struct device_client *c, const char *rid, int status, const char *body, size_t body_len);
 
+/* Queues one device-to-cloud message (QoS 0) on devices/{id}[/modules/{mid}]/messages/events/{prop_bag}
+ * (prop_bag: URL-encoded k=v&k2=v2, may be NULL), published like an answer (same queue, same thread rules).
+ * Returns ERR_OK, ERR_INVALID or ERR_NOMEM. */
+int device_client_send_event(struct device_client *c, const char *prop_bag, const char *body, size_t body_len);
 /* Publishes one device-to-cloud message at QoS 1 on devices/{id}[/modules/{mid}]/messages/events/{bag}, where
  * property_bag is already URL-encoded "k=v&k2=v2" ("" or NULL for none), e.g. the SDKs' fault-injection
  * properties. Only from the thread in device_client_run() (a callback), while connected. Returns ERR_OK,

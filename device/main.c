@@ -44,6 +44,9 @@ struct app {
     long answered;  /* every answered call, known or not */
     long calls;     /* calls of known methods: the tutorial's running count */
     bool announced; /* the "waiting for calls" line was printed */
+    long send_telemetry;   /* --send-telemetry N: send N messages, then exit (0: answer methods) */
+    long telemetry_ms;     /* --telemetry-interval */
+    bool connected;
     const char *fault;        /* --fault: an AzIoTHub_FaultOperationType to ask for once connected, or NULL */
     const char *fault_reason; /* --fault-reason */
     long fault_delay_s;       /* --fault-delay, default 1 */
@@ -77,6 +80,9 @@ static const char usage_text[] =
     "  --keep-alive S          MQTT keep-alive in seconds (default 240)\n"
     "  --retry-max-ms N        longest pause between reconnection attempts (default 30000)\n"
     "  --count N               exit 0 after answering N calls\n"
+    "  --send-telemetry N      the telemetry tutorial's device: send N device-to-cloud messages\n"
+    "                          ({\"messageNumber\",\"temperature\",\"humidity\"}, property temperatureAlert), then exit 0\n"
+    "  --telemetry-interval MS pause between those messages (default 1000)\n"
     "  --report JSON           report these properties once connected, e.g. '{\"firmware\":\"1.0\"}'\n"
     "  --echo-desired          report each desired-properties patch back as reported properties\n"
     "  --exit-on-connect-failure  exit when the first connection fails (default: keep retrying)\n"
@@ -92,7 +98,8 @@ static const char usage_text[] =
     "\n"
     "Prints \"connected ...\" on stdout each time it (re)connects, per call the method name, the payload and\n"
     "the running call number, each desired-properties patch (\"Desired properties patch ($version N): {...}\")\n"
-    "and the hub's answer to each report.\n"
+    "and the hub's answer to each report, and each cloud-to-device message (\"C2D message: BODY\", then one\n"
+    "\"  KEY: VALUE\" line per property, system properties such as $.mid included).\n"
     "\n"
     "Exit status:\n"
     "  0  stopped by Ctrl-C or SIGTERM, or --count calls answered\n"
@@ -209,6 +216,34 @@ static void on_desired(void *ctx, const struct device_client_desired *d)
     free(text);
 }
 
+/* Prints text[0..len) with control bytes as \xNN (the hub's bytes never drive the terminal); UTF-8 passes. */
+static void print_safe(const uint8_t *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] < 0x20 || text[i] == 0x7f)
+            printf("\\x%02x", text[i]);
+        else
+            putchar(text[i]);
+    }
+}
+
+/* A cloud-to-device message: its body and its properties, one per line. */
+static void on_c2d(void *ctx, const struct device_client_c2d *m)
+{
+    (void)ctx;
+    printf("C2D message: ");
+    print_safe(m->body, m->body_len);
+    printf("\n");
+    for (size_t i = 0; i < m->n_props; i++) {
+        printf("  ");
+        print_safe((const uint8_t *)m->keys[i], strlen(m->keys[i]));
+        printf(": ");
+        print_safe((const uint8_t *)m->values[i], strlen(m->values[i]));
+        printf("\n");
+    }
+    fflush(stdout);
+}
+
 static void on_reported(void *ctx, const char *rid, int status, int64_t version, const char *body)
 {
     if (status >= 200 && status < 300)
@@ -223,6 +258,9 @@ static void on_state(void *ctx, const struct device_client_event *ev)
     if (ev->state != DEVICE_CLIENT_CONNECTED)
         return;
     printf("connected\n");
+    a->connected = true;
+    if (a->send_telemetry)
+        return;
     if (a->fault && !a->fault_sent)
         send_fault(a);
     if (a->report && !a->reported) {
@@ -252,8 +290,8 @@ static int parse_long(const char *flag, const char *text, long lo, long hi, long
 
 enum opt_id {
     OPT_CS = 1000, OPT_CA, OPT_METHOD, OPT_STATUS, OPT_RESPONSE, OPT_ECHO, OPT_UNKNOWN, OPT_PORT, OPT_PLAIN,
-    OPT_LIFETIME, OPT_KEEPALIVE, OPT_RETRY_MAX, OPT_COUNT, OPT_EXIT_FAIL, OPT_VERBOSE, OPT_HELP,
-    OPT_FAULT, OPT_FAULT_DELAY, OPT_FAULT_DURATION, OPT_FAULT_REASON, OPT_REPORT, OPT_ECHO_DESIRED,
+    OPT_LIFETIME, OPT_KEEPALIVE, OPT_RETRY_MAX, OPT_COUNT, OPT_EXIT_FAIL, OPT_VERBOSE, OPT_HELP, OPT_SEND,
+    OPT_INTERVAL, OPT_FAULT, OPT_FAULT_DELAY, OPT_FAULT_DURATION, OPT_FAULT_REASON, OPT_REPORT, OPT_ECHO_DESIRED,
 };
 
 static const struct option long_options[] = {
@@ -270,6 +308,8 @@ static const struct option long_options[] = {
     {"keep-alive", required_argument, NULL, OPT_KEEPALIVE},
     {"retry-max-ms", required_argument, NULL, OPT_RETRY_MAX},
     {"count", required_argument, NULL, OPT_COUNT},
+    {"send-telemetry", required_argument, NULL, OPT_SEND},
+    {"telemetry-interval", required_argument, NULL, OPT_INTERVAL},
     {"exit-on-connect-failure", no_argument, NULL, OPT_EXIT_FAIL},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"report", required_argument, NULL, OPT_REPORT},
@@ -316,6 +356,8 @@ static int apply_number(struct app *a, int id, const char *flag, const char *arg
         a->opt.backoff_initial_ms = v < 1000 ? (uint32_t)v : 1000;
         return 0;
     case OPT_COUNT: return parse_long(flag, arg, 1, LONG_MAX, &a->count);
+    case OPT_SEND: return parse_long(flag, arg, 1, 1000000000L, &a->send_telemetry);
+    case OPT_INTERVAL: return parse_long(flag, arg, 0, 3600000L, &a->telemetry_ms);
     case OPT_FAULT_DELAY: return parse_long(flag, arg, 0, 3600, &a->fault_delay_s);
     case OPT_FAULT_DURATION: return parse_long(flag, arg, 0, 3600, &a->fault_duration_s);
     }
@@ -428,9 +470,36 @@ static int report_terminal(const struct device_client_event *ev)
     }
 }
 
+/* --send-telemetry: the telemetry tutorial's simulated device (JSON body, one application property, content
+ * type and encoding set so back ends see JSON). Returns the exit status. */
+static int send_telemetry(struct app *a)
+{
+    while (!a->connected && !signalled) {
+        if (device_client_run(a->client, 100) == ERR_CLOSED)
+            return report_terminal(device_client_last_event(a->client));
+    }
+    for (long i = 1; i <= a->send_telemetry && !signalled; i++) {
+        double temperature = 20 + (double)(rand() % 1500) / 100, humidity = 60 + (double)(rand() % 2000) / 100;
+        char body[160], bag[96];
+        snprintf(body, sizeof body, "{\"messageNumber\":%ld,\"temperature\":%.2f,\"humidity\":%.2f}", i, temperature,
+                 humidity);
+        snprintf(bag, sizeof bag, "temperatureAlert=%s&%%24.ct=application%%2Fjson&%%24.ce=utf-8",
+                 temperature > 30 ? "true" : "false");
+        if (device_client_send_event(a->client, bag, body, strlen(body)) != ERR_OK) {
+            fprintf(stderr, "iothub-device: cannot queue a message\n");
+            return EXIT_INTERNAL;
+        }
+        printf("Sending message: %s\n", body);
+        if (device_client_run(a->client, i < a->send_telemetry ? (int)a->telemetry_ms : 0) == ERR_CLOSED)
+            return report_terminal(device_client_last_event(a->client));
+    }
+    return EXIT_OK;
+}
+
 static void app_init(struct app *a)
 {
     memset(a, 0, sizeof *a);
+    a->telemetry_ms = 1000;
     a->status = 200;
     a->unknown_status = 404;
     a->response = DEFAULT_RESPONSE;
@@ -443,6 +512,7 @@ static void app_init(struct app *a)
     a->opt.on_state = on_state;
     a->opt.state_ctx = a;
     a->opt.on_desired = on_desired;
+    a->opt.on_c2d = on_c2d; /* devices only: a module connection string has no C2D */
     a->opt.desired_ctx = a;
     a->opt.on_reported = on_reported;
     a->opt.reported_ctx = a;
@@ -469,8 +539,12 @@ int main(int argc, char **argv)
     signal_client = app.client;
     if (signalled)
         device_client_stop(app.client);
-    rc = device_client_run(app.client, -1);
-    code = rc == ERR_CLOSED ? report_terminal(device_client_last_event(app.client)) : EXIT_OK;
+    if (app.send_telemetry) {
+        code = send_telemetry(&app);
+    } else {
+        rc = device_client_run(app.client, -1);
+        code = rc == ERR_CLOSED ? report_terminal(device_client_last_event(app.client)) : EXIT_OK;
+    }
     signal_client = NULL;
     device_client_free(app.client);
     return code;

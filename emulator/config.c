@@ -24,7 +24,7 @@
 #define KEY_MIN_BYTES 16
 #define KEY_MAX_BYTES 64
 
-enum opt_kind { K_HOSTS, K_ADDR, K_PORT, K_INT, K_STR, K_KEY, K_BOOL, K_LEVEL, K_HELP, K_VERSION };
+enum opt_kind { K_HOSTS, K_ADDR, K_PORT, K_INT, K_STR, K_KEY, K_BOOL, K_LEVEL, K_LIST, K_HELP, K_VERSION };
 
 struct opt {
     const char *name; /* the flag without "--" */
@@ -102,19 +102,49 @@ static const struct opt opts[] = {
      "are never logged."},
     {"max-connections", K_INT, F(max_connections), 1, 1000000, "N", "20000",
      "Most client connections open at once, all ports\n"
-     "together (1 to 1000000)."},
+     "together (1 to 1000000). At the limit a new\n"
+     "connection closes the oldest idle HTTP keep-alive\n"
+     "connection, or is refused when there is none."},
     {"connect-timeout", K_INT, F(connect_timeout_s), 1, 3600, "SECONDS", "30",
-     "Time a device has after the TCP/TLS accept to send\n"
-     "MQTT CONNECT (1 to 3600)."},
+     "Time a client has after the TCP/TLS accept to send\n"
+     "MQTT CONNECT, or the request line and headers of\n"
+     "an HTTP request (1 to 3600)."},
+    {"http-idle-timeout", K_INT, F(http_idle_timeout_s), 1, 86400, "SECONDS", "240",
+     "An HTTP keep-alive connection with no request in\n"
+     "progress is closed after this long (1 to 86400;\n"
+     "Azure's load balancers idle out after 4 minutes).\n"
+     "A method call waiting for its device is not idle."},
     {"token-skew", K_INT, F(token_skew_s), 0, 3600, "SECONDS", "0",
      "Grace after a SAS token's expiry (se) during which\n"
      "it is still accepted, for clients whose clock lags\n"
      "(0 to 3600). The real hub documents no grace,\n"
      "so 0 (strict) is the default."},
     {"telemetry-log", K_INT, F(telemetry_log), 0, 1000000, "N", "1000",
-     "Device-to-cloud messages kept in memory for\n"
-     "inspection, oldest dropped first (0 to 1000000;\n"
-     "0 keeps none)."},
+     "Most device-to-cloud messages GET /emulator/telemetry\n"
+     "lists (the newest of the event log; 0 to 1000000,\n"
+     "0 lists none). What is kept is --retention-*."},
+    {"hub-name", K_STR, F(hub_name), 0, 0, "NAME", NULL,
+     "The hub's name: the Event Hub-compatible name\n"
+     "(EntityPath) of the built-in endpoint. Default: the\n"
+     "first label of the first --hostname that is not an\n"
+     "IP address or localhost, else \"iothub\"."},
+    {"partitions", K_INT, F(partitions), 1, 32, "N", "4",
+     "Partitions of the built-in Event Hub-compatible\n"
+     "endpoint (1 to 32; a device's events always go to\n"
+     "the same one)."},
+    {"consumer-group", K_LIST, F(consumer_groups), 0, 0, "NAME[,NAME...]", NULL,
+     "Consumer groups besides $Default (repeatable or\n"
+     "comma-separated; more with PUT\n"
+     "/emulator/consumergroups/{name})."},
+    {"retention-events", K_INT, F(retention_events), 0, 10000000, "N", "100000",
+     "Events the event log keeps, all partitions together;\n"
+     "the oldest go first (0 keeps none)."},
+    {"retention-bytes", K_INT, F(retention_bytes), 0, INT_MAX, "BYTES", "67108864",
+     "Bytes the event log keeps (bodies, properties and\n"
+     "256 per event; default 64 MiB)."},
+    {"retention-hours", K_INT, F(retention_hours), 0, 8760, "HOURS", "24",
+     "Age after which events are dropped (the built-in\n"
+     "endpoint's default, one day; 0: no age limit)."},
     {"no-fault-injection", K_BOOL, F(no_fault_injection), 0, 0, NULL, "off",
      "Ignore the SDKs' fault-injection properties\n"
      "(AzIoTHub_FaultOperationType...) on device-to-cloud\n"
@@ -140,6 +170,7 @@ static const struct opt opts[] = {
 struct parser {
     struct config *c;
     bool hosts_from_flag;
+    bool groups_from_flag;
     char *err;
     size_t errlen;
 };
@@ -300,6 +331,42 @@ static int set_hosts(struct parser *p, const char *src, const char *value, bool 
     }
 }
 
+/* A comma-separated list; the first flag replaces the environment's list, later flags append. Blanks around
+ * items are trimmed; empty items are refused. */
+static int set_list(struct parser *p, const struct opt *o, const char *src, const char *value, bool from_flag)
+{
+    struct config *c = p->c;
+    if (!from_flag || !p->groups_from_flag) {
+        for (size_t i = 0; i < c->n_consumer_groups; i++)
+            free(c->consumer_groups[i]);
+        c->n_consumer_groups = 0;
+    }
+    if (from_flag)
+        p->groups_from_flag = true;
+    for (const char *s = value;;) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        while (len > 0 && (*s == ' ' || *s == '\t'))
+            s++, len--;
+        while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+            len--;
+        if (len == 0)
+            return fail(p, "%s: empty name in the list", src);
+        if (c->n_consumer_groups >= 64)
+            return fail(p, "%s: at most 64 names", src);
+        char **grown = realloc(c->consumer_groups, (c->n_consumer_groups + 1) * sizeof *grown);
+        if (!grown)
+            return ERR_NOMEM;
+        c->consumer_groups = grown;
+        if (!(c->consumer_groups[c->n_consumer_groups] = strndup(s, len)))
+            return ERR_NOMEM;
+        c->n_consumer_groups++;
+        if (!comma)
+            return ERR_OK;
+        s = comma + 1;
+    }
+}
+
 static int set_value(struct parser *p, const struct opt *o, const char *src, const char *value, bool from_flag)
 {
     unsigned char ip[16];
@@ -334,6 +401,7 @@ static int set_value(struct parser *p, const struct opt *o, const char *src, con
         if (log_parse_level(value, field(p, o)) != 0)
             return fail(p, "%s: '%s' is not a log level (error, warn, info, debug)", src, value);
         return ERR_OK;
+    case K_LIST: return set_list(p, o, src, value, from_flag);
     case K_HELP: return CONFIG_HELP;
     case K_VERSION: return CONFIG_VERSION;
     }
@@ -362,8 +430,13 @@ static int set_defaults(struct config *c)
     c->log_level = LOG_LEVEL_INFO;
     c->max_connections = 20000;
     c->connect_timeout_s = 30;
+    c->http_idle_timeout_s = 240;
     c->token_skew_s = 0;
     c->telemetry_log = 1000;
+    c->partitions = 4;
+    c->retention_events = 100000;
+    c->retention_bytes = 64 * 1024 * 1024;
+    c->retention_hours = 24;
     bool ok = c->n_hostnames == 1 && c->bind && c->data_dir && c->owner_key && c->device1_key;
     return ok ? ERR_OK : ERR_NOMEM;
 }
@@ -558,5 +631,9 @@ void config_cleanup(struct config *c)
     free(c->owner_key);
     free(c->throttle);
     free(c->device1_key);
+    free(c->hub_name);
+    for (size_t i = 0; i < c->n_consumer_groups; i++)
+        free(c->consumer_groups[i]);
+    free(c->consumer_groups);
     memset(c, 0, sizeof *c);
 }

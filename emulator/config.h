@@ -36,9 +36,18 @@ struct config {
     char *device1_key;      /* --default-device-key: base64 of 16..64 bytes; default CONFIG_DEFAULT_DEVICE1_KEY */
     enum log_level log_level;  /* --log-level error|warn|info|debug, default info */
     int max_connections;       /* --max-connections, default 20000 */
-    int connect_timeout_s;     /* --connect-timeout: seconds from accept to MQTT CONNECT, default 30 */
+    int connect_timeout_s;     /* --connect-timeout: seconds from accept to MQTT CONNECT (or an HTTP request's
+                                  line and headers), default 30 */
+    int http_idle_timeout_s;   /* --http-idle-timeout: idle HTTP keep-alive connections close, default 240 */
     int token_skew_s;          /* --token-skew: seconds a SAS token is still accepted after its se, default 0 */
     int telemetry_log;         /* --telemetry-log: telemetry messages kept in memory, default 1000 */
+    char *hub_name;            /* --hub-name: NULL means derived from --hostname (see --help) */
+    int partitions;            /* --partitions: event log partitions, 1 to 32, default 4 */
+    char **consumer_groups;    /* --consumer-group, repeatable and comma-separated (validated by main) */
+    size_t n_consumer_groups;
+    int retention_events;      /* --retention-events, default 100000 */
+    int retention_bytes;       /* --retention-bytes, default 64 MiB */
+    int retention_hours;       /* --retention-hours, default 24; 0 = no age limit */
     bool no_fault_injection;   /* --no-fault-injection: ignore the SDKs' AzIoTHub_Fault* properties */
     char *throttle;            /* --throttle: "s1", "s2", "s3", "free" or "off"; NULL = off */
     int c2d_ttl_s;             /* --c2d-ttl: seconds a cloud-to-device message lives without its own expiry, 3600 */

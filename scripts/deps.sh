@@ -6,10 +6,11 @@ PKGS="build-essential cmake pkg-config clang libssl-dev libjansson-dev libmicroh
 libcurl4-openssl-dev libsqlite3-dev libcmocka-dev libqpid-proton11-dev ca-certificates curl openssl"
 if [ "${1:-}" = "--test" ]; then
     # Third-party peers for the integration tests (python3-qpid-proton and python3-uamqp: independent AMQP
-    # clients), the compose-file validator, and the docker-labelled test's engine (docker.io; Compose v1 as
-    # Debian bookworm has no Compose v2 plugin) and base-image maker.
-    PKGS="$PKGS mosquitto mosquitto-clients python3 python3-paho-mqtt python3-qpid-proton python3-uamqp docker-compose
-valgrind iproute2 util-linux python3-yaml docker.io debootstrap"
+    # clients; python3-azure: azure-eventhub for the Event Hub-compatible endpoint), the compose-file validator,
+    # and the docker-labelled test's engine (docker.io; Compose v1 as Debian bookworm has no Compose v2 plugin)
+    # and base-image maker.
+    PKGS="$PKGS mosquitto mosquitto-clients python3 python3-paho-mqtt python3-qpid-proton python3-uamqp python3-azure
+docker-compose valgrind iproute2 util-linux python3-yaml docker.io debootstrap"
 fi
 missing=""
 for p in $PKGS; do

@@ -1,5 +1,6 @@
 /* main.c -- iothub-service: invoke direct methods (the tutorial's CallMethodOnDevice by default), manage
- * device and module identities, print connection strings, make SAS tokens. Parsing, exit statuses and
+ * device and module identities, print connection strings, make SAS tokens, send cloud-to-device messages
+ * (AMQP, service_amqp.c). Parsing, exit statuses and
  * output text live in service_cmd.c; the REST work in service_client.c. Every error is one line on stderr. */
 #include <jansson.h>
 #include <stdio.h>
@@ -282,6 +283,45 @@ static int cmd_query(struct service_client *c, const struct service_cmd *cmd)
     return status;
 }
 
+static void print_feedback(void *ctx, const char *record_json)
+{
+    const struct service_cmd *cmd = ctx;
+    struct buf out;
+    buf_init(&out, 1024 * 1024);
+    if (service_cmd_format_feedback(cmd, record_json, &out) == ERR_OK)
+        emit(stdout, &out);
+    buf_cleanup(&out);
+}
+
+static void print_sent(void *ctx, const char *message_id)
+{
+    const struct service_cmd *cmd = ctx;
+    struct buf out;
+    buf_init(&out, 64 * 1024);
+    if (service_cmd_format_sent(cmd, message_id, &out) == ERR_OK)
+        emit(stdout, &out);
+    buf_cleanup(&out);
+}
+
+static int cmd_send(struct service_client *c, const struct service_cmd *cmd)
+{
+    const char *keys[SERVICE_CMD_MAX_PROPS];
+    for (size_t i = 0; i < cmd->n_props; i++)
+        keys[i] = cmd->prop_keys[i];
+    struct service_client_c2d m = {
+        .device_id = cmd->device_id, .message_id = cmd->message_id, .ack = cmd->ack, .expiry_s = cmd->expiry_s,
+        .keys = keys, .values = cmd->prop_values, .n_props = cmd->n_props, .body = cmd->message,
+        .body_len = strlen(cmd->message), .wait_feedback = cmd->wait_feedback, .timeout_s = cmd->timeout_s,
+        .amqp_url = cmd->amqp_url ? cmd->amqp_url : env("IOTHUB_SERVICE_AMQP_URL")};
+    struct service_client_result res;
+    int rc = service_client_send_c2d(c, &m, print_sent, print_feedback, (void *)cmd, NULL, 0, &res);
+    int status = service_cmd_exit_status(rc, &res);
+    if (status != SERVICE_CMD_EXIT_OK)
+        report(rc, &res);
+    service_client_result_cleanup(&res);
+    return status;
+}
+
 static int dispatch(struct service_client *c, const struct service_cmd *cmd)
 {
     switch (cmd->verb) {
@@ -296,6 +336,7 @@ static int dispatch(struct service_client *c, const struct service_cmd *cmd)
     case SERVICE_CMD_TWIN_UPDATE:
     case SERVICE_CMD_TWIN_REPLACE: return cmd_twin(c, cmd);
     case SERVICE_CMD_QUERY: return cmd_query(c, cmd);
+    case SERVICE_CMD_SEND: return cmd_send(c, cmd);
     default: return SERVICE_CMD_EXIT_INTERNAL;
     }
 }

@@ -16,9 +16,11 @@
 #include "err.h"
 #include "log.h"
 #include "sas.h"
+#include "service_amqp.h"
 #include "service_http.h"
 #include "service_request.h"
 #include "service_response.h"
+#include "url.h"
 
 #define CLIENT_TOKEN_TTL_S 3600
 #define CLIENT_DEFAULT_TRIES 3
@@ -27,6 +29,7 @@
 #define CLIENT_REGISTRY_TIMEOUT_MS 30000L
 #define CLIENT_METHOD_SLACK_S 15
 #define CLIENT_DEFAULT_RESPONSE_TIMEOUT_S 30
+#define C2D_ID_MAX 128 /* the hub's message id limit */
 
 struct service_client {
     struct connstr cs;
@@ -543,4 +546,69 @@ int service_client_sas(const char *resource_uri, const char *key_b64, const char
         return ERR_INVALID;
     uint64_t expiry = (uint64_t)time(NULL) + ttl_s;
     return sas_build(resource_uri, key_b64, expiry, key_name && *key_name ? key_name : NULL, out);
+}
+
+/* ---- cloud-to-device messages (AMQP) ---- */
+
+#define CLIENT_C2D_TIMEOUT_S 60
+
+static int c2d_invalid(struct service_client_result *res, const char *why)
+{
+    res->message = strdup(why);
+    return res->message ? ERR_INVALID : ERR_NOMEM;
+}
+
+int service_client_send_c2d(struct service_client *c, const struct service_client_c2d *m,
+                            void (*on_accepted)(void *ctx, const char *message_id),
+                            void (*on_feedback)(void *ctx, const char *record_json), void *ctx, char *message_id_out, size_t message_id_len, struct service_client_result *res)
+{
+    memset(res, 0, sizeof *res);
+    char host[256], port[8], mid[C2D_ID_MAX + 1];
+    int tls;
+    if (!m->device_id || !*m->device_id)
+        return c2d_invalid(res, "no device id");
+    if (service_request_amqp_endpoint(m->amqp_url, c->cs.host_name, host, sizeof host, port, sizeof port, &tls))
+        return c2d_invalid(res, "the AMQP URL must be amqps://HOST[:PORT] (or amqp://HOST[:PORT] for the "
+                                "emulator's development port)");
+    if (m->message_id && (!*m->message_id || strlen(m->message_id) > C2D_ID_MAX))
+        return c2d_invalid(res, "the message id must be 1 to 128 characters");
+    if (m->message_id) {
+        memcpy(mid, m->message_id, strlen(m->message_id) + 1);
+    } else if (new_request_id(mid)) {
+        return ERR_NOMEM;
+    }
+    if (message_id_out && message_id_len)
+        snprintf(message_id_out, message_id_len, "%s", mid);
+    /* The hub name is the first label of HostName: {policy}@sas.root.{hub}, with a policy token as password. */
+    const char *dot = strchr(c->cs.host_name, '.');
+    int hub_len = dot ? (int)(dot - c->cs.host_name) : (int)strlen(c->cs.host_name);
+    char user[512];
+    snprintf(user, sizeof user, "%s@sas.root.%.*s", c->cs.key_name, hub_len, c->cs.host_name);
+    int timeout_s = m->timeout_s > 0 ? m->timeout_s : CLIENT_C2D_TIMEOUT_S;
+    char *token = NULL, *enc = url_encode(m->device_id, strlen(m->device_id));
+    struct buf to;
+    buf_init(&to, 4096);
+    int rc = enc ? buf_printf(&to, "/devices/%s/messages/devicebound", enc) : ERR_NOMEM;
+    rc = rc ? rc : buf_append_byte(&to, 0);
+    uint64_t expiry = (uint64_t)time(NULL) + (uint64_t)timeout_s + CLIENT_TOKEN_TTL_S;
+    rc = rc ? rc : sas_build(c->cs.host_name, c->cs.key, expiry, c->cs.key_name, &token);
+    if (!rc) {
+        struct service_amqp_target t = {.host = host, .port = port, .tls = tls, .ca_file = c->ca_file,
+                                        .user = user, .password = token, .timeout_ms = timeout_s * 1000};
+        struct service_amqp_c2d am = {.to = (const char *)to.data, .message_id = mid, .ack = m->ack,
+                                      .keys = m->keys, .values = m->values, .n_props = m->n_props,
+                                      .body = (const uint8_t *)m->body, .body_len = m->body_len,
+                                      .wait_feedback = m->wait_feedback};
+        if (m->expiry_s > 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            am.expiry_ms = ((int64_t)ts.tv_sec + m->expiry_s) * 1000 + ts.tv_nsec / 1000000;
+        }
+        struct service_amqp_events ev = {.accepted = on_accepted, .feedback = on_feedback, .ctx = ctx};
+        rc = service_amqp_send_c2d(&t, &am, &ev, res);
+    }
+    free(token);
+    free(enc);
+    buf_cleanup(&to);
+    return rc;
 }

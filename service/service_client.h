@@ -95,6 +95,32 @@ char *service_client_connection_string(const struct service_client *c, const str
 int service_client_sas(const char *resource_uri, const char *key_b64, const char *key_name, uint64_t ttl_s,
                        char **out);
 
+/* A cloud-to-device message (iothub-service send). */
+struct service_client_c2d {
+    const char *device_id;
+    const char *message_id;  /* NULL: a random UUID (feedback names it) */
+    const char *ack;         /* NULL, "none", "positive", "negative", "full" */
+    int expiry_s;            /* seconds from now; 0: the hub's default TTL */
+    const char *const *keys; /* application properties */
+    const char *const *values;
+    size_t n_props;
+    const char *body;
+    size_t body_len;
+    int wait_feedback;       /* also wait for the message's feedback record */
+    int timeout_s;           /* the whole exchange; 0 = 60 */
+    const char *amqp_url;    /* NULL: amqps://{HostName}:5671; "amqps://host[:port]" or, for the emulator's
+                                development port, "amqp://host[:port]" */
+};
+
+/* Sends m over AMQP (service_amqp.h: SASL PLAIN with a fresh SAS token of this client's policy). The message
+ * id used is copied into message_id_out (when not NULL). on_accepted (may be NULL) is called once the hub
+ * took the message, on_feedback (may be NULL) for each feedback record received (JSON text). Returns ERR_OK with *res filled (ANSWERED: accepted; HUB_ERROR: error_name is
+ * the AMQP condition such as "amqp:not-found"; TRANSPORT_ERROR), ERR_INVALID (res->message says why) or
+ * ERR_NOMEM. Always clean up *res. */
+int service_client_send_c2d(struct service_client *c, const struct service_client_c2d *m,
+                            void (*on_accepted)(void *ctx, const char *message_id),
+                            void (*on_feedback)(void *ctx, const char *record_json), void *ctx, char *message_id_out, size_t message_id_len, struct service_client_result *res);
+
 const char *service_client_version(void);
 
 #endif

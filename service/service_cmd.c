@@ -36,6 +36,12 @@ enum opt_id {
     OPT_DEVICE,
     OPT_ETAG,
     OPT_PAGE_SIZE,
+    OPT_PROPERTY,
+    OPT_ACK,
+    OPT_WAIT_FEEDBACK,
+    OPT_MESSAGE_ID,
+    OPT_EXPIRY,
+    OPT_AMQP_URL,
 };
 
 /* Which commands accept an option. */
@@ -47,6 +53,7 @@ enum opt_id {
 #define FOR_TWIN 0x20u
 #define FOR_TWIN_WRITE 0x40u
 #define FOR_QUERY 0x80u
+#define FOR_SEND 0x100u
 
 static const struct {
     const char *name;
@@ -62,7 +69,13 @@ static const struct {
     {"help", OPT_HELP, 0, FOR_ALL},
     {"version", OPT_VERSION, 0, FOR_ALL},
     {"payload", OPT_PAYLOAD, 1, FOR_INVOKE},
-    {"timeout", OPT_TIMEOUT, 1, FOR_INVOKE},
+    {"timeout", OPT_TIMEOUT, 1, FOR_INVOKE | FOR_SEND},
+    {"property", OPT_PROPERTY, 1, FOR_SEND},
+    {"ack", OPT_ACK, 1, FOR_SEND},
+    {"wait-feedback", OPT_WAIT_FEEDBACK, 0, FOR_SEND},
+    {"message-id", OPT_MESSAGE_ID, 1, FOR_SEND},
+    {"expiry", OPT_EXPIRY, 1, FOR_SEND},
+    {"amqp-url", OPT_AMQP_URL, 1, FOR_SEND},
     {"connect-timeout", OPT_CONNECT_TIMEOUT, 1, FOR_INVOKE},
     {"module", OPT_MODULE, 1, FOR_INVOKE | FOR_SAS | FOR_TWIN},
     {"etag", OPT_ETAG, 1, FOR_TWIN_WRITE},
@@ -102,7 +115,10 @@ static int set_number(enum opt_id id, const char *name, const char *value, struc
                       size_t errlen)
 {
     long v = 0;
-    long max = id == OPT_TOP || id == OPT_PAGE_SIZE ? 1000 : id == OPT_TTL ? 10L * 365 * 24 * 3600 : 3600;
+    long max = id == OPT_TOP || id == OPT_PAGE_SIZE ? 1000
+               : id == OPT_TTL                       ? 10L * 365 * 24 * 3600
+               : id == OPT_EXPIRY                    ? 2L * 24 * 3600 /* the hub's longest C2D TTL */
+                                                     : 3600;
     long min = id == OPT_CONNECT_TIMEOUT ? 0 : 1;
     if (parse_int(value, min, max, &v)) {
         snprintf(err, errlen, "--%s needs a whole number from %ld to %ld, not \"%s\"", name, min, max, value);
@@ -116,8 +132,33 @@ static int set_number(enum opt_id id, const char *name, const char *value, struc
         cmd->top = (int)v;
     else if (id == OPT_PAGE_SIZE)
         cmd->page_size = (int)v;
+    else if (id == OPT_EXPIRY)
+        cmd->expiry_s = (int)v;
     else
         cmd->ttl_s = (uint64_t)v;
+    return ERR_OK;
+}
+
+/* --property k=v: the key up to the first '=' (not empty), the value after it (may be empty). */
+static int add_property(const char *kv, struct service_cmd *cmd, char *err, size_t errlen)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv) {
+        snprintf(err, errlen, "--property needs KEY=VALUE, not \"%s\"", kv);
+        return ERR_INVALID;
+    }
+    if ((size_t)(eq - kv) >= SERVICE_CMD_MAX_PROP_KEY || strlen(eq + 1) > 512) {
+        snprintf(err, errlen, "--property: the key is at most %d characters, the value 512",
+                 SERVICE_CMD_MAX_PROP_KEY - 1);
+        return ERR_INVALID;
+    }
+    if (cmd->n_props >= SERVICE_CMD_MAX_PROPS) {
+        snprintf(err, errlen, "at most %d --property options", SERVICE_CMD_MAX_PROPS);
+        return ERR_INVALID;
+    }
+    memcpy(cmd->prop_keys[cmd->n_props], kv, (size_t)(eq - kv));
+    cmd->prop_keys[cmd->n_props][eq - kv] = 0;
+    cmd->prop_values[cmd->n_props++] = eq + 1;
     return ERR_OK;
 }
 
@@ -142,6 +183,18 @@ static int apply_option(enum opt_id id, const char *name, const char *value, str
     case OPT_KEY_NAME: cmd->key_name = value; break;
     case OPT_DEVICE: cmd->device_id = value; break;
     case OPT_ETAG: cmd->etag = value; break;
+    case OPT_PROPERTY: return add_property(value, cmd, err, errlen);
+    case OPT_ACK:
+        if (strcmp(value, "none") && strcmp(value, "positive") && strcmp(value, "negative") && strcmp(value, "full")) {
+            snprintf(err, errlen, "--ack is none, positive, negative or full, not \"%s\"", value);
+            return ERR_INVALID;
+        }
+        cmd->ack = value;
+        break;
+    case OPT_WAIT_FEEDBACK: cmd->wait_feedback = 1; break;
+    case OPT_MESSAGE_ID: cmd->message_id = value; break;
+    case OPT_AMQP_URL: cmd->amqp_url = value; break;
+    case OPT_EXPIRY:
     case OPT_PAGE_SIZE:
     case OPT_TIMEOUT:
     case OPT_CONNECT_TIMEOUT:
@@ -280,6 +333,24 @@ static int interpret_query(const struct parse_state *st, struct service_cmd *cmd
     return ERR_OK;
 }
 
+static int interpret_send(const struct parse_state *st, struct service_cmd *cmd, char *err, size_t errlen)
+{
+    if (st->n_pos != 3 || !*st->pos[1])
+        return wrong_count("send DEVICE MESSAGE [--property K=V]... [--ack none|positive|negative|full] "
+                           "[--wait-feedback] [--message-id ID] [--expiry S] [--timeout S]",
+                           err, errlen);
+    cmd->verb = SERVICE_CMD_SEND;
+    cmd->device_id = st->pos[1];
+    cmd->message = st->pos[2];
+    if (cmd->wait_feedback && !cmd->ack)
+        cmd->ack = "full"; /* waiting for feedback that was not asked for would never end */
+    if (cmd->wait_feedback && strcmp(cmd->ack, "none") == 0) {
+        snprintf(err, errlen, "--wait-feedback needs feedback: --ack positive, negative or full");
+        return ERR_INVALID;
+    }
+    return ERR_OK;
+}
+
 static int interpret_sas(const struct parse_state *st, struct service_cmd *cmd, char *err, size_t errlen)
 {
     const char *usage = "sas --resource URI --key KEY [--key-name NAME] [--ttl S] | sas --device ID "
@@ -315,6 +386,8 @@ static int check_options_fit(const struct parse_state *st, const struct service_
         allowed |= FOR_TWIN | FOR_TWIN_WRITE;
     else if (cmd->verb == SERVICE_CMD_QUERY)
         allowed |= FOR_QUERY;
+    else if (cmd->verb == SERVICE_CMD_SEND)
+        allowed |= FOR_SEND;
     for (size_t k = 0; k < N_OPTIONS; k++) {
         if (st->seen[k] && !(options[k].for_cmds & allowed)) {
             snprintf(err, errlen, "--%s does not apply to this command", options[k].name);
@@ -347,6 +420,8 @@ static int interpret(const struct parse_state *st, struct service_cmd *cmd, char
         rc = interpret_twin(st, cmd, err, errlen);
     } else if (strcmp(word, "query") == 0) {
         rc = interpret_query(st, cmd, err, errlen);
+    } else if (strcmp(word, "send") == 0) {
+        rc = interpret_send(st, cmd, err, errlen);
     } else {
         snprintf(err, errlen, "unknown command \"%s\"", word);
         return ERR_INVALID;
@@ -423,6 +498,13 @@ const char *service_cmd_usage(void)
            "  twin replace DEVICE JSON [--module M] [--etag E]   replace tags and desired properties (PUT)\n"
            "  query SQL [--page-size N]            run a query (\"SELECT * FROM devices WHERE tags.x = 'y'\"), all\n"
            "      pages, and print the rows as one JSON array\n"
+           "  send DEVICE MESSAGE [--property K=V]... [--ack none|positive|negative|full] [--wait-feedback]\n"
+           "       [--message-id ID] [--expiry S] [--timeout S] [--amqp-url URL]\n"
+           "      send a cloud-to-device message over AMQP (amqps://HostName:5671, SASL PLAIN with a SAS token);\n"
+           "      --wait-feedback waits (--timeout, default 60 s) for its feedback record and prints the records\n"
+           "      received (implies --ack full unless --ack says otherwise); --expiry: seconds it may wait for the\n"
+           "      device (default: the hub's TTL); --message-id defaults to a random UUID; --amqp-url (default\n"
+           "      $IOTHUB_SERVICE_AMQP_URL) e.g. amqps://localhost:5671, or amqp://127.0.0.1:5672 (emulator dev port)\n"
            "\n"
            "Options for every command:\n"
            "  --connection-string CS  service connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...)\n"
@@ -439,7 +521,7 @@ const char *service_cmd_usage(void)
            "  0 done (invoke: the device answered, whatever status it returned)\n"
            "  1 internal error            2 bad arguments or connection string\n"
            "  3 cannot reach the hub (connection refused, DNS, TLS verification)\n"
-           "  4 unauthorized (HTTP 401)   5 device or module not found (HTTP 404)\n"
+           "  4 unauthorized (HTTP 401)   5 device or module not found (HTTP 404, amqp:not-found)\n"
            "  6 device not online (404103)  7 timeout (504101, or no answer in time)\n"
            "  8 any other hub error (bad timeout value, already exists, throttled, server error...)\n"
            "\n"
@@ -465,6 +547,10 @@ int service_cmd_exit_status(int rc, const struct service_client_result *res)
         return SERVICE_CMD_EXIT_OK;
     if (res->kind == SERVICE_CLIENT_TRANSPORT_ERROR)
         return res->net == SERVICE_CLIENT_NET_TIMEOUT ? SERVICE_CMD_EXIT_TIMEOUT : SERVICE_CMD_EXIT_CONNECT;
+    if (res->error_name && strncmp(res->error_name, "amqp:", 5) == 0 && !res->http_status) /* send */
+        return strcmp(res->error_name, "amqp:not-found") == 0                ? SERVICE_CMD_EXIT_NOT_FOUND
+               : strcmp(res->error_name, "amqp:unauthorized-access") == 0 ? SERVICE_CMD_EXIT_UNAUTHORIZED
+                                                                          : SERVICE_CMD_EXIT_HUB;
     if (res->error_code == 404103)
         return SERVICE_CMD_EXIT_NOT_ONLINE;
     if (res->http_status == 401)
@@ -511,6 +597,8 @@ int service_cmd_format_error(int rc, const struct service_client_result *res, st
                                                               : "";
         return buf_printf(out, "%s: %s%s", transport_what(res->net), msg, hint);
     }
+    if (!res->http_status && res->error_name) /* an AMQP condition */
+        return buf_printf(out, "%s: %s (%s)", hub_what(service_cmd_exit_status(rc, res)), msg, res->error_name);
     int rc2 = buf_printf(out, "%s: %s (", hub_what(service_cmd_exit_status(rc, res)), msg);
     if (!rc2 && res->error_code)
         rc2 = buf_printf(out, "%ld ", res->error_code);
@@ -626,4 +714,36 @@ int service_cmd_format_list(const struct service_client_identity *ids, size_t n,
                         ids[i].connection_state ? ids[i].connection_state : "-");
     }
     return rc || !json ? rc : buf_append_str(out, "]\n");
+}
+
+/* ---- send output ---- */
+
+int service_cmd_format_sent(const struct service_cmd *cmd, const char *message_id, struct buf *out)
+{
+    if (!cmd->json)
+        return buf_printf(out, "Sent message %s to device %s\n", message_id, cmd->device_id);
+    int e = buf_append_str(out, "{\"messageId\":");
+    e = e ? e : append_json_str(out, message_id);
+    e = e ? e : buf_append_str(out, ",\"deviceId\":");
+    e = e ? e : append_json_str(out, cmd->device_id);
+    return e ? e : buf_append_str(out, "}\n");
+}
+
+int service_cmd_format_feedback(const struct service_cmd *cmd, const char *record_json, struct buf *out)
+{
+    if (cmd->json)
+        return buf_printf(out, "%s\n", record_json);
+    json_t *r = json_loads(record_json, 0, NULL);
+    if (!json_is_object(r)) {
+        json_decref(r);
+        return ERR_MALFORMED;
+    }
+    const char *status = json_string_value(json_object_get(r, "statusCode"));
+    const char *mid = json_string_value(json_object_get(r, "originalMessageId"));
+    const char *dev = json_string_value(json_object_get(r, "deviceId"));
+    const char *when = json_string_value(json_object_get(r, "enqueuedTimeUtc"));
+    int rc = buf_printf(out, "Feedback: %s for message %s (device %s, %s)\n", status ? status : "?", mid ? mid : "?",
+                        dev ? dev : "?", when ? when : "?");
+    json_decref(r);
+    return rc;
 }

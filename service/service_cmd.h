@@ -43,7 +43,11 @@ enum service_cmd_verb {
     SERVICE_CMD_TWIN_UPDATE,  /* PATCH: merge */
     SERVICE_CMD_TWIN_REPLACE, /* PUT */
     SERVICE_CMD_QUERY,
+    SERVICE_CMD_SEND, /* a cloud-to-device message over AMQP */
 };
+
+#define SERVICE_CMD_MAX_PROPS 32
+#define SERVICE_CMD_MAX_PROP_KEY 128
 
 /* A parsed command line. Strings point into argv. */
 struct service_cmd {
@@ -70,6 +74,15 @@ struct service_cmd {
     const char *connection_string; /* --connection-string */
     const char *ca_file;           /* --ca-file */
     const char *url;               /* --url */
+    const char *message;           /* send: the body */
+    char prop_keys[SERVICE_CMD_MAX_PROPS][SERVICE_CMD_MAX_PROP_KEY]; /* send --property k=v, in order */
+    const char *prop_values[SERVICE_CMD_MAX_PROPS];
+    size_t n_props;
+    const char *ack;               /* send --ack none|positive|negative|full (NULL: not sent) */
+    int wait_feedback;             /* send --wait-feedback */
+    const char *message_id;        /* send --message-id */
+    int expiry_s;                  /* send --expiry (seconds from now) */
+    const char *amqp_url;          /* send --amqp-url */
     int json;
     int verbose;
 };
@@ -86,6 +99,11 @@ int service_cmd_exit_status(int rc, const struct service_client_result *res);
 /* One line (no newline) describing a failed operation for stderr, e.g.
  * "device not online: The operation failed ... (404103 DeviceNotOnline, HTTP 404)". */
 int service_cmd_format_error(int rc, const struct service_client_result *res, struct buf *out);
+
+/* What send prints: the accepted message ("Sent message MID to device D", or {"messageId","deviceId"}), and
+ * each feedback record ("Feedback: STATUS for message MID (device D, ENQUEUED)", or the record's JSON). */
+int service_cmd_format_sent(const struct service_cmd *cmd, const char *message_id, struct buf *out);
+int service_cmd_format_feedback(const struct service_cmd *cmd, const char *record_json, struct buf *out);
 
 /* What invoke prints before the call (nothing with --json), and after it. */
 int service_cmd_format_invoke_intro(const struct service_cmd *cmd, struct buf *out);

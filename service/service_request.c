@@ -299,3 +299,58 @@ int service_request_headers(const char *token, const char *request_id, int has_b
     *out = list;
     return rc;
 }
+
+int service_request_amqp_endpoint(const char *url, const char *host, char *host_out, size_t host_len,
+                                  char *port_out, size_t port_len, int *tls)
+{
+    const char *h = host, *port = "5671";
+    size_t hlen = host ? strlen(host) : 0;
+    *tls = 1;
+    if (url) {
+        if (strncmp(url, "amqps://", 8) == 0) {
+            h = url + 8;
+        } else if (strncmp(url, "amqp://", 7) == 0) {
+            h = url + 7;
+            *tls = 0;
+            port = "5672";
+        } else {
+            return ERR_INVALID;
+        }
+        const char *end = h + strcspn(h, "/");
+        const char *colon = NULL;
+        if (*h == '[') {
+            const char *close = memchr(h, ']', (size_t)(end - h));
+            if (!close || (close + 1 != end && close[1] != ':'))
+                return ERR_INVALID;
+            colon = close + 1 != end ? close + 1 : NULL;
+            hlen = (size_t)(close - h - 1);
+            h++;
+        } else {
+            colon = memchr(h, ':', (size_t)(end - h));
+            hlen = (size_t)((colon ? colon : end) - h);
+        }
+        if (*end && strcmp(end, "/") != 0)
+            return ERR_INVALID;
+        if (colon) {
+            size_t plen = (size_t)(end - colon - 1);
+            if (plen == 0 || plen >= port_len || strspn(colon + 1, "0123456789") < plen)
+                return ERR_INVALID;
+            memcpy(port_out, colon + 1, plen);
+            port_out[plen] = 0;
+            long v = strtol(port_out, NULL, 10);
+            if (v < 1 || v > 65535)
+                return ERR_INVALID;
+            port = NULL;
+        }
+    }
+    if (!h || hlen == 0 || hlen >= host_len)
+        return ERR_INVALID;
+    memcpy(host_out, h, hlen);
+    host_out[hlen] = 0;
+    if (port) {
+        if (strlen(port) >= port_len)
+            return ERR_INVALID;
+        memcpy(port_out, port, strlen(port) + 1);
+    }
+    return ERR_OK;
+}

@@ -43,6 +43,12 @@ int service_request_identity_body(const char *device_id, const char *module_id,
                                   const struct service_client_identity_spec *spec, char **out, char *err,
                                   size_t errlen);
 
+/* The AMQP endpoint for iothub-service send: url NULL means amqps://{host}:5671; otherwise "amqps://H[:P]"
+ * or "amqp://H[:P]" (default ports 5671 / 5672; H may be [v6]). Writes the host (brackets removed) and port,
+ * and *tls. ERR_OK or ERR_INVALID (another scheme, empty host, bad port, too long). */
+int service_request_amqp_endpoint(const char *url, const char *host, char *host_out, size_t host_len,
+                                  char *port_out, size_t port_len, int *tls);
+
 /* Formats 16 random bytes as a version-4 UUID "xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx". */
 void service_request_uuid(const uint8_t random[16], char out[37]);
 

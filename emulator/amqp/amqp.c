@@ -25,8 +25,10 @@
 #include "auth.h"
 #include "c2d.h"
 #include "cbs.h"
+#include "delivery.h"
 #include "conn.h"
 #include "err.h"
+#include "eventhub.h"
 #include "frames.h"
 #include "log.h"
 #include "loop.h"
@@ -40,7 +42,7 @@
 #define AMQP_CHANNEL_MAX 15 /* sessions: channels 0..15 */
 
 /* What a link is for; stored with the claim slot that authorised it in the link's context pointer. */
-enum link_kind { LINK_UNKNOWN, LINK_CBS_IN, LINK_CBS_OUT, LINK_C2D_IN, LINK_FEEDBACK_OUT };
+enum link_kind { LINK_UNKNOWN, LINK_CBS_IN, LINK_CBS_OUT, LINK_C2D_IN, LINK_FEEDBACK_OUT, LINK_EVENTHUB };
 
 struct amqp {
     const struct amqp_env *env;
@@ -64,10 +66,25 @@ struct amqp {
     pn_link_t *feedback; /* our sender on /messages/serviceBound/feedback (the hub's feedback sink), or NULL */
     char *rx;            /* incoming delivery bytes */
     size_t rx_cap;
+    struct eventhub_conn *eh; /* the Event Hub-compatible endpoint's links on this connection (eventhub.h) */
 };
 
 static void pump(struct amqp *a);
 static void feedback_stop(struct amqp *a);
+
+/* ---- the Event Hub-compatible endpoint's hooks (eventhub.h) ---- */
+
+static void eh_wake(void *ctx)
+{
+    pump(ctx);
+}
+
+static struct eventhub_conn *eh_conn(struct amqp *a)
+{
+    if (!a->eh && a->env->eventhub)
+        a->eh = eventhub_conn_new(a->env->eventhub, a->d.connection, eh_wake, a, conn_peer(a->conn));
+    return a->eh;
+}
 
 /* ---- link context: kind | (claim slot + 1) << 8 ---- */
 
@@ -297,34 +314,7 @@ static int send_message(struct amqp *a, pn_link_t *l, pn_message_t *m)
         close_with(a, "amqp:resource-limit-exceeded", "too many messages waiting for link credit");
         return ERR_TOO_BIG;
     }
-    size_t cap = 1024;
-    char *buf = NULL;
-    for (;;) {
-        char *nb = realloc(buf, cap);
-        if (!nb) {
-            free(buf);
-            return ERR_NOMEM;
-        }
-        buf = nb;
-        size_t size = cap;
-        int rc = pn_message_encode(m, buf, &size);
-        if (rc == PN_OVERFLOW && cap < AMQP_MAX_MESSAGE) {
-            cap *= 2;
-            continue;
-        }
-        if (rc) {
-            free(buf);
-            return ERR_INVALID;
-        }
-        char tag[24];
-        int tl = snprintf(tag, sizeof tag, "%llu", (unsigned long long)++a->tag);
-        pn_delivery_t *d = pn_delivery(l, pn_dtag(tag, (size_t)tl));
-        pn_link_send(l, buf, size);
-        pn_link_advance(l);
-        pn_delivery_settle(d);
-        free(buf);
-        return ERR_OK;
-    }
+    return delivery_send_settled(l, m, AMQP_MAX_MESSAGE, "", &a->tag);
 }
 
 /* The connection's sender link whose source is $cbs (where put-token answers go), or NULL. */
@@ -364,8 +354,11 @@ static void cbs_request(struct amqp *a, pn_message_t *req)
         if (!name[0]) {
             status = 400;
             snprintf(why, sizeof why, "put-token without a name (the audience)");
-        } else if (cbs_verify(a->env->auth, name, strlen(name), tok.start ? tok.start : "", tok.size, now,
-                              a->env->token_skew_s, &expiry, norm, why, sizeof why) != ERR_OK) {
+        } else if ((a->env->eventhub && eventhub_is_audience(a->env->eventhub, name)
+                        ? eventhub_verify_token(a->env->eventhub, name, tok.start ? tok.start : "", tok.size, now,
+                                                a->env->token_skew_s, &expiry, norm, why, sizeof why)
+                        : cbs_verify(a->env->auth, name, strlen(name), tok.start ? tok.start : "", tok.size, now,
+                                     a->env->token_skew_s, &expiry, norm, why, sizeof why)) != ERR_OK) {
             status = 401;
         } else if (cbs_claims_put(&a->claims, norm, expiry) < 0) {
             status = 401;
@@ -638,6 +631,9 @@ static void on_delivery(struct amqp *a, pn_delivery_t *d)
         cbs_request(a, m);
     } else if (k == LINK_C2D_IN) {
         c2d_message(a, d, m);
+    } else if (k == LINK_EVENTHUB && a->eh) {
+        set_outcome(d, PN_ACCEPTED, NULL, NULL);
+        eventhub_conn_message(a->eh, l, m);
     } else {
         set_outcome(d, PN_REJECTED, "amqp:not-allowed", "this link does not take messages");
     }
@@ -699,6 +695,8 @@ static void on_link_open(struct amqp *a, pn_link_t *l)
     enum link_kind k = classify(addr, we_receive);
     if ((k == LINK_C2D_IN || k == LINK_FEEDBACK_OUT) && !a->env->c2d)
         k = LINK_UNKNOWN;
+    if (k == LINK_UNKNOWN && a->env->eventhub && eventhub_claims(a->env->eventhub, addr, we_receive) && eh_conn(a))
+        k = LINK_EVENTHUB;
     size_t open_links = 0;
     for (pn_link_t *o = pn_link_head(a->d.connection, PN_LOCAL_ACTIVE); o; o = pn_link_next(o, PN_LOCAL_ACTIVE))
         open_links++;
@@ -722,6 +720,10 @@ static void on_link_open(struct amqp *a, pn_link_t *l)
         }
     }
     pn_link_set_context(l, link_ctx(k, slot));
+    if (k == LINK_EVENTHUB) {
+        eventhub_conn_attach(a->eh, l, addr);
+        return;
+    }
     if (we_receive)
         pn_link_set_max_message_size(l, AMQP_MAX_MESSAGE);
     pn_link_open(l);
@@ -740,6 +742,8 @@ static void on_link_open(struct amqp *a, pn_link_t *l)
 
 static void on_event(struct amqp *a, pn_event_t *e)
 {
+    if (a->eh)
+        eventhub_conn_event(a->eh, e);
     switch (pn_event_type(e)) {
     case PN_CONNECTION_REMOTE_OPEN: {
         pn_connection_t *c = pn_event_connection(e);
@@ -850,7 +854,10 @@ static bool sasl_accept(struct amqp *a, const struct sasl_init *init)
     int64_t expiry;
     char norm[CBS_MAX_AUDIENCE], why[160];
     if (cbs_verify(a->env->auth, NULL, 0, (const char *)init->password.p, init->password.len, loop_wall_s(a->env->loop),
-                   a->env->token_skew_s, &expiry, norm, why, sizeof why) != ERR_OK) {
+                   a->env->token_skew_s, &expiry, norm, why, sizeof why) != ERR_OK &&
+        !(a->env->eventhub && eventhub_verify_plain(a->env->eventhub, (const char *)init->password.p,
+                                                    init->password.len, loop_wall_s(a->env->loop),
+                                                    a->env->token_skew_s, &expiry, norm, why, sizeof why) == ERR_OK)) {
         log_info("amqp %s: SASL PLAIN refused: %s", conn_peer(a->conn), why);
         return false;
     }
@@ -988,6 +995,7 @@ void amqp_closed(void *state)
         return;
     a->closed = true;
     a->closing = true;
+    eventhub_conn_closed(a->eh);
     feedback_stop(a);
     loop_timer_cancel(a->env->loop, a->timer);
     a->timer = NULL;
@@ -999,6 +1007,7 @@ void amqp_free(void *state)
     if (!a)
         return;
     amqp_closed(a);
+    eventhub_conn_free(a->eh);
     pn_connection_driver_destroy(&a->d);
     buf_cleanup(&a->pn_out);
     buf_cleanup(&a->out);

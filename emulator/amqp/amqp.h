@@ -17,6 +17,7 @@
 
 struct auth;
 struct c2d;
+struct eventhub;
 struct conn;
 struct loop;
 
@@ -28,6 +29,7 @@ struct amqp_env {
     struct loop *loop;
     struct auth *auth;
     struct c2d *c2d;      /* cloud-to-device queues (NULL: /messages/devicebound is not found) */
+    struct eventhub *eventhub; /* the Event Hub-compatible endpoint (NULL: none; eventhub.h) */
     int64_t token_skew_s; /* seconds a SAS token stays valid after its se */
     int auth_timeout_s;   /* from the first byte to an accepted token (SASL PLAIN or CBS); 0 means 30 */
     uint32_t idle_timeout_ms; /* advertised in Open; 0 means AMQP_IDLE_TIMEOUT_MS */

@@ -119,6 +119,12 @@ const char *auth_policy_key(const struct auth *a, const char *name)
     return p ? p->key : NULL;
 }
 
+unsigned auth_policy_perms(const struct auth *a, const char *name, size_t len)
+{
+    const struct auth_policy *p = a && name ? find_policy(a, name, len) : NULL;
+    return p ? p->perms : 0;
+}
+
 static const char *perm_name(unsigned perm)
 {
     switch (perm) {

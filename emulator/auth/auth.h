@@ -31,6 +31,9 @@ void auth_free(struct auth *a);
  * there is no such policy. Owned by a. */
 const char *auth_policy_key(const struct auth *a, const char *name);
 
+/* The enum auth_perm bits of a policy (name[0..len)); 0 when there is no such policy. */
+unsigned auth_policy_perms(const struct auth *a, const char *name, size_t len);
+
 /* Checks the Authorization header of a service request: a "SharedAccessSignature ..." token whose skn
  * names a policy holding every permission in need_perms (enum auth_perm bits), whose sr is the hub (a host
  * name above, path ""), signed with that policy's key, not expired (se + skew_s >= now_s).

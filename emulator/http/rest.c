@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +37,7 @@
 #include "registry.h"
 #include "restapi.h"
 #include "sas.h"
+#include "eventlog.h"
 #include "telemetry.h"
 #include "url.h"
 #include "query.h"
@@ -51,7 +53,9 @@
 #define REST_DROP_AFTER (8u * 1024u * 1024u)     /* a body this large closes the connection */
 #define REST_CA_MAX (1024u * 1024u)
 #define REST_URI_MAX 8192
-#define REST_CONN_TIMEOUT_S 600u                 /* idle keep-alive; long so SDK agents rarely race a close */
+#define REST_HEAD_TIMEOUT_S 30                   /* defaults of rest_config's timeouts */
+#define REST_IDLE_TIMEOUT_S 240
+#define REST_SWEEP_MS 250                        /* how often deadlines are checked while connections exist */
 #define REST_CONN_MEMORY (16u * 1024u)        /* MHD pool: request head + I/O buffers; bodies go to rest_req.body */
 #define REST_MAX_TIMER_MS 60000
 #define REST_AUTH_CACHE 64                       /* verified Authorization values remembered */
@@ -101,6 +105,21 @@ struct rest_verified {
     uint64_t used;   /* for eviction: the least recently used goes first */
 };
 
+/* One MHD connection, tracked for its deadlines and for eviction at the connection limit. Slowloris: a
+ * connection must deliver a request line and headers within head_timeout of its accept (or of the request
+ * line, on a kept-alive connection); between requests it may idle for idle_timeout. BUSY (a request being
+ * read, handled or answered, a suspended method call included) has only MHD's inactivity timeout. */
+enum rest_conn_state { RC_NEW, RC_HEAD, RC_BUSY, RC_IDLE };
+
+struct rest_conn {
+    struct MHD_Connection *conn;
+    int fd;
+    enum rest_conn_state state;
+    bool evicted;
+    int64_t since_ms;
+    struct rest_conn *prev, *next;
+};
+
 struct rest {
     struct rest_verified verified[REST_AUTH_CACHE];
     uint64_t verified_clock;
@@ -121,6 +140,11 @@ struct rest {
     int amqps_port, amqp_port; /* for /health; <= 0 when not listening */
     struct c2d *c2d;
     struct jobs *jobs;
+    struct rest_conn *conns;
+    struct rest_conn **by_fd; /* indexed by socket fd, for rest_idle_since */
+    size_t by_fd_len;
+    int head_timeout_s, idle_timeout_s;
+    struct loop_timer *sweep;
 };
 
 /* ---- driving MHD from the loop ---- */
@@ -166,6 +190,120 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     vsnprintf(line, sizeof line, fmt, ap);
     line[strcspn(line, "\r\n")] = '\0';
     log_debug("mhd: %s", line);
+}
+
+/* ---- connection deadlines and idle state ---- */
+
+static struct rest_conn *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void set_state(struct rest *r, struct MHD_Connection *conn, enum rest_conn_state state)
+{
+    struct rest_conn *rc = conn_of(conn);
+    if (!rc)
+        return;
+    /* A new connection's head deadline runs from the accept; a kept-alive one's from its request line. */
+    if (!(rc->state == RC_NEW && state == RC_HEAD))
+        rc->since_ms = loop_now_ms(r->loop);
+    rc->state = state;
+}
+
+/* Closes the connection's socket under MHD, which then sees end-of-file and closes it (there is no public
+ * "close this connection" call). Over the TLS front end the fd is a socketpair end: net closes the client. */
+static void evict(struct rest *r, struct rest_conn *rc, const char *why)
+{
+    log_debug("http: closing a connection: %s", why);
+    rc->evicted = true;
+    shutdown(rc->fd, SHUT_RDWR);
+    arm(r, 0);
+}
+
+static void on_sweep(struct loop *l, void *ctx)
+{
+    struct rest *r = ctx;
+    r->sweep = NULL;
+    int64_t now = loop_now_ms(l);
+    for (struct rest_conn *rc = r->conns; rc; rc = rc->next) {
+        if (rc->evicted)
+            continue;
+        int64_t age = now - rc->since_ms;
+        if ((rc->state == RC_NEW || rc->state == RC_HEAD) && age >= (int64_t)r->head_timeout_s * 1000)
+            evict(r, rc, "no complete request head in time");
+        else if (rc->state == RC_IDLE && age >= (int64_t)r->idle_timeout_s * 1000)
+            evict(r, rc, "keep-alive idle timeout");
+    }
+    if (r->conns && !r->sweep)
+        r->sweep = loop_timer_add(l, REST_SWEEP_MS, on_sweep, r);
+}
+
+static int by_fd_put(struct rest *r, int fd, struct rest_conn *rc)
+{
+    if (fd < 0)
+        return ERR_INVALID;
+    if ((size_t)fd >= r->by_fd_len) {
+        size_t n = r->by_fd_len ? r->by_fd_len : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct rest_conn **p = realloc(r->by_fd, n * sizeof *p);
+        if (!p)
+            return ERR_NOMEM;
+        memset(p + r->by_fd_len, 0, (n - r->by_fd_len) * sizeof *p);
+        r->by_fd = p;
+        r->by_fd_len = n;
+    }
+    r->by_fd[fd] = rc;
+    return ERR_OK;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct rest *r = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct rest_conn *rc = ci ? calloc(1, sizeof *rc) : NULL;
+        if (!rc || by_fd_put(r, ci->connect_fd, rc) != ERR_OK) {
+            free(rc); /* untracked: only MHD's own timeout applies */
+            log_warn("http: cannot track a connection (out of memory)");
+            return;
+        }
+        rc->conn = conn;
+        rc->fd = ci->connect_fd;
+        rc->state = RC_NEW;
+        rc->since_ms = loop_now_ms(r->loop);
+        rc->next = r->conns;
+        if (r->conns)
+            r->conns->prev = rc;
+        r->conns = rc;
+        *socket_context = rc;
+        if (!r->sweep)
+            r->sweep = loop_timer_add(r->loop, REST_SWEEP_MS, on_sweep, r);
+        return;
+    }
+    struct rest_conn *rc = *socket_context;
+    if (!rc)
+        return;
+    *socket_context = NULL;
+    if (rc->prev)
+        rc->prev->next = rc->next;
+    else
+        r->conns = rc->next;
+    if (rc->next)
+        rc->next->prev = rc->prev;
+    if ((size_t)rc->fd < r->by_fd_len && r->by_fd[rc->fd] == rc)
+        r->by_fd[rc->fd] = NULL;
+    free(rc);
+}
+
+int64_t rest_idle_since(struct rest *r, int fd)
+{
+    if (!r || fd < 0 || (size_t)fd >= r->by_fd_len || !r->by_fd[fd])
+        return -1;
+    const struct rest_conn *rc = r->by_fd[fd];
+    return rc->state == RC_BUSY || rc->evicted ? -1 : rc->since_ms;
 }
 
 /* ---- answers ---- */
@@ -1351,6 +1489,49 @@ static void route_telemetry(struct rest_req *q)
     }
 }
 
+/* /emulator/consumergroups[/{name}]: the Event Hub-compatible endpoint's consumer groups (the real hub
+ * creates them through ARM). GET lists ["$Default",...]; PUT creates (201, or 200 when it exists); DELETE
+ * removes (204; $Default cannot be deleted). No authorization, like /health. */
+static void route_consumer_groups(struct rest_req *q)
+{
+    struct eventlog *log = q->r->telemetry ? telemetry_log(q->r->telemetry) : NULL;
+    const char *name = q->route.device_id;
+    if (!log) {
+        answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "No event log.");
+    } else if (!name) {
+        json_t *arr = json_array();
+        for (size_t i = 0; arr && i < eventlog_group_count(log); i++)
+            json_array_append_new(arr, json_string(eventlog_group_at(log, i)));
+        answer_json(q, MHD_HTTP_OK, arr, NULL);
+    } else if (strcmp(q->method, "PUT") == 0) {
+        bool created = false;
+        int rc = eventlog_group_add(log, name, &created);
+        if (rc == ERR_INVALID)
+            answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A,
+                          "A consumer group name is 1 to %d letters, digits, '.', '_' or '-'.", EVENTLOG_MAX_GROUP_NAME);
+        else if (rc == ERR_TOO_BIG)
+            answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "At most %d consumer groups besides $Default.",
+                          EVENTLOG_MAX_GROUPS);
+        else if (rc)
+            answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+        else
+            answer_json(q, created ? MHD_HTTP_CREATED : MHD_HTTP_OK,
+                        json_pack("{s:s}", "name", eventlog_group_find(log, name)), NULL);
+    } else if (strcmp(q->method, "DELETE") == 0) {
+        int rc = eventlog_group_del(log, name);
+        if (rc == ERR_INVALID)
+            answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "$Default cannot be deleted.");
+        else if (rc)
+            answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "No consumer group '%s'.", name);
+        else
+            answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
+    } else if (!eventlog_group_find(log, name)) {
+        answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "No consumer group '%s'.", name);
+    } else {
+        answer_json(q, MHD_HTTP_OK, json_pack("{s:s}", "name", eventlog_group_find(log, name)), NULL);
+    }
+}
+
 /* /emulator/faults (README "Testing failures"): GET lists the active faults, POST adds one (JSON), DELETE
  * clears them all or /emulator/faults/{id} one. No authorization, like the other /emulator routes. */
 static void route_faults(struct rest_req *q)
@@ -1483,6 +1664,8 @@ static void handle_request(struct rest_req *q)
         route_ca_pem(q);
     else if (rt->kind == RESTAPI_ROUTE_TELEMETRY)
         route_telemetry(q);
+    else if (rt->kind == RESTAPI_ROUTE_CONSUMER_GROUPS || rt->kind == RESTAPI_ROUTE_CONSUMER_GROUP)
+        route_consumer_groups(q);
     else if (rt->kind == RESTAPI_ROUTE_FAULTS)
         route_faults(q);
     else if (rest_faulted(q))
@@ -1542,6 +1725,7 @@ static size_t body_cap_of(enum restapi_route_kind kind)
 
 static enum MHD_Result start_request(struct rest_req *q, struct MHD_Connection *conn, const char *method)
 {
+    set_state(q->r, conn, RC_BUSY); /* the head is complete */
     q->conn = conn;
     q->started = true;
     q->started_ms = loop_now_ms(q->r->loop);
@@ -1587,6 +1771,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
+    set_state(cls, conn, RC_HEAD);
     struct rest_req *q = calloc(1, sizeof *q);
     if (!q)
         return NULL;
@@ -1602,6 +1787,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe)
 {
+    set_state(cls, conn, RC_IDLE);
     struct rest_req *q = *req_cls;
     if (!q)
         return;
@@ -1656,10 +1842,17 @@ static struct MHD_Daemon *start_daemon(struct rest *r, const struct rest_config 
     if (listening && ss.ss_family == AF_INET6)
         flags |= MHD_USE_DUAL_STACK; /* "::" takes IPv4 too */
     /* The listener options come last: without a listener MHD_OPTION_END stops the list before them. */
+    /* MHD's own limit (default about 1,020, which locked REST out: issue 23) sits above --max-connections,
+     * which net enforces, with slack for connections net has closed and MHD has not yet noticed. Its
+     * inactivity timeout is the idle timeout: it covers a request whose body or answer stalls. */
+    unsigned limit = cfg->max_connections ? cfg->max_connections : 20000u;
+    limit = limit > 1000000u ? 2000064u : limit * 2u + 64u;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, r, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, r, MHD_OPTION_URI_LOG_CALLBACK,
-        on_uri, r, MHD_OPTION_NOTIFY_COMPLETED, on_completed, r, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)REST_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)REST_CONN_TIMEOUT_S, listening ? MHD_OPTION_SOCK_ADDR : MHD_OPTION_END, (struct sockaddr *)&ss, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        on_uri, r, MHD_OPTION_NOTIFY_COMPLETED, on_completed, r, MHD_OPTION_NOTIFY_CONNECTION, on_connection, r,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)REST_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)r->idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT, limit,
+        listening ? MHD_OPTION_SOCK_ADDR : MHD_OPTION_END, (struct sockaddr *)&ss, MHD_OPTION_LISTENING_ADDRESS_REUSE,
         (unsigned)1, MHD_OPTION_END);
     if (!d)
         snprintf(err, errlen, "cannot start the HTTP server%s%s (port %d): %s", listening ? " on " : "",
@@ -1683,6 +1876,8 @@ struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
     r->c2d = cfg->c2d;
     r->jobs = cfg->jobs;
     r->skew_s = cfg->token_skew_s;
+    r->head_timeout_s = cfg->head_timeout_s > 0 ? cfg->head_timeout_s : REST_HEAD_TIMEOUT_S;
+    r->idle_timeout_s = cfg->idle_timeout_s > 0 ? cfg->idle_timeout_s : REST_IDLE_TIMEOUT_S;
     r->epfd = -1;
     if (cfg->ca_pem_path && !(r->ca_pem_path = strdup(cfg->ca_pem_path))) {
         snprintf(err, errlen, "out of memory");
@@ -1764,8 +1959,10 @@ void rest_free(struct rest *r)
     r->timer = NULL;
     if (r->mhd) {
         MHD_run(r->mhd);
-        MHD_stop_daemon(r->mhd);
+        MHD_stop_daemon(r->mhd); /* notifies every connection closed: r->conns empties */
     }
+    loop_timer_cancel(r->loop, r->sweep);
+    free(r->by_fd);
     verified_cleanup(r);
     free(r->ca_pem_path);
     free(r);

@@ -27,6 +27,9 @@ struct rest_config {
     const char *ca_pem_path; /* served as GET /emulator/ca.pem, read per request; NULL: 404 */
     int64_t token_skew_s;    /* grace after a SAS token's se */
     struct telemetry *telemetry; /* served as GET/DELETE /emulator/telemetry; NULL: 404 */
+    int head_timeout_s;      /* a connection's first request line + headers must arrive within this; 0: 30 */
+    int idle_timeout_s;      /* a keep-alive connection with no request in progress closes after; 0: 240 */
+    unsigned max_connections; /* MHD's own ceiling (net enforces --max-connections before it); 0: 20000 */
     struct faults *faults;       /* /emulator/faults, injected REST faults and throttling; NULL: none */
     struct c2d *c2d;             /* C2D queues: DELETE /devices/{id}/commands, cloudToDeviceMessageCount */
     struct jobs *jobs;           /* /jobs/v2 and FROM devices.jobs; NULL: 404 / no rows */
@@ -39,6 +42,11 @@ struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen);
 /* Hands MHD an accepted plaintext connection (the TLS front end's end of a socketpair). Takes ownership of
  * fd in every case (closed on failure). Returns ERR_OK, or ERR_NOMEM / ERR_CLOSED (after rest_shutdown). */
 int rest_add_connection(struct rest *r, int fd, const struct sockaddr *addr, socklen_t len);
+
+/* Connection state for eviction at the connection limit: the monotonic ms (loop_now_ms) since which the MHD
+ * connection on fd has been idle (waiting for a request, or for the rest of a request's head), or -1 when it
+ * is busy with a request (a method call waiting for its device included) or unknown. */
+int64_t rest_idle_since(struct rest *r, int fd);
 
 /* Stops accepting on the dev port, answers every waiting method call 503 (cancelling it in the hub) and
  * every later request 503. After this call rest never calls the hub again. Idempotent. */

@@ -26,6 +26,8 @@ enum restapi_route_kind {
     RESTAPI_ROUTE_MODULES, /* /devices/{id}/modules[/] */
     RESTAPI_ROUTE_MODULE,  /* /devices/{id}/modules/{mid} */
     RESTAPI_ROUTE_TELEMETRY, /* /emulator/telemetry[/{id}] (the emulator's own) */
+    RESTAPI_ROUTE_CONSUMER_GROUPS, /* /emulator/consumergroups (the emulator's own) */
+    RESTAPI_ROUTE_CONSUMER_GROUP,  /* /emulator/consumergroups/{name} (the name in device_id) */
     RESTAPI_ROUTE_FAULTS,    /* /emulator/faults[/{faultId}] (the emulator's own; the id in device_id) */
     RESTAPI_ROUTE_C2D_PURGE, /* /devices/{id}/commands: DELETE purges the device's C2D queue */
     RESTAPI_ROUTE_D2C_EVENTS,   /* /devices/{id}/messages/events: a device's telemetry over HTTPS */

@@ -159,6 +159,8 @@ struct c2d *c2d_new(const struct registry *reg, const struct c2d_store *store, i
             c2d_free(q);
             return NULL;
         }
+        if (store->last_seq && store->last_seq(store->ctx) > q->seq)
+            q->seq = store->last_seq(store->ctx);
     }
     return q;
 }

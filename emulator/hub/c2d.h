@@ -60,11 +60,13 @@ struct c2d_message {
 /* The persistence seam (emulator/store/ implements it with SQLite; every call returns ERR_OK or an error and
  * the queue change is refused on error). put stores an accepted message (body included); del forgets one
  * (completed, expired, purged, or dead-lettered); load calls fn for every stored message at start-up, in
- * enqueue order. identity is "device" or "device/module". */
+ * enqueue order. identity is "device" or "device/module". last_seq (may be NULL) gives the highest sequence
+ * number ever stored, so lock tokens are not reused after a restart that found the queues empty. */
 struct c2d_store {
     int (*put)(void *ctx, const char *identity, const struct c2d_message *m);
     int (*del)(void *ctx, const char *identity, uint64_t seq);
     int (*load)(void *ctx, int (*fn)(void *arg, const char *identity, const struct c2d_message *m), void *arg);
+    uint64_t (*last_seq)(void *ctx);
     void *ctx;
 };
 

@@ -36,6 +36,7 @@ struct loop_fd {
 struct loop {
     int epfd;
     volatile sig_atomic_t stop;
+    bool poll_now; /* loop_poll_now: the next epoll_wait does not block */
     int64_t now_ms;
     struct loop_fd *fds;
     size_t nfds;
@@ -289,7 +290,8 @@ int loop_run(struct loop *l)
     while (!l->stop) {
         for (int i = 0; i < l->nhooks; i++)
             l->hooks[i].fn(l, l->hooks[i].ctx);
-        int n = epoll_wait(l->epfd, events, LOOP_MAX_EVENTS, next_timeout(l));
+        int n = epoll_wait(l->epfd, events, LOOP_MAX_EVENTS, l->poll_now ? 0 : next_timeout(l));
+        l->poll_now = false;
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -310,6 +312,11 @@ int loop_run(struct loop *l)
         run_timers(l);
     }
     return ERR_OK;
+}
+
+void loop_poll_now(struct loop *l)
+{
+    l->poll_now = true;
 }
 
 void loop_stop(struct loop *l)

@@ -42,6 +42,11 @@ int loop_add_hook(struct loop *l, loop_hook_fn fn, void *ctx);
 /* Removes the hook added with (fn, ctx); unknown pairs are ignored. Not from inside a hook. */
 void loop_del_hook(struct loop *l, loop_hook_fn fn, void *ctx);
 
+/* Makes the next wait return at once (the fds are still polled): there is work that no fd will report, such
+ * as input OpenSSL already holds for a connection whose turn ended (see net.c). Call from a callback or a hook;
+ * each wait clears it. */
+void loop_poll_now(struct loop *l);
+
 /* Runs until loop_stop. Returns ERR_OK, or ERR_IO when epoll_wait fails. */
 int loop_run(struct loop *l);
 /* Makes loop_run return after the current iteration. Async-signal-safe. */

@@ -6,6 +6,9 @@
 #include "net.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -31,7 +35,25 @@
 #define NET_LINGER_MS 5000                 /* how long a closing connection may take to flush */
 #define NET_DRAIN_MAX (256u * 1024u)       /* unread input discarded before close(), so it sends FIN, not RST */
 #define NET_ACCEPT_RETRY_MS 250            /* out of fds: pause accepting this long instead of spinning */
-#define NET_PENDING_ROUNDS 16              /* TLS records already decrypted, processed per wake-up at most */
+/* Fairness (issue 23): a connection's turn (at most one per loop iteration) reads and processes input for
+ * about NET_TURN_NS; then the other ready connections, the timers and the hooks run before it gets another.
+ * A turn starts with a NET_TURN_FIRST read and sizes the next reads by the time the bytes so far took: small
+ * packets (a QoS 0 flood) get ~2 KiB a turn, bulk bytes (a 100 KiB body) several 16 KiB reads. A fixed 2 KiB
+ * turn cost 100 KiB method calls a third of their rate; fixed 16 KiB turns let a flood make every hop of a
+ * neighbour's call wait ~0.3 ms. Level-triggered epoll reports a socket that still holds data again; input
+ * OpenSSL already holds is not reported, so such a connection waits on the net's ready list (served once per
+ * loop iteration) and the loop is told not to block. */
+#define NET_TURN_NS 8000
+#define NET_TURN_FIRST 2048u
+#define NET_TURN_MIN 512u
+/* What a connection may send before it authenticates (MQTT CONNECT accepted): WebSocket control frames and
+ * the upgrade request count. Past it the connection is closed: no credentials, no unbounded work. */
+#define NET_PREAUTH_SLACK (64u * 1024u) /* on top of two of the front's largest frames */
+/* After a burst: once the connection count has fallen this far below its peak (and to half of it), freed
+ * memory goes back to the system. glibc keeps it otherwise: 2,000 half-open TLS handshakes (~45 KiB each in
+ * OpenSSL, mostly its 21 KiB handshake buffer) left RSS at 98 MB after they closed (issue 23). */
+#define NET_TRIM_DROP 512
+#define NET_TRIM_DELAY_MS 200
 
 enum conn_proto { PROTO_STREAM, PROTO_SNIFF, PROTO_WS, PROTO_PROXY }; /* STREAM: bytes straight to the front */
 
@@ -48,6 +70,10 @@ struct conn {
     bool dead;
     bool aborted; /* conn_abort: no flush, no close_notify, RST on close */
     bool flush_queued;
+    bool ready_queued;     /* on the net's ready list: OpenSSL holds input its turn did not get to */
+    bool established;      /* conn_established was called (authenticated, or handed to the REST server) */
+    size_t preauth_bytes;  /* input read before established */
+    uint64_t turn;         /* net.turn when it last read: at most one turn per loop iteration */
     enum conn_proto proto;
     const char *transport;
     char peer[64];
@@ -61,11 +87,13 @@ struct conn {
     const struct proto *front; /* the protocol carried (set when it is known: at accept, or after the sniff) */
     void *front_state;         /* front->open's result */
     int proxy_fd;
+    int proxy_peer_fd;   /* the REST server's end (owned by it), to ask whether it is idle */
     uint32_t proxy_events;
     struct buf proxy_out;
     struct loop_timer *deadline;
     struct conn *prev, *next;       /* all connections */
     struct conn *next_flush;        /* connections with output to write this iteration */
+    struct conn *next_ready;        /* connections with input waiting in OpenSSL (see NET_TURN_NS) */
 };
 
 struct net {
@@ -76,7 +104,13 @@ struct net {
     struct loop_timer *accept_retry; /* armed while accepting is paused (out of fds) */
     struct conn *conns;
     size_t nconns;
+    size_t own_count;
+    size_t *count; /* toward max_connections: own_count or cfg.shared_count */
     struct conn *flush_list;
+    struct conn *ready_list;
+    size_t peak_count; /* highest *count since the last trim */
+    uint64_t turn;     /* loop iterations, counted in the before-wait hook */
+    struct loop_timer *trim;
     bool has_dead;
     uint8_t rbuf[NET_READ_CHUNK]; /* every read lands here first, so idle connections own no input storage */
 };
@@ -236,6 +270,7 @@ void conn_abort(struct conn *c, const char *reason)
 
 void conn_established(struct conn *c)
 {
+    c->established = true;
     if (c->deadline && !c->closing) {
         loop_timer_cancel(c->net->loop, c->deadline);
         c->deadline = NULL;
@@ -300,7 +335,7 @@ static void on_proxy_io(struct loop *l, int fd, uint32_t events, void *ctx)
     conn_update_events(c);
 }
 
-static bool start_proxy(struct conn *c)
+static bool start_proxy(struct conn *c, const char *transport)
 {
     int sv[2];
     if (!c->net->cfg.http_handoff || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
@@ -315,9 +350,10 @@ static bool start_proxy(struct conn *c)
         return false;
     }
     c->proxy_fd = sv[0];
+    c->proxy_peer_fd = sv[1];
     c->proxy_events = EPOLLIN;
     c->proto = PROTO_PROXY;
-    c->transport = "https";
+    c->transport = transport;
     buf_init(&c->proxy_out, NET_OUT_MAX);
     c->out.max = NET_OUT_MAX;
     conn_established(c); /* libmicrohttpd applies its own timeouts from here */
@@ -373,7 +409,7 @@ static void on_sniff(struct conn *c)
         reply_http_error(c, 400, "expected a WebSocket upgrade on /$iothub/websocket");
         return;
     }
-    if (!start_proxy(c)) {
+    if (!start_proxy(c, "https")) {
         reply_http_error(c, 503, "the REST server is not available");
         return;
     }
@@ -463,22 +499,67 @@ static size_t read_plain(struct conn *c, uint8_t *buf, size_t room)
     return 0;
 }
 
-/* Reads until the socket (and OpenSSL's buffer) is drained, processing as it goes. Bytes land in the net's
- * shared buffer and only what the protocol leaves unprocessed stays with the connection. */
+static void ready_add(struct conn *c);
+
+static size_t preauth_max(const struct conn *c)
+{
+    const struct proto *front = c->front ? c->front : c->net->cfg.mqtt; /* :443 before the sniff: MQTT's size */
+    return 2 * front->max_frame + NET_PREAUTH_SLACK;
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The next read of a turn: what the rest of the turn's time should take at the pace of the bytes so far
+ * (0: the turn is over). */
+static size_t turn_next(size_t taken, int64_t spent_ns)
+{
+    if (spent_ns >= NET_TURN_NS)
+        return 0;
+    if (spent_ns <= 0)
+        return NET_READ_CHUNK;
+    double fit = (double)taken * (double)(NET_TURN_NS - spent_ns) / (double)spent_ns;
+    return fit >= NET_READ_CHUNK ? NET_READ_CHUNK : fit <= NET_TURN_MIN ? NET_TURN_MIN : (size_t)fit;
+}
+
+/* One turn: reads until the socket (and OpenSSL's buffer) is drained, reading is paused, or the turn's time
+ * (NET_TURN_NS) is used, processing as it goes. Bytes land in the net's shared buffer and only what the
+ * protocol leaves unprocessed stays with the connection. */
 static void conn_read(struct conn *c)
 {
     uint8_t *rbuf = c->net->rbuf;
+    size_t budget = NET_TURN_FIRST, taken = 0;
+    int64_t start = mono_ns();
+    if (c->turn == c->net->turn) {
+        /* It had its turn this iteration (from the ready list, or an earlier event): wait for the next. */
+        if (c->ssl)
+            ready_add(c);
+        return;
+    }
+    c->turn = c->net->turn;
     c->read_drained = false;
-    while (!c->closing && !c->handshaking && !conn_paused(c)) {
+    while (!c->closing && !c->handshaking && !conn_paused(c) && budget > 0) {
         size_t room = c->in.max > c->in.len ? c->in.max - c->in.len : 0;
         if (room == 0) {
             conn_close(c, "input buffer full");
             break;
         }
-        size_t n = c->ssl ? read_tls(c, rbuf, room < NET_READ_CHUNK ? room : NET_READ_CHUNK)
-                          : read_plain(c, rbuf, room < NET_READ_CHUNK ? room : NET_READ_CHUNK);
+        size_t want = room < NET_READ_CHUNK ? room : NET_READ_CHUNK;
+        if (want > budget)
+            want = budget;
+        size_t n = c->ssl ? read_tls(c, rbuf, want) : read_plain(c, rbuf, want);
         if (n == 0) {
             c->read_drained = true;
+            break;
+        }
+        taken += n;
+        if (!c->established && (c->preauth_bytes += n) > preauth_max(c)) {
+            log_info("%s: more than %zu bytes before authenticating; closing", c->peer, preauth_max(c));
+            conn_close(c, "too much input before authentication");
             break;
         }
         if (buf_append(&c->in, rbuf, n)) {
@@ -488,6 +569,7 @@ static void conn_read(struct conn *c)
         conn_process(c);
         if (conn_paused(c))
             break; /* back-pressure: resume when the peer has caught up */
+        budget = turn_next(taken, mono_ns() - start);
     }
     buf_trim(&c->in);
 }
@@ -524,19 +606,26 @@ static void conn_update_events(struct conn *c)
     proxy_update_events(c);
 }
 
-/* Flushes, then reads what OpenSSL already holds (decrypted, or raw records read ahead): epoll cannot report
- * those bytes, so a connection whose reading was paused (back-pressure) must be given them once its output
- * drains. SSL_has_pending, not SSL_pending: with read-ahead whole records can wait undecrypted. After a read
- * that ended on "wait" only a partial record can be left, and the socket will report the rest. */
+static void ready_add(struct conn *c)
+{
+    if (c->ready_queued || c->dead)
+        return;
+    c->ready_queued = true;
+    c->next_ready = c->net->ready_list;
+    c->net->ready_list = c;
+}
+
+/* Flushes, then schedules a turn for what OpenSSL already holds (decrypted, or raw records read ahead): epoll
+ * cannot report those bytes, so a connection whose turn ended on its budget, or whose reading was paused
+ * (back-pressure) until its output drained, goes on the ready list. SSL_has_pending, not SSL_pending: with
+ * read-ahead whole records can wait undecrypted. After a read that ended on "wait" only a partial record can
+ * be left, and the socket will report the rest. */
 static void conn_pump(struct conn *c)
 {
     conn_flush(c);
-    for (int i = 0; i < NET_PENDING_ROUNDS && c->ssl && !c->dead && !c->closing && !c->handshaking &&
-                    !conn_paused(c) && !c->read_drained && SSL_has_pending(c->ssl);
-         i++) {
-        conn_read(c);
-        conn_flush(c);
-    }
+    if (c->ssl && !c->dead && !c->closing && !c->handshaking && !conn_paused(c) && !c->read_drained &&
+        SSL_has_pending(c->ssl))
+        ready_add(c);
     conn_update_events(c);
 }
 
@@ -594,13 +683,13 @@ static struct conn *conn_new(struct net *n, int fd, enum net_listener kind, cons
     memcpy(&c->addr, addr, addrlen < sizeof c->addr ? addrlen : sizeof c->addr);
     c->addrlen = addrlen;
     format_peer(&c->addr, c->peer, sizeof c->peer); /* before front_open: a front names connections by it */
-    static const char *const names[NET_LISTENERS] = {"mqtts", "https", "mqtt", "amqps", "amqp"};
+    static const char *const names[NET_LISTENERS] = {"mqtts", "https", "mqtt", "amqps", "amqp", "http"};
     const struct proto *front = kind == NET_AMQPS || kind == NET_AMQP ? n->cfg.amqp : n->cfg.mqtt;
     buf_init(&c->in, front->max_frame + 64 * 1024);
     buf_init(&c->out, NET_OUT_MAX);
-    c->proto = kind == NET_HTTPS ? PROTO_SNIFF : PROTO_STREAM;
+    c->proto = kind == NET_HTTPS ? PROTO_SNIFF : kind == NET_HTTP ? PROTO_PROXY : PROTO_STREAM;
     c->transport = names[kind];
-    if (kind != NET_MQTT && kind != NET_AMQP) {
+    if (kind == NET_MQTTS || kind == NET_HTTPS || kind == NET_AMQPS) {
         c->ssl = SSL_new(n->cfg.tls);
         if (!c->ssl || !SSL_set_fd(c->ssl, fd))
             goto fail;
@@ -618,6 +707,12 @@ static struct conn *conn_new(struct net *n, int fd, enum net_listener kind, cons
         n->conns->prev = c;
     n->conns = c;
     n->nconns++;
+    if (++*n->count > n->peak_count)
+        n->peak_count = *n->count;
+    if (kind == NET_HTTP && !start_proxy(c, "http")) {
+        log_warn("%s: the REST server is not available; closing", c->peer);
+        mark_dead(c); /* freed (and fd closed) before the next wait */
+    }
     return c;
 fail:
     loop_timer_cancel(n->loop, c->deadline);
@@ -665,6 +760,34 @@ static void on_accept_error(struct net *n, int e)
         set_accepting(n, false);
 }
 
+static void conn_free(struct net *n, struct conn *c);
+
+/* At the connection limit: closes the HTTP connection (plain or over TLS) that has been idle longest, so a
+ * new client is served rather than refused. Idle keep-alive connections are the cheapest to lose: HTTP
+ * clients reconnect on their own. Only this net's connections are candidates. */
+static bool evict_idle_http(struct net *n)
+{
+    if (!n->cfg.http_idle)
+        return false;
+    struct conn *oldest = NULL;
+    int64_t oldest_since = 0;
+    for (struct conn *c = n->conns; c; c = c->next) {
+        if (c->proto != PROTO_PROXY || c->closing || c->proxy_fd < 0)
+            continue;
+        int64_t since = n->cfg.http_idle(n->cfg.http_ctx, c->proxy_peer_fd);
+        if (since >= 0 && (!oldest || since < oldest_since)) {
+            oldest = c;
+            oldest_since = since;
+        }
+    }
+    if (!oldest)
+        return false;
+    log_info("%s: connection limit (%zu) reached; closing this idle %s connection for a new one", oldest->peer,
+             n->cfg.max_connections, oldest->transport);
+    conn_free(n, oldest); /* now, so the count is exact; its events later in this iteration are dropped */
+    return true;
+}
+
 static void on_accept(struct loop *l, int lfd, uint32_t events, void *ctx)
 {
     struct net *n = ctx;
@@ -676,7 +799,7 @@ static void on_accept(struct loop *l, int lfd, uint32_t events, void *ctx)
             on_accept_error(n, errno);
             return;
         }
-        if (n->nconns >= n->cfg.max_connections) {
+        if (*n->count >= n->cfg.max_connections && !evict_idle_http(n)) {
             log_warn("connection limit (%zu) reached; refusing a connection", n->cfg.max_connections);
             close(fd);
             continue;
@@ -717,6 +840,17 @@ static void drain_input(struct net *n, int fd)
     }
 }
 
+static void ready_list_remove(struct net *n, struct conn *c)
+{
+    for (struct conn **p = &n->ready_list; *p; p = &(*p)->next_ready) {
+        if (*p == c) {
+            *p = c->next_ready;
+            break;
+        }
+    }
+    c->ready_queued = false;
+}
+
 static void conn_free(struct net *n, struct conn *c)
 {
     if (c->prev)
@@ -726,8 +860,11 @@ static void conn_free(struct net *n, struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     n->nconns--;
+    (*n->count)--;
     if (c->flush_queued)
         flush_list_remove(n, c);
+    if (c->ready_queued)
+        ready_list_remove(n, c);
     front_free(c);
     loop_timer_cancel(n->loop, c->deadline);
     loop_del_fd(n->loop, c->fd);
@@ -755,9 +892,52 @@ static void conn_free(struct net *n, struct conn *c)
     free(c);
 }
 
+static void flush_and_reap(struct net *n);
+
+static void on_trim(struct loop *l, void *ctx)
+{
+    struct net *n = ctx;
+    n->trim = NULL;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    log_debug("%zu connections now, %zu at the peak: freed memory returned to the system", *n->count, n->peak_count);
+    n->peak_count = *n->count;
+}
+
+/* Trims a moment after the drop begins, so the rest of the burst closing is included. */
+static void trim_after_burst(struct net *n)
+{
+    size_t now = *n->count;
+    if (n->trim || n->peak_count < now + NET_TRIM_DROP || now > n->peak_count / 2)
+        return;
+    n->trim = loop_timer_add(n->loop, NET_TRIM_DELAY_MS, on_trim, n);
+}
+
+/* Each connection on the ready list gets one turn; one that still has input waiting goes back on the list
+ * for the next iteration, and the loop polls instead of blocking until then. */
 static void net_before_wait(struct loop *l, void *ctx)
 {
     struct net *n = ctx;
+    n->turn++;
+    struct conn *ready = n->ready_list;
+    n->ready_list = NULL;
+    while (ready) {
+        struct conn *c = ready;
+        ready = c->next_ready;
+        c->ready_queued = false;
+        if (c->dead)
+            continue;
+        conn_read(c);
+        conn_pump(c);
+    }
+    flush_and_reap(n);
+    if (n->ready_list)
+        loop_poll_now(l);
+}
+
+static void flush_and_reap(struct net *n)
+{
     while (n->flush_list) {
         struct conn *c = n->flush_list;
         n->flush_list = c->next_flush;
@@ -777,7 +957,9 @@ static void net_before_wait(struct loop *l, void *ctx)
     }
     /* Freeing fronts' states may have queued output or deaths elsewhere (takeover, failed calls). */
     if (n->flush_list || n->has_dead)
-        net_before_wait(l, ctx);
+        flush_and_reap(n);
+    else
+        trim_after_burst(n);
 }
 
 /* ---- listeners ---- */
@@ -824,8 +1006,9 @@ struct net *net_new(struct loop *loop, const struct net_config *cfg, char *err, 
     }
     n->loop = loop;
     n->cfg = *cfg;
+    n->count = cfg->shared_count ? cfg->shared_count : &n->own_count;
     int ports[NET_LISTENERS] = {cfg->mqtts_port, cfg->https_port, cfg->mqtt_port, cfg->amqp ? cfg->amqps_port : -1,
-                                cfg->amqp ? cfg->amqp_port : -1};
+                                cfg->amqp ? cfg->amqp_port : -1, cfg->http_port};
     for (int i = 0; i < NET_LISTENERS; i++) {
         n->listen_fd[i] = -1;
         n->port[i] = -1;
@@ -875,6 +1058,7 @@ void net_free(struct net *n)
     if (!n)
         return;
     net_stop_accepting(n);
+    loop_timer_cancel(n->loop, n->trim);
     loop_del_hook(n->loop, net_before_wait, n);
     while (n->conns)
         conn_free(n, n->conns);

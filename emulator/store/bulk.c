@@ -50,18 +50,6 @@ struct bulk_item {
     char msg[256];
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- checking the request ---- */
 
 /* A member that may be absent or null; else it must be a string. */
@@ -78,12 +66,12 @@ static int item_parse(const json_t *o, size_t i, struct bulk_item *it, char *err
     memset(it, 0, sizeof *it);
     it->o = o;
     if (!json_is_object(o)) {
-        set_err(err, errlen, "devices[%zu] is not an ExportImportDevice object", i);
+        err_setf(err, errlen, "devices[%zu] is not an ExportImportDevice object", i);
         return ERR_INVALID;
     }
     if (!opt_string(o, "id", &it->device_id) || !it->device_id || !opt_string(o, "moduleId", &it->module_id) ||
         !opt_string(o, "importMode", &mode) || !opt_string(o, "eTag", &etag) || !opt_string(o, "etag", &etag2)) {
-        set_err(err, errlen, "devices[%zu]: id must be a string; moduleId, importMode and eTag strings or absent", i);
+        err_setf(err, errlen, "devices[%zu]: id must be a string; moduleId, importMode and eTag strings or absent", i);
         return ERR_INVALID;
     }
     if (it->module_id && !*it->module_id)
@@ -101,9 +89,9 @@ static int item_parse(const json_t *o, size_t i, struct bulk_item *it, char *err
         }
     }
     if (strncasecmp(mode, "updateTwin", 10) == 0)
-        set_err(err, errlen, "devices[%zu]: importMode '%s' is not supported by the emulator yet", i, mode);
+        err_setf(err, errlen, "devices[%zu]: importMode '%s' is not supported by the emulator yet", i, mode);
     else
-        set_err(err, errlen, "devices[%zu]: importMode '%s' is not one of create, update, updateIfMatchETag, "
+        err_setf(err, errlen, "devices[%zu]: importMode '%s' is not one of create, update, updateIfMatchETag, "
                              "createOrUpdate, createOrUpdateIfMatchETag, delete, deleteIfMatchETag", i, mode);
     return ERR_INVALID;
 }
@@ -117,12 +105,12 @@ static bool same_identity(const struct bulk_item *a, const struct bulk_item *b)
 static int request_parse(const json_t *body, struct bulk_item *items, size_t *n, char *err, size_t errlen)
 {
     if (!json_is_array(body)) {
-        set_err(err, errlen, "the body must be a JSON array of ExportImportDevice");
+        err_setf(err, errlen, "the body must be a JSON array of ExportImportDevice");
         return ERR_INVALID;
     }
     *n = json_array_size(body);
     if (*n == 0 || *n > BULK_MAX_ITEMS) {
-        set_err(err, errlen, "a bulk registry operation takes 1 to %d devices, not %zu", BULK_MAX_ITEMS, *n);
+        err_setf(err, errlen, "a bulk registry operation takes 1 to %d devices, not %zu", BULK_MAX_ITEMS, *n);
         return ERR_INVALID;
     }
     for (size_t i = 0; i < *n; i++) {
@@ -131,7 +119,7 @@ static int request_parse(const json_t *body, struct bulk_item *items, size_t *n,
             return rc;
         for (size_t j = 0; j < i; j++) {
             if (same_identity(&items[i], &items[j])) {
-                set_err(err, errlen, "device '%s'%s%s appears more than once in the request", items[i].device_id,
+                err_setf(err, errlen, "device '%s'%s%s appears more than once in the request", items[i].device_id,
                         items[i].module_id ? " module " : "", items[i].module_id ? items[i].module_id : "");
                 return ERR_INVALID;
             }
@@ -266,7 +254,7 @@ int bulk_apply(struct registry *r, const json_t *body, bulk_applied_fn applied, 
     size_t n = 0;
     struct db *db = registry_db(r);
     *result = NULL;
-    set_err(err, errlen, "%s", "");
+    err_setf(err, errlen, "%s", "");
     int rc = request_parse(body, items, &n, err, errlen);
     if (rc)
         return rc;
@@ -279,7 +267,7 @@ int bulk_apply(struct registry *r, const json_t *body, bulk_applied_fn applied, 
             rc = db_commit(db);
     }
     if (rc) {
-        set_err(err, errlen, "%s", rc == ERR_IO ? "the store cannot save the changes (disk full or read-only data "
+        err_setf(err, errlen, "%s", rc == ERR_IO ? "the store cannot save the changes (disk full or read-only data "
                                                   "dir? see the log); nothing was applied"
                                                 : err_str(rc));
         return rc;

@@ -56,18 +56,6 @@ struct db {
     size_t nstmts, stmtcap;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static const char *db_name(const struct db *db)
 {
     return db->path ? db->path : "in-memory store";
@@ -334,19 +322,19 @@ int db_migrate(struct db *db, const struct db_schema *schema, char *err, size_t 
     int have = db_schema_version(db, schema->module);
     int known = schema->nsteps ? schema->steps[schema->nsteps - 1].version : 0;
     if (have < 0) {
-        set_err(err, errlen, "%s: cannot read the schema version of %s: %s", db_name(db), schema->module,
+        err_setf(err, errlen, "%s: cannot read the schema version of %s: %s", db_name(db), schema->module,
                 sqlite3_errmsg(db->h));
         return ERR_IO;
     }
     if (have > known) {
-        set_err(err, errlen,
+        err_setf(err, errlen,
                 "%s has %s schema version %d, newer than this emulator knows (%d): run a newer emulator, or move "
                 "the data dir away to start empty",
                 db_name(db), schema->module, have, known);
         return ERR_INVALID;
     }
     if (have < known && db->read_only) {
-        set_err(err, errlen, "%s is read-only and its %s schema is at version %d, this emulator needs %d: start it "
+        err_setf(err, errlen, "%s is read-only and its %s schema is at version %d, this emulator needs %d: start it "
                              "once with a writable data dir", db_name(db), schema->module, have, known);
         return ERR_INVALID;
     }
@@ -357,7 +345,7 @@ int db_migrate(struct db *db, const struct db_schema *schema, char *err, size_t 
         char why[200] = "";
         int rc = db_migrate_one(db, schema->module, m, why, sizeof why);
         if (rc) {
-            set_err(err, errlen, "%s: %s schema migration %d (%s) failed: %s", db_name(db), schema->module,
+            err_setf(err, errlen, "%s: %s schema migration %d (%s) failed: %s", db_name(db), schema->module,
                     m->version, m->name, *why ? why : sqlite3_errmsg(db->h));
             return rc;
         }
@@ -378,7 +366,7 @@ static int db_bootstrap(struct db *db, char *err, size_t errlen)
                         "WITHOUT ROWID",
                         "create schema_migrations");
         if (rc) {
-            set_err(err, errlen, "%s: cannot write the schema table: %s", db_name(db), sqlite3_errmsg(db->h));
+            err_setf(err, errlen, "%s: cannot write the schema table: %s", db_name(db), sqlite3_errmsg(db->h));
             return rc;
         }
     }
@@ -394,17 +382,17 @@ static int db_configure(struct db *db, char *err, size_t errlen)
     sqlite3_db_config(db->h, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
     long long app = db_query_int(db, "PRAGMA application_id");
     if (app < 0) {
-        set_err(err, errlen, "%s: cannot read it (%s): not a SQLite database? Move it away to start empty",
+        err_setf(err, errlen, "%s: cannot read it (%s): not a SQLite database? Move it away to start empty",
                 db_name(db), sqlite3_errmsg(db->h));
         return ERR_INVALID;
     }
     if (app != 0 && app != DB_APPLICATION_ID) {
-        set_err(err, errlen, "%s is another application's SQLite database (application_id %lld)", db_name(db), app);
+        err_setf(err, errlen, "%s is another application's SQLite database (application_id %lld)", db_name(db), app);
         return ERR_INVALID;
     }
     if (db->read_only) {
         if (app == 0) {
-            set_err(err, errlen, "%s is not an emulator store (or was never opened writable)", db_name(db));
+            err_setf(err, errlen, "%s is not an emulator store (or was never opened writable)", db_name(db));
             return ERR_INVALID;
         }
         return db_run(db, "PRAGMA foreign_keys=ON", "set pragmas");
@@ -417,12 +405,12 @@ static int db_configure(struct db *db, char *err, size_t errlen)
             wal = sqlite3_column_text(st, 0) && strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
         sqlite3_finalize(st);
         if (!wal) {
-            set_err(err, errlen, "%s: cannot switch to WAL mode: %s", db_name(db), sqlite3_errmsg(db->h));
+            err_setf(err, errlen, "%s: cannot switch to WAL mode: %s", db_name(db), sqlite3_errmsg(db->h));
             return ERR_IO;
         }
     }
     if (app == 0 && db_query_int(db, "SELECT count(*) FROM sqlite_master") != 0) {
-        set_err(err, errlen, "%s is a SQLite database but not an emulator store", db_name(db));
+        err_setf(err, errlen, "%s is a SQLite database but not an emulator store", db_name(db));
         return ERR_INVALID;
     }
     int rc = db_run(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON", "set pragmas");
@@ -432,7 +420,7 @@ static int db_configure(struct db *db, char *err, size_t errlen)
         rc = db_run(db, sql, "set the application id");
     }
     if (rc)
-        set_err(err, errlen, "%s: cannot configure it: %s", db_name(db), sqlite3_errmsg(db->h));
+        err_setf(err, errlen, "%s: cannot configure it: %s", db_name(db), sqlite3_errmsg(db->h));
     return rc;
 }
 
@@ -482,10 +470,10 @@ static int db_open_read_only(struct db *db)
 
 struct db *db_open(const char *path, char *err, size_t errlen)
 {
-    set_err(err, errlen, "%s", "");
+    err_setf(err, errlen, "%s", "");
     struct db *db = calloc(1, sizeof *db);
     if (!db || (path && !(db->path = strdup(path)))) {
-        set_err(err, errlen, "out of memory");
+        err_setf(err, errlen, "out of memory");
         free(db);
         return NULL;
     }
@@ -501,7 +489,7 @@ struct db *db_open(const char *path, char *err, size_t errlen)
         flags |= SQLITE_OPEN_MEMORY;
     int rc = db->read_only ? db_open_read_only(db) : sqlite3_open_v2(path ? path : ":memory:", &db->h, flags, NULL);
     if (rc != SQLITE_OK) {
-        set_err(err, errlen, "%s: cannot open the store: %s", db_name(db), db->h ? sqlite3_errmsg(db->h) : "?");
+        err_setf(err, errlen, "%s: cannot open the store: %s", db_name(db), db->h ? sqlite3_errmsg(db->h) : "?");
         db_close(db);
         return NULL;
     }

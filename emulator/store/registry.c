@@ -76,18 +76,6 @@ struct put_spec {
     const char *managed_by;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- ids, keys, etags, times ---- */
 
 static bool id_char_is_valid(unsigned char c)
@@ -678,7 +666,7 @@ static int row_entry(sqlite3_stmt *st, struct entry **out, char *why, size_t why
     if (!did || !registry_id_is_valid(did) || !mid || (*mid && !registry_id_is_valid(mid)) || !pk ||
         !key_is_valid(pk) || !sk || !key_is_valid(sk) || !gen || !*gen || strlen(gen) >= sizeof(*out)->id.generation_id ||
         sqlite3_column_int64(st, 8) < 0) {
-        set_err(why, whylen, "invalid row for '%s'%s%s", did ? did : "?", mid && *mid ? "/" : "", mid ? mid : "");
+        err_setf(why, whylen, "invalid row for '%s'%s%s", did ? did : "?", mid && *mid ? "/" : "", mid ? mid : "");
         return ERR_MALFORMED;
     }
     struct entry *e = entry_new(did, mid);
@@ -704,7 +692,7 @@ static int registry_load_rows(struct registry *r, char *err, size_t errlen)
 {
     sqlite3_stmt *st = db_stmt(r->db, SQL_SELECT);
     if (!st) {
-        set_err(err, errlen, "cannot read the identities from the store (see the log)");
+        err_setf(err, errlen, "cannot read the identities from the store (see the log)");
         return ERR_IO;
     }
     int rc = ERR_OK, step;
@@ -715,7 +703,7 @@ static int registry_load_rows(struct registry *r, char *err, size_t errlen)
         rc = row_entry(st, &e, why, sizeof why);
         if (!rc && e->id.module_id[0]) {
             if (!dev || strcmp(dev->id.device_id, e->id.device_id) != 0) {
-                set_err(why, sizeof why, "module '%s/%s' without its device", e->id.device_id, e->id.module_id);
+                err_setf(why, sizeof why, "module '%s/%s' without its device", e->id.device_id, e->id.module_id);
                 rc = ERR_MALFORMED;
             } else {
                 e->owner = dev;
@@ -735,9 +723,9 @@ static int registry_load_rows(struct registry *r, char *err, size_t errlen)
         rc = db_result(r->db, step, "read the identities");
     sqlite3_reset(st);
     if (rc == ERR_MALFORMED)
-        set_err(err, errlen, "the store holds an identity this emulator cannot use: %s", why);
+        err_setf(err, errlen, "the store holds an identity this emulator cannot use: %s", why);
     else if (rc)
-        set_err(err, errlen, "cannot read the identities from the store: %s", err_str(rc));
+        err_setf(err, errlen, "cannot read the identities from the store: %s", err_str(rc));
     return rc;
 }
 
@@ -758,7 +746,7 @@ static int load_identity(json_t *o, struct identity *id, char *err, size_t errle
     const json_t *ver = json_object_get(o, "version"), *upd = json_object_get(o, "statusUpdatedTime");
     json_t *reason = json_object_get(o, "statusReason");
     if (!pk || !sk || !status || !gen || !json_is_integer(ver) || (upd && !json_is_integer(upd))) {
-        set_err(err, errlen, "missing or mistyped primaryKey, secondaryKey, status, generationId, version or "
+        err_setf(err, errlen, "missing or mistyped primaryKey, secondaryKey, status, generationId, version or "
                              "statusUpdatedTime");
         return ERR_MALFORMED;
     }
@@ -766,7 +754,7 @@ static int load_identity(json_t *o, struct identity *id, char *err, size_t errle
     bool enabled = strcmp(status, "enabled") == 0;
     if (!key_is_valid(pk) || !key_is_valid(sk) || (!enabled && strcmp(status, "disabled") != 0) || version < 0 ||
         !*gen || strlen(gen) >= sizeof id->generation_id || (reason && !json_is_string(reason) && !json_is_null(reason))) {
-        set_err(err, errlen, "invalid key, status, version, generationId or statusReason");
+        err_setf(err, errlen, "invalid key, status, version, generationId or statusReason");
         return ERR_MALFORMED;
     }
     id->enabled = enabled;
@@ -785,12 +773,12 @@ static int load_module(json_t *o, struct entry *dev, char *err, size_t errlen)
     json_t *managed_by = NULL;
     if (json_unpack(o, "{s:s, s?:o}", "moduleId", &mid, "managedBy", &managed_by) || !registry_id_is_valid(mid) ||
         (managed_by && !json_is_string(managed_by) && !json_is_null(managed_by))) {
-        set_err(err, errlen, "invalid moduleId or managedBy");
+        err_setf(err, errlen, "invalid moduleId or managedBy");
         return ERR_MALFORMED;
     }
     for (struct entry *m = dev->modules; m; m = m->mnext) {
         if (strcmp(m->id.module_id, mid) == 0) {
-            set_err(err, errlen, "duplicate module '%s'", mid);
+            err_setf(err, errlen, "duplicate module '%s'", mid);
             return ERR_MALFORMED;
         }
     }
@@ -818,7 +806,7 @@ static int load_device(json_t *o, struct entry **out, char *err, size_t errlen)
     edge = json_is_true(edge_v);
     if (!did || (edge_v && !json_is_boolean(edge_v)) || !registry_id_is_valid(did) ||
         (mods && !json_is_array(mods))) {
-        set_err(err, errlen, "invalid deviceId, iotEdge or modules");
+        err_setf(err, errlen, "invalid deviceId, iotEdge or modules");
         return ERR_MALFORMED;
     }
     struct entry *dev = entry_new(did, "");
@@ -847,11 +835,11 @@ static int load_root(struct registry *r, json_t *root, char *err, size_t errlen)
     json_t *devs, *o;
     size_t i;
     if (json_unpack(root, "{s:I, s:o}", "version", &version, "devices", &devs) || !json_is_array(devs)) {
-        set_err(err, errlen, "not a registry file (want {\"version\":1,\"devices\":[...]})");
+        err_setf(err, errlen, "not a registry file (want {\"version\":1,\"devices\":[...]})");
         return ERR_MALFORMED;
     }
     if (version != REGISTRY_FILE_VERSION) {
-        set_err(err, errlen, "unsupported registry file version %" JSON_INTEGER_FORMAT, version);
+        err_setf(err, errlen, "unsupported registry file version %" JSON_INTEGER_FORMAT, version);
         return ERR_MALFORMED;
     }
     json_array_foreach(devs, i, o) {
@@ -866,7 +854,7 @@ static int load_root(struct registry *r, json_t *root, char *err, size_t errlen)
             rc = attach_reserve(r, dev);
         if (rc) {
             entry_free(dev);
-            set_err(err, errlen, "devices[%zu]: %s", i, rc == ERR_NOMEM ? "out of memory" : why);
+            err_setf(err, errlen, "devices[%zu]: %s", i, rc == ERR_NOMEM ? "out of memory" : why);
             return rc;
         }
         attach(r, dev);
@@ -892,21 +880,21 @@ static int json_file_load(struct registry *r, const char *path, char *err, size_
 {
     FILE *f = fopen(path, "re");
     if (!f) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        err_setf(err, errlen, "%s: %s", path, strerror(errno));
         return ERR_IO;
     }
     json_error_t je;
     json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
     fclose(f);
     if (!root) {
-        set_err(err, errlen, "%s: corrupt registry file: line %d: %s", path, je.line, je.text);
+        err_setf(err, errlen, "%s: corrupt registry file: line %d: %s", path, je.line, je.text);
         return ERR_MALFORMED;
     }
     char why[200] = "";
     int rc = load_root(r, root, why, sizeof why);
     json_decref(root);
     if (rc)
-        set_err(err, errlen, "%s: corrupt registry file: %s", path, why);
+        err_setf(err, errlen, "%s: corrupt registry file: %s", path, why);
     return rc;
 }
 
@@ -978,7 +966,7 @@ static int json_import(struct db *db, const char *path, char *err, size_t errlen
         if (!rc) {
             rc = json_import_rows(db, src, path, &imported, &kept);
             if (rc)
-                set_err(err, errlen, "cannot import %s into the store (see the log)", path);
+                err_setf(err, errlen, "cannot import %s into the store (see the log)", path);
         }
         registry_free(src);
         if (rc)
@@ -986,7 +974,7 @@ static int json_import(struct db *db, const char *path, char *err, size_t errlen
         log_info("registry: imported %zu devices from %s into the store%s", imported, path,
                  kept ? " (some ids were already there; see above)" : "");
     } else if (rc) {
-        set_err(err, errlen, "cannot read the store's meta table (see the log)");
+        err_setf(err, errlen, "cannot read the store's meta table (see the log)");
         return rc;
     } else {
         log_warn("registry: %s was imported before; renaming it now", path);
@@ -1003,7 +991,7 @@ static int json_import(struct db *db, const char *path, char *err, size_t errlen
 
 struct registry *registry_new(struct db *db, const char *import_json, char *err, size_t errlen)
 {
-    set_err(err, errlen, "%s", "");
+    err_setf(err, errlen, "%s", "");
     int rc = db_migrate(db, &registry_db_schema, err, errlen);
     if (!rc && import_json)
         rc = json_import(db, import_json, err, errlen);
@@ -1012,7 +1000,7 @@ struct registry *registry_new(struct db *db, const char *import_json, char *err,
     struct registry *r = registry_alloc(db);
     rc = r ? registry_load_rows(r, err, errlen) : ERR_NOMEM;
     if (rc == ERR_NOMEM)
-        set_err(err, errlen, "out of memory");
+        err_setf(err, errlen, "out of memory");
     if (rc) {
         registry_free(r);
         return NULL;
@@ -1060,7 +1048,7 @@ static int member_string(const json_t *o, const char *key, const char **out, boo
     if (!v || json_is_null(v))
         return ERR_OK;
     if (!json_is_string(v)) {
-        set_err(err, errlen, "%s must be a string", key);
+        err_setf(err, errlen, "%s must be a string", key);
         return ERR_INVALID;
     }
     *out = json_string_value(v);
@@ -1073,14 +1061,14 @@ static int parse_ids(const json_t *body, const char *device_id, const char *modu
     const char *did, *mid;
     int rc = member_string(body, "deviceId", &did, NULL, err, errlen);
     if (!rc && did && strcmp(did, device_id) != 0) {
-        set_err(err, errlen, "deviceId '%s' in the body does not match '%s' in the path", did, device_id);
+        err_setf(err, errlen, "deviceId '%s' in the body does not match '%s' in the path", did, device_id);
         rc = ERR_INVALID;
     }
     if (rc || !*module_id)
         return rc;
     rc = member_string(body, "moduleId", &mid, NULL, err, errlen);
     if (!rc && mid && strcmp(mid, module_id) != 0) {
-        set_err(err, errlen, "moduleId '%s' in the body does not match '%s' in the path", mid, module_id);
+        err_setf(err, errlen, "moduleId '%s' in the body does not match '%s' in the path", mid, module_id);
         rc = ERR_INVALID;
     }
     return rc;
@@ -1090,7 +1078,7 @@ static int parse_key(const json_t *sym, const char *name, const char **out, char
 {
     int rc = member_string(sym, name, out, NULL, err, errlen);
     if (!rc && *out && **out && !key_is_valid(*out)) {
-        set_err(err, errlen, "%s must be base64 of 16 to 64 bytes", name);
+        err_setf(err, errlen, "%s must be base64 of 16 to 64 bytes", name);
         rc = ERR_INVALID;
     }
     return rc;
@@ -1104,21 +1092,21 @@ static int parse_auth(const json_t *body, struct put_spec *spec, char *err, size
     if (!auth || json_is_null(auth))
         return ERR_OK;
     if (!json_is_object(auth)) {
-        set_err(err, errlen, "authentication must be an object");
+        err_setf(err, errlen, "authentication must be an object");
         return ERR_INVALID;
     }
     int rc = member_string(auth, "type", &type, NULL, err, errlen);
     if (rc)
         return rc;
     if (type && strcmp(type, "sas") != 0) {
-        set_err(err, errlen, "authentication type '%s' is not supported: the emulator supports sas only", type);
+        err_setf(err, errlen, "authentication type '%s' is not supported: the emulator supports sas only", type);
         return ERR_INVALID;
     }
     const json_t *sym = json_object_get(auth, "symmetricKey");
     if (!sym || json_is_null(sym))
         return ERR_OK;
     if (!json_is_object(sym)) {
-        set_err(err, errlen, "authentication.symmetricKey must be an object");
+        err_setf(err, errlen, "authentication.symmetricKey must be an object");
         return ERR_INVALID;
     }
     rc = parse_key(sym, "primaryKey", &spec->primary_key, err, errlen);
@@ -1134,7 +1122,7 @@ static int parse_status(const json_t *body, struct put_spec *spec, char *err, si
     if (rc || !status)
         return rc;
     if (strcmp(status, "enabled") != 0 && strcmp(status, "disabled") != 0) {
-        set_err(err, errlen, "status must be \"enabled\" or \"disabled\"");
+        err_setf(err, errlen, "status must be \"enabled\" or \"disabled\"");
         return ERR_INVALID;
     }
     spec->enabled = strcmp(status, "enabled") == 0;
@@ -1148,7 +1136,7 @@ static int parse_capabilities(const json_t *body, struct put_spec *spec, char *e
         return ERR_OK;
     const json_t *edge = json_is_object(caps) ? json_object_get(caps, "iotEdge") : NULL;
     if (!json_is_object(caps) || (edge && !json_is_boolean(edge) && !json_is_null(edge))) {
-        set_err(err, errlen, "capabilities must be an object with a boolean iotEdge");
+        err_setf(err, errlen, "capabilities must be an object with a boolean iotEdge");
         return ERR_INVALID;
     }
     if (json_is_boolean(edge))
@@ -1163,12 +1151,12 @@ static int put_check(const char *device_id, const char *module_id, const json_t 
     memset(spec, 0, sizeof *spec);
     spec->enabled = spec->iot_edge = -1;
     if (!registry_id_is_valid(device_id) || (*module_id && !registry_id_is_valid(module_id))) {
-        set_err(err, errlen, "invalid %s id: 1 to 128 ASCII letters, digits or -.+%%_#*?!(),=@$'",
+        err_setf(err, errlen, "invalid %s id: 1 to 128 ASCII letters, digits or -.+%%_#*?!(),=@$'",
                 registry_id_is_valid(device_id) ? "module" : "device");
         return ERR_INVALID;
     }
     if (!json_is_object(body)) {
-        set_err(err, errlen, "the body must be a JSON object");
+        err_setf(err, errlen, "the body must be a JSON object");
         return ERR_INVALID;
     }
     int rc = parse_ids(body, device_id, module_id, err, errlen);
@@ -1189,7 +1177,7 @@ static int put_check(const char *device_id, const char *module_id, const json_t 
 
 static void set_io_err(int rc, char *err, size_t errlen)
 {
-    set_err(err, errlen, "%s",
+    err_setf(err, errlen, "%s",
             rc == ERR_IO ? "the store cannot save the change (disk full or read-only data dir? see the log)"
                          : err_str(rc));
 }
@@ -1249,7 +1237,7 @@ int registry_put(struct registry *r, const char *device_id, const char *module_i
     struct put_spec spec;
     *out = NULL;
     *created = false;
-    set_err(err, errlen, "%s", "");
+    err_setf(err, errlen, "%s", "");
     if (!module_id)
         module_id = "";
     int rc = put_check(device_id, module_id, body, &spec, err, errlen);
@@ -1257,7 +1245,7 @@ int registry_put(struct registry *r, const char *device_id, const char *module_i
         return rc;
     struct entry *dev = table_find(r, device_id, NULL);
     if (*module_id && !dev) {
-        set_err(err, errlen, "device '%s' does not exist", device_id);
+        err_setf(err, errlen, "device '%s' does not exist", device_id);
         return ERR_NOT_FOUND;
     }
     struct entry *e = table_find(r, device_id, module_id);
@@ -1265,16 +1253,16 @@ int registry_put(struct registry *r, const char *device_id, const char *module_i
     const char *which = *module_id ? module_id : device_id;
     if (if_match && *if_match) {
         if (!e) {
-            set_err(err, errlen, "%s '%s' does not exist", what, which);
+            err_setf(err, errlen, "%s '%s' does not exist", what, which);
             rc = ERR_NOT_FOUND;
         } else if (!if_match_is_ok(&e->id, if_match)) {
-            set_err(err, errlen, "precondition failed: the etag of %s '%s' does not match", what, which);
+            err_setf(err, errlen, "precondition failed: the etag of %s '%s' does not match", what, which);
             rc = ERR_PRECONDITION;
         } else {
             rc = put_update(r, e, &spec, err, errlen);
         }
     } else if (e) {
-        set_err(err, errlen, "a %s with id '%s' is already registered", what, which);
+        err_setf(err, errlen, "a %s with id '%s' is already registered", what, which);
         rc = ERR_EXISTS;
     } else {
         rc = put_create(r, dev, device_id, module_id, &spec, &e, err, errlen);

@@ -20,7 +20,10 @@
 #include "buf.h"
 #include "c2d.h"
 #include "conn.h"
+#include "db.h"
 #include "err.h"
+#include "eventhub.h"
+#include "eventlog.h"
 #include "frames.h"
 #include "log.h"
 #include "loop.h"
@@ -75,6 +78,8 @@ static struct {
     struct registry *reg;
     struct auth *auth;
     struct c2d *c2d;
+    struct eventlog *log; /* the Event Hub-compatible endpoint (eventhub.c) is fuzzed too */
+    struct eventhub *eh;
     struct amqp_env env;
     char *plain; /* a SASL PLAIN initial response with a valid token */
     size_t plain_len;
@@ -94,7 +99,21 @@ static void init_once(void)
     CHECK(registry_ensure_device(F.reg, "device1", KEY1, KEY1) == ERR_OK);
     F.c2d = c2d_new(F.reg, NULL, 0);
     CHECK(F.c2d);
-    F.env = (struct amqp_env){.loop = F.loop, .auth = F.auth, .c2d = F.c2d, .auth_timeout_s = 30};
+    struct eventlog_limits lim = {.partitions = 2, .max_events = 16, .max_bytes = 1u << 20};
+    F.log = eventlog_new(&lim, 0);
+    CHECK(F.log && eventlog_group_add(F.log, "cg", NULL) == ERR_OK);
+    for (int i = 0; i < 4; i++) {
+        struct eventlog_input in = {.device_id = i % 2 ? "device1" : "device2", .prop_bag = "%24.mid=m&k=v",
+                                    .body = (const uint8_t *)"{}", .len = 2};
+        CHECK(eventlog_append(F.log, &in, 1000 + i, NULL) == ERR_OK);
+    }
+    const char *eh_hosts[] = {"localhost"}, *aliases[] = {"localhost"};
+    struct eventhub_config ec = {.loop = F.loop, .log = F.log, .auth = F.auth, .hub_name = "myhub",
+                                 .aliases = aliases, .n_aliases = 1, .hosts = eh_hosts, .n_hosts = 1,
+                                 .redirect_host = "localhost", .redirect_port = 5671};
+    F.eh = eventhub_new(&ec);
+    CHECK(F.eh);
+    F.env = (struct amqp_env){.loop = F.loop, .auth = F.auth, .c2d = F.c2d, .eventhub = F.eh, .auth_timeout_s = 30};
     char *tok = NULL;
     CHECK(sas_build_raw("localhost", SERVICE_KEY, 4102444800u, "service", &tok) == ERR_OK); /* year 2100 */
     const char user[] = "service@sas.root.localhost";

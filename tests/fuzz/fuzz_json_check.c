@@ -3,7 +3,9 @@
  * (JSON_DECODE_ANY | JSON_ALLOW_NUL), except where jansson refuses valid JSON for its own limits (numbers
  * beyond int64/double, its depth count, NUL in keys), and raw NUL bytes: never valid JSON, refused by us, but jansson skips one
  * after a number (and the old probe spliced it into the result). Also checks that restapi_method_result's body is then
- * valid JSON. Seed corpus: corpus/fuzz_json_check/. */
+ * valid JSON. Seed corpus: corpus/fuzz_json_check/.
+ * fuzz-max-len: 8192 (the depth limit, 2048, needs 4,097 bytes; every input costs four passes, so once the
+ * corpus grows long inputs 70,000 halved the rate: 11.8k against 21k execs/s on a 40-minute corpus). */
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>

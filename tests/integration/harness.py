@@ -44,7 +44,7 @@ def sas_token(resource_uri, key_b64, ttl=3600, key_name=None, expiry=None, encod
 class Emulator:
     """One emulator process. Use as a context manager."""
 
-    def __init__(self, fixed_ports=False, extra_args=(), data_dir=None, hostname="localhost"):
+    def __init__(self, fixed_ports=False, extra_args=(), data_dir=None, hostname="localhost", env=None):
         self.tmp = tempfile.mkdtemp(prefix="iothub-test-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.hostname = hostname
@@ -54,6 +54,7 @@ class Emulator:
             self.mqtts_port, self.https_port, self.amqps_port = free_port(), free_port(), free_port()
         self.mqtt_port, self.http_port, self.amqp_port = free_port(), free_port(), free_port()
         self.extra_args = list(extra_args)
+        self.env = dict(os.environ, **env) if env else None
         self.proc = None
         self.log_path = os.path.join(self.tmp, "emulator.log")
         self.lines = []
@@ -71,7 +72,7 @@ class Emulator:
 
     def start(self, timeout=20):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args(), stdout=subprocess.PIPE, stderr=self.log)
+        self.proc = subprocess.Popen(self.args(), stdout=subprocess.PIPE, stderr=self.log, env=self.env)
         ready = threading.Event()
         seen = []  # "ready" was printed (the event is also set at EOF, when the process exits first)
 

@@ -2,7 +2,9 @@
 // Node service SDK (azure-iothub Client over Amqp on 5671 and AmqpWs on 443, no SASL, CBS put-token) sending,
 // and the official device SDK (azure-iot-device-mqtt, Mqtt and MqttWs) receiving and completing. Also the
 // hub's refusals as the SDK reports them: an unknown device (DeviceNotFoundError) and a 51st queued message
-// (DeviceMaximumQueueDepthExceededError). Run through run_node_test.py (fixed ports 443/5671/8883).
+// (DeviceMaximumQueueDepthExceededError), and a message sent to an offline device reaching it after an
+// emulator restart (SIGTERM and SIGKILL: the queues live in the store). Run through run_node_test.py (fixed
+// ports 443/5671/8883).
 'use strict';
 
 const test = require('node:test');
@@ -12,7 +14,7 @@ const { Message } = require('azure-iot-common');
 const { Client: DeviceClient } = require('azure-iot-device');
 const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
 const { Amqp, AmqpWs } = require('azure-iothub');
-const { withEmulator, randomId } = require('./lib/emulator');
+const { Emulator, withEmulator, randomId } = require('./lib/emulator');
 
 const TRANSPORTS = [['Amqp', Amqp], ['AmqpWs', AmqpWs]];
 
@@ -141,5 +143,47 @@ for (const [name, Transport] of [['Mqtt', Mqtt], ['MqttWs', MqttWs]]) {
         await service.close();
       }
     });
+  });
+}
+
+for (const signal of ['SIGTERM', 'SIGKILL']) {
+  test(`a message for an offline device survives an emulator restart (${signal})`, async () => {
+    let emu = new Emulator();
+    await emu.start();
+    try {
+      const deviceId = randomId('c2d-restart');
+      const cs = await createDevice(emu, deviceId);
+      const service = ServiceClient.fromConnectionString(emu.serviceConnectionString(), Amqp);
+      await service.open();
+      const msg = new Message('kept across the restart');
+      msg.messageId = `restart-${signal}`;
+      msg.properties.add('color', 'green');
+      await service.send(deviceId, msg); // resolved on the hub's accepted disposition: stored by then
+      await service.close();
+      await emu.stop(signal);
+      const again = new Emulator();
+      again.mqttPort = emu.mqttPort;
+      again.httpPort = emu.httpPort;
+      emu = again;
+      await emu.start({ freshRegistry: false });
+      const device = DeviceClient.fromConnectionString(cs, Mqtt);
+      const got = new Promise((resolve) => {
+        device.on('message', (m) => device.complete(m, () => resolve(m)));
+      });
+      await device.open();
+      try {
+        const m = await got;
+        assert.equal(m.messageId, `restart-${signal}`);
+        assert.equal(m.data.toString(), 'kept across the restart');
+        assert.equal(m.properties.getValue('color'), 'green');
+      } finally {
+        await device.close();
+      }
+    } catch (err) {
+      emu.dumpLog();
+      throw err;
+    } finally {
+      await emu.stop();
+    }
   });
 }

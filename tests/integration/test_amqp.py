@@ -1,7 +1,7 @@
 """test_amqp.py -- the AMQP front end of a real emulator, driven by an independent AMQP 1.0 client (Debian's
 python3-qpid-proton) and by raw bytes: SASL ANONYMOUS, PLAIN (valid and bad tokens) and MSSBCBS (as uamqp sends
 it), bare AMQP, $cbs put-token answered 200/401 with the request's message-id as correlation-id, links refused
-without a token, cloud-to-device sends (accepted, unknown device, the 51st), AMQP over TLS and the AMQPWSB10
+without a token, cloud-to-device sends (accepted, unknown device, the 51st, kept across restarts by SIGTERM and kill -9), AMQP over TLS and the AMQPWSB10
 WebSocket upgrade on the HTTPS port, and malformed or oversized frames closing only their own connection.
 Ports are picked at run time. Skips itself (exit 77 via the CMake SKIP_RETURN_CODE) when proton is missing."""
 
@@ -386,6 +386,66 @@ class C2dDeliveryTest(unittest.TestCase):
         self.assertEqual((qos, payload), (0, b"kept"))
         self.assertIn("%24.exp=", topic)
         dev.close()
+
+
+class C2dRestartTest(unittest.TestCase):
+    """Queues live in the store: a message accepted for an offline device (the sender's disposition comes only
+    after the commit) is delivered after an emulator restart, by SIGTERM and by kill -9; a completed one is not
+    delivered again after the next restart."""
+
+    def setUp(self):
+        self.emu = Emulator().start()
+
+    def tearDown(self):
+        self.emu.stop()
+
+    def send(self, m):
+        conn = BlockingConnection("amqp://127.0.0.1:%d" % self.emu.amqp_port, timeout=TIMEOUT, sasl_enabled=False)
+        try:
+            status, _ = put_token(conn, sas_token("localhost", OWNER_KEY, key_name="iothubowner", encode=False))
+            self.assertEqual(status, 200)
+            conn.create_sender("/messages/devicebound").send(m)  # returns once the hub accepted it
+        finally:
+            conn.close()
+
+    def restarted(self, sig):
+        self.emu.stop(sig=sig)
+        again = Emulator(data_dir=self.emu.data_dir)
+        again.tmp = self.emu.tmp
+        self.emu = again.start()
+
+    def count(self, device_id):
+        status, _, dev = self.emu.rest("GET", "/devices/%s?api-version=2021-04-12" % device_id)
+        self.assertEqual(status, 200)
+        return dev["cloudToDeviceMessageCount"]
+
+    def test_offline_device_gets_its_message_after_a_restart(self):
+        self.assertEqual(self.emu.create_device("c2d-restart", DEVICE1_KEY, DEVICE1_KEY)[0], 200)
+        for sig in (15, 9):
+            with self.subTest(signal=sig):
+                m = c2d("c2d-restart", body="kept %d" % sig, color="red")
+                m.id = "mid-restart-%d" % sig
+                self.send(m)
+                self.send(c2d("c2d-restart", body="second %d" % sig))
+                self.restarted(sig)
+                self.assertEqual(self.count("c2d-restart"), 2)
+                dev = RawDevice(self.emu, "c2d-restart")
+                _, qos, pid, topic, payload = dev.publish()
+                self.assertEqual((qos, payload), (1, ("kept %d" % sig).encode()))
+                bag = dict(kv.split("=", 1) for kv in topic.split("/", 4)[4].split("&"))
+                self.assertEqual(bag["%24.mid"], "mid-restart-%d" % sig)
+                self.assertEqual(bag["color"], "red")
+                dev.puback(pid)  # completes the first; the second follows
+                _, _, pid, _, payload = dev.publish()
+                self.assertEqual(payload, ("second %d" % sig).encode())
+                dev.puback(pid)
+                deadline = time.monotonic() + TIMEOUT
+                while self.count("c2d-restart") and time.monotonic() < deadline:
+                    time.sleep(0.05)  # the PUBACK has no reply to await; poll the emulator's own count
+                dev.close()
+                self.assertEqual(self.count("c2d-restart"), 0)
+                self.restarted(15)
+                self.assertEqual(self.count("c2d-restart"), 0)  # completed messages left the store too
 
 
 class HttpsDeviceC2dTest(unittest.TestCase):

@@ -21,7 +21,8 @@ class LifecycleTest(unittest.TestCase):
     def test_help_and_bad_flags(self):
         out = subprocess.run([EMULATOR, "--help"], capture_output=True, text=True, timeout=WAIT)
         self.assertEqual(out.returncode, 0)
-        for flag in ("--hostname", "--mqtts-port", "--https-port", "--data-dir", "--in-memory", "--owner-key"):
+        for flag in ("--hostname", "--mqtts-port", "--https-port", "--data-dir", "--in-memory", "--owner-key",
+                     "--http-idle-timeout"):
             self.assertIn(flag, out.stdout)
         bad = subprocess.run([EMULATOR, "--mqtts-port", "70000"], capture_output=True, text=True, timeout=WAIT)
         self.assertEqual(bad.returncode, 2)
@@ -36,6 +37,20 @@ class LifecycleTest(unittest.TestCase):
             self.assertIn(emu.ca_path, text)
             self.assertIn(emu.service_connection_string(), text)
             self.assertIn(emu.device_connection_string(), text)
+
+    def test_banner_masks_custom_keys(self):
+        # Issue 23: a custom owner key (from the environment, as --help recommends) and a custom device1 key
+        # must not reach stdout (every container log); only the published development keys are printed.
+        owner, device = "Y3VzdG9tLW93bmVyLWtleS0xMjM0NTY3ODkwYWJj", "Y3VzdG9tLWRldmljZS1rZXktMTIzNDU2Nzg5MGFi"
+        with Emulator(env={"IOTHUB_EMULATOR_OWNER_KEY": owner}, extra_args=["--default-device-key", device]) as emu:
+            text = "\n".join(emu.lines)
+            self.assertNotIn(owner, text)
+            self.assertNotIn(device, text)
+            self.assertIn("SharedAccessKeyName=iothubowner;SharedAccessKey=****", text)
+            self.assertIn("DeviceId=device1;SharedAccessKey=****", text)
+            self.assertIn("iothub-service device connection-string device1", text)
+            self.assertNotIn(owner, emu.log_text())
+            self.assertNotIn(device, emu.log_text())
 
     def test_certificates_are_reused_and_registry_persists(self):
         with Emulator() as first:

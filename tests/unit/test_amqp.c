@@ -39,6 +39,7 @@
 #include "frames.h"
 #include "log.h"
 #include "loop.h"
+#include "db.h"
 #include "registry.h"
 #include "sas.h"
 

@@ -15,6 +15,7 @@
 #include "device_link.h"
 #include "err.h"
 #include "log.h"
+#include "db.h"
 #include "registry.h"
 
 #define KEY1 "Tc/X59hc3Kt9ikEaEGbTRksJ9ytldhgIQObKbDwY4VM="

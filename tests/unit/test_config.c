@@ -105,6 +105,7 @@ static void defaults(void **state)
     assert_int_equal(c.log_level, LOG_LEVEL_INFO);
     assert_int_equal(c.max_connections, 20000);
     assert_int_equal(c.connect_timeout_s, 30);
+    assert_int_equal(c.http_idle_timeout_s, 240);
     assert_int_equal(c.token_skew_s, 0);
     assert_int_equal(c.telemetry_log, 1000);
     assert_false(c.no_fault_injection);
@@ -134,6 +135,7 @@ static void check_all_flags(struct config *c)
     assert_int_equal(c->log_level, LOG_LEVEL_DEBUG);
     assert_int_equal(c->max_connections, 5);
     assert_int_equal(c->connect_timeout_s, 7);
+    assert_int_equal(c->http_idle_timeout_s, 9);
     assert_int_equal(c->token_skew_s, 60);
     assert_int_equal(c->telemetry_log, 0);
 }
@@ -150,7 +152,8 @@ static void every_flag_separate_value(void **state)
                     "--https-port", "8443", "--mqtt-port", "0", "--http-port", "18080", "--data-dir",
                     "/var/lib/emu", "--cert", "/c.pem", "--key", "/k.pem", "--owner-key", (char *)key16,
                     "--default-device-key", (char *)key16, "--log-level", "debug", "--max-connections", "5",
-                    "--connect-timeout", "7", "--token-skew", "60", "--telemetry-log", "0", "--in-memory",
+                    "--connect-timeout", "7", "--http-idle-timeout", "9", "--token-skew", "60", "--telemetry-log", "0",
+                    "--in-memory",
                     "--no-default-device", NULL};
     char err[256];
     assert_int_equal(config_parse((int)(sizeof argv / sizeof argv[0]) - 1, argv, &c, err, sizeof err), ERR_OK);
@@ -169,7 +172,8 @@ static void every_flag_equals_value(void **state)
     char *argv[] = {"e", "--hostname=myhub.azure-devices.net", "--bind=::1", "--mqtts-port=18883",
                     "--https-port=8443", "--mqtt-port=0", "--http-port=18080", "--data-dir=/var/lib/emu",
                     "--cert=/c.pem", "--key=/k.pem", owner, dev, "--log-level=DEBUG", "--max-connections=5",
-                    "--connect-timeout=7", "--token-skew=60", "--telemetry-log=0", "--in-memory=yes",
+                    "--connect-timeout=7", "--http-idle-timeout=9", "--token-skew=60", "--telemetry-log=0",
+                    "--in-memory=yes",
                     "--no-default-device=1", NULL};
     char err[256];
     assert_int_equal(config_parse((int)(sizeof argv / sizeof argv[0]) - 1, argv, &c, err, sizeof err), ERR_OK);
@@ -246,6 +250,38 @@ static void hostname_lists(void **state)
     expect_invalid("is not a host name", "--hostname=*.example", NULL);
 }
 
+static void event_hub_flags(void **state)
+{
+    struct config c;
+    assert_int_equal(parse(&c, NULL), ERR_OK);
+    assert_null(c.hub_name);
+    assert_int_equal(c.partitions, 4);
+    assert_int_equal(c.n_consumer_groups, 0);
+    assert_int_equal(c.retention_events, 100000);
+    assert_int_equal(c.retention_bytes, 64 * 1024 * 1024);
+    assert_int_equal(c.retention_hours, 24);
+    config_cleanup(&c);
+    setenv("IOTHUB_EMULATOR_CONSUMER_GROUP", "env1", 1);
+    assert_int_equal(parse(&c, NULL), ERR_OK);
+    assert_int_equal(c.n_consumer_groups, 1);
+    config_cleanup(&c);
+    /* the first flag replaces the environment's list, later flags append; commas split */
+    assert_int_equal(parse(&c, "--consumer-group", "a, b", "--consumer-group=c", "--hub-name", "myhub", "--partitions",
+                           "32", "--retention-events", "0", "--retention-hours", "0", NULL),
+                     ERR_OK);
+    assert_int_equal(c.n_consumer_groups, 3);
+    assert_string_equal(c.consumer_groups[0], "a");
+    assert_string_equal(c.consumer_groups[1], "b");
+    assert_string_equal(c.consumer_groups[2], "c");
+    assert_string_equal(c.hub_name, "myhub");
+    assert_int_equal(c.partitions, 32);
+    config_cleanup(&c);
+    unsetenv("IOTHUB_EMULATOR_CONSUMER_GROUP");
+    expect_invalid("--partitions", "--partitions", "0", NULL);
+    expect_invalid("--partitions", "--partitions", "33", NULL);
+    expect_invalid("empty name", "--consumer-group", "a,,b", NULL);
+}
+
 static void bad_ports_and_numbers(void **state)
 {
     expect_invalid("--mqtts-port: '65536' is not a port", "--mqtts-port", "65536", NULL);
@@ -255,6 +291,7 @@ static void bad_ports_and_numbers(void **state)
     expect_invalid("--mqtt-port: ' 1' is not a port", "--mqtt-port", " 1", NULL);
     expect_invalid("--mqtt-port: '99999999999999999999' is not a port", "--mqtt-port=99999999999999999999", NULL);
     expect_invalid("--max-connections: '0' is not a whole number from 1 to 1000000", "--max-connections=0", NULL);
+    expect_invalid("--http-idle-timeout: '0' is not a whole number from 1 to 86400", "--http-idle-timeout", "0", NULL);
     expect_invalid("--token-skew", "--token-skew", "-5", NULL);
     expect_invalid("--mqtts-port and --mqtt-port are both 1883", "--mqtts-port=1883", NULL);
     expect_invalid("--bind: 'myhost' is not localhost or a numeric", "--bind", "myhost", NULL);
@@ -339,7 +376,8 @@ static void help_and_version(void **state)
         "--in-memory", "IOTHUB_EMULATOR_IN_MEMORY", "--cert FILE", "--key FILE", "--owner-key BASE64",
         "IOTHUB_EMULATOR_OWNER_KEY", "--no-default-device", "--default-device-key BASE64",
         "IOTHUB_EMULATOR_DEFAULT_DEVICE_KEY", "--log-level LEVEL", "--max-connections", "default: 20000",
-        "--connect-timeout", "--token-skew", "IOTHUB_EMULATOR_TOKEN_SKEW", "--telemetry-log", "--help",
+        "--connect-timeout", "--http-idle-timeout SECONDS", "default: 240", "IOTHUB_EMULATOR_HTTP_IDLE_TIMEOUT",
+        "--token-skew", "IOTHUB_EMULATOR_TOKEN_SKEW", "--telemetry-log", "--help",
         "--version", CONFIG_DEFAULT_OWNER_KEY, CONFIG_DEFAULT_DEVICE1_KEY};
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
         if (!strstr(text, expected[i]))
@@ -371,6 +409,7 @@ int main(void)
         cmocka_unit_test_setup(environment, setup),
         cmocka_unit_test_setup(flag_beats_environment, setup),
         cmocka_unit_test_setup(hostname_lists, setup),
+        cmocka_unit_test_setup(event_hub_flags, setup),
         cmocka_unit_test_setup(bad_ports_and_numbers, setup),
         cmocka_unit_test_setup(cert_needs_key, setup),
         cmocka_unit_test_setup(bad_keys, setup),

@@ -1,7 +1,7 @@
 /* test_loop.c -- unit tests for emulator/loop (epoll + timer heap + hooks): timer order and ties, cancelling
  * from inside another timer's callback, cancelling the head, ten thousand timers with cancellations, a timer
  * that re-arms itself at 0 ms (must not starve the fds), huge delays, fd add/del from inside callbacks
- * (stale events of the iteration never reach a new registration), and hook removal. */
+ * (stale events of the iteration never reach a new registration), hook removal, and loop_poll_now. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -349,6 +349,36 @@ static void hooks_run_and_can_be_removed(void **state)
     loop_free(l);
 }
 
+/* A hook asking loop_poll_now while it has work (its first `work` runs): the loop keeps iterating without
+ * blocking while asked, then blocks again (the request is cleared by each wait). */
+struct poll_hook {
+    int runs, work;
+};
+
+static void poll_now_hook(struct loop *l, void *ctx)
+{
+    struct poll_hook *h = ctx;
+    if (h->runs++ < h->work)
+        loop_poll_now(l);
+}
+
+static void poll_now_skips_one_wait(void **state)
+{
+    struct loop *l = loop_new();
+    struct poll_hook busy = {.work = 1000000}, brief = {.work = 3};
+    assert_int_equal(loop_add_hook(l, poll_now_hook, &busy), ERR_OK);
+    int64_t t0 = now_ms();
+    run_for(l, 100);
+    assert_true(busy.runs > 200); /* blocking waits would have given 1 or 2 iterations in 100 ms */
+    assert_true(now_ms() - t0 < 1000);
+    loop_del_hook(l, poll_now_hook, &busy);
+    assert_int_equal(loop_add_hook(l, poll_now_hook, &brief), ERR_OK);
+    run_for(l, 100);
+    assert_true(brief.runs >= 4);
+    assert_true(brief.runs <= 10); /* after the third no wait was skipped */
+    loop_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -361,6 +391,7 @@ int main(void)
         cmocka_unit_test(fd_del_and_reuse_inside_callbacks),
         cmocka_unit_test(fd_deletes_itself),
         cmocka_unit_test(hooks_run_and_can_be_removed),
+        cmocka_unit_test(poll_now_skips_one_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -213,7 +213,8 @@ static int setup(void **state)
                                  .max_packet = MQTT_MAX_PACKET_DEFAULT};
     session_proto(&E.mqtt, &E.env);
     struct net_config nc = {
-        .bind = "127.0.0.1", .mqtts_port = 0, .https_port = 0, .mqtt_port = 0, .tls = E.srv, .mqtt = &E.mqtt,
+        .bind = "127.0.0.1", .mqtts_port = 0, .https_port = 0, .mqtt_port = 0, .http_port = -1, .tls = E.srv,
+        .mqtt = &E.mqtt,
         .http_handoff = handoff, .http_ctx = NULL, .max_connections = 1000, .connect_timeout_s = 10};
     E.net = net_new(E.loop, &nc, err, sizeof err);
     assert_non_null(E.net);
@@ -619,7 +620,8 @@ static void idle_connections_hold_no_buffers(void **state)
 static void net_free_removes_its_hook(void **state)
 {
     char err[128];
-    struct net_config nc = {.bind = "127.0.0.1", .mqtts_port = -1, .https_port = -1, .mqtt_port = 0, .mqtt = &E.mqtt,
+    struct net_config nc = {.bind = "127.0.0.1", .mqtts_port = -1, .https_port = -1, .mqtt_port = 0, .http_port = -1,
+                            .mqtt = &E.mqtt,
                             .max_connections = 10, .connect_timeout_s = 1};
     struct net *n = net_new(E.loop, &nc, err, sizeof err);
     assert_non_null(n);

@@ -908,7 +908,7 @@ static void unreadable_path_fails(void **state)
     /* The store under a regular file. */
     struct tmpdir u = t;
     file_write(t.path, "{\"version\":1,\"devices\":[]}");
-    snprintf(u.db, sizeof u.db, "%s/" DB_FILE_NAME, t.path);
+    assert_true(snprintf(u.db, sizeof u.db, "%s/" DB_FILE_NAME, t.path) < (int)sizeof u.db);
     err[0] = '\0';
     assert_null(reg_open(&u, err, sizeof err));
     assert_non_null(strstr(err, u.db));

@@ -1126,7 +1126,7 @@ static void twin_get_patch_replace(void **state)
     json_t *desired = json_object_get(json_object_get(j, "properties"), "desired");
     assert_int_equal(json_integer_value(json_object_get(desired, "rate")), 5);
     json_int_t dv = json_integer_value(json_object_get(desired, "$version"));
-    char etag2[64];
+    char etag2[sizeof r.etag];
     snprintf(etag2, sizeof etag2, "%s", r.etag);
     assert_string_not_equal(etag2, want);
     json_decref(j);

@@ -596,6 +596,7 @@ static void method_results(void **state)
     result_is(200, "a\"b\n", 4, "{\"status\":200,\"payload\":\"a\\\"b\\n\"}");
     result_is(200, "x\xff\xc3\xa9", 4, "{\"status\":200,\"payload\":\"x\xef\xbf\xbd\xc3\xa9\"}");
     result_is(200, "\xed\xa0\x80", 3, "{\"status\":200,\"payload\":\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"}");
+    result_is(200, "\xff" "ab\xc3", 4, "{\"status\":200,\"payload\":\"\xef\xbf\xbd" "ab\xef\xbf\xbd\"}"); /* at both ends */
     /* near-misses of JSON stay strings */
     result_is(200, "[1,]", 4, "{\"status\":200,\"payload\":\"[1,]\"}");
     result_is(200, "\"\\uD800\"", 8, "{\"status\":200,\"payload\":\"\\\"\\\\uD800\\\"\"}");

@@ -1,5 +1,6 @@
 /* test_service_cmd.c -- unit tests for service/service_cmd: iothub-service's argument parsing, exit statuses
- * and output text (tutorial lines, one-line errors, --json objects, keyless identities). */
+ * and output text (tutorial lines, one-line errors, --json objects, keyless identities), and the send command
+ * (properties, ack, feedback wait, AMQP conditions as exit statuses, feedback lines). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -354,6 +355,70 @@ static void json_output(void **state)
     buf_cleanup(&b);
 }
 
+static void send_command(void **state)
+{
+    struct service_cmd c;
+    ok("send d1 hello --property a=b --property=x=y=z --property e= --ack positive --message-id m1 --expiry 30 "
+       "--timeout 5 --amqp-url amqp://127.0.0.1:5672",
+       &c);
+    assert_int_equal(c.verb, SERVICE_CMD_SEND);
+    assert_string_equal(c.device_id, "d1");
+    assert_string_equal(c.message, "hello");
+    assert_int_equal(c.n_props, 3);
+    assert_string_equal(c.prop_keys[0], "a");
+    assert_string_equal(c.prop_values[0], "b");
+    assert_string_equal(c.prop_keys[1], "x"); /* split at the first '=' */
+    assert_string_equal(c.prop_values[1], "y=z");
+    assert_string_equal(c.prop_keys[2], "e");
+    assert_string_equal(c.prop_values[2], "");
+    assert_string_equal(c.ack, "positive");
+    assert_string_equal(c.message_id, "m1");
+    assert_int_equal(c.expiry_s, 30);
+    assert_int_equal(c.timeout_s, 5);
+    assert_string_equal(c.amqp_url, "amqp://127.0.0.1:5672");
+    assert_false(c.wait_feedback);
+    ok("send d1 hi --wait-feedback", &c);
+    assert_true(c.wait_feedback);
+    assert_string_equal(c.ack, "full"); /* waiting needs feedback asked for */
+    ok("send d1 hi", &c);
+    assert_null(c.ack);
+    bad("send d1", "usage: iothub-service send DEVICE MESSAGE");
+    bad("send d1 hi --property novalue", "--property needs KEY=VALUE");
+    bad("send d1 hi --property =v", "--property needs KEY=VALUE");
+    bad("send d1 hi --ack sometimes", "--ack is none, positive, negative or full");
+    bad("send d1 hi --ack none --wait-feedback", "--wait-feedback needs feedback");
+    bad("send d1 hi --expiry 0", "--expiry needs a whole number");
+    bad("send d1 hi --payload {}", "--payload does not apply");
+    bad("invoke d1 --ack full", "--ack does not apply");
+
+    struct service_client_result r = {.kind = SERVICE_CLIENT_HUB_ERROR, .error_name = "amqp:not-found",
+                                      .message = "device d1 not found"};
+    assert_int_equal(service_cmd_exit_status(ERR_OK, &r), SERVICE_CMD_EXIT_NOT_FOUND);
+    struct buf b;
+    buf_init(&b, 4096);
+    assert_int_equal(service_cmd_format_error(ERR_OK, &r, &b), ERR_OK);
+    check_buf(&b, "not found: device d1 not found (amqp:not-found)");
+    r.error_name = "amqp:unauthorized-access";
+    assert_int_equal(service_cmd_exit_status(ERR_OK, &r), SERVICE_CMD_EXIT_UNAUTHORIZED);
+    r.error_name = "amqp:resource-limit-exceeded";
+    assert_int_equal(service_cmd_exit_status(ERR_OK, &r), SERVICE_CMD_EXIT_HUB);
+
+    ok("send d1 hi", &c);
+    assert_int_equal(service_cmd_format_sent(&c, "m1", &b), ERR_OK);
+    check_buf(&b, "Sent message m1 to device d1\n");
+    const char *rec = "{\"originalMessageId\":\"m1\",\"enqueuedTimeUtc\":\"2026-01-01T00:00:00.000Z\","
+                      "\"statusCode\":\"Success\",\"description\":\"Success\",\"deviceId\":\"d1\"}";
+    assert_int_equal(service_cmd_format_feedback(&c, rec, &b), ERR_OK);
+    check_buf(&b, "Feedback: Success for message m1 (device d1, 2026-01-01T00:00:00.000Z)\n");
+    assert_int_equal(service_cmd_format_feedback(&c, "[1]", &b), ERR_MALFORMED);
+    buf_cleanup(&b);
+    ok("send d1 hi --json", &c);
+    assert_int_equal(service_cmd_format_sent(&c, "m1", &b), ERR_OK);
+    check_buf(&b, "{\"messageId\":\"m1\",\"deviceId\":\"d1\"}\n");
+    assert_int_equal(service_cmd_format_feedback(&c, rec, &b), ERR_OK);
+    buf_cleanup(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -363,6 +428,7 @@ int main(void)
         cmocka_unit_test(identity_output),
         cmocka_unit_test(twin_and_query_commands),
         cmocka_unit_test(json_output),
+        cmocka_unit_test(send_command),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -170,12 +170,42 @@ static void headers(void **state)
     curl_slist_free_all(h);
 }
 
+static void endpoint(const char *url, const char *want_host, const char *want_port, int want_tls)
+{
+    char host[64], port[8];
+    int tls = -1;
+    if (service_request_amqp_endpoint(url, "myhub.azure-devices.net", host, sizeof host, port, sizeof port, &tls))
+        fail_msg("%s refused", url ? url : "(null)");
+    assert_string_equal(host, want_host);
+    assert_string_equal(port, want_port);
+    assert_int_equal(tls, want_tls);
+}
+
+static void amqp_endpoints(void **state)
+{
+    (void)state;
+    endpoint(NULL, "myhub.azure-devices.net", "5671", 1);
+    endpoint("amqps://localhost", "localhost", "5671", 1);
+    endpoint("amqps://localhost:25671/", "localhost", "25671", 1);
+    endpoint("amqp://127.0.0.1", "127.0.0.1", "5672", 0);
+    endpoint("amqp://[::1]:5672", "::1", "5672", 0);
+    const char *bad[] = {"https://localhost", "amqps://", "amqps://h:", "amqps://h:0", "amqps://h:70000",
+                         "amqps://h:5x", "amqps://h/path", "amqps://[::1", "amqps://[::1]x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char host[64], port[8];
+        int tls;
+        if (service_request_amqp_endpoint(bad[i], "h", host, sizeof host, port, sizeof port, &tls) != ERR_INVALID)
+            fail_msg("%s accepted", bad[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(method_paths),    cmocka_unit_test(registry_paths), cmocka_unit_test(method_bodies),
         cmocka_unit_test(method_body_errors), cmocka_unit_test(identity_bodies), cmocka_unit_test(uuids),
         cmocka_unit_test(headers),
+        cmocka_unit_test(amqp_endpoints),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-/* test_telemetry.c -- unit tests for emulator/telemetry (the bounded message log). */
+/* test_telemetry.c -- unit tests for emulator/hub/telemetry (messages into the event log, and its JSON view). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,7 +29,7 @@ static void keeps_messages_with_properties(void **state)
     assert_string_equal(str(m0, "deviceId"), "dev1");
     assert_null(json_object_get(m0, "moduleId"));
     assert_string_equal(str(m0, "body"), body);
-    assert_string_equal(str(m0, "enqueuedTimeUtc"), "1970-01-01T00:00:00Z");
+    assert_string_equal(str(m0, "enqueuedTimeUtc"), "1970-01-01T00:00:00.000Z");
     json_t *props = json_object_get(m0, "properties");
     assert_string_equal(str(props, "a"), "1");
     assert_string_equal(str(props, "b"), "x y");
@@ -45,7 +45,8 @@ static void keeps_messages_with_properties(void **state)
 
 static void evicts_oldest_by_count_and_bytes(void **state)
 {
-    struct telemetry *t = telemetry_new(3, 10);
+    /* Each one-byte event counts 1 + 256 bytes (the per-event overhead). */
+    struct telemetry *t = telemetry_new(3, 1u << 20);
     for (int i = 0; i < 5; i++) {
         char b[2] = {(char)('0' + i), 0};
         assert_int_equal(telemetry_add(t, i % 2 ? "odd" : "even", NULL, "devices/x/messages/events/",
@@ -55,6 +56,7 @@ static void evicts_oldest_by_count_and_bytes(void **state)
     json_t *all = telemetry_json(t, NULL, 0);
     assert_int_equal(json_array_size(all), 3);
     assert_string_equal(str(json_array_get(all, 0), "body"), "2");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(all, 0), "sequenceNumber")), 2);
     json_decref(all);
     json_t *even = telemetry_json(t, "even", 0);
     assert_int_equal(json_array_size(even), 2);
@@ -62,16 +64,28 @@ static void evicts_oldest_by_count_and_bytes(void **state)
     json_t *last = telemetry_json(t, NULL, 1);
     assert_string_equal(str(json_array_get(last, 0), "body"), "4");
     json_decref(last);
-    /* 8 bytes more push the oldest out by size (3 + 8 > 10), not by count. */
-    assert_int_equal(telemetry_add(t, "big", NULL, "devices/big/messages/events", (const uint8_t *)"12345678", 8, 9),
-                     ERR_OK);
+    telemetry_set_list_limit(t, 2);
+    all = telemetry_json(t, NULL, 0);
+    assert_int_equal(json_array_size(all), 2);
+    assert_string_equal(str(json_array_get(all, 0), "body"), "3");
+    json_decref(all);
+    telemetry_free(t);
+
+    /* By bytes: room for three one-byte events; an 8-byte one pushes two out. */
+    t = telemetry_new(100, 3 * 257);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(telemetry_add(t, "d", NULL, "t", (const uint8_t *)"x", 1, i), ERR_OK);
     all = telemetry_json(t, NULL, 0);
     assert_int_equal(json_array_size(all), 3);
-    assert_string_equal(str(json_array_get(all, 0), "body"), "3");
-    assert_string_equal(str(json_array_get(all, 2), "body"), "12345678");
+    json_decref(all);
+    assert_int_equal(telemetry_add(t, "d", NULL, "t", (const uint8_t *)"12345678", 8, 9), ERR_OK);
+    all = telemetry_json(t, NULL, 0);
+    assert_int_equal(json_array_size(all), 2);
+    assert_string_equal(str(json_array_get(all, 1), "body"), "12345678");
     json_decref(all);
     /* Larger than the byte cap: counted, not kept. */
-    assert_int_equal(telemetry_add(t, "huge", NULL, "t", (const uint8_t *)"0123456789abc", 13, 9), ERR_OK);
+    uint8_t huge[1024] = {0};
+    assert_int_equal(telemetry_add(t, "huge", NULL, "t", huge, sizeof huge, 9), ERR_OK);
     assert_int_equal(telemetry_total(t), 7);
     telemetry_clear(t);
     all = telemetry_json(t, NULL, 0);
