@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "c2d.h"
 #include "c2dpersist.h"
+#include "jobs.h"
 #include "certs.h"
 #include "config.h"
 #include "db.h"
@@ -65,6 +66,7 @@ struct emulator {
     struct session_env mqtt_env; /* every MQTT session's environment */
     struct proto mqtt;           /* the MQTT front, as net sees it */
     struct c2d *c2d;             /* cloud-to-device queues */
+    struct jobs *jobs;           /* scheduled jobs (jobs.h) */
     struct amqp_env amqp_env;    /* every AMQP connection's environment */
     struct proto amqp;           /* the AMQP front, as net sees it */
     struct net *net;    /* the listeners on --bind (127.0.0.1 for "localhost") */
@@ -339,7 +341,8 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
     if (!c2d_stored)
         log_warn("C2D queues are kept in memory only: %s", why);
     e->c2d = c2d_new(e->reg, c2d_stored ? &c2d_store : NULL, e->cfg.c2d_ttl_s);
-    if (!e->auth || !e->hub || !e->telemetry || !e->faults || !e->c2d || setup_signals(e)) {
+    e->jobs = e->hub ? jobs_new(e->loop, e->hub) : NULL;
+    if (!e->auth || !e->hub || !e->telemetry || !e->faults || !e->c2d || !e->jobs || setup_signals(e)) {
         snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
         return ERR_NOMEM;
     }
@@ -349,6 +352,8 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
         snprintf(err, errlen, "cannot read the twins from the store");
         return ERR_IO;
     }
+    if (jobs_use_store(e->jobs, e->db, err, errlen))
+        return ERR_IO;
     faults_set_sdk_protocol(e->faults, !e->cfg.no_fault_injection);
     if (faults_set_throttle(e->faults, e->cfg.throttle)) {
         snprintf(err, errlen, "--throttle: unknown tier");
@@ -362,7 +367,7 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
                            eviction of idle connections cover it (issue 23) */
         .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry,
         .head_timeout_s = e->cfg.connect_timeout_s, .idle_timeout_s = e->cfg.http_idle_timeout_s,
-        .max_connections = (unsigned)e->cfg.max_connections, .faults = e->faults, .c2d = e->c2d};
+        .max_connections = (unsigned)e->cfg.max_connections, .faults = e->faults, .c2d = e->c2d, .jobs = e->jobs};
     e->rest = rest_new(&rc, err, errlen);
     if (!e->rest)
         return ERR_IO;
@@ -433,6 +438,7 @@ static void emulator_cleanup(struct emulator *e)
     net_free(e->net_v6);
     net_free(e->net); /* sessions leave the hub as they close */
     rest_free(e->rest);
+    jobs_free(e->jobs); /* before the hub: cancels the jobs' pending calls */
     eventhub_free(e->eventhub);
     faults_free(e->faults);
     c2d_free(e->c2d);

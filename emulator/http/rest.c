@@ -31,6 +31,7 @@
 #include "err.h"
 #include "faults.h"
 #include "hub.h"
+#include "jobs.h"
 #include "log.h"
 #include "loop.h"
 #include "registry.h"
@@ -138,6 +139,7 @@ struct rest {
     struct rest_req *waiting;
     int amqps_port, amqp_port; /* for /health; <= 0 when not listening */
     struct c2d *c2d;
+    struct jobs *jobs;
     struct rest_conn *conns;
     struct rest_conn **by_fd; /* indexed by socket fd, for rest_idle_since */
     size_t by_fd_len;
@@ -1275,8 +1277,10 @@ static json_t *query_rows(struct rest *r, const struct query *query, size_t want
         run.agg = query_agg_new(query);
     if (!run.rows || (query_is_aggregate(query) && !run.agg)) {
         run.rc = ERR_NOMEM;
-    } else if (run.want > 0 && query_source(query) != QUERY_JOBS) {
-        /* devices.jobs is empty: the emulator has no jobs yet */
+    } else if (run.want > 0 && query_source(query) == QUERY_JOBS) {
+        if (r->jobs)
+            jobs_each_device(r->jobs, query_row, &run);
+    } else if (run.want > 0) {
         int each = hub_twin_each(r->hub, query_source(query) == QUERY_MODULES, query_row, &run);
         if (run.rc == ERR_OK)
             run.rc = each;
@@ -1350,6 +1354,97 @@ static void route_query(struct rest_req *q)
         query_free(query);
     }
     json_decref(body);
+}
+
+/* ---- jobs (jobs.h) ---- */
+
+static void answer_job_missing(struct rest_req *q)
+{
+    answer_errorf(q, RESTAPI_JOB_NOT_FOUND, RESTAPI_ENVELOPE_A, "The job %s does not exist.",
+                  q->route.device_id ? q->route.device_id : "");
+}
+
+/* PUT /jobs/v2/{jobId} (create) and GET (read). The hub lets jobs through with RegistryWrite, or
+ * ServiceConnect for method jobs (we take either for both, and RegistryRead for GET). */
+static void route_job(struct rest_req *q)
+{
+    struct jobs *js = q->r->jobs;
+    bool put = strcmp(q->method, "PUT") == 0;
+    if (!(put ? service_prelude_any(q, AUTH_REGISTRY_WRITE, AUTH_SERVICE_CONNECT)
+              : service_prelude_any(q, AUTH_REGISTRY_READ, AUTH_SERVICE_CONNECT)))
+        return;
+    if (!put) {
+        json_t *doc = js ? jobs_get(js, q->route.device_id) : NULL;
+        if (doc)
+            answer_json(q, MHD_HTTP_OK, doc, NULL);
+        else
+            answer_job_missing(q);
+        return;
+    }
+    json_t *body = NULL;
+    if (!body_object(q, &body))
+        return;
+    json_t *out = NULL;
+    struct jobs_error e = {0, ""};
+    int rc = js ? jobs_create(js, q->route.device_id, body, &out, &e) : ERR_NOMEM;
+    json_decref(body);
+    if (rc == ERR_OK)
+        answer_json(q, MHD_HTTP_OK, out, NULL);
+    else if (rc == ERR_EXISTS)
+        answer_errorf(q, RESTAPI_JOB_EXISTS, RESTAPI_ENVELOPE_A, "%s", e.message);
+    else if (rc == ERR_INVALID)
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "%s", e.message);
+    else
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+}
+
+static void route_job_cancel(struct rest_req *q)
+{
+    if (!service_prelude_any(q, AUTH_REGISTRY_WRITE, AUTH_SERVICE_CONNECT))
+        return;
+    json_t *out = NULL;
+    int rc = q->r->jobs ? jobs_cancel(q->r->jobs, q->route.device_id, &out) : ERR_NOT_FOUND;
+    if (rc == ERR_OK)
+        answer_json(q, MHD_HTTP_OK, out, NULL);
+    else if (rc == ERR_NOT_FOUND)
+        answer_job_missing(q);
+    else
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+}
+
+/* GET /jobs/v2/query?jobType=&jobStatus=: a page of JobResponses (x-ms-max-item-count rows from
+ * x-ms-continuation on; the continuation header is left out on the last page). */
+static void route_jobs_query(struct rest_req *q)
+{
+    if (!service_prelude_any(q, AUTH_REGISTRY_READ, AUTH_SERVICE_CONNECT))
+        return;
+    int page = 0;
+    size_t offset = 0;
+    const char *hdr_page = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "x-ms-max-item-count");
+    const char *hdr_cont = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "x-ms-continuation");
+    if (restapi_page_size(hdr_page, &page) != ERR_OK) {
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A,
+                      "x-ms-max-item-count must be a positive integer.");
+        return;
+    }
+    if (restapi_continuation(hdr_cont, &offset) != ERR_OK) {
+        answer_errorf(q, RESTAPI_ARGUMENT_INVALID, RESTAPI_ENVELOPE_A, "Invalid x-ms-continuation token.");
+        return;
+    }
+    json_t *all = q->r->jobs ? jobs_list(q->r->jobs, q->route.job_type, q->route.job_status) : json_array();
+    if (!all) {
+        answer_errorf(q, RESTAPI_SERVER_ERROR, RESTAPI_ENVELOPE_A, "Out of memory.");
+        return;
+    }
+    size_t total = json_array_size(all);
+    json_t *out = json_array();
+    for (size_t i = offset; out && i < total && i < offset + (size_t)page; i++)
+        json_array_append(out, json_array_get(all, i));
+    json_decref(all);
+    answer_json(q, MHD_HTTP_OK, out, NULL);
+    if (total > offset + (size_t)page)
+        snprintf(q->ans.continuation, sizeof q->ans.continuation, "%zu", offset + (size_t)page);
+    q->ans.item_type = "jobResponse";
 }
 
 /* ---- emulator routes ---- */
@@ -1593,6 +1688,12 @@ static void handle_request(struct rest_req *q)
         route_twin(q);
     else if (rt->kind == RESTAPI_ROUTE_QUERY)
         route_query(q);
+    else if (rt->kind == RESTAPI_ROUTE_JOB)
+        route_job(q);
+    else if (rt->kind == RESTAPI_ROUTE_JOB_CANCEL)
+        route_job_cancel(q);
+    else if (rt->kind == RESTAPI_ROUTE_JOBS_QUERY)
+        route_jobs_query(q);
     else if (rt->kind == RESTAPI_ROUTE_STATS_DEVICES || rt->kind == RESTAPI_ROUTE_STATS_SERVICE)
         route_statistics(q);
     else
@@ -1611,6 +1712,8 @@ static size_t body_cap_of(enum restapi_route_kind kind)
         return REST_TWIN_BODY_MAX;
     case RESTAPI_ROUTE_QUERY:
         return REST_QUERY_BODY_MAX;
+    case RESTAPI_ROUTE_JOB:
+        return REST_TWIN_BODY_MAX; /* a twin patch or a method payload (128 KiB) */
     case RESTAPI_ROUTE_DEVICES:
         return REST_BULK_BODY_MAX;
     case RESTAPI_ROUTE_D2C_EVENTS:
@@ -1771,6 +1874,7 @@ struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
     r->telemetry = cfg->telemetry;
     r->faults = cfg->faults;
     r->c2d = cfg->c2d;
+    r->jobs = cfg->jobs;
     r->skew_s = cfg->token_skew_s;
     r->head_timeout_s = cfg->head_timeout_s > 0 ? cfg->head_timeout_s : REST_HEAD_TIMEOUT_S;
     r->idle_timeout_s = cfg->idle_timeout_s > 0 ? cfg->idle_timeout_s : REST_IDLE_TIMEOUT_S;

@@ -15,6 +15,7 @@ struct hub;
 struct registry;
 struct auth;
 struct c2d;
+struct jobs;
 
 struct rest_config {
     struct loop *loop;
@@ -31,6 +32,7 @@ struct rest_config {
     unsigned max_connections; /* MHD's own ceiling (net enforces --max-connections before it); 0: 20000 */
     struct faults *faults;       /* /emulator/faults, injected REST faults and throttling; NULL: none */
     struct c2d *c2d;             /* C2D queues: DELETE /devices/{id}/commands, cloudToDeviceMessageCount */
+    struct jobs *jobs;           /* /jobs/v2 and FROM devices.jobs; NULL: 404 / no rows */
 };
 
 /* Starts the daemon and registers it in cfg->loop. The rest does not own loop, hub, registry or auth; they

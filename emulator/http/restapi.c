@@ -78,6 +78,12 @@ static int match_route(const struct seg *s, size_t n, struct restapi_route *r)
         k = RESTAPI_ROUTE_STATS_DEVICES;
     else if (n == 2 && seg_is(&s[0], "statistics") && seg_is(&s[1], "service"))
         k = RESTAPI_ROUTE_STATS_SERVICE;
+    else if (n == 3 && seg_is(&s[0], "jobs") && seg_is(&s[1], "v2") && seg_is(&s[2], "query"))
+        k = RESTAPI_ROUTE_JOBS_QUERY;
+    else if (n == 3 && seg_is(&s[0], "jobs") && seg_is(&s[1], "v2"))
+        k = RESTAPI_ROUTE_JOB, dev = &s[2];
+    else if (n == 4 && seg_is(&s[0], "jobs") && seg_is(&s[1], "v2") && seg_is(&s[3], "cancel"))
+        k = RESTAPI_ROUTE_JOB_CANCEL, dev = &s[2];
     else if (n == 2 && seg_is(&s[0], "twins"))
         k = RESTAPI_ROUTE_TWIN, dev = &s[1];
     else if (n == 4 && seg_is(&s[0], "twins") && seg_is(&s[2], "modules"))
@@ -160,6 +166,10 @@ static void parse_query(const char *q, struct restapi_route *r)
             parse_top(v, vlen, r);
         else if (klen == 6 && memcmp(q, "reject", 6) == 0)
             r->reject = true;
+        else if (klen == 7 && memcmp(q, "jobType", 7) == 0 && vlen < sizeof r->job_type)
+            snprintf(r->job_type, sizeof r->job_type, "%.*s", (int)vlen, v);
+        else if (klen == 9 && memcmp(q, "jobStatus", 9) == 0 && vlen < sizeof r->job_status)
+            snprintf(r->job_status, sizeof r->job_status, "%.*s", (int)vlen, v);
         q += len;
         if (*q == '&')
             q++;
@@ -203,7 +213,12 @@ const char *restapi_route_allow(enum restapi_route_kind kind)
     case RESTAPI_ROUTE_STATS_DEVICES:
     case RESTAPI_ROUTE_STATS_SERVICE:
     case RESTAPI_ROUTE_MODULES:
+    case RESTAPI_ROUTE_JOBS_QUERY:
         return "GET";
+    case RESTAPI_ROUTE_JOB:
+        return "GET, PUT";
+    case RESTAPI_ROUTE_JOB_CANCEL:
+        return "POST";
     case RESTAPI_ROUTE_DEVICES:
         return "GET, POST"; /* POST: the bulk registry operation */
     case RESTAPI_ROUTE_METHOD:
@@ -269,6 +284,8 @@ static const struct {
     {RESTAPI_NOT_FOUND, "NotFound"},
     {RESTAPI_METHOD_NOT_ALLOWED, "MethodNotAllowed"},
     {RESTAPI_DEVICE_EXISTS, "DeviceAlreadyExists"},
+    {RESTAPI_JOB_NOT_FOUND, "JobNotFound"},
+    {RESTAPI_JOB_EXISTS, "JobAlreadyExists"},
     {RESTAPI_MODULE_EXISTS, "ModuleAlreadyExistsOnDevice"},
     {RESTAPI_MAX_PROPERTIES, "DeviceModelMaxPropertiesExceeded"},
     {RESTAPI_PRECONDITION_FAILED, "PreconditionFailed"},

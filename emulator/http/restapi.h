@@ -38,6 +38,9 @@ enum restapi_route_kind {
     RESTAPI_ROUTE_QUERY,   /* /devices/query; device_id is "query", for the other verbs (a device named so) */
     RESTAPI_ROUTE_STATS_DEVICES, /* /statistics/devices */
     RESTAPI_ROUTE_STATS_SERVICE, /* /statistics/service */
+    RESTAPI_ROUTE_JOB,        /* /jobs/v2/{jobId} (the id in device_id): PUT creates, GET reads */
+    RESTAPI_ROUTE_JOB_CANCEL, /* /jobs/v2/{jobId}/cancel: POST */
+    RESTAPI_ROUTE_JOBS_QUERY, /* /jobs/v2/query[?jobType=&jobStatus=]: GET */
 };
 
 struct restapi_route {
@@ -49,6 +52,8 @@ struct restapi_route {
     bool has_api_version; /* api-version=<non-empty> present in the query */
     int top;              /* the query's top, RESTAPI_TOP_DEFAULT when absent */
     bool top_invalid;     /* top present but not an integer in [1, RESTAPI_TOP_MAX] */
+    char job_type[32];    /* jobType=... of /jobs/v2/query ("" when absent or too long) */
+    char job_status[32];  /* jobStatus=... */
 };
 
 /* Parses a raw request-target ("/twins/d%231/methods?api-version=2021-04-12"). Literal segments match
@@ -97,6 +102,8 @@ struct restapi_error {
 #define RESTAPI_NOT_FOUND 404000
 #define RESTAPI_METHOD_NOT_ALLOWED 405000
 #define RESTAPI_DEVICE_EXISTS 409001
+#define RESTAPI_JOB_NOT_FOUND 404002
+#define RESTAPI_JOB_EXISTS 409007 /* JobAlreadyExists (a best guess at the number) */
 #define RESTAPI_MODULE_EXISTS 409301
 #define RESTAPI_MAX_PROPERTIES 403100 /* DeviceModelMaxPropertiesExceeded (a twin section too large) */
 #define RESTAPI_PRECONDITION_FAILED 412001
