@@ -551,7 +551,8 @@ static int invalid(struct jobs_error *err, const char *msg)
 {
     if (err) {
         err->code = JOBS_ERR_ARGUMENT_INVALID;
-        snprintf(err->message, sizeof err->message, "%s", msg);
+        if (snprintf(err->message, sizeof err->message, "%s", msg) >= (int)sizeof err->message)
+            err->message[sizeof err->message - 1] = '\0'; /* a long message is cut, never unterminated */
     }
     return ERR_INVALID;
 }
