@@ -79,8 +79,11 @@ void jobs_format_time(int64_t ms, char *out, size_t outlen)
     time_t s = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&s, &tm);
-    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    int ms_part = (int)(ms % 1000);
+    if (snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms_part < 0 ? 0 : ms_part) >= (int)outlen &&
+        outlen)
+        out[outlen - 1] = '\0'; /* snprintf terminated it; a short buffer gets a cut time, never garbage */
 }
 
 static int digits(const char **p, int n, int *out)
