@@ -166,15 +166,12 @@ void device_client_stop(struct device_client *c);
  * Returns ERR_OK, ERR_INVALID (rid not a valid request id) or ERR_NOMEM. */
 int device_client_respond(struct device_client *c, const char *rid, int status, const char *body, size_t body_len);
 
-/* Queues one device-to-cloud message (QoS 0) on devices/{id}[/modules/{mid}]/messages/events/{prop_bag}
- * (prop_bag: URL-encoded k=v&k2=v2, may be NULL), published like an answer (same queue, same thread rules).
- * Returns ERR_OK, ERR_INVALID or ERR_NOMEM. */
-int device_client_send_event(struct device_client *c, const char *prop_bag, const char *body, size_t body_len);
-/* Publishes one device-to-cloud message at QoS 1 on devices/{id}[/modules/{mid}]/messages/events/{bag}, where
- * property_bag is already URL-encoded "k=v&k2=v2" ("" or NULL for none), e.g. the SDKs' fault-injection
- * properties. Only from the thread in device_client_run() (a callback), while connected. Returns ERR_OK,
- * ERR_CLOSED (not connected), ERR_NOMEM or ERR_IO (libmosquitto refused it). */
-int device_client_send_telemetry(struct device_client *c, const char *property_bag, const void *body, size_t len);
+/* Queues one device-to-cloud message on devices/{id}[/modules/{mid}]/messages/events/{prop_bag} (prop_bag:
+ * URL-encoded k=v&k2=v2, may be NULL), published like an answer (same queue, same thread rules; dropped, logged,
+ * when not connected). qos 0, or 1 as the SDKs send telemetry (libmosquitto keeps it until the PUBACK; the
+ * SDKs' fault-injection properties go this way). Returns ERR_OK, ERR_INVALID or ERR_NOMEM. */
+int device_client_send_event(struct device_client *c, const char *prop_bag, const char *body, size_t body_len,
+                             int qos);
 /* Sends a reported-properties patch (a JSON object; null deletes) on $iothub/twin/PATCH/properties/reported/
  * with a fresh $rid, written to rid (>= 24 bytes; may be NULL). Thread-safe like device_client_respond; dropped
  * (logged) when not connected. The answer comes to on_reported. Returns ERR_OK, ERR_INVALID (not JSON) or
