@@ -215,6 +215,11 @@ class RawMqtt:
 
     def read_packet(self, timeout=RAW_WAIT):
         """The next packet as (type nibble << 4, payload)."""
+        first, payload = self.read_whole(timeout)
+        return first & 0xF0, payload
+
+    def read_whole(self, timeout=RAW_WAIT):
+        """The next packet as (first byte, flags included; payload)."""
         self.sock.settimeout(timeout)
         while True:
             if len(self.buf) >= 2:
@@ -228,7 +233,7 @@ class RawMqtt:
                 if i < len(self.buf) and len(self.buf) >= i + 1 + n:
                     first, payload = self.buf[0], self.buf[i + 1:i + 1 + n]
                     self.buf = self.buf[i + 1 + n:]
-                    return first & 0xF0, payload
+                    return first, payload
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise EOFError("closed cleanly by the emulator")
