@@ -485,19 +485,28 @@ int service_client_query(struct service_client *c, const char *sql, int page_siz
     service_http_response_init(&resp);
     memset(res, 0, sizeof *res);
     *rows = *next = NULL;
-    char why[128] = "", page_hdr[64], cont_hdr[1100];
-    char *body = NULL;
+    char why[128] = "", page_hdr[64];
+    char *body = NULL, *cont_hdr = NULL;
     struct call call = {"POST", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 1, {NULL, NULL}};
     size_t n = 0;
     if (page_size > 0) {
         snprintf(page_hdr, sizeof page_hdr, "x-ms-max-item-count: %d", page_size);
         call.extra[n++] = page_hdr;
     }
-    if (continuation && *continuation) {
-        snprintf(cont_hdr, sizeof cont_hdr, "x-ms-continuation: %s", continuation);
+    int rc = ERR_OK;
+    if (continuation && *continuation) { /* sent back whole, however long */
+        struct buf h;
+        buf_init(&h, SERVICE_HTTP_MAX_BODY);
+        rc = buf_printf(&h, "x-ms-continuation: %s", continuation);
+        cont_hdr = rc ? NULL : buf_take_str(&h);
+        buf_cleanup(&h);
+        if (!rc && !cont_hdr)
+            rc = ERR_NOMEM;
         call.extra[n++] = cont_hdr;
     }
-    int rc = service_request_query_body(sql, &body, why, sizeof why);
+    if (rc)
+        goto out;
+    rc = service_request_query_body(sql, &body, why, sizeof why);
     if (rc) {
         rc = rc == ERR_INVALID ? invalid(res, why) : rc;
         goto out;
@@ -512,10 +521,13 @@ int service_client_query(struct service_client *c, const char *sql, int page_siz
         json_decref(j);
         if (!rc && !(*rows = strndup((const char *)resp.body.data, resp.body.len)))
             rc = ERR_NOMEM;
-        if (!rc && resp.has_continuation && !(*next = strdup(resp.continuation)))
-            rc = ERR_NOMEM;
+        if (!rc && resp.continuation) {
+            *next = resp.continuation; /* taken */
+            resp.continuation = NULL;
+        }
     }
 out:
+    free(cont_hdr);
     free(body);
     free(call.path);
     service_http_response_cleanup(&resp);
