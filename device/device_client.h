@@ -5,8 +5,9 @@
  * emulator, the CA file) differ. The one public header of device/.
  *
  * Threads: none of its own. The application drives everything by calling device_client_run() from one
- * thread; every callback runs inside that call. device_client_stop() and device_client_respond() may be
- * called from any thread, and stop() also from a signal handler.
+ * thread; every callback runs inside that call. device_client_stop(), _respond(), _report() and _send_event()
+ * may be called from any thread (the last three queue a PUBLISH for that thread), and stop() also from a signal
+ * handler.
  *
  * Example:
  *     struct device_client_options o;
