@@ -904,6 +904,7 @@ int device_client_run(struct device_client *c, int timeout_ms)
     c->running = true;
     int64_t end = timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
     int rc = ERR_OK;
+    bool serviced = false; /* every call services the socket once, so run(c, 0) from a loop works */
     for (;;) {
         if (atomic_load(&c->stop))
             break;
@@ -915,9 +916,10 @@ int device_client_run(struct device_client *c, int timeout_ms)
             break;
         }
         int64_t now = now_ms();
-        if (now >= end)
+        if (now >= end && serviced)
             break;
-        wait_and_service(c, next_timeout(c, now, end));
+        serviced = true;
+        wait_and_service(c, next_timeout(c, now, end)); /* 0 when the time is up: no waiting */
         check_progress(c);
         dispatch_calls(c);
         publish_answers(c);

@@ -152,7 +152,8 @@ int device_client_new(const char *connection_string, const struct device_client_
                       struct device_client **out, char *err, size_t errlen);
 
 /* Connects (the first call), services the connection, answers methods, reconnects and renews tokens, for up
- * to timeout_ms milliseconds (-1: until stopped or terminal). Returns ERR_OK when the time is up or after
+ * to timeout_ms milliseconds (-1: until stopped or terminal; 0: one pass over what is ready, without waiting,
+ * for an application that calls it from its own loop). Returns ERR_OK when the time is up or after
  * device_client_stop(); ERR_CLOSED once the client is in a terminal state (AUTH_FAILED, TLS_FAILED,
  * CONNECT_FAILED: see device_client_last_event); ERR_INVALID if called re-entrantly. */
 int device_client_run(struct device_client *c, int timeout_ms);
