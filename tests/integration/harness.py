@@ -25,10 +25,17 @@ OWNER_KEY = "vNAU4X0yJ+bN45bkZLxelTuiTteDoua0CJj4Heyk7js="
 DEVICE1_KEY = "Tc/X59hc3Kt9ikEaEGbTRksJ9ytldhgIQObKbDwY4VM="
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """n distinct free ports: all bound at once, so the kernel cannot hand out one twice (one at a time, it
+    can, and the emulator then refuses to start with two listeners on one port)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def sas_token(resource_uri, key_b64, ttl=3600, key_name=None, expiry=None, encode=True):
@@ -50,11 +57,12 @@ class Emulator:
         self.tmp = tempfile.mkdtemp(prefix="iothub-test-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.hostname = hostname
+        ports = free_ports(6)
         if fixed_ports:
             self.mqtts_port, self.https_port, self.amqps_port = 8883, 443, 5671
         else:
-            self.mqtts_port, self.https_port, self.amqps_port = free_port(), free_port(), free_port()
-        self.mqtt_port, self.http_port, self.amqp_port = free_port(), free_port(), free_port()
+            self.mqtts_port, self.https_port, self.amqps_port = ports[3:]
+        self.mqtt_port, self.http_port, self.amqp_port = ports[:3]
         self.extra_args = list(extra_args)
         self.env = dict(os.environ, **env) if env else None
         self.proc = None
