@@ -108,49 +108,55 @@ void rest_auth_cleanup(struct rest *r)
 
 /* ---- the preludes ---- */
 
+static const char *authorization(struct rest_req *q)
+{
+    return MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+}
+
+/* The hub's 401 for any failed token (the reason goes to the log only). Returns false for the prelude. */
+static bool unauthorized(struct rest_req *q, const char *why)
+{
+    log_info("http %s %.200s: unauthorized (%s)", q->method, q->uri, why);
+    rest_answer_errorf(q, RESTAPI_UNAUTHORIZED, RESTAPI_ENVELOPE_A, "Unauthorized");
+    return false;
+}
+
+/* False (and the hub's 400 InvalidProtocolVersion) when the query has no api-version. */
+static bool has_api_version(struct rest_req *q)
+{
+    if (q->route.has_api_version)
+        return true;
+    rest_answer_errorf(q, RESTAPI_INVALID_PROTOCOL_VERSION, RESTAPI_ENVELOPE_A,
+                       "The api-version query parameter is required.");
+    return false;
+}
+
 bool rest_service_prelude(struct rest_req *q, unsigned perms)
 {
-    struct rest *r = q->r;
     char why[96];
-    const char *authz = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (check_service(r, authz, perms, why, sizeof why) != ERR_OK) {
-        log_info("http %s %.200s: unauthorized (%s)", q->method, q->uri, why);
-        rest_answer_errorf(q, RESTAPI_UNAUTHORIZED, RESTAPI_ENVELOPE_A, "Unauthorized");
-        return false;
-    }
-    if (!q->route.has_api_version) {
-        rest_answer_errorf(q, RESTAPI_INVALID_PROTOCOL_VERSION, RESTAPI_ENVELOPE_A,
-                           "The api-version query parameter is required.");
-        return false;
-    }
-    return true;
+    if (check_service(q->r, authorization(q), perms, why, sizeof why) != ERR_OK)
+        return unauthorized(q, why);
+    return has_api_version(q);
 }
 
 bool rest_service_prelude_any(struct rest_req *q, unsigned perms_a, unsigned perms_b)
 {
     char why[96];
-    const char *authz = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (check_service(q->r, authz, perms_a, why, sizeof why) == ERR_OK)
+    if (check_service(q->r, authorization(q), perms_a, why, sizeof why) == ERR_OK)
         perms_b = perms_a;
     return rest_service_prelude(q, perms_b);
 }
 
 const struct identity *rest_device_prelude(struct rest_req *q)
 {
-    const char *authz = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *authz = authorization(q);
     const struct identity *id = registry_find(q->r->reg, q->route.device_id, NULL);
     char why[96] = "no such device";
     if (!id || !authz ||
         auth_check_device(q->r->auth, id, authz, strlen(authz), loop_wall_s(q->r->loop), q->r->skew_s, NULL, why,
                           sizeof why) != ERR_OK) {
-        log_info("http %s %.200s: unauthorized (%s)", q->method, q->uri, authz ? why : "missing Authorization");
-        rest_answer_errorf(q, RESTAPI_UNAUTHORIZED, RESTAPI_ENVELOPE_A, "Unauthorized");
+        unauthorized(q, authz ? why : "missing Authorization");
         return NULL;
     }
-    if (!q->route.has_api_version) {
-        rest_answer_errorf(q, RESTAPI_INVALID_PROTOCOL_VERSION, RESTAPI_ENVELOPE_A,
-                           "The api-version query parameter is required.");
-        return NULL;
-    }
-    return id;
+    return has_api_version(q) ? id : NULL;
 }
