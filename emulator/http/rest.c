@@ -213,6 +213,7 @@ int64_t rest_idle_since(struct rest *r, int fd)
     const struct rest_conn *rc = r->by_fd[fd];
     return rc->state == RC_BUSY || rc->evicted ? -1 : rc->since_ms;
 }
+
 /* ---- suspension of a waiting request ---- */
 
 static void unwatch(struct rest_req *q)
@@ -267,6 +268,41 @@ void rest_suspend(struct rest_req *q)
 
 /* ---- request dispatch ---- */
 
+typedef void rest_route_fn(struct rest_req *q);
+
+/* The emulator's own routes: no injected faults, no throttling. */
+static rest_route_fn *const emulator_routes[] = {
+    [RESTAPI_ROUTE_HEALTH] = rest_route_health,
+    [RESTAPI_ROUTE_CA_PEM] = rest_route_ca_pem,
+    [RESTAPI_ROUTE_TELEMETRY] = rest_route_telemetry,
+    [RESTAPI_ROUTE_CONSUMER_GROUPS] = rest_route_consumer_groups,
+    [RESTAPI_ROUTE_CONSUMER_GROUP] = rest_route_consumer_groups,
+    [RESTAPI_ROUTE_FAULTS] = rest_route_faults,
+};
+
+/* The hub's routes, after rest_faulted. */
+static rest_route_fn *const hub_routes[] = {
+    [RESTAPI_ROUTE_METHOD] = rest_route_method,
+    [RESTAPI_ROUTE_DEVICES] = rest_route_devices,
+    [RESTAPI_ROUTE_DEVICE] = rest_route_identity,
+    [RESTAPI_ROUTE_MODULES] = rest_route_modules,
+    [RESTAPI_ROUTE_MODULE] = rest_route_identity,
+    [RESTAPI_ROUTE_C2D_PURGE] = rest_route_c2d_purge,
+    [RESTAPI_ROUTE_D2C_EVENTS] = rest_route_d2c_events,
+    [RESTAPI_ROUTE_C2D_RECEIVE] = rest_route_c2d_receive,
+    [RESTAPI_ROUTE_C2D_LOCK] = rest_route_c2d_complete,
+    [RESTAPI_ROUTE_C2D_ABANDON] = rest_route_c2d_abandon,
+    [RESTAPI_ROUTE_TWIN] = rest_route_twin,
+    [RESTAPI_ROUTE_QUERY] = rest_route_query,
+    [RESTAPI_ROUTE_STATS_DEVICES] = rest_route_statistics,
+    [RESTAPI_ROUTE_STATS_SERVICE] = rest_route_statistics,
+    [RESTAPI_ROUTE_JOB] = rest_route_job,
+    [RESTAPI_ROUTE_JOB_CANCEL] = rest_route_job_cancel,
+    [RESTAPI_ROUTE_JOBS_QUERY] = rest_route_jobs_query,
+};
+
+#define ROUTE_OF(table, kind) ((size_t)(kind) < sizeof table / sizeof table[0] ? table[kind] : NULL)
+
 static void handle_request(struct rest_req *q)
 {
     struct restapi_route *rt = &q->route;
@@ -284,46 +320,12 @@ static void handle_request(struct rest_req *q)
         rest_answer_errorf(q, RESTAPI_METHOD_NOT_ALLOWED, RESTAPI_ENVELOPE_A, "The resource does not support %s.",
                            q->method);
         q->ans.allow = restapi_route_allow(rt->kind);
-    } else if (rt->kind == RESTAPI_ROUTE_HEALTH)
-        rest_route_health(q);
-    else if (rt->kind == RESTAPI_ROUTE_CA_PEM)
-        rest_route_ca_pem(q);
-    else if (rt->kind == RESTAPI_ROUTE_TELEMETRY)
-        rest_route_telemetry(q);
-    else if (rt->kind == RESTAPI_ROUTE_CONSUMER_GROUPS || rt->kind == RESTAPI_ROUTE_CONSUMER_GROUP)
-        rest_route_consumer_groups(q);
-    else if (rt->kind == RESTAPI_ROUTE_FAULTS)
-        rest_route_faults(q);
-    else if (rest_faulted(q))
-        return;
-    else if (rt->kind == RESTAPI_ROUTE_METHOD)
-        rest_route_method(q);
-    else if (rt->kind == RESTAPI_ROUTE_DEVICES)
-        rest_route_devices(q);
-    else if (rt->kind == RESTAPI_ROUTE_MODULES)
-        rest_route_modules(q);
-    else if (rt->kind == RESTAPI_ROUTE_C2D_PURGE)
-        rest_route_c2d_purge(q);
-    else if (rt->kind == RESTAPI_ROUTE_C2D_RECEIVE)
-        rest_route_c2d_receive(q);
-    else if (rt->kind == RESTAPI_ROUTE_C2D_LOCK || rt->kind == RESTAPI_ROUTE_C2D_ABANDON)
-        rest_route_c2d_settle(q, rt->kind == RESTAPI_ROUTE_C2D_ABANDON);
-    else if (rt->kind == RESTAPI_ROUTE_D2C_EVENTS)
-        rest_route_d2c_events(q);
-    else if (rt->kind == RESTAPI_ROUTE_TWIN)
-        rest_route_twin(q);
-    else if (rt->kind == RESTAPI_ROUTE_QUERY)
-        rest_route_query(q);
-    else if (rt->kind == RESTAPI_ROUTE_JOB)
-        rest_route_job(q);
-    else if (rt->kind == RESTAPI_ROUTE_JOB_CANCEL)
-        rest_route_job_cancel(q);
-    else if (rt->kind == RESTAPI_ROUTE_JOBS_QUERY)
-        rest_route_jobs_query(q);
-    else if (rt->kind == RESTAPI_ROUTE_STATS_DEVICES || rt->kind == RESTAPI_ROUTE_STATS_SERVICE)
-        rest_route_statistics(q);
-    else
-        rest_route_identity(q);
+    } else if (ROUTE_OF(emulator_routes, rt->kind))
+        ROUTE_OF(emulator_routes, rt->kind)(q);
+    else if (!ROUTE_OF(hub_routes, rt->kind))
+        rest_answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "No such resource."); /* a kind with no handler */
+    else if (!rest_faulted(q))
+        ROUTE_OF(hub_routes, rt->kind)(q);
 }
 
 static size_t body_cap_of(enum restapi_route_kind kind)
@@ -547,6 +549,22 @@ int rest_add_connection(struct rest *r, int fd, const struct sockaddr *addr, soc
     return ERR_OK;
 }
 
+/* Cancels every waiting method call in the hub and resumes its request: answered 503 (answer), or dropped. */
+static void end_waiting(struct rest *r, bool answer)
+{
+    while (r->waiting) {
+        struct rest_req *q = r->waiting;
+        if (q->call_id)
+            hub_call_cancel(r->hub, q->call_id);
+        q->call_id = 0;
+        if (answer)
+            rest_call_failed(q, RESTAPI_SERVICE_UNAVAILABLE, "The emulator is shutting down.");
+        else
+            q->gone = true;
+        rest_resume(q);
+    }
+}
+
 void rest_shutdown(struct rest *r)
 {
     if (!r || r->shutting_down)
@@ -555,14 +573,7 @@ void rest_shutdown(struct rest *r)
     MHD_socket ls = MHD_quiesce_daemon(r->mhd);
     if (ls != MHD_INVALID_SOCKET)
         close(ls);
-    while (r->waiting) {
-        struct rest_req *q = r->waiting;
-        if (q->call_id)
-            hub_call_cancel(r->hub, q->call_id);
-        q->call_id = 0;
-        rest_call_failed(q, RESTAPI_SERVICE_UNAVAILABLE, "The emulator is shutting down.");
-        rest_resume(q);
-    }
+    end_waiting(r, true);
     arm(r, 0);
 }
 
@@ -570,14 +581,7 @@ void rest_free(struct rest *r)
 {
     if (!r)
         return;
-    while (r->waiting) {
-        struct rest_req *q = r->waiting;
-        if (q->call_id)
-            hub_call_cancel(r->hub, q->call_id);
-        q->call_id = 0;
-        q->gone = true;
-        rest_resume(q);
-    }
+    end_waiting(r, false);
     if (r->epfd >= 0)
         loop_del_fd(r->loop, r->epfd);
     loop_timer_cancel(r->loop, r->timer);

@@ -105,6 +105,14 @@ void rest_answer_not_found(struct rest_req *q, enum restapi_envelope env)
         rest_answer_errorf(q, RESTAPI_DEVICE_NOT_FOUND, env, "%s", rt->device_id ? rt->device_id : "");
 }
 
+bool rest_device_exists(struct rest_req *q)
+{
+    if (registry_find(q->r->reg, q->route.device_id, NULL))
+        return true;
+    rest_answer_not_found(q, RESTAPI_ENVELOPE_A);
+    return false;
+}
+
 static bool add_retry_after(struct MHD_Response *resp, int seconds)
 {
     char text[16];

@@ -118,7 +118,7 @@ static bool lock_seq(struct rest_req *q, uint64_t *seq)
 }
 
 /* DELETE .../deviceBound/{lockToken}[?reject] completes (or rejects); POST .../abandon gives it back. 204. */
-void rest_route_c2d_settle(struct rest_req *q, bool abandon)
+static void c2d_settle(struct rest_req *q, bool abandon)
 {
     uint64_t seq;
     if (!rest_device_prelude(q) || !lock_seq(q, &seq))
@@ -139,6 +139,16 @@ void rest_route_c2d_settle(struct rest_req *q, bool abandon)
                                : "completed",
              (unsigned long long)seq);
     rest_answer_empty(q);
+}
+
+void rest_route_c2d_complete(struct rest_req *q)
+{
+    c2d_settle(q, false);
+}
+
+void rest_route_c2d_abandon(struct rest_req *q)
+{
+    c2d_settle(q, true);
 }
 
 /* POST /devices/{id}/messages/events: telemetry over HTTPS, into the same log as MQTT's; iothub-app-{name}
@@ -184,12 +194,8 @@ void rest_route_d2c_events(struct rest_req *q)
 /* DELETE /devices/{id}/commands: drops every queued C2D message; {"totalMessagesPurged": n, "deviceId": id}. */
 void rest_route_c2d_purge(struct rest_req *q)
 {
-    if (!rest_service_prelude(q, AUTH_SERVICE_CONNECT))
+    if (!rest_service_prelude(q, AUTH_SERVICE_CONNECT) || !rest_device_exists(q))
         return;
-    if (!registry_find(q->r->reg, q->route.device_id, NULL)) {
-        rest_answer_not_found(q, RESTAPI_ENVELOPE_A);
-        return;
-    }
     size_t n = q->r->c2d ? c2d_purge(q->r->c2d, q->route.device_id) : 0;
     log_info("c2d: purged %zu messages of %s", n, q->route.device_id);
     rest_answer_json(q, MHD_HTTP_OK,

@@ -124,6 +124,8 @@ void rest_answer_json(struct rest_req *q, unsigned status, json_t *j, const stru
 void rest_answer_throttled(struct rest_req *q, enum restapi_envelope env, int retry_after_s);
 /* 404 for the route's device, or its module when the device exists. */
 void rest_answer_not_found(struct rest_req *q, enum restapi_envelope env);
+/* False (and a 404) when the route's device is not in the registry. */
+bool rest_device_exists(struct rest_req *q);
 /* Queues q's answer on its connection. */
 enum MHD_Result rest_queue_answer(struct rest_req *q);
 void rest_answer_clear(struct rest_answer *a);
@@ -181,7 +183,9 @@ void rest_route_jobs_query(struct rest_req *q);
 
 /* rest_device.c */
 void rest_route_c2d_receive(struct rest_req *q);
-void rest_route_c2d_settle(struct rest_req *q, bool abandon);
+/* DELETE .../deviceBound/{lockToken}[?reject] completes (or rejects); POST .../abandon gives it back. */
+void rest_route_c2d_complete(struct rest_req *q);
+void rest_route_c2d_abandon(struct rest_req *q);
 void rest_route_c2d_purge(struct rest_req *q);
 void rest_route_d2c_events(struct rest_req *q);
 

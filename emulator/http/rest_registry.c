@@ -67,12 +67,8 @@ void rest_route_devices(struct rest_req *q)
 
 void rest_route_modules(struct rest_req *q)
 {
-    if (!rest_service_prelude(q, AUTH_REGISTRY_READ))
+    if (!rest_service_prelude(q, AUTH_REGISTRY_READ) || !rest_device_exists(q))
         return;
-    if (!registry_find(q->r->reg, q->route.device_id, NULL)) {
-        rest_answer_not_found(q, RESTAPI_ENVELOPE_A);
-        return;
-    }
     rest_answer_json(q, MHD_HTTP_OK, registry_list_modules(q->r->reg, q->route.device_id), NULL);
 }
 
