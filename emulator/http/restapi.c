@@ -278,6 +278,7 @@ static const struct {
     {RESTAPI_FORMAT_ERROR, "IotHubFormatError"},
     {RESTAPI_UNAUTHORIZED, "IotHubUnauthorizedAccess"},
     {RESTAPI_QUOTA_EXCEEDED, "IotHubQuotaExceeded"},
+    {RESTAPI_QUEUE_DEPTH, "DeviceMaximumQueueDepthExceeded"},
     {RESTAPI_DEVICE_NOT_FOUND, "DeviceNotFound"},
     {RESTAPI_MODULE_NOT_FOUND, "ModuleNotFound"},
     {RESTAPI_DEVICE_NOT_ONLINE, "DeviceNotOnline"},
