@@ -210,9 +210,9 @@ function eventLine(ev) {
   return h('li', {}, time, JSON.stringify(ev));
 }
 function telemetryRow(t) {
-  return h('tr', { 'data-telemetry': '' }, h('td', {}, new Date(t.enqueuedTime || t.enqueuedTimeUtc).toLocaleTimeString()),
+  return h('tr', { 'data-telemetry': '' }, h('td', {}, new Date(t.enqueuedTimeUtc).toLocaleTimeString()),
     h('td', {}, t.identity || t.deviceId), h('td', { class: 'num' }, `${t.partition}/${t.sequenceNumber}`),
-    h('td', {}, h('code', {}, JSON.stringify(t.properties || {}))), h('td', {}, h('code', {}, t.body)));
+    h('td', {}, h('code', {}, JSON.stringify(t.properties || {}))), h('td', {}, h('code', {}, t.body ?? `base64: ${t.bodyBase64}`), t.truncated ? ' …' : ''));
 }
 
 // ---- views ----

@@ -5,7 +5,7 @@
  * /emulator/devices/{id}[/modules/{mid}]/messages (send a C2D message). Everything else the page does goes
  * through the hub's own REST routes with its token. rest.c hands a request here when dash_owns(uri); a
  * stream is a suspended MHD response resumed when an event arrives. Pure parts: dashapi.h.
- * Tests: tests/unit/test_dash.c (over HTTP), tests/integration/test_dashboard_api.py,
+ * Tests: tests/integration/test_dashboard_api.py (every route over HTTP),
  * tests/integration/dashboard_browser.test.js. */
 #ifndef IOTHUB_DASH_H
 #define IOTHUB_DASH_H

@@ -324,7 +324,7 @@ int dashapi_sse_telemetry(struct buf *out, const struct eventlog_event *ev)
     char at[40];
     iso_ms(ev->enqueued_ms, at, sizeof at);
     json_t *j = json_pack("{s:s?,s:s?,s:i,s:I,s:s,s:I}", "deviceId", ev->device_id, "moduleId", ev->module_id,
-                          "partition", ev->partition, "sequenceNumber", (json_int_t)ev->seq, "enqueuedTime", at,
+                          "partition", ev->partition, "sequenceNumber", (json_int_t)ev->seq, "enqueuedTimeUtc", at,
                           "size", (json_int_t)ev->len);
     if (!j)
         return ERR_NOMEM;
@@ -349,8 +349,7 @@ int dashapi_sse_telemetry(struct buf *out, const struct eventlog_event *ev)
         json_object_set_new(j, "body", text);
     } else {
         char *b64 = base64_encode(ev->body, n);
-        json_object_set_new(j, "body", b64 ? json_string(b64) : json_null());
-        json_object_set_new(j, "bodyEncoding", json_string("base64"));
+        json_object_set_new(j, "bodyBase64", b64 ? json_string(b64) : json_null()); /* as /emulator/telemetry */
         free(b64);
     }
     if (n < ev->len)

@@ -58,8 +58,9 @@ bool dashapi_host_is_loopback(const char *host);
 
 /* Appends one SSE record "id: N\nevent: hub\ndata: {json}\n\n" for a hub event. ERR_OK or ERR_NOMEM. */
 int dashapi_sse_event(struct buf *out, const struct events_event *ev);
-/* Appends "event: telemetry\ndata: {json}\n\n" for a device-to-cloud message (the body as text when it is
- * UTF-8, else base64, cut at DASHAPI_TELEMETRY_PREVIEW bytes). ERR_OK or ERR_NOMEM. */
+/* Appends "event: telemetry\ndata: {json}\n\n" for a device-to-cloud message, in GET /emulator/telemetry's
+ * shape (body, or bodyBase64 when it is not UTF-8 text), the body cut at DASHAPI_TELEMETRY_PREVIEW bytes
+ * ("truncated":true). ERR_OK or ERR_NOMEM. */
 #define DASHAPI_TELEMETRY_PREVIEW 4096
 int dashapi_sse_telemetry(struct buf *out, const struct eventlog_event *ev);
 

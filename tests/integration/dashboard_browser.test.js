@@ -108,6 +108,8 @@ test('the dashboard follows an SDK device and acts on it', { timeout: 120000 }, 
         device.complete(m, () => {});
         await page.locator('#c2d-result', { hasText: 'Queued as' }).waitFor();
         await shot(page, 'device');
+        // The README's picture (docs/dashboard.png): the first screen of the device view.
+        await page.screenshot({ path: path.join(SHOTS, 'readme.png'), clip: { x: 0, y: 0, width: 1366, height: 780 } });
 
         // The hub view counts the connection and the call.
         await page.click('nav a[data-view="hub"]');

@@ -193,7 +193,7 @@ static void sse_records(void **state)
     tev.len = 3;
     assert_int_equal(dashapi_sse_telemetry(&out, &tev), ERR_OK);
     assert_int_equal(buf_append_byte(&out, 0), ERR_OK);
-    assert_non_null(strstr((char *)out.data, "\"body\":\"/2Fh\",\"bodyEncoding\":\"base64\""));
+    assert_non_null(strstr((char *)out.data, "\"bodyBase64\":\"/2Fh\""));
     buf_cleanup(&out);
     buf_init(&out, 1 << 20);
     body[0] = 'a';
@@ -201,7 +201,7 @@ static void sse_records(void **state)
     assert_int_equal(dashapi_sse_telemetry(&out, &tev), ERR_OK);
     assert_int_equal(buf_append_byte(&out, 0), ERR_OK);
     assert_non_null(strstr((char *)out.data, "\"truncated\":true"));
-    assert_null(strstr((char *)out.data, "bodyEncoding"));
+    assert_null(strstr((char *)out.data, "bodyBase64"));
     buf_cleanup(&out);
 }
 
