@@ -11,6 +11,7 @@
 #include "base64.h"
 #include "err.h"
 #include "eventlog.h"
+#include "restapi.h"
 #include "url.h"
 
 static bool asset_name_ok(const char *s, size_t n)
@@ -281,16 +282,6 @@ bool dashapi_host_is_loopback(const char *host)
     return false;
 }
 
-static void iso_ms(int64_t ms, char *out, size_t cap)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    char base[32];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, cap, "%s.%03dZ", base, (int)(ms % 1000));
-}
-
 static int append_record(struct buf *out, const char *head, json_t *j)
 {
     char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
@@ -306,7 +297,7 @@ static int append_record(struct buf *out, const char *head, json_t *j)
 int dashapi_sse_event(struct buf *out, const struct events_event *ev)
 {
     char at[40], head[64];
-    iso_ms(ev->at_ms, at, sizeof at);
+    restapi_iso_ms(ev->at_ms, at, sizeof at);
     json_t *j = json_pack("{s:I,s:s,s:s,s:s?,s:s}", "id", (json_int_t)ev->id, "type", events_kind_name(ev->kind),
                           "at", at, "identity", ev->identity, "what", ev->what);
     if (j && ev->detail[0])
@@ -322,7 +313,7 @@ int dashapi_sse_event(struct buf *out, const struct events_event *ev)
 int dashapi_sse_telemetry(struct buf *out, const struct eventlog_event *ev)
 {
     char at[40];
-    iso_ms(ev->enqueued_ms, at, sizeof at);
+    restapi_iso_ms(ev->enqueued_ms, at, sizeof at);
     json_t *j = json_pack("{s:s?,s:s?,s:i,s:I,s:s,s:I}", "deviceId", ev->device_id, "moduleId", ev->module_id,
                           "partition", ev->partition, "sequenceNumber", (json_int_t)ev->seq, "enqueuedTimeUtc", at,
                           "size", (json_int_t)ev->len);

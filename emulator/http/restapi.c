@@ -870,3 +870,12 @@ out:
     buf_cleanup(&b);
     return text;
 }
+
+void restapi_iso_ms(int64_t ms, char *out, size_t outlen)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(out, outlen, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, outlen - n, ".%03dZ", (int)(ms % 1000));
+}

@@ -136,6 +136,8 @@ char *restapi_error_render(const struct restapi_error *e, const char *tracking, 
 /* .NET TimeSpan text of a non-negative number of seconds: "hh:mm:ss", "d.hh:mm:ss" from one day on.
  * Returns ERR_OK, or ERR_INVALID (negative seconds, or outlen too small). */
 int restapi_timespan(int64_t seconds, char *out, size_t outlen);
+/* ISO-8601 UTC with milliseconds of a wall-clock ms time: "2023-11-14T22:13:20.123Z" (outlen >= 25). */
+void restapi_iso_ms(int64_t ms, char *out, size_t outlen);
 
 /* ---- direct methods ---- */
 
