@@ -1,10 +1,11 @@
 // dashboard_browser.test.js -- the live dashboard in a real browser: Debian's chromium, headless, driven by
 // playwright-core. An official Node SDK device (azure-iot-device-mqtt) connects and the page shows device1 go
 // online; DeviceMethod is invoked from the page and the device's answer shown; a desired property edited on the
-// page reaches the device; telemetry and a C2D message go both ways; the hub, query and events views; the key
-// prompt of an emulator bound beyond loopback. A screenshot of each page goes to IOTHUB_SCREENSHOT_DIR (ctest
-// sets it under the build dir: CI keeps it as an artefact). Run through run_node_test.py (fixed port 8883);
-// ctest reports it SKIPPED (77) when /usr/bin/chromium is missing.
+// page reaches the device; telemetry and a C2D message go both ways; a job's progress; the hub, query and
+// events views; an emulator bound beyond loopback asks for the iothubowner key, and there the page creates,
+// disables, copies the connection string of (only when asked) and deletes a device. A screenshot of each page
+// goes to IOTHUB_SCREENSHOT_DIR (ctest sets it under the build dir: CI keeps it as an artefact). Run through
+// run_node_test.py (fixed port 8883); ctest reports it SKIPPED (77) when /usr/bin/chromium is missing.
 'use strict';
 
 const test = require('node:test');
@@ -26,6 +27,7 @@ async function withBrowser(fn) {
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
   try {
     const context = await browser.newContext({ viewport: { width: 1366, height: 860 } });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write']);
     const page = await context.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
@@ -186,6 +188,23 @@ test('bound beyond loopback, the page asks for the iothubowner key once and keep
       await page.locator('tr[data-device="device1"]').waitFor();
       assert.equal(await page.locator('#key-dialog[open]').count(), 0);
       assert.ok(!(await page.content()).includes(OWNER_KEY));
+
+      // Create, disable, copy the connection string of (only when asked), and delete a device.
+      await page.fill('#new-device', 'dash-dev');
+      await page.keyboard.press('Enter');
+      const row = page.locator('tr[data-device="dash-dev"]');
+      await row.waitFor();
+      await row.getByRole('button', { name: 'Disable' }).click();
+      await row.getByRole('button', { name: 'Enable' }).waitFor();
+      assert.match(await row.textContent(), /disabled/);
+      assert.ok(!(await page.content()).includes('SharedAccessKey='));
+      await row.getByRole('button', { name: 'Copy connection string' }).click();
+      await page.locator('#toast', { hasText: 'copied' }).waitFor();
+      const cs = await page.evaluate(() => navigator.clipboard.readText());
+      assert.match(cs, /^HostName=localhost;DeviceId=dash-dev;SharedAccessKey=[A-Za-z0-9+/]{43}=$/);
+      page.once('dialog', (d) => d.accept());
+      await row.getByRole('button', { name: 'Delete' }).click();
+      await row.waitFor({ state: 'detached' });
     });
   });
 });
