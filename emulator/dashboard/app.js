@@ -297,7 +297,7 @@ async function viewDevice(main, identity) {
   const tBody = h('tbody');
   const faultsOut = h('div', { id: 'faults' });
   const evList = h('ul');
-  const modules = h('p', { class: 'muted' });
+  const modules = h('section', { class: 'card', 'aria-label': 'Modules', style: 'margin-bottom:1rem' });
   main.append(h('p', {}, h('a', { href: '#/devices' }, '← Devices')), head, modules,
     h('div', { class: 'grid' },
       h('section', { class: 'card', 'aria-labelledby': 'twin-h' }, h('h3', { id: 'twin-h' }, 'Twin'), twinOut,
@@ -377,11 +377,26 @@ async function viewDevice(main, identity) {
       tBody.replaceChildren(...rows.filter((t) => (t.moduleId || undefined) === mod).reverse().map(telemetryRow));
     } catch (err) { showError(tBody, err); }
   }
-  if (!mod) {
-    api('GET', `/devices/${enc(dev)}/modules?${API}`).then((r) => {
-      if (r.json.length) modules.replaceChildren('Modules: ', ...r.json.flatMap((m, i) => [i ? ', ' : '', h('a', { href: `#/device/${enc(dev)}/${enc(m.moduleId)}` }, m.moduleId)]));
-    }).catch(() => {});
+  const modMsg = h('p', { role: 'status' });
+  async function loadModules() {
+    try {
+      const list = (await api('GET', `/devices/${enc(dev)}/modules?${API}`)).json;
+      const mid = h('input', { id: 'new-module', type: 'text', placeholder: 'module id', 'aria-label': 'New module id' });
+      const act = async (fn) => { try { await fn(); await loadModules(); } catch (err) { showError(modMsg, err); } };
+      modules.replaceChildren(h('h3', {}, 'Modules'),
+        list.length ? h('table', { id: 'modules' }, h('thead', {}, h('tr', {}, ['Module', 'Connection', 'Last activity', 'Actions'].map((t) => h('th', { scope: 'col' }, t)))),
+          h('tbody', {}, list.map((m) => h('tr', { 'data-module': m.moduleId },
+            h('th', { scope: 'row' }, h('a', { href: `#/device/${enc(dev)}/${enc(m.moduleId)}` }, m.moduleId)),
+            h('td', {}, h('span', { class: `badge ${m.connectionState === 'Connected' ? 'on' : 'off'}`, 'data-state': m.connectionState }, m.connectionState)),
+            h('td', {}, shortTime(m.lastActivityTime)),
+            h('td', {}, h('div', { class: 'row' },
+              h('button', { type: 'button', class: 'secondary', onclick: () => copyConnectionString(dev, m.moduleId).catch((err) => showError(modMsg, err)) }, 'Copy connection string'),
+              h('button', { type: 'button', class: 'danger', onclick: () => confirm(`Delete module ${m.moduleId}?`) && act(() => api('DELETE', `/devices/${enc(dev)}/modules/${enc(m.moduleId)}?${API}`, undefined, { 'If-Match': '*' })) }, 'Delete'))))))) : h('p', { class: 'muted' }, 'No modules.'),
+        h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); const id = mid.value.trim(); if (id) act(() => api('PUT', `/devices/${enc(dev)}/modules/${enc(id)}?${API}`, { deviceId: dev, moduleId: id })); } },
+          h('div', { class: 'grow' }, h('label', { for: 'new-module' }, 'Create a module'), mid), h('button', { type: 'submit' }, 'Create module')), modMsg);
+    } catch (err) { showError(modMsg, err); }
   }
+  if (!mod) loadModules();
   for (const ev of state.events.filter((e) => e.identity === identity).slice(-50)) evList.prepend(eventLine(ev));
   teardown.push(listen((type, ev) => {
     if (ev.identity !== identity) return;
@@ -391,6 +406,7 @@ async function viewDevice(main, identity) {
       if (ev.type === 'twin' || ev.type === 'connection') loadTwin();
     }
   }));
+  if (!mod) teardown.push(listen((type, ev) => { if (type === 'hub' && ev.type === 'connection' && ev.identity.startsWith(`${dev}/`)) loadModules(); }));
   const timer = setInterval(loadFaults, 3000);
   teardown.push(() => clearInterval(timer));
   await Promise.all([loadTwin(), loadFaults(), loadTelemetry()]);

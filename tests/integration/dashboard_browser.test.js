@@ -202,6 +202,20 @@ test('bound beyond loopback, the page asks for the iothubowner key once and keep
       await page.locator('#toast', { hasText: 'copied' }).waitFor();
       const cs = await page.evaluate(() => navigator.clipboard.readText());
       assert.match(cs, /^HostName=localhost;DeviceId=dash-dev;SharedAccessKey=[A-Za-z0-9+/]{43}=$/);
+      // Its modules: create one, copy its connection string, delete it.
+      await row.locator('a').click();
+      await page.fill('#new-module', 'm1');
+      await page.keyboard.press('Enter');
+      const mrow = page.locator('tr[data-module="m1"]');
+      await mrow.locator('[data-state="Disconnected"]').waitFor();
+      await mrow.getByRole('button', { name: 'Copy connection string' }).click();
+      await page.waitForFunction(async () => (await navigator.clipboard.readText()).includes('ModuleId=m1'));
+      assert.match(await page.evaluate(() => navigator.clipboard.readText()),
+        /^HostName=localhost;DeviceId=dash-dev;ModuleId=m1;SharedAccessKey=[A-Za-z0-9+/]{43}=$/);
+      page.once('dialog', (d) => d.accept());
+      await mrow.getByRole('button', { name: 'Delete' }).click();
+      await mrow.waitFor({ state: 'detached' });
+      await page.click('nav a[data-view="devices"]');
       page.once('dialog', (d) => d.accept());
       await row.getByRole('button', { name: 'Delete' }).click();
       await row.waitFor({ state: 'detached' });
