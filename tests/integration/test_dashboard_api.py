@@ -115,7 +115,7 @@ class MqttDevice:
         if msg.topic.startswith("$iothub/methods/POST/"):
             rid = msg.topic.split("$rid=")[1]
             c.publish("$iothub/methods/res/200/?$rid=" + rid, msg.payload)
-        else:
+        elif msg.topic.startswith("devices/"):
             self.c2d.append((msg.topic, msg.payload))
 
     def close(self):
@@ -236,6 +236,9 @@ class DashboardLoopbackTest(unittest.TestCase):
             self.emu.rest("PATCH", "/twins/device1?api-version=2021-04-12", {"properties": {"desired": {"a": 1}}})
             _, ev, _ = st.until(lambda e, d, i: e == "hub" and d["type"] == "twin")
             self.assertEqual(ev["what"], "desired")
+            dev.c.publish("$iothub/twin/PATCH/properties/reported/?$rid=1", b'{"r":1}')
+            _, ev, _ = st.until(lambda e, d, i: e == "hub" and d["type"] == "twin")
+            self.assertEqual((ev["what"], ev["identity"], ev["status"]), ("reported", "device1", 2))
             dev.c.publish("devices/device1/messages/events/k1=v1", b'{"t":1}', qos=1)
             _, ev, _ = st.until(lambda e, d, i: e == "telemetry")
             self.assertEqual((ev["deviceId"], ev["body"], ev["properties"]), ("device1", '{"t":1}', {"k1": "v1"}))
@@ -264,6 +267,11 @@ class DashboardLoopbackTest(unittest.TestCase):
             dev.close()
         _, ev, _ = st.until(lambda e, d, i: e == "hub" and d["type"] == "connection")
         self.assertEqual(ev["what"], "disconnected")
+        status, _, _ = self.emu.invoke("device1", "Ping")
+        self.assertEqual(status, 404)
+        _, ev, _ = st.until(lambda e, d, i: e == "hub" and d["type"] == "method")
+        self.assertEqual((ev["what"], ev["detail"]), ("Ping", "notOnline"))
+        last = ev["id"] - 1
         st.close()
         # A page that reconnects gets what it missed: after ?since=, or after Last-Event-ID.
         for query, headers in (("?since=%d" % last, ()), ("", (("Last-Event-ID", str(last)),))):
