@@ -119,7 +119,7 @@ async function token() {
     const s = state.session;
     state.session = null; // fetched again next time: a fresh token
     if (s.open && s.token) { state.token = s.token; state.expiresOn = s.expiresOn; return state.token; }
-    await askKey(`This emulator needs the service key here: ${s.reason || ''}.`);
+    await askKey(s.reason ? `${s.reason[0].toUpperCase()}${s.reason.slice(1)}.` : '');
   }
 }
 export async function api(method, path, body, extra = {}) {
@@ -453,7 +453,7 @@ async function viewHub(main) {
         c('calls pending', s.callsPending, 'c-pending'), c('telemetry received', s.telemetryReceived, 'c-telemetry'),
         c('twin changes', s.events.twin, 'c-twin'), c('C2D events', s.events.c2d, 'c-c2d'), c('dashboard streams', s.streams, 'c-streams'));
       parts.replaceChildren(...s.eventLog.partitions.map((p) => h('tr', {}, h('td', { class: 'num' }, p.partition),
-        h('td', { class: 'num' }, p.empty ? '–' : p.beginSequenceNumber), h('td', { class: 'num' }, p.lastSequenceNumber),
+        h('td', { class: 'num' }, p.empty ? '–' : p.beginSequenceNumber), h('td', { class: 'num' }, p.lastSequenceNumber < 0 ? '–' : p.lastSequenceNumber),
         h('td', {}, p.lastEnqueuedTimeMs ? new Date(p.lastEnqueuedTimeMs).toLocaleTimeString() : 'never'))));
       groups.replaceChildren(...s.eventLog.consumerGroups.map((g) => h('li', {}, g, ' ', g === '$Default' ? '' :
         h('button', { type: 'button', class: 'secondary', 'aria-label': `Delete consumer group ${g}`, onclick: async () => {

@@ -224,7 +224,7 @@ static bool session_open(struct dash *d, struct MHD_Connection *conn, const char
     const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
     const char *site = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-Fetch-Site");
     if (!d->cfg.open)
-        *why = "the emulator listens beyond loopback (--bind): enter the iothubowner key";
+        *why = "the emulator listens beyond loopback (--bind), so the page needs the iothubowner key";
     else if (!peer_is_loopback(conn))
         *why = "the request does not come from this machine";
     else if (!dashapi_host_is_loopback(host))

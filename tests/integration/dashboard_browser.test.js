@@ -150,7 +150,7 @@ test('the dashboard follows an SDK device and acts on it', { timeout: 120000 }, 
   });
 });
 
-test('the page signs its own tokens (HMAC-SHA256 in JavaScript) against the RFC 4231 vectors', { timeout: 60000 }, async () => {
+test('the page signs its own tokens (HMAC-SHA256 in JavaScript, RFC 4231 vectors); dark and light follow the system', { timeout: 60000 }, async () => {
   await withEmulator({}, async (emu) => {
     await withBrowser(async (page) => {
       await page.goto(`http://127.0.0.1:${emu.httpPort}/#/hub`);
@@ -165,6 +165,14 @@ test('the page signs its own tokens (HMAC-SHA256 in JavaScript) against the RFC 
         'b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7',
         '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843',
         '41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3']);
+      // Light and dark follow the system setting.
+      const bg = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+      await page.emulateMedia({ colorScheme: 'light' });
+      const light = await bg();
+      await page.emulateMedia({ colorScheme: 'dark' });
+      await page.locator('#c-devices').waitFor();
+      assert.notEqual(await bg(), light);
+      await shot(page, 'hub-dark');
     });
   });
 });
