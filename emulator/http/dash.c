@@ -6,7 +6,6 @@
 
 #include <jansson.h>
 #include <netinet/in.h>
-#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 #include "log.h"
 #include "loop.h"
 #include "registry.h"
+#include "rest_internal.h" /* rest_error_text: the hub's error body, as the REST routes make it */
 #include "restapi.h"
 #include "sas.h"
 #include "telemetry.h"
@@ -179,20 +179,11 @@ static enum MHD_Result answer_error(struct MHD_Connection *conn, int code, const
 static enum MHD_Result answer_error(struct MHD_Connection *conn, int code, const char *allow, const char *fmt, ...)
 {
     struct restapi_error e;
-    restapi_error_set(&e, code, RESTAPI_ENVELOPE_A, "%s", "");
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    restapi_error_vset(&e, code, RESTAPI_ENVELOPE_A, fmt, ap);
     va_end(ap);
-    char track[33];
-    unsigned char raw[16] = {0};
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    if (RAND_bytes(raw, sizeof raw) != 1)
-        memcpy(raw, &now, sizeof raw < sizeof now ? sizeof raw : sizeof now);
-    for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(track + 2 * i, 3, "%02x", raw[i]);
-    char *body = restapi_error_render(&e, track, &now);
+    char *body = rest_error_text(&e);
     if (!body)
         return MHD_NO;
     return answer(conn, (unsigned)(code / 1000), body, strlen(body), DASH_JSON, restapi_code_name(code), allow);

@@ -341,15 +341,20 @@ const char *restapi_code_name(int code)
     return "ServerError";
 }
 
-void restapi_error_set(struct restapi_error *e, int code, enum restapi_envelope env, const char *fmt, ...)
+void restapi_error_vset(struct restapi_error *e, int code, enum restapi_envelope env, const char *fmt, va_list ap)
 {
     memset(e, 0, sizeof *e);
     e->code = code;
     e->envelope = env;
     e->info = RESTAPI_INFO_OMIT;
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+}
+
+void restapi_error_set(struct restapi_error *e, int code, enum restapi_envelope env, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    restapi_error_vset(e, code, env, fmt, ap);
     va_end(ap);
 }
 

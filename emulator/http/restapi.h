@@ -5,6 +5,7 @@
 #ifndef IOTHUB_RESTAPI_H
 #define IOTHUB_RESTAPI_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -129,6 +130,9 @@ const char *restapi_code_name(int code);
 /* Fills e (info OMIT) with code and a printf-formatted message. */
 void restapi_error_set(struct restapi_error *e, int code, enum restapi_envelope env, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same with a va_list. */
+void restapi_error_vset(struct restapi_error *e, int code, enum restapi_envelope env, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 /* Renders e in its envelope: tracking is the tracking id text (hex), when the wall-clock time. Returns
  * malloc'd JSON text (caller frees) or NULL on ERR_NOMEM. */
 char *restapi_error_render(const struct restapi_error *e, const char *tracking, const struct timespec *when);
