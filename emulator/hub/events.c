@@ -2,7 +2,6 @@
  * subscriber array. No allocation after events_new. */
 #include "events.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -39,12 +38,24 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Copies src into dst[at..cap) cut to fit (no printf: this runs on every method call); returns the end. */
+static size_t copy_cut(char *dst, size_t at, size_t cap, const char *src)
+{
+    size_t n = src ? strnlen(src, cap) : 0;
+    if (n > cap - 1 - at)
+        n = cap - 1 - at;
+    memcpy(dst + at, src ? src : "", n);
+    dst[at + n] = '\0';
+    return at + n;
+}
+
 static void put(char *dst, size_t cap, const char *a, const char *b)
 {
-    if (b && *b)
-        snprintf(dst, cap, "%s/%s", a ? a : "", b);
-    else
-        snprintf(dst, cap, "%s", a ? a : "");
+    size_t at = copy_cut(dst, 0, cap, a);
+    if (b && *b && at + 1 < cap) {
+        dst[at++] = '/';
+        copy_cut(dst, at, cap, b);
+    }
 }
 
 void events_note2(struct events *e, enum events_kind kind, const char *device_id, const char *module_id,
