@@ -25,8 +25,9 @@
 #include "auth.h"
 #include "c2d.h"
 #include "cbs.h"
-#include "delivery.h"
 #include "conn.h"
+#include "delivery.h"
+#include "devlinks.h"
 #include "err.h"
 #include "eventhub.h"
 #include "frames.h"
@@ -42,7 +43,7 @@
 #define AMQP_CHANNEL_MAX 15 /* sessions: channels 0..15 */
 
 /* What a link is for; stored with the claim slot that authorised it in the link's context pointer. */
-enum link_kind { LINK_UNKNOWN, LINK_CBS_IN, LINK_CBS_OUT, LINK_C2D_IN, LINK_FEEDBACK_OUT, LINK_EVENTHUB };
+enum link_kind { LINK_UNKNOWN, LINK_CBS_IN, LINK_CBS_OUT, LINK_C2D_IN, LINK_FEEDBACK_OUT, LINK_EVENTHUB, LINK_DEVICE };
 
 struct amqp {
     const struct amqp_env *env;
@@ -67,10 +68,13 @@ struct amqp {
     char *rx;            /* incoming delivery bytes */
     size_t rx_cap;
     struct eventhub_conn *eh; /* the Event Hub-compatible endpoint's links on this connection (eventhub.h) */
+    struct devlinks *dev;     /* the devices and modules authenticated on this connection (devlinks.h) */
 };
 
 static void pump(struct amqp *a);
 static void feedback_stop(struct amqp *a);
+static void close_with(struct amqp *a, const char *name, const char *desc);
+static void close_now(struct amqp *a, const char *reason);
 
 /* ---- the Event Hub-compatible endpoint's hooks (eventhub.h) ---- */
 
@@ -84,6 +88,39 @@ static struct eventhub_conn *eh_conn(struct amqp *a)
     if (!a->eh && a->env->eventhub)
         a->eh = eventhub_conn_new(a->env->eventhub, a->d.connection, eh_wake, a, conn_peer(a->conn));
     return a->eh;
+}
+
+/* ---- the device links' hooks (devlinks.h) ---- */
+
+static void dev_close(void *ctx, const char *name, const char *desc)
+{
+    close_with(ctx, name, desc);
+}
+
+static void dev_abort(void *ctx, const char *reason)
+{
+    struct amqp *a = ctx;
+    if (a->closing)
+        return;
+    a->closing = true;
+    conn_abort(a->conn, reason);
+}
+
+static struct devlinks *dev_conn(struct amqp *a)
+{
+    if (!a->dev && a->env->hub) {
+        struct devlinks_env env = {.loop = a->env->loop,
+                                   .hub = a->env->hub,
+                                   .reg = a->env->reg,
+                                   .auth = a->env->auth,
+                                   .c2d = a->env->c2d,
+                                   .telemetry = a->env->telemetry,
+                                   .faults = a->env->faults,
+                                   .token_skew_s = a->env->token_skew_s};
+        struct devlinks_hooks h = {.wake = eh_wake, .close = dev_close, .abort = dev_abort, .ctx = a};
+        a->dev = devlinks_new(&env, a->d.connection, &h, conn_peer(a->conn));
+    }
+    return a->dev;
 }
 
 /* ---- link context: kind | (claim slot + 1) << 8 ---- */
@@ -126,9 +163,11 @@ static void close_with(struct amqp *a, const char *name, const char *desc)
     }
     a->close_reason = desc;
     if (!(pn_connection_state(a->d.connection) & PN_LOCAL_CLOSED)) {
-        pn_condition_t *cond = pn_connection_condition(a->d.connection);
-        pn_condition_set_name(cond, name);
-        pn_condition_set_description(cond, desc);
+        if (name) { /* NULL: a clean close, no error condition */
+            pn_condition_t *cond = pn_connection_condition(a->d.connection);
+            pn_condition_set_name(cond, name);
+            pn_condition_set_description(cond, desc);
+        }
         if (pn_connection_state(a->d.connection) & PN_LOCAL_UNINIT)
             pn_connection_open(a->d.connection); /* a close needs an open before it */
         pn_connection_close(a->d.connection);
@@ -208,6 +247,8 @@ static void schedule(struct amqp *a, int64_t tick_at)
     if (!a->authenticated && a->deadline < at)
         at = a->deadline;
     int64_t exp = cbs_claims_next_expiry(&a->claims, a->env->token_skew_s);
+    int64_t dexp = a->dev ? devlinks_next_expiry(a->dev) : INT64_MAX;
+    exp = dexp < exp ? dexp : exp;
     if (exp != INT64_MAX) {
         int64_t wall = loop_wall_s(l);
         int64_t in_ms = exp >= wall ? (exp - wall + 1) * 1000 : 0;
@@ -232,18 +273,17 @@ static void schedule(struct amqp *a, int64_t tick_at)
 /* Closes the links whose claim has expired. */
 static void expire_claims(struct amqp *a)
 {
+    if (a->dev)
+        devlinks_expire(a->dev, loop_wall_s(a->env->loop));
     unsigned dropped = cbs_claims_expire(&a->claims, loop_wall_s(a->env->loop), a->env->token_skew_s);
     if (!dropped || !a->proton)
         return;
     for (pn_link_t *l = pn_link_head(a->d.connection, PN_LOCAL_ACTIVE); l; l = pn_link_next(l, PN_LOCAL_ACTIVE)) {
         int slot = link_slot_of(l);
         if (slot >= 0 && (dropped & (1u << slot))) {
-            pn_condition_t *cond = pn_link_condition(l);
-            pn_condition_set_name(cond, "amqp:unauthorized-access");
-            pn_condition_set_description(cond, "the token that authorised this link has expired");
             if (l == a->feedback)
                 feedback_stop(a);
-            pn_link_close(l);
+            delivery_close_link(l, "amqp:unauthorized-access", "the token that authorised this link has expired");
             log_info("amqp %s: link %s closed: token expired", conn_peer(a->conn), pn_link_name(l));
         }
     }
@@ -354,6 +394,16 @@ static void cbs_request(struct amqp *a, pn_message_t *req)
         if (!name[0]) {
             status = 400;
             snprintf(why, sizeof why, "put-token without a name (the audience)");
+        } else if (devlinks_is_audience(name)) {
+            status = dev_conn(a) ? devlinks_put_token(a->dev, name, tok.start ? tok.start : "", tok.size, &expiry,
+                                                      why, sizeof why)
+                                 : 404;
+            if (!a->dev)
+                snprintf(why, sizeof why, "devices cannot connect over AMQP here");
+            if (status == 200 && !a->authenticated) {
+                a->authenticated = true;
+                conn_established(a->conn);
+            }
         } else if ((a->env->eventhub && eventhub_is_audience(a->env->eventhub, name)
                         ? eventhub_verify_token(a->env->eventhub, name, tok.start ? tok.start : "", tok.size, now,
                                                 a->env->token_skew_s, &expiry, norm, why, sizeof why)
@@ -599,7 +649,7 @@ static void on_delivery(struct amqp *a, pn_delivery_t *d)
     if (!pn_link_is_receiver(l)) {
         if (link_kind_of(l) == LINK_FEEDBACK_OUT)
             feedback_disposition(a, d);
-        return; /* our other sends are pre-settled */
+        return; /* device C2D dispositions reach devlinks_event; our other sends are pre-settled */
     }
     size_t pending = pn_delivery_pending(d);
     if (pending > AMQP_MAX_MESSAGE) {
@@ -624,6 +674,7 @@ static void on_delivery(struct amqp *a, pn_delivery_t *d)
         return;
     }
     enum link_kind k = link_kind_of(l);
+    bool settle = true;
     if (n < 0 || pn_message_decode(m, a->rx, (size_t)n) != 0) {
         set_outcome(d, PN_REJECTED, "amqp:decode-error", "the message does not decode");
     } else if (k == LINK_CBS_IN) {
@@ -634,12 +685,15 @@ static void on_delivery(struct amqp *a, pn_delivery_t *d)
     } else if (k == LINK_EVENTHUB && a->eh) {
         set_outcome(d, PN_ACCEPTED, NULL, NULL);
         eventhub_conn_message(a->eh, l, m);
+    } else if (k == LINK_DEVICE && a->dev) {
+        settle = devlinks_message(a->dev, l, d, m);
     } else {
         set_outcome(d, PN_REJECTED, "amqp:not-allowed", "this link does not take messages");
     }
     pn_message_free(m);
-    pn_delivery_settle(d);
     pn_link_advance(l);
+    if (settle)
+        pn_delivery_settle(d);
     if (pn_link_state(l) & PN_LOCAL_ACTIVE)
         pn_link_flow(l, 1);
 }
@@ -673,11 +727,7 @@ static enum link_kind classify(const char *addr, bool we_receive)
 
 static void refuse_link(struct amqp *a, pn_link_t *l, const char *cond, const char *desc)
 {
-    pn_link_open(l);
-    pn_condition_t *c = pn_link_condition(l);
-    pn_condition_set_name(c, cond);
-    pn_condition_set_description(c, desc);
-    pn_link_close(l);
+    delivery_close_link(l, cond, desc);
     log_info("amqp %s: link %s refused: %s", conn_peer(a->conn), pn_link_name(l), desc);
 }
 
@@ -697,6 +747,8 @@ static void on_link_open(struct amqp *a, pn_link_t *l)
         k = LINK_UNKNOWN;
     if (k == LINK_UNKNOWN && a->env->eventhub && eventhub_claims(a->env->eventhub, addr, we_receive) && eh_conn(a))
         k = LINK_EVENTHUB;
+    if (k == LINK_UNKNOWN && devlinks_claims(address_path(addr)) && dev_conn(a))
+        k = LINK_DEVICE;
     size_t open_links = 0;
     for (pn_link_t *o = pn_link_head(a->d.connection, PN_LOCAL_ACTIVE); o; o = pn_link_next(o, PN_LOCAL_ACTIVE))
         open_links++;
@@ -711,6 +763,11 @@ static void on_link_open(struct amqp *a, pn_link_t *l)
         return;
     }
     int slot = -1;
+    if (k == LINK_DEVICE) { /* authorised per identity by devlinks */
+        pn_link_set_context(l, link_ctx(k, -1));
+        devlinks_attach(a->dev, l, address_path(addr));
+        return;
+    }
     if (k != LINK_CBS_IN && k != LINK_CBS_OUT) {
         slot = cbs_claims_valid(&a->claims, loop_wall_s(a->env->loop), a->env->token_skew_s);
         if (slot < 0) {
@@ -744,6 +801,8 @@ static void on_event(struct amqp *a, pn_event_t *e)
 {
     if (a->eh)
         eventhub_conn_event(a->eh, e);
+    if (a->dev)
+        devlinks_event(a->dev, e);
     switch (pn_event_type(e)) {
     case PN_CONNECTION_REMOTE_OPEN: {
         pn_connection_t *c = pn_event_connection(e);
@@ -996,6 +1055,7 @@ void amqp_closed(void *state)
     a->closed = true;
     a->closing = true;
     eventhub_conn_closed(a->eh);
+    devlinks_closed(a->dev);
     feedback_stop(a);
     loop_timer_cancel(a->env->loop, a->timer);
     a->timer = NULL;
@@ -1008,6 +1068,7 @@ void amqp_free(void *state)
         return;
     amqp_closed(a);
     eventhub_conn_free(a->eh);
+    devlinks_free(a->dev);
     pn_connection_driver_destroy(&a->d);
     buf_cleanup(&a->pn_out);
     buf_cleanup(&a->out);

@@ -1,15 +1,16 @@
-/* delivery.c -- one pre-settled message on a sender link (see delivery.h). */
+/* delivery.c -- one message on a sender link, and closing a link with a condition (see delivery.h). */
 #include "delivery.h"
 
-#include <proton/delivery.h>
+#include <proton/condition.h>
 #include <proton/error.h>
+#include <proton/connection.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "err.h"
 
-int delivery_send_settled(pn_link_t *l, pn_message_t *m, size_t max_bytes, const char *tag_prefix,
-                          uint64_t *counter)
+int delivery_send(pn_link_t *l, pn_message_t *m, size_t max_bytes, const char *tag, size_t taglen, bool settle,
+                  pn_delivery_t **out)
 {
     size_t cap = 1024;
     char *buf = NULL;
@@ -30,13 +31,32 @@ int delivery_send_settled(pn_link_t *l, pn_message_t *m, size_t max_bytes, const
             free(buf);
             return ERR_INVALID;
         }
-        char tag[32];
-        int tl = snprintf(tag, sizeof tag, "%s%llu", tag_prefix, (unsigned long long)++*counter);
-        pn_delivery_t *d = pn_delivery(l, pn_dtag(tag, (size_t)tl));
+        pn_delivery_t *d = pn_delivery(l, pn_dtag(tag, taglen));
         pn_link_send(l, buf, size);
         pn_link_advance(l);
-        pn_delivery_settle(d);
+        if (settle)
+            pn_delivery_settle(d);
+        if (out)
+            *out = settle ? NULL : d;
         free(buf);
         return ERR_OK;
     }
+}
+
+int delivery_send_settled(pn_link_t *l, pn_message_t *m, size_t max_bytes, const char *tag_prefix,
+                          uint64_t *counter)
+{
+    char tag[32];
+    int tl = snprintf(tag, sizeof tag, "%s%llu", tag_prefix, (unsigned long long)++*counter);
+    return delivery_send(l, m, max_bytes, tag, (size_t)tl, true, NULL);
+}
+
+void delivery_close_link(pn_link_t *l, const char *name, const char *desc)
+{
+    if (pn_link_state(l) & PN_LOCAL_UNINIT)
+        pn_link_open(l);
+    pn_condition_t *c = pn_link_condition(l);
+    pn_condition_set_name(c, name);
+    pn_condition_set_description(c, desc);
+    pn_link_close(l);
 }
