@@ -580,16 +580,21 @@ static void id_text(pn_msgid_t id, char *out, size_t outlen)
     }
 }
 
-/* The body: a data section, or an amqp-value string or binary; empty otherwise. */
-static pn_bytes_t body_of(pn_message_t *m)
+/* The body: a data section, or an amqp-value string or binary; empty when there is none. *ok (may be NULL)
+ * is false for any other body (a list, a map, a number...). */
+static pn_bytes_t body_of(pn_message_t *m, bool *ok)
 {
     pn_data_t *body = pn_message_body(m);
     pn_data_rewind(body);
+    if (ok)
+        *ok = true;
     if (pn_data_next(body)) {
         if (pn_data_type(body) == PN_BINARY)
             return pn_data_get_binary(body);
         if (pn_data_type(body) == PN_STRING)
             return pn_data_get_string(body);
+        if (pn_data_type(body) != PN_NULL && ok)
+            *ok = false;
     }
     return pn_bytes(0, NULL);
 }
@@ -617,6 +622,14 @@ static bool on_telemetry(struct devlinks *dl, struct dl_ident *id, pn_delivery_t
     char text[C2D_MAX_VALUE];
     int rc = id->module_id[0] ? buf_printf(&t, "devices/%s/modules/%s/messages/events/", id->device_id, id->module_id)
                               : buf_printf(&t, "devices/%s/messages/events/", id->device_id);
+    bool body_ok;
+    pn_bytes_t body = body_of(m, &body_ok);
+    if (!body_ok) {
+        buf_cleanup(&t);
+        set_outcome(d, PN_REJECTED, "amqp:decode-error",
+                    "a telemetry body must be a data section (or an amqp-value string or binary)");
+        return true;
+    }
     struct faults_request req;
     faults_request_init(&req);
     id_text(pn_message_get_id(m), text, sizeof text);
@@ -669,15 +682,13 @@ static bool on_telemetry(struct devlinks *dl, struct dl_ident *id, pn_delivery_t
     case FAULTS_HOLD:
         settle = false; /* the hub drops the connection before it acknowledges */
         __attribute__((fallthrough));
-    case FAULTS_ACCEPT: {
-        pn_bytes_t b = body_of(m);
+    case FAULTS_ACCEPT:
         if (dl->env.telemetry)
             telemetry_add(dl->env.telemetry, id->device_id, id->module_id[0] ? id->module_id : NULL,
-                          (const char *)t.data, (const uint8_t *)b.start, b.size, loop_wall_s(dl->env.loop));
+                          (const char *)t.data, (const uint8_t *)body.start, body.size, loop_wall_s(dl->env.loop));
         if (settle)
             set_outcome(d, PN_ACCEPTED, NULL, NULL);
         break;
-    }
     }
     buf_cleanup(&t);
     return settle;
@@ -724,7 +735,7 @@ static void on_method_reply(struct devlinks *dl, struct dl_ident *id, pn_deliver
         return;
     }
     set_outcome(d, PN_ACCEPTED, NULL, NULL);
-    pn_bytes_t b = body_of(m);
+    pn_bytes_t b = body_of(m, NULL);
     hub_link_method_reply(dl->env.hub, &id->link, rid, (int)status, (const uint8_t *)b.start, b.size);
 }
 
@@ -815,7 +826,7 @@ static void on_twin_request(struct devlinks *dl, struct dl_ident *id, pn_deliver
         }
         buf_cleanup(&doc);
     } else if (is_patch && strcmp(res, "/properties/reported") == 0) {
-        pn_bytes_t b = body_of(m);
+        pn_bytes_t b = body_of(m, NULL);
         int64_t version = 0;
         struct twin_error e = {500001, "The twin could not be saved."};
         int rc = hub_link_twin_patch(dl->env.hub, &id->link, (const uint8_t *)b.start, b.size, -1, &version, &e);
