@@ -116,7 +116,8 @@ static struct devlinks *dev_conn(struct amqp *a)
                                    .c2d = a->env->c2d,
                                    .telemetry = a->env->telemetry,
                                    .faults = a->env->faults,
-                                   .token_skew_s = a->env->token_skew_s};
+                                   .token_skew_s = a->env->token_skew_s,
+                                   .max_message = AMQP_MAX_MESSAGE};
         struct devlinks_hooks h = {.wake = eh_wake, .close = dev_close, .abort = dev_abort, .ctx = a};
         a->dev = devlinks_new(&env, a->d.connection, &h, conn_peer(a->conn));
     }

@@ -14,7 +14,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "amqp.h"
 #include "auth.h"
 #include "buf.h"
 #include "c2d.h"
@@ -424,7 +423,7 @@ static void methods_check(struct devlinks *dl, struct dl_ident *id)
 
 void devlinks_attach(struct devlinks *dl, pn_link_t *l, const char *addr)
 {
-    char dev[REGISTRY_MAX_ID + 1], mod[REGISTRY_MAX_ID + 1], rest[64], desc[200];
+    char dev[REGISTRY_MAX_ID + 1], mod[REGISTRY_MAX_ID + 1], rest[64], desc[2 * REGISTRY_MAX_ID + 200];
     bool we_receive = pn_link_is_receiver(l);
     if (!parse_path(addr, dev, mod, rest, sizeof rest)) {
         refuse(dl, l, "amqp:not-found", "not a device address: /devices/{id}[/modules/{mid}]/...");
@@ -458,7 +457,7 @@ void devlinks_attach(struct devlinks *dl, pn_link_t *l, const char *addr)
     }
     set_role(l, (int)(id - dl->ids), r);
     if (we_receive)
-        pn_link_set_max_message_size(l, AMQP_MAX_MESSAGE);
+        pn_link_set_max_message_size(l, dl->env.max_message);
     pn_link_open(l);
     if (we_receive)
         pn_link_flow(l, r == R_D2C ? DL_D2C_CREDIT : DL_REQ_CREDIT);
@@ -617,7 +616,7 @@ static int add_prop(struct buf *t, bool *first, const char *key, const char *val
 static bool on_telemetry(struct devlinks *dl, struct dl_ident *id, pn_delivery_t *d, pn_message_t *m)
 {
     struct buf t;
-    buf_init(&t, AMQP_MAX_MESSAGE);
+    buf_init(&t, dl->env.max_message);
     bool first = true;
     char text[C2D_MAX_VALUE];
     int rc = id->module_id[0] ? buf_printf(&t, "devices/%s/modules/%s/messages/events/", id->device_id, id->module_id)
@@ -743,7 +742,7 @@ static int send_on(struct devlinks *dl, pn_link_t *l, pn_message_t *m)
 {
     if (pn_link_queued(l) >= DL_MAX_QUEUED)
         return ERR_TOO_BIG;
-    int rc = delivery_send_settled(l, m, AMQP_MAX_MESSAGE, "d", &dl->tag);
+    int rc = delivery_send_settled(l, m, dl->env.max_message, "d", &dl->tag);
     dl->hooks.wake(dl->hooks.ctx);
     return rc;
 }

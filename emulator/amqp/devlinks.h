@@ -41,6 +41,7 @@ struct devlinks_env {
     struct telemetry *telemetry; /* NULL: telemetry is accepted and dropped */
     struct faults *faults;       /* may be NULL */
     int64_t token_skew_s;
+    size_t max_message; /* the largest message one of our links takes or sends (amqp.h AMQP_MAX_MESSAGE) */
 };
 
 /* What the connection does for this module. wake runs the connection's Proton loop and flushes (never
