@@ -457,39 +457,7 @@ static void cbs_request(struct amqp *a, pn_message_t *req)
 
 /* ---- cloud-to-device ---- */
 
-static void set_outcome(pn_delivery_t *d, uint64_t state, const char *cond, const char *desc)
-{
-    if (cond) {
-        pn_condition_t *c = pn_disposition_condition(pn_delivery_local(d));
-        pn_condition_set_name(c, cond);
-        pn_condition_set_description(c, desc);
-    }
-    pn_delivery_update(d, state);
-}
 
-/* Copies a message id / correlation id as text ("" when absent). */
-static void id_text(pn_msgid_t id, char *out, size_t outlen)
-{
-    out[0] = 0;
-    switch (id.type) {
-    case PN_STRING:
-    case PN_SYMBOL:
-    case PN_BINARY:
-        snprintf(out, outlen, "%.*s", (int)id.u.as_bytes.size, id.u.as_bytes.start ? id.u.as_bytes.start : "");
-        break;
-    case PN_ULONG:
-        snprintf(out, outlen, "%llu", (unsigned long long)id.u.as_ulong);
-        break;
-    case PN_UUID: {
-        const unsigned char *b = (const unsigned char *)id.u.as_uuid.bytes;
-        snprintf(out, outlen, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-                 b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-        break;
-    }
-    default:
-        break;
-    }
-}
 
 static void c2d_message(struct amqp *a, pn_delivery_t *d, pn_message_t *m)
 {
@@ -498,12 +466,12 @@ static void c2d_message(struct amqp *a, pn_delivery_t *d, pn_message_t *m)
     char why[160] = "";
     const char *to = pn_message_get_address(m);
     if (!to) {
-        set_outcome(d, PN_REJECTED, "amqp:invalid-field",
+        delivery_set_outcome(d, PN_REJECTED, "amqp:invalid-field",
                     "the message has no 'to' (/devices/{id}/messages/devicebound)");
         return;
     }
-    id_text(pn_message_get_id(m), cm.message_id, sizeof cm.message_id);
-    id_text(pn_message_get_correlation_id(m), cm.correlation_id, sizeof cm.correlation_id);
+    delivery_id_text(pn_message_get_id(m), cm.message_id, sizeof cm.message_id);
+    delivery_id_text(pn_message_get_correlation_id(m), cm.correlation_id, sizeof cm.correlation_id);
     pn_bytes_t uid = pn_message_get_user_id(m);
     snprintf(cm.user_id, sizeof cm.user_id, "%.*s", (int)uid.size, uid.start ? uid.start : "");
     const char *ct = pn_message_get_content_type(m), *ce = pn_message_get_content_encoding(m);
@@ -574,16 +542,16 @@ static void c2d_message(struct amqp *a, pn_delivery_t *d, pn_message_t *m)
     int rc = c2d_send(a->env->c2d, to, &cm, c2d_wall_ms(), why, sizeof why);
     switch (rc) {
     case ERR_OK:
-        set_outcome(d, PN_ACCEPTED, NULL, NULL);
+        delivery_set_outcome(d, PN_ACCEPTED, NULL, NULL);
         break;
     case ERR_NOT_FOUND:
-        set_outcome(d, PN_REJECTED, "amqp:not-found", why);
+        delivery_set_outcome(d, PN_REJECTED, "amqp:not-found", why);
         break;
     case ERR_TOO_BIG:
-        set_outcome(d, PN_REJECTED, "amqp:resource-limit-exceeded", why);
+        delivery_set_outcome(d, PN_REJECTED, "amqp:resource-limit-exceeded", why);
         break;
     default:
-        set_outcome(d, PN_REJECTED, "amqp:invalid-field", why);
+        delivery_set_outcome(d, PN_REJECTED, "amqp:invalid-field", why);
         break;
     }
     log_info("amqp %s: C2D to %s: %s%s", conn_peer(a->conn), to, rc ? "rejected: " : "accepted", rc ? why : "");
@@ -682,19 +650,19 @@ static void on_delivery(struct amqp *a, pn_delivery_t *d)
     enum link_kind k = link_kind_of(l);
     bool settle = true;
     if (n < 0 || pn_message_decode(m, a->rx, (size_t)n) != 0) {
-        set_outcome(d, PN_REJECTED, "amqp:decode-error", "the message does not decode");
+        delivery_set_outcome(d, PN_REJECTED, "amqp:decode-error", "the message does not decode");
     } else if (k == LINK_CBS_IN) {
-        set_outcome(d, PN_ACCEPTED, NULL, NULL);
+        delivery_set_outcome(d, PN_ACCEPTED, NULL, NULL);
         cbs_request(a, m);
     } else if (k == LINK_C2D_IN) {
         c2d_message(a, d, m);
     } else if (k == LINK_EVENTHUB && a->eh) {
-        set_outcome(d, PN_ACCEPTED, NULL, NULL);
+        delivery_set_outcome(d, PN_ACCEPTED, NULL, NULL);
         eventhub_conn_message(a->eh, l, m);
     } else if (k == LINK_DEVICE && a->dev) {
         settle = devlinks_message(a->dev, l, d, m);
     } else {
-        set_outcome(d, PN_REJECTED, "amqp:not-allowed", "this link does not take messages");
+        delivery_set_outcome(d, PN_REJECTED, "amqp:not-allowed", "this link does not take messages");
     }
     pn_message_free(m);
     pn_link_advance(l);

@@ -1,11 +1,14 @@
-/* delivery.c -- one message on a sender link, and closing a link with a condition (see delivery.h). */
+/* delivery.c -- one message on a sender link, closing a link with a condition, outcomes and ids (delivery.h). */
 #include "delivery.h"
 
 #include <proton/condition.h>
+#include <proton/disposition.h>
 #include <proton/error.h>
 #include <proton/connection.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "err.h"
 
@@ -59,4 +62,38 @@ void delivery_close_link(pn_link_t *l, const char *name, const char *desc)
     pn_condition_set_name(c, name);
     pn_condition_set_description(c, desc);
     pn_link_close(l);
+}
+
+void delivery_set_outcome(pn_delivery_t *d, uint64_t state, const char *cond, const char *desc)
+{
+    if (cond) {
+        pn_condition_t *c = pn_disposition_condition(pn_delivery_local(d));
+        pn_condition_set_name(c, cond);
+        pn_condition_set_description(c, desc);
+    }
+    pn_delivery_update(d, state);
+}
+
+void delivery_id_text(pn_msgid_t id, char *out, size_t outlen)
+{
+    out[0] = 0;
+    switch (id.type) {
+    case PN_STRING:
+    case PN_SYMBOL:
+    case PN_BINARY:
+        if (id.u.as_bytes.start && !memchr(id.u.as_bytes.start, 0, id.u.as_bytes.size))
+            snprintf(out, outlen, "%.*s", (int)id.u.as_bytes.size, id.u.as_bytes.start);
+        break;
+    case PN_ULONG:
+        snprintf(out, outlen, "%" PRIu64, id.u.as_ulong);
+        break;
+    case PN_UUID: {
+        const unsigned char *b = (const unsigned char *)id.u.as_uuid.bytes;
+        snprintf(out, outlen, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
+                 b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+        break;
+    }
+    default:
+        break;
+    }
 }

@@ -472,15 +472,6 @@ void devlinks_attach(struct devlinks *dl, pn_link_t *l, const char *addr)
 
 /* ---- messages ---- */
 
-static void set_outcome(pn_delivery_t *d, uint64_t state, const char *cond, const char *desc)
-{
-    if (cond) {
-        pn_condition_t *c = pn_disposition_condition(pn_delivery_local(d));
-        pn_condition_set_name(c, cond);
-        pn_condition_set_description(c, desc);
-    }
-    pn_delivery_update(d, state);
-}
 
 /* A scalar as text (strings, symbols, integers, booleans); false for other types. */
 static bool scalar_text(pn_data_t *v, char *out, size_t outlen)
@@ -554,30 +545,6 @@ static bool map_text(pn_data_t *data, const char *key, char *out, size_t outlen)
     return found;
 }
 
-/* Message or correlation id as text ("" when absent). */
-static void id_text(pn_msgid_t id, char *out, size_t outlen)
-{
-    out[0] = 0;
-    switch (id.type) {
-    case PN_STRING:
-    case PN_SYMBOL:
-    case PN_BINARY:
-        if (id.u.as_bytes.start && !memchr(id.u.as_bytes.start, 0, id.u.as_bytes.size))
-            snprintf(out, outlen, "%.*s", (int)id.u.as_bytes.size, id.u.as_bytes.start);
-        break;
-    case PN_ULONG:
-        snprintf(out, outlen, "%" PRIu64, id.u.as_ulong);
-        break;
-    case PN_UUID: {
-        const unsigned char *b = (const unsigned char *)id.u.as_uuid.bytes;
-        snprintf(out, outlen, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-                 b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-        break;
-    }
-    default:
-        break;
-    }
-}
 
 /* The body: a data section, or an amqp-value string or binary; empty when there is none. *ok (may be NULL)
  * is false for any other body (a list, a map, a number...). */
@@ -598,19 +565,6 @@ static pn_bytes_t body_of(pn_message_t *m, bool *ok)
     return pn_bytes(0, NULL);
 }
 
-/* Appends "&key=value" (the first without '&'), both percent-encoded; nothing for an empty value. */
-static int add_prop(struct buf *t, bool *first, const char *key, const char *value)
-{
-    if (!value[0])
-        return ERR_OK;
-    char *k = url_encode(key, strlen(key)), *v = url_encode(value, strlen(value));
-    int rc = k && v ? buf_printf(t, "%s%s=%s", *first ? "" : "&", k, v) : ERR_NOMEM;
-    *first = false;
-    free(k);
-    free(v);
-    return rc;
-}
-
 /* Telemetry: the properties become the MQTT-style property bag the event log keeps (system properties as
  * $.mid $.cid $.ct $.ce $.uid); fault-injection properties are honoured as on MQTT, surfaced the AMQP way. */
 static bool on_telemetry(struct devlinks *dl, struct dl_ident *id, pn_delivery_t *d, pn_message_t *m)
@@ -625,22 +579,22 @@ static bool on_telemetry(struct devlinks *dl, struct dl_ident *id, pn_delivery_t
     pn_bytes_t body = body_of(m, &body_ok);
     if (!body_ok) {
         buf_cleanup(&t);
-        set_outcome(d, PN_REJECTED, "amqp:decode-error",
+        delivery_set_outcome(d, PN_REJECTED, "amqp:decode-error",
                     "a telemetry body must be a data section (or an amqp-value string or binary)");
         return true;
     }
     struct faults_request req;
     faults_request_init(&req);
-    id_text(pn_message_get_id(m), text, sizeof text);
-    rc = rc ? rc : add_prop(&t, &first, "$.mid", text);
-    id_text(pn_message_get_correlation_id(m), text, sizeof text);
-    rc = rc ? rc : add_prop(&t, &first, "$.cid", text);
+    delivery_id_text(pn_message_get_id(m), text, sizeof text);
+    rc = rc ? rc : url_bag_add(&t, &first, "$.mid", text);
+    delivery_id_text(pn_message_get_correlation_id(m), text, sizeof text);
+    rc = rc ? rc : url_bag_add(&t, &first, "$.cid", text);
     const char *ct = pn_message_get_content_type(m), *ce = pn_message_get_content_encoding(m);
-    rc = rc ? rc : add_prop(&t, &first, "$.ct", ct ? ct : "");
-    rc = rc ? rc : add_prop(&t, &first, "$.ce", ce ? ce : "");
+    rc = rc ? rc : url_bag_add(&t, &first, "$.ct", ct ? ct : "");
+    rc = rc ? rc : url_bag_add(&t, &first, "$.ce", ce ? ce : "");
     pn_bytes_t uid = pn_message_get_user_id(m);
     snprintf(text, sizeof text, "%.*s", (int)(uid.size < sizeof text ? uid.size : 0), uid.start ? uid.start : "");
-    rc = rc ? rc : add_prop(&t, &first, "$.uid", memchr(text, 0, strlen(text)) ? "" : text);
+    rc = rc ? rc : url_bag_add(&t, &first, "$.uid", memchr(text, 0, strlen(text)) ? "" : text);
     pn_data_t *ap = pn_message_properties(m);
     pn_data_rewind(ap);
     if (!rc && pn_data_next(ap) && pn_data_type(ap) == PN_MAP) {
@@ -654,29 +608,29 @@ static bool on_telemetry(struct devlinks *dl, struct dl_ident *id, pn_delivery_t
             if (!kok || !key[0] || !scalar_text(ap, text, sizeof text))
                 continue;
             faults_request_prop(&req, key, text);
-            rc = add_prop(&t, &first, key, text);
+            rc = url_bag_add(&t, &first, key, text);
         }
         pn_data_exit(ap);
     }
     rc = rc ? rc : buf_append_byte(&t, 0);
     if (rc) {
         buf_cleanup(&t);
-        set_outcome(d, PN_REJECTED, "amqp:resource-limit-exceeded", "the message's properties are too large");
+        delivery_set_outcome(d, PN_REJECTED, "amqp:resource-limit-exceeded", "the message's properties are too large");
         return true;
     }
     bool settle = true;
     enum faults_verdict v = faults_d2c(dl->env.faults, &id->link, req.kind != FAULTS_KIND_NONE ? &req : NULL);
     switch (v) {
     case FAULTS_THROTTLED:
-        set_outcome(d, PN_REJECTED, "com.microsoft:device-container-throttled",
+        delivery_set_outcome(d, PN_REJECTED, "com.microsoft:device-container-throttled",
                     "ThrottlingException: this identity's device-to-cloud messages are throttled; retry later");
         break;
     case FAULTS_QUOTA_EXCEEDED:
-        set_outcome(d, PN_REJECTED, "amqp:resource-limit-exceeded",
+        delivery_set_outcome(d, PN_REJECTED, "amqp:resource-limit-exceeded",
                     "IotHubQuotaExceeded: the hub's daily message quota is used up");
         break;
     case FAULTS_UNAUTHORIZED:
-        set_outcome(d, PN_REJECTED, "amqp:unauthorized-access", "IotHubUnauthorizedAccess: not authorized");
+        delivery_set_outcome(d, PN_REJECTED, "amqp:unauthorized-access", "IotHubUnauthorizedAccess: not authorized");
         break;
     case FAULTS_HOLD:
         settle = false; /* the hub drops the connection before it acknowledges */
@@ -686,7 +640,7 @@ static bool on_telemetry(struct devlinks *dl, struct dl_ident *id, pn_delivery_t
             telemetry_add(dl->env.telemetry, id->device_id, id->module_id[0] ? id->module_id : NULL,
                           (const char *)t.data, (const uint8_t *)body.start, body.size, loop_wall_s(dl->env.loop));
         if (settle)
-            set_outcome(d, PN_ACCEPTED, NULL, NULL);
+            delivery_set_outcome(d, PN_ACCEPTED, NULL, NULL);
         break;
     }
     buf_cleanup(&t);
@@ -699,7 +653,7 @@ static bool reply_rid(pn_msgid_t cid, char rid[17])
     char text[64], hex[33];
     if (cid.type != PN_UUID && cid.type != PN_STRING)
         return false;
-    id_text(cid, text, sizeof text);
+    delivery_id_text(cid, text, sizeof text);
     size_t n = 0;
     for (const char *p = text; *p && n < 33; p++)
         if (*p != '-')
@@ -722,18 +676,18 @@ static void on_method_reply(struct devlinks *dl, struct dl_ident *id, pn_deliver
 {
     char rid[17], st[32];
     if (!reply_rid(pn_message_get_correlation_id(m), rid)) {
-        set_outcome(d, PN_REJECTED, "amqp:decode-error",
+        delivery_set_outcome(d, PN_REJECTED, "amqp:decode-error",
                     "a method response needs the request's correlation-id (a uuid)");
         return;
     }
     char *end = NULL;
     long status = map_text(pn_message_properties(m), "IoThub-status", st, sizeof st) ? strtol(st, &end, 10) : 0;
     if (!end || end == st || *end || status < -2147483647L || status > 2147483647L) {
-        set_outcome(d, PN_REJECTED, "amqp:invalid-field",
+        delivery_set_outcome(d, PN_REJECTED, "amqp:invalid-field",
                     "a method response needs an integer IoThub-status application property");
         return;
     }
-    set_outcome(d, PN_ACCEPTED, NULL, NULL);
+    delivery_set_outcome(d, PN_ACCEPTED, NULL, NULL);
     pn_bytes_t b = body_of(m, NULL);
     hub_link_method_reply(dl->env.hub, &id->link, rid, (int)status, (const uint8_t *)b.start, b.size);
 }
@@ -794,18 +748,18 @@ static void on_twin_request(struct devlinks *dl, struct dl_ident *id, pn_deliver
     char op[16], res[64];
     pn_data_t *ann = pn_message_annotations(m);
     if (!map_text(ann, "operation", op, sizeof op)) {
-        set_outcome(d, PN_REJECTED, "amqp:invalid-field", "a twin request needs an 'operation' message annotation");
+        delivery_set_outcome(d, PN_REJECTED, "amqp:invalid-field", "a twin request needs an 'operation' message annotation");
         return;
     }
     if (!map_text(ann, "resource", res, sizeof res))
         res[0] = 0;
     if (!id->twin_out) {
-        set_outcome(d, PN_REJECTED, "amqp:not-allowed",
+        delivery_set_outcome(d, PN_REJECTED, "amqp:not-allowed",
                     "attach the twin receiver link (source /devices/{id}/twin) before sending twin requests");
         return;
     }
     pn_msgid_t cid = pn_message_get_correlation_id(m);
-    set_outcome(d, PN_ACCEPTED, NULL, NULL);
+    delivery_set_outcome(d, PN_ACCEPTED, NULL, NULL);
     int retry = 0;
     bool is_get = strcasecmp(op, "GET") == 0, is_patch = strcasecmp(op, "PATCH") == 0;
     if ((is_get || is_patch) &&
@@ -863,7 +817,7 @@ bool devlinks_message(struct devlinks *dl, pn_link_t *l, pn_delivery_t *d, pn_me
     struct dl_ident *id = ident_of(dl, l);
     enum dl_role r = role_of(l);
     if (!id) {
-        set_outcome(d, PN_REJECTED, "amqp:not-allowed", "this link no longer belongs to an identity");
+        delivery_set_outcome(d, PN_REJECTED, "amqp:not-allowed", "this link no longer belongs to an identity");
         return true;
     }
     registry_touch(dl->env.reg, id->device_id, id->module_id, loop_wall_s(dl->env.loop));
@@ -877,7 +831,7 @@ bool devlinks_message(struct devlinks *dl, pn_link_t *l, pn_delivery_t *d, pn_me
         on_twin_request(dl, id, d, m);
         return true;
     default:
-        set_outcome(d, PN_REJECTED, "amqp:not-allowed", "this link does not take messages");
+        delivery_set_outcome(d, PN_REJECTED, "amqp:not-allowed", "this link does not take messages");
         return true;
     }
 }

@@ -19,21 +19,16 @@ except ImportError:  # pragma: no cover
     sys.exit(77)
 
 from harness import DEVICE1_KEY, Emulator, sas_token
+from test_amqp import put_token as amqp_put_token
 
 TIMEOUT = 20
 D1 = "/devices/device1"
 
 
 def put_token(conn, token, audience):
-    snd = conn.create_sender("$cbs")
-    rcv = conn.create_receiver("$cbs", credit=5)
-    snd.send(Message(body=token, id=str(uuid.uuid4()), reply_to="cbs",
-                     properties={"operation": "put-token", "type": "servicebus.windows.net:sastoken",
-                                 "name": audience}))
-    rep = rcv.receive(timeout=TIMEOUT)
-    snd.close()
-    rcv.close()
-    return rep.properties["status-code"], rep.properties["status-description"]
+    """test_amqp's put-token; returns (status-code, status-description)."""
+    status, rep = amqp_put_token(conn, token, audience=audience)
+    return status, rep.properties["status-description"]
 
 
 def outcome(conn, sender, msg):
