@@ -660,7 +660,7 @@ static void on_delivery(struct amqp *a, pn_delivery_t *d)
         delivery_set_outcome(d, PN_ACCEPTED, NULL, NULL);
         eventhub_conn_message(a->eh, l, m);
     } else if (k == LINK_DEVICE && a->dev) {
-        settle = devlinks_message(a->dev, l, d, m);
+        settle = devlinks_message(a->dev, l, d, m, (const uint8_t *)a->rx, (size_t)n);
     } else {
         delivery_set_outcome(d, PN_REJECTED, "amqp:not-allowed", "this link does not take messages");
     }

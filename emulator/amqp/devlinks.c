@@ -21,6 +21,7 @@
 #include "device_link.h"
 #include "err.h"
 #include "faults.h"
+#include "frames.h"
 #include "hub.h"
 #include "log.h"
 #include "loop.h"
@@ -33,6 +34,7 @@
 #define DL_MAX_QUEUED 64   /* messages waiting for credit on one of our senders before a send fails */
 #define DL_TWIN_MAX (128u * 1024u) /* a twin document (desired and reported at 32 KiB each, with versions) */
 #define DL_IDENT_MAX (2 * REGISTRY_MAX_ID + 2)
+#define DL_MAX_BATCH 500 /* messages in one batched telemetry delivery (256 KiB at ~0.5 KiB each) */
 
 /* What one of our links does for its identity. */
 enum dl_role { R_NONE, R_D2C, R_C2D, R_METH_OUT, R_METH_IN, R_TWIN_OUT, R_TWIN_IN };
@@ -565,9 +567,35 @@ static pn_bytes_t body_of(pn_message_t *m, bool *ok)
     return pn_bytes(0, NULL);
 }
 
-/* Telemetry: the properties become the MQTT-style property bag the event log keeps (system properties as
- * $.mid $.cid $.ct $.ce $.uid); fault-injection properties are honoured as on MQTT, surfaced the AMQP way. */
-static bool on_telemetry(struct devlinks *dl, struct dl_ident *id, pn_delivery_t *d, pn_message_t *m)
+/* Feeds the application properties of m to the fault request and, when bag is not NULL, to the bag. */
+static int add_app_props(pn_message_t *m, struct faults_request *req, struct buf *bag, bool *first)
+{
+    char key[C2D_MAX_KEY], text[C2D_MAX_VALUE];
+    int rc = ERR_OK;
+    pn_data_t *ap = pn_message_properties(m);
+    pn_data_rewind(ap);
+    if (!pn_data_next(ap) || pn_data_type(ap) != PN_MAP)
+        return ERR_OK;
+    pn_data_enter(ap);
+    while (!rc && pn_data_next(ap)) {
+        bool kok = (pn_data_type(ap) == PN_STRING || pn_data_type(ap) == PN_SYMBOL) && scalar_text(ap, key, sizeof key);
+        if (!pn_data_next(ap))
+            break;
+        if (!kok || !key[0] || !scalar_text(ap, text, sizeof text))
+            continue;
+        faults_request_prop(req, key, text);
+        if (bag)
+            rc = url_bag_add(bag, first, key, text);
+    }
+    pn_data_exit(ap);
+    return rc;
+}
+
+/* One telemetry message: its properties become the MQTT-style property bag the event log keeps (system
+ * properties as $.mid $.cid $.ct $.ce $.uid); fault-injection properties (its own, or a batch envelope's:
+ * the C SDK moves them there) are honoured as on MQTT. Records it unless the verdict refuses it. */
+static enum faults_verdict telemetry_one(struct devlinks *dl, struct dl_ident *id, pn_message_t *m,
+                                         pn_message_t *envelope, pn_bytes_t body, bool *too_big)
 {
     struct buf t;
     buf_init(&t, dl->env.max_message);
@@ -575,14 +603,6 @@ static bool on_telemetry(struct devlinks *dl, struct dl_ident *id, pn_delivery_t
     char text[C2D_MAX_VALUE];
     int rc = id->module_id[0] ? buf_printf(&t, "devices/%s/modules/%s/messages/events/", id->device_id, id->module_id)
                               : buf_printf(&t, "devices/%s/messages/events/", id->device_id);
-    bool body_ok;
-    pn_bytes_t body = body_of(m, &body_ok);
-    if (!body_ok) {
-        buf_cleanup(&t);
-        delivery_set_outcome(d, PN_REJECTED, "amqp:decode-error",
-                    "a telemetry body must be a data section (or an amqp-value string or binary)");
-        return true;
-    }
     struct faults_request req;
     faults_request_init(&req);
     delivery_id_text(pn_message_get_id(m), text, sizeof text);
@@ -594,57 +614,106 @@ static bool on_telemetry(struct devlinks *dl, struct dl_ident *id, pn_delivery_t
     rc = rc ? rc : url_bag_add(&t, &first, "$.ce", ce ? ce : "");
     pn_bytes_t uid = pn_message_get_user_id(m);
     snprintf(text, sizeof text, "%.*s", (int)(uid.size < sizeof text ? uid.size : 0), uid.start ? uid.start : "");
-    rc = rc ? rc : url_bag_add(&t, &first, "$.uid", memchr(text, 0, strlen(text)) ? "" : text);
-    pn_data_t *ap = pn_message_properties(m);
-    pn_data_rewind(ap);
-    if (!rc && pn_data_next(ap) && pn_data_type(ap) == PN_MAP) {
-        pn_data_enter(ap);
-        while (!rc && pn_data_next(ap)) {
-            char key[C2D_MAX_KEY];
-            bool kok = scalar_text(ap, key, sizeof key) &&
-                       (pn_data_type(ap) == PN_STRING || pn_data_type(ap) == PN_SYMBOL);
-            if (!pn_data_next(ap))
-                break;
-            if (!kok || !key[0] || !scalar_text(ap, text, sizeof text))
-                continue;
-            faults_request_prop(&req, key, text);
-            rc = url_bag_add(&t, &first, key, text);
-        }
-        pn_data_exit(ap);
-    }
+    rc = rc ? rc : url_bag_add(&t, &first, "$.uid", memchr(uid.start ? uid.start : "", 0, uid.size) ? "" : text);
+    if (envelope)
+        add_app_props(envelope, &req, NULL, NULL);
+    rc = rc ? rc : add_app_props(m, &req, &t, &first);
     rc = rc ? rc : buf_append_byte(&t, 0);
-    if (rc) {
-        buf_cleanup(&t);
-        delivery_set_outcome(d, PN_REJECTED, "amqp:resource-limit-exceeded", "the message's properties are too large");
-        return true;
-    }
-    bool settle = true;
-    enum faults_verdict v = faults_d2c(dl->env.faults, &id->link, req.kind != FAULTS_KIND_NONE ? &req : NULL);
-    switch (v) {
-    case FAULTS_THROTTLED:
-        delivery_set_outcome(d, PN_REJECTED, "com.microsoft:device-container-throttled",
-                    "ThrottlingException: this identity's device-to-cloud messages are throttled; retry later");
-        break;
-    case FAULTS_QUOTA_EXCEEDED:
-        delivery_set_outcome(d, PN_REJECTED, "amqp:resource-limit-exceeded",
-                    "IotHubQuotaExceeded: the hub's daily message quota is used up");
-        break;
-    case FAULTS_UNAUTHORIZED:
-        delivery_set_outcome(d, PN_REJECTED, "amqp:unauthorized-access", "IotHubUnauthorizedAccess: not authorized");
-        break;
-    case FAULTS_HOLD:
-        settle = false; /* the hub drops the connection before it acknowledges */
-        __attribute__((fallthrough));
-    case FAULTS_ACCEPT:
-        if (dl->env.telemetry)
+    *too_big = rc != ERR_OK;
+    enum faults_verdict v = FAULTS_ACCEPT;
+    if (!rc) {
+        v = faults_d2c(dl->env.faults, &id->link, req.kind != FAULTS_KIND_NONE ? &req : NULL);
+        if ((v == FAULTS_ACCEPT || v == FAULTS_HOLD) && dl->env.telemetry)
             telemetry_add(dl->env.telemetry, id->device_id, id->module_id[0] ? id->module_id : NULL,
                           (const char *)t.data, (const uint8_t *)body.start, body.size, loop_wall_s(dl->env.loop));
-        if (settle)
-            delivery_set_outcome(d, PN_ACCEPTED, NULL, NULL);
-        break;
     }
     buf_cleanup(&t);
-    return settle;
+    return v;
+}
+
+/* A batch: the data sections of raw are encoded messages (message-format 0x80013700; see frames.h), told apart
+ * from an ordinary body by the first section starting with a message section's descriptor. */
+static bool is_batch(const uint8_t *raw, size_t rawlen, struct frames_view *secs, size_t max, size_t *n)
+{
+    if (!raw || frames_data_sections(raw, rawlen, secs, max, n) != ERR_OK || *n == 0)
+        return false;
+    const uint8_t *p = secs[0].p;
+    return secs[0].len >= 3 && p[0] == 0x00 && p[1] == 0x53 && p[2] >= 0x70 && p[2] <= 0x78;
+}
+
+/* Telemetry, one message or a batch: the delivery's outcome is the worst verdict of its messages. A
+ * throttling, quota or auth fault rejects it (how the hub surfaces them over AMQP); a fault asking for a
+ * disconnect leaves it unsettled (the hub drops the connection before it acknowledges). */
+static bool on_telemetry(struct devlinks *dl, struct dl_ident *id, pn_delivery_t *d, pn_message_t *m,
+                         const uint8_t *raw, size_t rawlen)
+{
+    struct frames_view secs[DL_MAX_BATCH];
+    size_t n = 0;
+    bool batch = is_batch(raw, rawlen, secs, DL_MAX_BATCH, &n);
+    for (size_t i = 0; batch && i < n; i++) { /* all or nothing: check every message before recording any */
+        pn_message_t *inner = pn_message();
+        bool body_ok = false;
+        bool bad = !inner || pn_message_decode(inner, (const char *)secs[i].p, secs[i].len) != 0 ||
+                   (body_of(inner, &body_ok), !body_ok);
+        pn_message_free(inner);
+        if (bad) {
+            delivery_set_outcome(d, PN_REJECTED, "amqp:decode-error",
+                                 "a data section of the batched message is not an AMQP message with a data body");
+            return true;
+        }
+    }
+    enum faults_verdict worst = FAULTS_ACCEPT;
+    bool too_big = false;
+    for (size_t i = 0; i < (batch ? n : 1) && !too_big && worst != FAULTS_THROTTLED &&
+                       worst != FAULTS_QUOTA_EXCEEDED && worst != FAULTS_UNAUTHORIZED;
+         i++) {
+        pn_message_t *one = m, *inner = NULL;
+        if (batch) {
+            inner = pn_message();
+            if (!inner || pn_message_decode(inner, (const char *)secs[i].p, secs[i].len) != 0) {
+                pn_message_free(inner);
+                delivery_set_outcome(d, PN_REJECTED, "amqp:decode-error",
+                                     "a data section of the batched message is not an AMQP message");
+                return true;
+            }
+            one = inner;
+        }
+        bool body_ok;
+        pn_bytes_t body = body_of(one, &body_ok);
+        enum faults_verdict v = FAULTS_ACCEPT;
+        if (body_ok)
+            v = telemetry_one(dl, id, one, batch ? m : NULL, body, &too_big);
+        pn_message_free(inner);
+        if (!body_ok) {
+            delivery_set_outcome(d, PN_REJECTED, "amqp:decode-error",
+                                 "a telemetry body must be a data section (or an amqp-value string or binary)");
+            return true;
+        }
+        if (v != FAULTS_ACCEPT && worst != FAULTS_HOLD)
+            worst = v;
+    }
+    switch (worst) {
+    case FAULTS_THROTTLED:
+        delivery_set_outcome(d, PN_REJECTED, "com.microsoft:device-container-throttled",
+                             "ThrottlingException: this identity's device-to-cloud messages are throttled; retry later");
+        return true;
+    case FAULTS_QUOTA_EXCEEDED:
+        delivery_set_outcome(d, PN_REJECTED, "amqp:resource-limit-exceeded",
+                             "IotHubQuotaExceeded: the hub's daily message quota is used up");
+        return true;
+    case FAULTS_UNAUTHORIZED:
+        delivery_set_outcome(d, PN_REJECTED, "amqp:unauthorized-access", "IotHubUnauthorizedAccess: not authorized");
+        return true;
+    case FAULTS_HOLD:
+        return false;
+    case FAULTS_ACCEPT:
+        break;
+    }
+    if (too_big)
+        delivery_set_outcome(d, PN_REJECTED, "amqp:resource-limit-exceeded", "the message's properties are too large");
+    else
+        delivery_set_outcome(d, PN_ACCEPTED, NULL, NULL);
+    return true;
 }
 
 /* The request id of a method response: its correlation id, the uuid we sent (text or uuid). */
@@ -812,7 +881,8 @@ static void on_twin_request(struct devlinks *dl, struct dl_ident *id, pn_deliver
     }
 }
 
-bool devlinks_message(struct devlinks *dl, pn_link_t *l, pn_delivery_t *d, pn_message_t *m)
+bool devlinks_message(struct devlinks *dl, pn_link_t *l, pn_delivery_t *d, pn_message_t *m, const uint8_t *raw,
+                      size_t rawlen)
 {
     struct dl_ident *id = ident_of(dl, l);
     enum dl_role r = role_of(l);
@@ -823,7 +893,7 @@ bool devlinks_message(struct devlinks *dl, pn_link_t *l, pn_delivery_t *d, pn_me
     registry_touch(dl->env.reg, id->device_id, id->module_id, loop_wall_s(dl->env.loop));
     switch (r) {
     case R_D2C:
-        return on_telemetry(dl, id, d, m);
+        return on_telemetry(dl, id, d, m, raw, rawlen);
     case R_METH_IN:
         on_method_reply(dl, id, d, m);
         return true;

@@ -76,10 +76,11 @@ bool devlinks_claims(const char *addr);
 /* Opens or refuses (amqp:not-found, amqp:unauthorized-access...) link l whose address devlinks_claims took.
  * Termini and properties have been echoed by the caller. */
 void devlinks_attach(struct devlinks *dl, pn_link_t *l, const char *addr);
-/* A whole message m arrived in delivery d on one of our receivers (telemetry, method responses, twin
- * requests). Sets d's outcome; returns false when d must stay unsettled (a fault message asking for a
- * disconnect: the hub drops the connection before it acknowledges). */
-bool devlinks_message(struct devlinks *dl, pn_link_t *l, pn_delivery_t *d, pn_message_t *m);
+/* A whole message m (decoded from raw[0..rawlen)) arrived in delivery d on one of our receivers (telemetry,
+ * batched or not; method responses; twin requests). Sets d's outcome; returns false when d must stay unsettled
+ * (a fault message asking for a disconnect: the hub drops the connection before it acknowledges). */
+bool devlinks_message(struct devlinks *dl, pn_link_t *l, pn_delivery_t *d, pn_message_t *m, const uint8_t *raw,
+                      size_t rawlen);
 /* Every Proton event of the connection: dispositions of our C2D deliveries, link detach/close. */
 void devlinks_event(struct devlinks *dl, pn_event_t *e);
 /* Whether l is one of ours. */

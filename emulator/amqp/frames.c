@@ -465,3 +465,31 @@ int frames_guard_input(struct frames_guard *g, const uint8_t *frame, size_t len,
     }
     return ERR_OK;
 }
+
+/* ---- message sections ---- */
+
+int frames_data_sections(const uint8_t *msg, size_t len, struct frames_view *out, size_t max, size_t *n)
+{
+    *n = 0;
+    size_t at = 0;
+    while (at < len) {
+        size_t vlen = 0;
+        if (len - at < 3 || msg[at] != 0x00 || frames_value_len(msg + at, len - at, &vlen) != ERR_OK)
+            return ERR_MALFORMED;
+        bool small = msg[at + 1] == 0x53;
+        bool is_data = small ? msg[at + 2] == 0x75
+                             : len - at >= 10 && msg[at + 1] == 0x80 && msg[at + 9] == 0x75 &&
+                                   memcmp(msg + at + 2, "\0\0\0\0\0\0\0", 7) == 0;
+        if (is_data) {
+            size_t off = small ? 3 : 10;
+            struct frames_view v = {msg + at + off, vlen - off}, content;
+            if (frames_get_binary(v, &content) != ERR_OK)
+                return ERR_MALFORMED;
+            if (*n == max)
+                return ERR_MALFORMED;
+            out[(*n)++] = content;
+        }
+        at += vlen;
+    }
+    return ERR_OK;
+}

@@ -91,6 +91,13 @@ struct frames_guard {
  * passed (ERR_OK): Proton refuses those itself. */
 int frames_guard_input(struct frames_guard *g, const uint8_t *frame, size_t len, const char **why);
 
+/* The data sections (descriptor 0x75) of an encoded message msg[0..len), each a view of its binary content, in
+ * order: at most max into out, their count in *n. A batched message (IoT Hub's message-format 0x80013700, as
+ * the C SDK sends telemetry) carries one encoded message per data section; Proton's decoder keeps only the
+ * last. Returns ERR_OK, or ERR_MALFORMED (a section that is not a described value, does not decode, or more
+ * than max data sections). */
+int frames_data_sections(const uint8_t *msg, size_t len, struct frames_view *out, size_t max, size_t *n);
+
 /* Appends a SASL frame: sasl-mechanisms with a symbol array of mechs[0..n), or sasl-outcome with code
  * (0 ok, 1 auth, 2 sys, ...). Returns ERR_OK or an error of buf_append. */
 int frames_sasl_mechanisms(struct buf *out, const char *const *mechs, size_t n);

@@ -1,12 +1,13 @@
 """test_amqp_devices.py -- the device side of the AMQP front (issue 22) driven by an independent AMQP client
 (Debian's python3-qpid-proton) with malformed and unauthorised input: device put-tokens answered 200/401/404,
 links to another identity's or an unknown address refused (amqp:unauthorized-access, amqp:not-found), garbage
-telemetry bodies, method responses and twin requests rejected with a clear AMQP error while the same connection
+telemetry bodies, method responses and twin requests rejected, batched telemetry split into its messages, with a clear AMQP error while the same connection
 and the others go on working; and the AMQP fault-injection kinds (KillAmqpD2CLink, InvokeThrottling as
 com.microsoft:device-container-throttled). Ports are picked at run time. Skips itself (exit 77 via the CMake
 SKIP_RETURN_CODE) when proton is missing."""
 
 import json
+import struct
 import sys
 import unittest
 import uuid
@@ -161,6 +162,30 @@ class AmqpDevicesTest(unittest.TestCase):
             status, _, body = self.emu.rest("GET", "/devices/device2?api-version=2021-04-12")
         self.assertIn(status, (200, 201), body)
         return body["authentication"]["symmetricKey"]["primaryKey"]
+
+    def test_batched_telemetry(self):
+        """The C SDK's batches (message-format 0x80013700): one encoded message per data section."""
+        def data(x):
+            return b"\x00\x53\x75\xb0" + struct.pack(">I", len(x)) + x
+        inner = [Message(body=b"batched %d" % i, id="b-%d" % i, properties={"n": i}).encode() for i in range(3)]
+        conn = self.device_conn()
+        try:
+            snd = conn.create_sender(D1 + "/messages/events")
+            dlv = snd.link.delivery("batch-1")
+            snd.link.send(b"".join(data(x) for x in inner))
+            snd.link.advance()
+            conn.wait(lambda: dlv.remote_state == Delivery.ACCEPTED, timeout=TIMEOUT, msg="the batch accepted")
+            dlv = snd.link.delivery("batch-2")
+            snd.link.send(data(inner[0]) + data(b"\x00\x53\x77\xa1\xffxx"))  # truncated: not a message
+            snd.link.advance()
+            conn.wait(lambda: dlv.remote_state, timeout=TIMEOUT, msg="an outcome")
+            self.assertEqual(dlv.remote_state, Delivery.REJECTED)
+            self.assertEqual(dlv.remote.condition.name, "amqp:decode-error")
+        finally:
+            conn.close()
+        got = [m for m in self.telemetry() if m.get("body", "").startswith("batched ")]
+        self.assertEqual([m["body"] for m in got], ["batched 0", "batched 1", "batched 2"])
+        self.assertEqual(got[1]["properties"].get("n"), "1")
 
     def test_fault_kill_d2c_link_and_throttling(self):
         conn = self.device_conn()

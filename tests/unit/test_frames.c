@@ -1,6 +1,6 @@
 /* test_frames.c -- emulator/amqp/frames: frame headers, value lengths, performative fields, SASL frame
  * encoders, the normaliser's padding (Begin gets a real handle-max; transfers keep their payload), and the input
- * guard (transfers Proton 0.37 would assert on). */
+ * guard (transfers Proton 0.37 would assert on), and the data sections of a batched message. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -169,6 +169,25 @@ static void test_guard(void **state)
     assert_int_equal(frames_guard_input(&g, begin4, sizeof begin4, &why), ERR_OK);
 }
 
+static void test_data_sections(void **state)
+{
+    /* properties (empty list), two data sections, an amqp-value: the data sections' contents, in order */
+    static const uint8_t msg[] = {0x00, 0x53, 0x73, 0x45, 0x00, 0x53, 0x75, 0xa0, 2, 'a', 'b',
+                                  0x00, 0x53, 0x75, 0xb0, 0, 0, 0, 1, 'c', 0x00, 0x53, 0x77, 0x40};
+    struct frames_view v[4];
+    size_t n = 9;
+    assert_int_equal(frames_data_sections(msg, sizeof msg, v, 4, &n), ERR_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(v[0].len, 2);
+    assert_memory_equal(v[0].p, "ab", 2);
+    assert_int_equal(v[1].len, 1);
+    assert_int_equal(v[1].p[0], 'c');
+    assert_int_equal(frames_data_sections(msg, sizeof msg, v, 1, &n), ERR_MALFORMED); /* more than max */
+    assert_int_equal(frames_data_sections(msg, 10, v, 4, &n), ERR_MALFORMED);        /* truncated */
+    static const uint8_t bare[] = {0xa0, 1, 'x'};                                      /* not a section */
+    assert_int_equal(frames_data_sections(bare, sizeof bare, v, 4, &n), ERR_MALFORMED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -177,6 +196,7 @@ int main(void)
         cmocka_unit_test(test_normalise_transfer_keeps_payload),
         cmocka_unit_test(test_values_and_sasl),
         cmocka_unit_test(test_guard),
+        cmocka_unit_test(test_data_sections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
