@@ -1,8 +1,9 @@
 """test_amqp_devices.py -- the device side of the AMQP front (issue 22) driven by an independent AMQP client
 (Debian's python3-qpid-proton) with malformed and unauthorised input: device put-tokens answered 200/401/404,
 links to another identity's or an unknown address refused (amqp:unauthorized-access, amqp:not-found), garbage
-telemetry bodies, method responses and twin requests rejected, batched telemetry split into its messages, with a clear AMQP error while the same connection
-and the others go on working; and the AMQP fault-injection kinds (KillAmqpD2CLink, InvokeThrottling as
+telemetry bodies, method responses and twin requests rejected with a clear AMQP error while the same connection
+and the others go on working, batched telemetry split into its messages; and the AMQP fault-injection kinds
+(each KillAmqp*Link, KillAmqpSession, KillAmqpConnection, ShutDownAmqp, InvokeThrottling as
 com.microsoft:device-container-throttled). Ports are picked at run time. Skips itself (exit 77 via the CMake
 SKIP_RETURN_CODE) when proton is missing."""
 
@@ -186,6 +187,62 @@ class AmqpDevicesTest(unittest.TestCase):
         got = [m for m in self.telemetry() if m.get("body", "").startswith("batched ")]
         self.assertEqual([m["body"] for m in got], ["batched 0", "batched 1", "batched 2"])
         self.assertEqual(got[1]["properties"].get("n"), "1")
+
+    def fault(self, kind):
+        return Message(body=b"fault", properties={"AzIoTHub_FaultOperationType": kind,
+                                                  "AzIoTHub_FaultOperationCloseReason": "boom",
+                                                  "AzIoTHub_FaultOperationDelayInSecs": 0})
+
+    def test_fault_kill_method_and_twin_links(self):
+        """KillAmqp{MethodReq,MethodResp,TwinReq,TwinResp,C2D}Link detach exactly that link of the identity."""
+        cases = [("KillAmqpMethodReqLink", "methods/devicebound", False),
+                 ("KillAmqpMethodRespLink", "methods/devicebound", True),
+                 ("KillAmqpTwinLinkResp", "twin", False),
+                 ("KillAmqpTwinLinkReq", "twin", True),
+                 ("KillAmqpC2DLink", "messages/devicebound", False)]
+        for kind, rest, sender in cases:
+            with self.subTest(kind=kind):
+                conn = self.device_conn()
+                try:
+                    link = (conn.create_sender if sender else conn.create_receiver)(D1 + "/" + rest)
+                    other = conn.create_receiver(D1 + "/twin") if rest != "twin" else \
+                        conn.create_receiver(D1 + "/methods/devicebound")
+                    events = conn.create_sender(D1 + "/messages/events")
+                    events.link.send(self.fault(kind))
+                    with self.assertRaises(LinkException) as cm:
+                        conn.wait(lambda: link.link.state & Endpoint.REMOTE_CLOSED, timeout=TIMEOUT, msg=kind)
+                    self.assertIn("amqp:internal-error", str(cm.exception))
+                    self.assertFalse(other.link.state & Endpoint.REMOTE_CLOSED)  # the others stay
+                    self.assertFalse(events.link.state & Endpoint.REMOTE_CLOSED)
+                finally:
+                    conn.close()
+                    self.emu.rest("DELETE", "/emulator/faults")
+
+    def test_fault_session_and_connection(self):
+        """KillAmqpSession ends the session of the telemetry link; KillAmqpConnection and ShutDownAmqp close."""
+        for kind, cond in [("KillAmqpSession", "amqp:internal-error"), ("KillAmqpConnection", "amqp:internal-error"),
+                           ("ShutDownAmqp", None)]:
+            with self.subTest(kind=kind):
+                conn = self.device_conn()
+                try:
+                    events = conn.create_sender(D1 + "/messages/events")
+                    events.link.send(self.fault(kind))
+                    target = events.link.session if kind == "KillAmqpSession" else conn.conn
+                    try:
+                        conn.wait(lambda: target.state & Endpoint.REMOTE_CLOSED, timeout=TIMEOUT, msg=kind)
+                    except Exception as e:  # the blocking client raises on a remote close with a condition
+                        self.assertIn(cond or "closed", str(e))
+                    self.assertTrue(target.state & Endpoint.REMOTE_CLOSED)
+                    if cond:
+                        self.assertEqual(target.remote_condition.name, cond)
+                    else:
+                        self.assertIsNone(target.remote_condition)
+                finally:
+                    try:
+                        conn.close()
+                    except Exception:
+                        pass
+                    self.emu.rest("DELETE", "/emulator/faults")
 
     def test_fault_kill_d2c_link_and_throttling(self):
         conn = self.device_conn()
