@@ -92,12 +92,6 @@ static struct dl_ident *ident_of(struct devlinks *dl, pn_link_t *l)
     return slot >= 0 && slot < DEVLINKS_MAX_IDENTITIES && dl->ids[slot].used ? &dl->ids[slot] : NULL;
 }
 
-bool devlinks_owns(const struct devlinks *dl, pn_link_t *l)
-{
-    (void)dl;
-    return role_of(l) != R_NONE;
-}
-
 /* ---- addresses ---- */
 
 /* Copies the percent-decoded segment p[0..len) into out (REGISTRY_MAX_ID + 1 bytes) if it is a valid id. */

@@ -83,8 +83,6 @@ bool devlinks_message(struct devlinks *dl, pn_link_t *l, pn_delivery_t *d, pn_me
                       size_t rawlen);
 /* Every Proton event of the connection: dispositions of our C2D deliveries, link detach/close. */
 void devlinks_event(struct devlinks *dl, pn_event_t *e);
-/* Whether l is one of ours. */
-bool devlinks_owns(const struct devlinks *dl, pn_link_t *l);
 
 /* The earliest token expiry (se + skew, wall seconds) of the identities held, INT64_MAX when none. */
 int64_t devlinks_next_expiry(const struct devlinks *dl);
