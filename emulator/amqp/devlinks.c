@@ -1076,6 +1076,24 @@ static int link_deliver_c2d(struct device_link *l, const struct c2d_message *cm)
     return ERR_OK;
 }
 
+/* Closes the whole connection with (name, desc) (name NULL: cleanly), every link detached and every session
+ * ended first, in the same flush: a client that runs its links down cleanly when the connection closes (the
+ * Node SDK waits 45 s for detach replies otherwise, azure-iot-amqp-base rerunWithForceTimer) finds nothing
+ * left to wait for. desc must be a string literal. */
+static void close_connection(struct devlinks *dl, const char *name, const char *desc)
+{
+    for (pn_link_t *k = pn_link_head(dl->conn, PN_LOCAL_ACTIVE); k; k = pn_link_next(k, PN_LOCAL_ACTIVE)) {
+        forget_link(dl, k);
+        if (name)
+            delivery_close_link(k, name, desc);
+        else
+            pn_link_close(k);
+    }
+    for (pn_session_t *ss = pn_session_head(dl->conn, PN_LOCAL_ACTIVE); ss; ss = pn_session_next(ss, PN_LOCAL_ACTIVE))
+        pn_session_close(ss);
+    dl->hooks.close(dl->hooks.ctx, name, desc);
+}
+
 /* Takeover, identity disabled or deleted: the hub has taken the link offline already. A connection carrying
  * only this identity is closed (what the SDKs notice and retry on); otherwise only its links go. */
 static void link_kick(struct device_link *l, const char *reason)
@@ -1087,7 +1105,7 @@ static void link_kick(struct device_link *l, const char *reason)
     log_info("%s: closing its AMQP links: %s", id->ident, reason);
     if (idents_used(dl) == 1) {
         ident_drop(dl, id, NULL, NULL, false);
-        dl->hooks.close(dl->hooks.ctx, "amqp:connection:forced",
+        close_connection(dl, "amqp:connection:forced",
                         "the hub closed this identity's connection (another connection took over, or the identity "
                         "was disabled or deleted)");
         return;
@@ -1114,11 +1132,11 @@ static void link_fault(struct device_link *l, const char *type, const char *reas
         return;
     log_info("%s: fault injection %s (%s)", id->ident, type, reason);
     if (strcasecmp(type, "ShutDownAmqp") == 0) {
-        dl->hooks.close(dl->hooks.ctx, NULL, "fault injection: ShutDownAmqp");
+        close_connection(dl, NULL, "fault injection: ShutDownAmqp");
         return;
     }
     if (strcasecmp(type, "KillAmqpConnection") == 0) {
-        dl->hooks.close(dl->hooks.ctx, "amqp:internal-error", "fault injection: KillAmqpConnection");
+        close_connection(dl, "amqp:internal-error", "fault injection: KillAmqpConnection");
         return;
     }
     static const char desc[] = "fault injection: this link was killed on request";
