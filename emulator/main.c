@@ -192,7 +192,8 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
                                        .telemetry = e->telemetry, .faults = e->faults, .c2d = e->c2d};
     session_proto(&e->mqtt, &e->mqtt_env);
     e->amqp_env = (struct amqp_env){.loop = e->loop, .auth = e->auth, .c2d = e->c2d,
-                                    .token_skew_s = e->cfg.token_skew_s, .auth_timeout_s = e->cfg.connect_timeout_s};
+                                    .token_skew_s = e->cfg.token_skew_s, .auth_timeout_s = e->cfg.connect_timeout_s,
+                                    .hub = e->hub, .reg = e->reg, .telemetry = e->telemetry, .faults = e->faults};
     amqp_proto(&e->amqp, &e->amqp_env);
     struct net_config nc = {
         .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind,
