@@ -1024,6 +1024,18 @@ static void put_str_prop(pn_data_t *ap, const char *k, const char *v)
     pn_data_put_string(ap, pn_bytes(strlen(v), v));
 }
 
+/* The input name of a message to a module: its `inputName` application property (how a sender outside
+ * IoT Edge, where routes name the input, says which input it is for); NULL for a device or without one. */
+static const char *module_input_name(const struct dl_ident *id, const struct c2d_message *cm)
+{
+    if (!id->module_id[0])
+        return NULL;
+    for (size_t i = 0; i < cm->n_props; i++)
+        if (strcmp(cm->props[i].key, "inputName") == 0 && cm->props[i].value[0])
+            return cm->props[i].value;
+    return NULL;
+}
+
 /* A C2D message, unsettled, tagged with its lock token; the device's outcome settles it (c2d_disposition). */
 static int link_deliver_c2d(struct device_link *l, const struct c2d_message *cm)
 {
@@ -1060,6 +1072,15 @@ static int link_deliver_c2d(struct device_link *l, const struct c2d_message *cm)
         for (size_t i = 0; i < cm->n_props; i++)
             put_str_prop(ap, cm->props[i].key, cm->props[i].value);
         pn_data_exit(ap);
+    }
+    const char *input = module_input_name(id, cm);
+    if (input) { /* a module's input message: the input name where the SDKs read it (Node: 'inputMessage') */
+        pn_data_t *ann = pn_message_annotations(m);
+        pn_data_put_map(ann);
+        pn_data_enter(ann);
+        pn_data_put_symbol(ann, pn_bytes(strlen("x-opt-input-name"), "x-opt-input-name"));
+        pn_data_put_string(ann, pn_bytes(strlen(input), input));
+        pn_data_exit(ann);
     }
     pn_message_set_inferred(m, true);
     pn_data_put_binary(pn_message_body(m), pn_bytes(cm->body_len, (const char *)cm->body));
