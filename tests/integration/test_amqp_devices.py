@@ -17,7 +17,9 @@ import uuid
 
 try:
     from proton import Delivery, Endpoint, LinkException, Message, symbol
+    from proton.reactor import LinkOption
     from proton.utils import BlockingConnection
+    from proton import Timeout
 except ImportError:  # pragma: no cover
     print("SKIPPED: python3-qpid-proton is not installed (apt-get install python3-qpid-proton)")
     sys.exit(77)
@@ -382,6 +384,62 @@ class AmqpDevicesTest(unittest.TestCase):
             # 64 waiting for credit at most (DL_MAX_QUEUED), and the one Proton had in hand.
             self.assertLessEqual(len(got), 65, "the hub queued %d pushes for a link without credit" % len(got))
             self.assertIn("could not be sent", self.emu.log_text())
+        finally:
+            conn.close()
+
+    def test_link_pairs_by_channel_correlation_id(self):
+        """Method and twin links pair by com.microsoft:channel-correlation-id, as on the hub: a request link and
+        a response link of different pairs (a re-attach, or two clients of one identity on the connection) are
+        not used together; the links of one pair are."""
+        CID = symbol("com.microsoft:channel-correlation-id")
+
+        class Props(LinkOption):
+            def __init__(self, value):
+                self.value = value
+
+            def apply(self, link):
+                link.properties = {CID: self.value}
+
+        key = self.new_device("paired")
+        conn = self.conn_for("paired", key)
+        addr = "/devices/paired/methods/devicebound"
+        try:
+            answers = conn.create_sender(addr, options=Props("methods:A"))
+            stray = conn.create_receiver(addr, credit=10, name="stray", options=Props("methods:B"))
+            status, _, body = self.emu.rest("POST", "/twins/paired/methods?api-version=2021-04-12",
+                                            {"methodName": "m", "responseTimeoutInSeconds": 5,
+                                             "connectTimeoutInSeconds": 1, "payload": {}})
+            self.assertEqual(status, 404, body)  # no complete pair: the device does not take calls
+            with self.assertRaises(Timeout):
+                stray.receive(timeout=0.5)
+            stray.close()
+            requests = conn.create_receiver(addr, credit=10, name="requests", options=Props("methods:A"))  # A's other half
+            result = {}
+
+            def call():
+                result["status"], _, result["body"] = self.emu.rest(
+                    "POST", "/twins/paired/methods?api-version=2021-04-12",
+                    {"methodName": "m", "responseTimeoutInSeconds": 10, "payload": {"x": 1}})
+            caller = threading.Thread(target=call)
+            caller.start()
+            req = requests.receive(timeout=TIMEOUT)
+            answers.send(Message(body=b'{"ok":true}', correlation_id=req.correlation_id,
+                                 properties={"IoThub-status": 200}))
+            caller.join(TIMEOUT)
+            self.assertEqual((result["status"], result["body"]["payload"]), (200, {"ok": True}), result)
+
+            twin_out = conn.create_receiver("/devices/paired/twin", credit=10, options=Props("twin:X"))
+            twin_in = conn.create_sender("/devices/paired/twin", options=Props("twin:Y"))
+            get = Message(body=b" ", correlation_id=str(uuid.uuid4()), annotations={symbol("operation"): "GET"})
+            st, name, desc = outcome(conn, twin_in, get)
+            self.assertEqual((st, name), (Delivery.REJECTED, "amqp:not-allowed"), desc)
+            self.assertIn("channel-correlation-id", desc)
+            twin_in.close()
+            twin_in = conn.create_sender("/devices/paired/twin", name="twin-x", options=Props("twin:X"))
+            cid = str(uuid.uuid4())
+            twin_in.send(Message(body=b" ", correlation_id=cid, annotations={symbol("operation"): "GET"}))
+            rep = twin_out.receive(timeout=TIMEOUT)
+            self.assertEqual((rep.correlation_id, rep.annotations["status"]), (cid, 200))
         finally:
             conn.close()
 
