@@ -4,7 +4,12 @@ links to another identity's or an unknown address refused (amqp:unauthorized-acc
 telemetry bodies, method responses and twin requests rejected with a clear AMQP error while the same connection
 and the others go on working, batched telemetry split into its messages; and the AMQP fault-injection kinds
 (each KillAmqp*Link, KillAmqpSession, KillAmqpConnection, ShutDownAmqp, InvokeThrottling as
-com.microsoft:device-container-throttled). Ports are picked at run time. Skips itself (exit 77 via the CMake
+com.microsoft:device-container-throttled); a message over 256 KiB rejected (amqp:link:message-size-exceeded) with
+the link going on; a disabled or deleted identity kicked; an abrupt drop with a method in flight, a C2D message
+unsettled and twin GETs unanswered (and a token expiring with a call in flight): the call fails at once, the C2D
+message comes again, nothing leaks (the emulator's exit status and sanitizer output are checked at the end);
+bounded queuing for a device that gives no credit; method and twin links paired by
+com.microsoft:channel-correlation-id. Ports are picked at run time. Skips itself (exit 77 via the CMake
 SKIP_RETURN_CODE) when proton is missing."""
 
 import json
