@@ -1,7 +1,7 @@
 /* bulk.h -- the hub's bulk registry operation (REST "Bulk Registry - Update Registry", POST /devices): an array of
  * up to 100 ExportImportDevice items, each created, updated or deleted as its importMode says, all in one store
  * transaction, answered with a BulkRegistryOperationResult. Pure registry logic on top of registry.h and db.h;
- * the HTTP glue is in http/rest.c. Tests: tests/unit/test_bulk.c, tests/integration/sdk_bulk.test.js. */
+ * the HTTP glue is in http/rest_registry.c. Tests: tests/unit/test_bulk.c, tests/integration/sdk_bulk.test.js. */
 #ifndef IOTHUB_BULK_H
 #define IOTHUB_BULK_H
 
