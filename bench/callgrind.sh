@@ -4,7 +4,8 @@
 # are repeatable where wall-clock ratios on this shared machine are not, so a change's effect is measured
 # without noise.
 #   bench/callgrind.sh [--emulator PATH] [--bench PATH] [--payloads 16,4096] [--transports plain,tls]
-#                      [--targets emulator,mosquitto] [--short S] [--long S] [--keep] [--out FILE]
+#                      [--targets emulator,mosquitto] [--short S] [--long S] [--devices N] [--inflight N]
+#                      [--keep] [--out FILE]
 # Each case runs `iothub_bench methods` twice against the same server (short, then long measure): callgrind's
 # counters are zeroed before and dumped after each run, and Ir per call = (Ir_long - Ir_short) / (calls_long -
 # calls_short), so connecting the device and the caller (the TLS handshakes) and start-up cancel out. Prints one
@@ -12,7 +13,7 @@
 set -eu
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-EMU="" BENCH="" PAYLOADS="16 4096" TRANSPORTS="plain tls" TARGETS="emulator mosquitto" SHORT=2 LONG=8 KEEP=0 OUT=""
+EMU="" BENCH="" PAYLOADS="16 4096" TRANSPORTS="plain tls" TARGETS="emulator mosquitto" SHORT=2 LONG=8 KEEP=0 OUT="" DEVICES=1 INFLIGHT=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --emulator) EMU=$2; shift ;;
@@ -22,9 +23,11 @@ while [ $# -gt 0 ]; do
     --targets) TARGETS=$(echo "$2" | tr , ' '); shift ;;
     --short) SHORT=$2; shift ;;
     --long) LONG=$2; shift ;;
+    --devices) DEVICES=$2; shift ;;
+    --inflight) INFLIGHT=$2; shift ;;
     --keep) KEEP=1 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "callgrind.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -68,7 +71,7 @@ stop_server() {
 # The emulator's data dir: the bench's registry and certificates made by one native start (key generation
 # under valgrind takes minutes).
 mkdir -p "$WORK/emu" "$WORK/mosq"
-"$BENCH" gen-registry --devices 10 --out "$WORK/emu/registry.json" >/dev/null
+"$BENCH" gen-registry --devices "$((DEVICES > 10 ? DEVICES : 10))" --out "$WORK/emu/registry.json" >/dev/null
 set -- $("$BENCH" free-ports --count 4)
 P_MQTTS=$1 P_HTTPS=$2 P_MQTT=$3 P_HTTP=$4
 emu_args() {
@@ -104,7 +107,7 @@ one_run() {
         tg="--mosq-mqtt $P_MQTT --mosq-mqtts $P_MQTTS --mosq-ca $WORK/mosq/server.pem"
     fi
     # shellcheck disable=SC2086
-    "$BENCH" methods $tg --transports "$2" --devices 1 --inflight 1 --payloads "$3" --warmup 0 --measure "$4" \
+    "$BENCH" methods $tg --transports "$2" --devices "$DEVICES" --inflight "$INFLIGHT" --payloads "$3" --warmup 0 --measure "$4" \
         --drain 60 > "$WORK/$5.json" 2>> "$WORK/bench.log"
     callgrind_control --dump="$5" "$SRV_PID" >/dev/null 2>&1
     sleep 0.5 # the dump is written by the server's thread after the request returns
