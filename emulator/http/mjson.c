@@ -5,6 +5,9 @@
 #include "mjson.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 size_t mjson_utf8_seq(const uint8_t *p, size_t len)
 {
@@ -42,6 +45,17 @@ size_t mjson_utf8_seq(const uint8_t *p, size_t len)
 size_t mjson_plain_run(const uint8_t *p, size_t len)
 {
     size_t i = 0;
+#ifdef __SSE2__
+    /* 16 at a time: a signed compare with 0x20 catches both the control bytes and every byte >= 0x80. */
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+    for (; len - i >= 16; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+                                   _mm_cmplt_epi8(x, space));
+        if (_mm_movemask_epi8(hit))
+            break;
+    }
+#endif
     for (; len - i >= 8; i += 8) {
         uint64_t x;
         memcpy(&x, p + i, 8);

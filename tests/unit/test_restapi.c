@@ -319,6 +319,26 @@ static void scanner_takes_plain_bodies(void **state)
     assert_false(scanned(""));
 }
 
+/* The word- and vector-wide run finder against the byte rule, each stop byte at every offset of 40. */
+static void scanner_plain_runs(void **state)
+{
+    (void)state;
+    const uint8_t stops[] = {'"', '\\', 0x00, 0x1f, 0x80, 0xc3, 0xff};
+    uint8_t buf[40];
+    memset(buf, 'a', sizeof buf);
+    buf[5] = 0x7f; /* DEL goes as it is */
+    assert_int_equal(mjson_plain_run(buf, sizeof buf), sizeof buf);
+    for (size_t s = 0; s < sizeof stops; s++)
+        for (size_t at = 0; at < sizeof buf; at++) {
+            uint8_t keep = buf[at];
+            buf[at] = stops[s];
+            assert_int_equal(mjson_plain_run(buf, sizeof buf), at);
+            for (size_t len = 0; len <= at; len++)
+                assert_int_equal(mjson_plain_run(buf, len), len);
+            buf[at] = keep;
+        }
+}
+
 static void scanner_payload_without_copy(void **state)
 {
     (void)state;
@@ -760,6 +780,7 @@ int main(void)
         cmocka_unit_test(allowed_methods),
         cmocka_unit_test(method_bodies_accepted),
         cmocka_unit_test(scanner_takes_plain_bodies),
+        cmocka_unit_test(scanner_plain_runs),
         cmocka_unit_test(scanner_payload_without_copy),
         cmocka_unit_test(scanner_edge_cases),
         cmocka_unit_test(scanner_depth),
