@@ -46,6 +46,7 @@ if [ -z "$EMU" ] || [ -z "$BENCH" ]; then
     BENCH=${BENCH:-$REPO/build/bench/iothub_bench}
 fi
 
+EMU=$(realpath "$EMU") BENCH=$(realpath "$BENCH") # the runs cd into the work dir
 WORK=$(mktemp -d /tmp/iothub-callgrind.XXXXXX)
 SRV_PID=""
 cleanup() {
