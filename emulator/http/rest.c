@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "dash.h"
 #include "err.h"
 #include "hub.h"
 #include "log.h"
@@ -398,7 +399,7 @@ static enum MHD_Result start_request(struct rest_req *q, struct MHD_Connection *
     q->started_ms = loop_now_ms(q->r->loop);
     snprintf(q->method, sizeof q->method, "%s", method ? method : "");
     q->route_rc = restapi_route_parse(q->uri, &q->route);
-    q->body_cap = body_cap_of(q->route.kind);
+    q->body_cap = dash_owns(q->uri) ? dash_body_max() : body_cap_of(q->route.kind);
     buf_init(&q->body, q->body_cap);
     return MHD_YES;
 }
@@ -427,6 +428,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             return keep ? MHD_YES : MHD_NO;
         }
         q->handled = true;
+        if (q->r->dash && dash_owns(q->uri)) /* the dashboard answers by itself (dash.c) */
+            return dash_serve(q->r->dash, conn, q->method, q->uri, q->body.data, q->body.len, q->body_seen);
         handle_request(q);
         if (q->suspended)
             return MHD_YES;
@@ -527,6 +530,12 @@ static struct MHD_Daemon *start_daemon(struct rest *r, const struct rest_config 
     return d;
 }
 
+/* A dashboard stream was resumed: let MHD run soon. */
+static void dash_wake(void *ctx)
+{
+    arm(ctx, 0);
+}
+
 struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
 {
     struct rest *r = calloc(1, sizeof *r);
@@ -546,6 +555,14 @@ struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
     r->head_timeout_s = cfg->head_timeout_s > 0 ? cfg->head_timeout_s : REST_HEAD_TIMEOUT_S;
     r->idle_timeout_s = cfg->idle_timeout_s > 0 ? cfg->idle_timeout_s : REST_IDLE_TIMEOUT_S;
     r->epfd = -1;
+    struct dash_config dc = {.loop = cfg->loop, .hub = cfg->hub, .reg = cfg->reg, .auth = cfg->auth,
+                             .telemetry = cfg->telemetry, .c2d = cfg->c2d, .events = cfg->events,
+                             .host_name = cfg->host_name, .hub_name = cfg->hub_name, .open = cfg->dashboard_open,
+                             .token_skew_s = cfg->token_skew_s, .wake = dash_wake, .wake_ctx = r};
+    if (!(r->dash = dash_new(&dc))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if (cfg->ca_pem_path && !(r->ca_pem_path = strdup(cfg->ca_pem_path))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -609,6 +626,7 @@ void rest_shutdown(struct rest *r)
     if (!r || r->shutting_down)
         return;
     r->shutting_down = true;
+    dash_shutdown(r->dash);
     MHD_socket ls = MHD_quiesce_daemon(r->mhd);
     if (ls != MHD_INVALID_SOCKET)
         close(ls);
@@ -625,10 +643,12 @@ void rest_free(struct rest *r)
         loop_del_fd(r->loop, r->epfd);
     loop_timer_cancel(r->loop, r->timer);
     r->timer = NULL;
+    dash_shutdown(r->dash); /* its streams end, so none is left suspended */
     if (r->mhd) {
         MHD_run(r->mhd);
         MHD_stop_daemon(r->mhd); /* notifies every connection closed: r->conns empties */
     }
+    dash_free(r->dash);
     loop_timer_cancel(r->loop, r->sweep);
     free(r->by_fd);
     rest_auth_cleanup(r);

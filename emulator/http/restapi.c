@@ -279,6 +279,7 @@ static const struct {
     {RESTAPI_FORMAT_ERROR, "IotHubFormatError"},
     {RESTAPI_UNAUTHORIZED, "IotHubUnauthorizedAccess"},
     {RESTAPI_QUOTA_EXCEEDED, "IotHubQuotaExceeded"},
+    {RESTAPI_QUEUE_DEPTH, "DeviceMaximumQueueDepthExceeded"},
     {RESTAPI_DEVICE_NOT_FOUND, "DeviceNotFound"},
     {RESTAPI_MODULE_NOT_FOUND, "ModuleNotFound"},
     {RESTAPI_DEVICE_NOT_ONLINE, "DeviceNotOnline"},
@@ -341,15 +342,20 @@ const char *restapi_code_name(int code)
     return "ServerError";
 }
 
-void restapi_error_set(struct restapi_error *e, int code, enum restapi_envelope env, const char *fmt, ...)
+void restapi_error_vset(struct restapi_error *e, int code, enum restapi_envelope env, const char *fmt, va_list ap)
 {
     memset(e, 0, sizeof *e);
     e->code = code;
     e->envelope = env;
     e->info = RESTAPI_INFO_OMIT;
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+}
+
+void restapi_error_set(struct restapi_error *e, int code, enum restapi_envelope env, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    restapi_error_vset(e, code, env, fmt, ap);
     va_end(ap);
 }
 
@@ -893,4 +899,13 @@ out:
     free(lossy);
     buf_cleanup(&b);
     return text;
+}
+
+void restapi_iso_ms(int64_t ms, char *out, size_t outlen)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(out, outlen, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, outlen - n, ".%03dZ", (int)(ms % 1000));
 }

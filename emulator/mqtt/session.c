@@ -801,19 +801,6 @@ static void link_abort(struct device_link *l, const char *reason)
     s->closing = true;
 }
 
-/* Appends "&key=value" (the first without '&'), both percent-encoded; nothing for an empty value. */
-static int add_prop(struct buf *t, bool *first, const char *key, const char *value)
-{
-    if (!value[0])
-        return ERR_OK;
-    char *k = url_encode(key, strlen(key)), *v = url_encode(value, strlen(value));
-    int rc = k && v ? buf_printf(t, "%s%s=%s", *first ? "" : "&", k, v) : ERR_NOMEM;
-    *first = false;
-    free(k);
-    free(v);
-    return rc;
-}
-
 /* PUBLISH devices/{id}/messages/devicebound/{property bag}: system properties $.mid $.cid $.to $.uid $.ct $.ce
  * $.exp (ISO 8601, only when the sender set an expiry), then the application properties (iothub-protocol.md
  * §3). At the QoS granted for the subscription: QoS 1 waits for the PUBACK to complete the message. */
@@ -835,12 +822,12 @@ static int link_deliver_c2d(struct device_link *l, const struct c2d_message *m)
     }
     int rc = buf_printf(&t, "devices/%s/messages/devicebound/", s->device_id);
     if (!rc)
-        rc = add_prop(&t, &first, "$.mid", m->message_id) || add_prop(&t, &first, "$.cid", m->correlation_id) ||
-             add_prop(&t, &first, "$.to", m->to) || add_prop(&t, &first, "$.uid", m->user_id) ||
-             add_prop(&t, &first, "$.ct", m->content_type) || add_prop(&t, &first, "$.ce", m->content_encoding) ||
-             add_prop(&t, &first, "$.exp", exp);
+        rc = url_bag_add(&t, &first, "$.mid", m->message_id) || url_bag_add(&t, &first, "$.cid", m->correlation_id) ||
+             url_bag_add(&t, &first, "$.to", m->to) || url_bag_add(&t, &first, "$.uid", m->user_id) ||
+             url_bag_add(&t, &first, "$.ct", m->content_type) || url_bag_add(&t, &first, "$.ce", m->content_encoding) ||
+             url_bag_add(&t, &first, "$.exp", exp);
     for (size_t i = 0; !rc && i < m->n_props; i++)
-        rc = add_prop(&t, &first, m->props[i].key, m->props[i].value);
+        rc = url_bag_add(&t, &first, m->props[i].key, m->props[i].value);
     if (!rc)
         rc = buf_append_byte(&t, 0);
     bool qos1 = s->qos1 & (1u << SUB_C2D | 1u << SUB_C2D_ANY);

@@ -603,21 +603,28 @@ static void publish_module_telemetry(void **state)
     dev_free(&d);
 }
 
+/* Each topic, published by a fresh device1 connection at qos, closes that connection, with nothing sent back
+ * (no PUBACK). */
+static void each_publish_closes(const char *const *topics, size_t n, int qos)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct dev d;
+        dev_open(&d);
+        connect_as(&d, "device1", NULL, 0);
+        assert_int_equal(send_publish(&d, topics[i], "{}", qos, qos ? 5 : 0), ERR_CLOSED);
+        assert_true(d.conn.closed);
+        expect_nothing_sent(&d);
+        dev_free(&d);
+    }
+}
+
 static void publish_forbidden_closes(void **state)
 {
     const char *topics[] = {"devices/device2/messages/events/", "devices/device1/messages/eventsX",
                             "devices/device1/messages/devicebound/", "$iothub/methods/POST/x/?$rid=1",
                             "$iothub/twin/PATCH/properties/desired/?$rid=1", "hello", "$iothub/twin/GET/",
                             "$iothub/twin/PATCH/properties/reported/?rid=1"};
-    for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
-        struct dev d;
-        dev_open(&d);
-        connect_as(&d, "device1", NULL, 0);
-        assert_int_equal(send_publish(&d, topics[i], "{}", 1, 5), ERR_CLOSED);
-        assert_true(d.conn.closed);
-        expect_nothing_sent(&d); /* no PUBACK */
-        dev_free(&d);
-    }
+    each_publish_closes(topics, sizeof topics / sizeof topics[0], 1);
 }
 
 static void publish_qos2_closes(void **state)
@@ -717,13 +724,7 @@ static void method_reply_malformed_topic_closes(void **state)
                             "$iothub/methods/res/200/?rid=1", "$iothub/methods/res/200/?$rid=",
                             "$iothub/methods/res//?$rid=1", "$iothub/methods/res/99999999999/?$rid=1",
                             "$iothub/methods/res/200x/?$rid=1"};
-    for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
-        struct dev d;
-        dev_open(&d);
-        connect_as(&d, "device1", NULL, 0);
-        assert_int_equal(send_publish(&d, topics[i], "{}", 0, 0), ERR_CLOSED);
-        dev_free(&d);
-    }
+    each_publish_closes(topics, sizeof topics / sizeof topics[0], 0);
 }
 
 /* A method name longer than the old fixed 256-byte topic buffer: it was reported as "not online". */
@@ -1071,13 +1072,7 @@ static void twin_without_rid_closes(void **state)
 {
     const char *topics[] = {"$iothub/twin/GET/", "$iothub/twin/GET/?x=1",
                             "$iothub/twin/PATCH/properties/reported/?$rid="};
-    for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++) {
-        struct dev d;
-        dev_open(&d);
-        connect_as(&d, "device1", NULL, 0);
-        assert_int_equal(send_publish(&d, topics[i], "{}", 0, 0), ERR_CLOSED);
-        dev_free(&d);
-    }
+    each_publish_closes(topics, sizeof topics / sizeof topics[0], 0);
 }
 
 /* ---- PINGREQ, DISCONNECT, wills ---- */
