@@ -1,7 +1,7 @@
 /* restapi.h -- the pure half of the service REST surface (iothub-protocol.md §4, §5): route parsing (path
  * segments percent-decoded, query), direct-method body validation, the hub's two error envelopes, .NET
  * TimeSpan text and the method-result body. No I/O, no libmicrohttpd, no globals: rest*.c drive HTTP and
- * calls these. Tests: tests/unit/test_restapi.c. */
+ * call these. Tests: tests/unit/test_restapi.c. */
 #ifndef IOTHUB_RESTAPI_H
 #define IOTHUB_RESTAPI_H
 
