@@ -4,7 +4,9 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "buf.h"
 #include "err.h"
 
 static int url_is_unreserved(unsigned char c)
@@ -95,5 +97,17 @@ int url_decode(const char *text, size_t len, char **out, size_t *out_len)
     res = NULL;
 out:
     free(res);
+    return rc;
+}
+
+int url_bag_add(struct buf *t, bool *first, const char *key, const char *value)
+{
+    if (!value[0])
+        return ERR_OK;
+    char *k = url_encode(key, strlen(key)), *v = url_encode(value, strlen(value));
+    int rc = k && v ? buf_printf(t, "%s%s=%s", *first ? "" : "&", k, v) : ERR_NOMEM;
+    *first = false;
+    free(k);
+    free(v);
     return rc;
 }

@@ -2,7 +2,10 @@
 #ifndef IOTHUB_URL_H
 #define IOTHUB_URL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+struct buf;
 
 /* Strict encoding: everything but A-Z a-z 0-9 - _ . ~ becomes %XX with upper-case hex (so '/' is %2F,
  * '=' %3D, '+' %2B). Returns a malloc'd string (caller frees) or NULL on ERR_NOMEM. */
@@ -11,5 +14,10 @@ char *url_encode(const char *text, size_t len);
  * a decoded NUL. On ERR_OK *out is malloc'd and NUL-terminated (caller frees), *out_len its length (may
  * be NULL). Returns ERR_OK, ERR_MALFORMED or ERR_NOMEM. */
 int url_decode(const char *text, size_t len, char **out, size_t *out_len);
+
+/* Appends one pair of a property bag ("k=v&k2=v2", as IoT Hub's MQTT topics carry them) to t: "&key=value"
+ * (without the '&' while *first, which it then clears), both percent-encoded; nothing for an empty value.
+ * Returns ERR_OK, ERR_NOMEM or an error of buf_printf. */
+int url_bag_add(struct buf *t, bool *first, const char *key, const char *value);
 
 #endif

@@ -77,12 +77,13 @@ struct call {
     struct c2d_topic_props props; /* CALL_C2D */
 };
 
-/* An answer queued by device_client_respond(), published by the run loop. */
+/* A PUBLISH queued by device_client_respond, _report or _send_event (any thread), published by the run loop. */
 struct answer {
     struct answer *next;
     char *topic;
     char *body;
     size_t body_len;
+    int qos;
 };
 
 /* What happened during the current connection attempt (reset by start_attempt). */
@@ -696,39 +697,17 @@ static void check_progress(struct device_client *c)
 
 /* ---- method calls and answers ----------------------------------------------------------------------- */
 
-static void publish_answer(struct device_client *c, const char *topic, const char *body, size_t len)
+static void publish_answer(struct device_client *c, const char *topic, const char *body, size_t len, int qos)
 {
     if (!socket_open(c) || c->phase == PHASE_RENEWING) {
         log_info("device: not connected; answer on %s dropped", topic);
         return;
     }
-    int rc = mosquitto_publish(c->mosq, NULL, topic, (int)len, body, 0, false);
+    int rc = mosquitto_publish(c->mosq, NULL, topic, (int)len, body, qos, false);
     if (rc)
         log_warn("device: cannot publish the answer on %s: %s", topic, mosquitto_strerror(rc));
     else
         log_debug("device: answered on %s (%zu bytes)", topic, len);
-}
-
-int device_client_send_telemetry(struct device_client *c, const char *property_bag, const void *body, size_t len)
-{
-    if (!socket_open(c) || c->phase != PHASE_CONNECTED)
-        return ERR_CLOSED;
-    struct buf topic;
-    buf_init(&topic, MAX_TOPIC);
-    int rc = c->cs.module_id ? buf_printf(&topic, "devices/%s/modules/%s/messages/events/%s", c->cs.device_id,
-                                          c->cs.module_id, property_bag ? property_bag : "")
-                             : buf_printf(&topic, "devices/%s/messages/events/%s", c->cs.device_id,
-                                          property_bag ? property_bag : "");
-    if (rc == ERR_OK && len <= MAX_BODY) {
-        int mrc = mosquitto_publish(c->mosq, NULL, (const char *)topic.data, (int)len, body, 1, false);
-        if (mrc)
-            log_warn("device: cannot send telemetry: %s", mosquitto_strerror(mrc));
-        rc = mrc == MOSQ_ERR_NOMEM ? ERR_NOMEM : mrc ? ERR_IO : ERR_OK;
-    } else if (rc == ERR_OK) {
-        rc = ERR_IO;
-    }
-    buf_cleanup(&topic);
-    return rc;
 }
 
 static void answer_call(struct device_client *c, const struct call *k, int status, const char *body)
@@ -737,7 +716,7 @@ static void answer_call(struct device_client *c, const struct call *k, int statu
     buf_init(&topic, MAX_TOPIC);
     size_t len = body ? strlen(body) : 0;
     if (method_topic_response(&topic, status, k->rid, strlen(k->rid)) == ERR_OK && len <= MAX_BODY)
-        publish_answer(c, (const char *)topic.data, body, len);
+        publish_answer(c, (const char *)topic.data, body, len, 0);
     else
         log_warn("device: cannot answer request %s", k->rid);
     buf_cleanup(&topic);
@@ -821,68 +800,71 @@ static void publish_answers(struct device_client *c)
     while (list) {
         struct answer *a = list;
         list = a->next;
-        publish_answer(c, a->topic, a->body, a->body_len);
+        publish_answer(c, a->topic, a->body, a->body_len, a->qos);
         answer_free(a);
     }
+}
+
+/* Queues a PUBLISH of body[0..len) (copied) on topic (taken; NULL means it could not be built: ERR_NOMEM) for
+ * the run loop, and wakes it. Any thread. */
+static int enqueue_publish(struct device_client *c, char *topic, const void *body, size_t len, int qos)
+{
+    struct answer *a = topic ? calloc(1, sizeof *a) : NULL;
+    char *copy = a ? malloc(len + 1) : NULL;
+    if (!copy) {
+        free(topic);
+        free(a);
+        return ERR_NOMEM;
+    }
+    if (len)
+        memcpy(copy, body, len);
+    copy[len] = 0;
+    a->topic = topic;
+    a->body = copy;
+    a->body_len = len;
+    a->qos = qos;
+    pthread_mutex_lock(&c->lock);
+    *c->answers_tail = a;
+    c->answers_tail = &a->next;
+    pthread_mutex_unlock(&c->lock);
+    wake(c);
+    return ERR_OK;
+}
+
+/* The topic a topic builder wrote into b (rc its result), as a string of its own; the buf is emptied. */
+static int take_topic(struct buf *b, int rc, char **topic)
+{
+    *topic = rc ? NULL : buf_take_str(b);
+    buf_cleanup(b);
+    return rc;
 }
 
 int device_client_respond(struct device_client *c, const char *rid, int status, const char *body, size_t body_len)
 {
     if (!c || !rid || (body_len && !body) || body_len > MAX_BODY)
         return ERR_INVALID;
-    struct buf topic;
-    buf_init(&topic, MAX_TOPIC);
-    int rc = method_topic_response(&topic, status, rid, strlen(rid));
-    struct answer *a = rc ? NULL : calloc(1, sizeof *a);
-    if (!rc && a) {
-        a->topic = buf_take_str(&topic);
-        a->body = malloc(body_len + 1);
-        if (a->topic && a->body && body_len)
-            memcpy(a->body, body, body_len);
-        a->body_len = body_len;
-    }
-    buf_cleanup(&topic);
-    if (rc)
-        return rc;
-    if (!a || !a->topic || !a->body) {
-        answer_free(a);
-        return ERR_NOMEM;
-    }
-    pthread_mutex_lock(&c->lock);
-    *c->answers_tail = a;
-    c->answers_tail = &a->next;
-    pthread_mutex_unlock(&c->lock);
-    wake(c);
-    return ERR_OK;
+    struct buf b;
+    buf_init(&b, MAX_TOPIC);
+    char *topic;
+    int rc = take_topic(&b, method_topic_response(&b, status, rid, strlen(rid)), &topic);
+    return rc ? rc : enqueue_publish(c, topic, body, body_len, 0);
 }
 
-int device_client_send_event(struct device_client *c, const char *prop_bag, const char *body, size_t body_len)
+int device_client_send_event(struct device_client *c, const char *prop_bag, const char *body, size_t body_len,
+                             int qos)
 {
-    if (!c || !c->cs.device_id || (body_len && !body) || body_len > MAX_BODY)
+    if (!c || !c->cs.device_id || (body_len && !body) || body_len > MAX_BODY || (qos != 0 && qos != 1))
         return ERR_INVALID;
     const char *mod = c->cs.module_id;
-    size_t n = strlen(c->cs.device_id) + (mod ? strlen(mod) : 0) + (prop_bag ? strlen(prop_bag) : 0) + 64;
-    struct answer *a = n <= MAX_TOPIC ? calloc(1, sizeof *a) : NULL;
-    if (!a)
-        return n > MAX_TOPIC ? ERR_INVALID : ERR_NOMEM;
-    a->topic = malloc(n);
-    a->body = malloc(body_len + 1);
-    if (!a->topic || !a->body) {
-        answer_free(a);
-        return ERR_NOMEM;
-    }
+    struct buf b;
+    buf_init(&b, MAX_TOPIC);
+    char *topic;
     /* ids go into the topic as they are, as the SDKs do */
-    snprintf(a->topic, n, "devices/%s%s%s/messages/events/%s", c->cs.device_id, mod ? "/modules/" : "", mod ? mod : "",
-             prop_bag ? prop_bag : "");
-    if (body_len)
-        memcpy(a->body, body, body_len);
-    a->body_len = body_len;
-    pthread_mutex_lock(&c->lock);
-    *c->answers_tail = a;
-    c->answers_tail = &a->next;
-    pthread_mutex_unlock(&c->lock);
-    wake(c);
-    return ERR_OK;
+    int rc = take_topic(&b, buf_printf(&b, "devices/%s%s%s/messages/events/%s", c->cs.device_id,
+                                       mod ? "/modules/" : "", mod ? mod : "", prop_bag ? prop_bag : ""), &topic);
+    if (rc)
+        return rc == ERR_TOO_BIG ? ERR_INVALID : rc;
+    return enqueue_publish(c, topic, body, body_len, qos);
 }
 
 int device_client_report(struct device_client *c, const char *json, size_t len, char *rid)
@@ -893,30 +875,11 @@ int device_client_report(struct device_client *c, const char *json, size_t len, 
     snprintf(id, sizeof id, "r%u", atomic_fetch_add(&c->report_counter, 1) + 1);
     if (rid)
         snprintf(rid, 24, "%s", id);
-    struct buf topic;
-    buf_init(&topic, MAX_TOPIC);
-    int rc = twin_topic_reported(&topic, id);
-    struct answer *a = rc ? NULL : calloc(1, sizeof *a);
-    if (a) {
-        a->topic = buf_take_str(&topic);
-        a->body = malloc(len + 1);
-        if (a->body)
-            memcpy(a->body, json, len);
-        a->body_len = len;
-    }
-    buf_cleanup(&topic);
-    if (rc)
-        return rc;
-    if (!a || !a->topic || !a->body) {
-        answer_free(a);
-        return ERR_NOMEM;
-    }
-    pthread_mutex_lock(&c->lock);
-    *c->answers_tail = a;
-    c->answers_tail = &a->next;
-    pthread_mutex_unlock(&c->lock);
-    wake(c);
-    return ERR_OK;
+    struct buf b;
+    buf_init(&b, MAX_TOPIC);
+    char *topic;
+    int rc = take_topic(&b, twin_topic_reported(&b, id), &topic);
+    return rc ? rc : enqueue_publish(c, topic, json, len, 0);
 }
 
 /* ---- run / stop ------------------------------------------------------------------------------------- */
@@ -941,6 +904,7 @@ int device_client_run(struct device_client *c, int timeout_ms)
     c->running = true;
     int64_t end = timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
     int rc = ERR_OK;
+    bool serviced = false; /* every call services the socket once, so run(c, 0) from a loop works */
     for (;;) {
         if (atomic_load(&c->stop))
             break;
@@ -952,9 +916,10 @@ int device_client_run(struct device_client *c, int timeout_ms)
             break;
         }
         int64_t now = now_ms();
-        if (now >= end)
+        if (now >= end && serviced)
             break;
-        wait_and_service(c, next_timeout(c, now, end));
+        serviced = true;
+        wait_and_service(c, next_timeout(c, now, end)); /* 0 when the time is up: no waiting */
         check_progress(c);
         dispatch_calls(c);
         publish_answers(c);

@@ -5,8 +5,9 @@
  * emulator, the CA file) differ. The one public header of device/.
  *
  * Threads: none of its own. The application drives everything by calling device_client_run() from one
- * thread; every callback runs inside that call. device_client_stop() and device_client_respond() may be
- * called from any thread, and stop() also from a signal handler.
+ * thread; every callback runs inside that call. device_client_stop(), _respond(), _report() and _send_event()
+ * may be called from any thread (the last three queue a PUBLISH for that thread), and stop() also from a signal
+ * handler.
  *
  * Example:
  *     struct device_client_options o;
@@ -151,7 +152,8 @@ int device_client_new(const char *connection_string, const struct device_client_
                       struct device_client **out, char *err, size_t errlen);
 
 /* Connects (the first call), services the connection, answers methods, reconnects and renews tokens, for up
- * to timeout_ms milliseconds (-1: until stopped or terminal). Returns ERR_OK when the time is up or after
+ * to timeout_ms milliseconds (-1: until stopped or terminal; 0: one pass over what is ready, without waiting,
+ * for an application that calls it from its own loop). Returns ERR_OK when the time is up or after
  * device_client_stop(); ERR_CLOSED once the client is in a terminal state (AUTH_FAILED, TLS_FAILED,
  * CONNECT_FAILED: see device_client_last_event); ERR_INVALID if called re-entrantly. */
 int device_client_run(struct device_client *c, int timeout_ms);
@@ -166,15 +168,12 @@ void device_client_stop(struct device_client *c);
  * Returns ERR_OK, ERR_INVALID (rid not a valid request id) or ERR_NOMEM. */
 int device_client_respond(struct device_client *c, const char *rid, int status, const char *body, size_t body_len);
 
-/* Queues one device-to-cloud message (QoS 0) on devices/{id}[/modules/{mid}]/messages/events/{prop_bag}
- * (prop_bag: URL-encoded k=v&k2=v2, may be NULL), published like an answer (same queue, same thread rules).
- * Returns ERR_OK, ERR_INVALID or ERR_NOMEM. */
-int device_client_send_event(struct device_client *c, const char *prop_bag, const char *body, size_t body_len);
-/* Publishes one device-to-cloud message at QoS 1 on devices/{id}[/modules/{mid}]/messages/events/{bag}, where
- * property_bag is already URL-encoded "k=v&k2=v2" ("" or NULL for none), e.g. the SDKs' fault-injection
- * properties. Only from the thread in device_client_run() (a callback), while connected. Returns ERR_OK,
- * ERR_CLOSED (not connected), ERR_NOMEM or ERR_IO (libmosquitto refused it). */
-int device_client_send_telemetry(struct device_client *c, const char *property_bag, const void *body, size_t len);
+/* Queues one device-to-cloud message on devices/{id}[/modules/{mid}]/messages/events/{prop_bag} (prop_bag:
+ * URL-encoded k=v&k2=v2, may be NULL), published like an answer (same queue, same thread rules; dropped, logged,
+ * when not connected). qos 0, or 1 as the SDKs send telemetry (libmosquitto keeps it until the PUBACK; the
+ * SDKs' fault-injection properties go this way). Returns ERR_OK, ERR_INVALID or ERR_NOMEM. */
+int device_client_send_event(struct device_client *c, const char *prop_bag, const char *body, size_t body_len,
+                             int qos);
 /* Sends a reported-properties patch (a JSON object; null deletes) on $iothub/twin/PATCH/properties/reported/
  * with a fresh $rid, written to rid (>= 24 bytes; may be NULL). Thread-safe like device_client_respond; dropped
  * (logged) when not connected. The answer comes to on_reported. Returns ERR_OK, ERR_INVALID (not JSON) or

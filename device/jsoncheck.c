@@ -119,7 +119,7 @@ static bool string(struct cursor *c)
             unsigned char e = *c->p++;
             if (e == 'u' && !hex4(c))
                 return false;
-            if (e != 'u' && !strchr("\"\\/bfnrt", e))
+            if (e != 'u' && (e == 0 || !strchr("\"\\/bfnrt", e))) /* strchr would find a NUL */
                 return false;
         } else if (b >= 0x80) {
             if (!utf8_seq(c))

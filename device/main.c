@@ -181,7 +181,7 @@ static void send_fault(struct app *a)
     free(type);
     free(reason);
     a->fault_sent = true;
-    if (n < 0 || (size_t)n >= sizeof bag || device_client_send_telemetry(a->client, bag, "{}", 2)) {
+    if (n < 0 || (size_t)n >= sizeof bag || device_client_send_event(a->client, bag, "{}", 2, 1)) {
         fprintf(stderr, "iothub-device: could not send the fault-injection message\n");
         return;
     }
@@ -485,7 +485,7 @@ static int send_telemetry(struct app *a)
                  humidity);
         snprintf(bag, sizeof bag, "temperatureAlert=%s&%%24.ct=application%%2Fjson&%%24.ce=utf-8",
                  temperature > 30 ? "true" : "false");
-        if (device_client_send_event(a->client, bag, body, strlen(body)) != ERR_OK) {
+        if (device_client_send_event(a->client, bag, body, strlen(body), 0) != ERR_OK) {
             fprintf(stderr, "iothub-device: cannot queue a message\n");
             return EXIT_INTERNAL;
         }

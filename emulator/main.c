@@ -28,6 +28,7 @@
 #include "err.h"
 #include "eventhub.h"
 #include "eventlog.h"
+#include "events.h"
 #include "faults.h"
 #include "hub.h"
 #include "log.h"
@@ -67,6 +68,7 @@ struct emulator {
     struct proto mqtt;           /* the MQTT front, as net sees it */
     struct c2d *c2d;             /* cloud-to-device queues */
     struct jobs *jobs;           /* scheduled jobs (jobs.h) */
+    struct events *events;       /* the dashboard's live feed (hub/events.h) */
     struct amqp_env amqp_env;    /* every AMQP connection's environment */
     struct proto amqp;           /* the AMQP front, as net sees it */
     struct net *net;    /* the listeners on --bind (127.0.0.1 for "localhost") */
@@ -176,6 +178,13 @@ static bool bind_is_localhost(const struct emulator *e)
     return strcmp(e->cfg.bind, "localhost") == 0;
 }
 
+/* Every listener is on a loopback address: the dashboard then lets a page on this machine in without a key. */
+static bool bind_is_loopback(const struct emulator *e)
+{
+    const char *b = e->cfg.bind;
+    return bind_is_localhost(e) || strcmp(b, "::1") == 0 || strncmp(b, "127.", 4) == 0;
+}
+
 static int setup_listeners(struct emulator *e, char *err, size_t errlen)
 {
     e->mqtt_env = (struct session_env){.loop = e->loop, .hub = e->hub, .reg = e->reg, .auth = e->auth,
@@ -183,7 +192,8 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
                                        .telemetry = e->telemetry, .faults = e->faults, .c2d = e->c2d};
     session_proto(&e->mqtt, &e->mqtt_env);
     e->amqp_env = (struct amqp_env){.loop = e->loop, .auth = e->auth, .c2d = e->c2d,
-                                    .token_skew_s = e->cfg.token_skew_s, .auth_timeout_s = e->cfg.connect_timeout_s};
+                                    .token_skew_s = e->cfg.token_skew_s, .auth_timeout_s = e->cfg.connect_timeout_s,
+                                    .hub = e->hub, .reg = e->reg, .telemetry = e->telemetry, .faults = e->faults};
     amqp_proto(&e->amqp, &e->amqp_env);
     struct net_config nc = {
         .bind = bind_is_localhost(e) ? "127.0.0.1" : e->cfg.bind,
@@ -342,7 +352,8 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
         log_warn("C2D queues are kept in memory only: %s", why);
     e->c2d = c2d_new(e->reg, c2d_stored ? &c2d_store : NULL, e->cfg.c2d_ttl_s);
     e->jobs = e->hub ? jobs_new(e->loop, e->hub) : NULL;
-    if (!e->auth || !e->hub || !e->telemetry || !e->faults || !e->c2d || !e->jobs || setup_signals(e)) {
+    e->events = events_new();
+    if (!e->auth || !e->hub || !e->telemetry || !e->faults || !e->c2d || !e->jobs || !e->events || setup_signals(e)) {
         snprintf(err, errlen, "start-up failed (out of memory or no signalfd)");
         return ERR_NOMEM;
     }
@@ -367,7 +378,11 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
                            eviction of idle connections cover it (issue 23) */
         .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry,
         .head_timeout_s = e->cfg.connect_timeout_s, .idle_timeout_s = e->cfg.http_idle_timeout_s,
-        .max_connections = (unsigned)e->cfg.max_connections, .faults = e->faults, .c2d = e->c2d, .jobs = e->jobs};
+        .max_connections = (unsigned)e->cfg.max_connections, .faults = e->faults, .c2d = e->c2d, .jobs = e->jobs,
+        .events = e->events, .host_name = e->cfg.hostnames[0], .hub_name = e->hub_name,
+        .dashboard_open = bind_is_loopback(e)};
+    hub_set_events(e->hub, e->events);
+    c2d_set_events(e->c2d, e->events);
     e->rest = rest_new(&rc, err, errlen);
     if (!e->rest)
         return ERR_IO;
@@ -405,6 +420,12 @@ static void print_banner(const struct emulator *e)
         printf("  AMQP, plain (dev only): amqp://%s:%d\n", b, net_port(e->net, NET_AMQP));
     if (net_port(e->net, NET_HTTP) >= 0)
         printf("  HTTP, plain (dev only): http://%s:%d  (/health, /emulator/ca.pem)\n", b, net_port(e->net, NET_HTTP));
+    if (net_port(e->net, NET_HTTP) >= 0)
+        printf("  Dashboard:              http://%s:%d/%s\n", b, net_port(e->net, NET_HTTP),
+               bind_is_loopback(e) ? "" : "  (asks for the service connection string)");
+    else if (net_port(e->net, NET_HTTPS) >= 0)
+        printf("  Dashboard:              https://%s:%d/%s\n", b, net_port(e->net, NET_HTTPS),
+               bind_is_loopback(e) ? "" : "  (asks for the service connection string)");
     printf("  CA certificate:         %s\n", e->certs.ca_path ? e->certs.ca_path : "(given with --cert)");
     const char *owner = banner_key(e->cfg.owner_key, CONFIG_DEFAULT_OWNER_KEY);
     printf("  Service connection string: HostName=%s;SharedAccessKeyName=iothubowner;SharedAccessKey=%s%s\n", host,
@@ -443,6 +464,7 @@ static void emulator_cleanup(struct emulator *e)
     faults_free(e->faults);
     c2d_free(e->c2d);
     hub_free(e->hub);
+    events_free(e->events); /* after everything that notes events */
     telemetry_free(e->telemetry);
     eventlog_free(e->eventlog);
     loop_free(e->loop);

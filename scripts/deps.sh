@@ -8,9 +8,9 @@ if [ "${1:-}" = "--test" ]; then
     # Third-party peers for the integration tests (python3-qpid-proton and python3-uamqp: independent AMQP
     # clients; python3-azure: azure-eventhub for the Event Hub-compatible endpoint), the compose-file validator,
     # and the docker-labelled test's engine (docker.io; Compose v1 as Debian bookworm has no Compose v2 plugin)
-    # and base-image maker.
+    # and base-image maker; chromium: the dashboard's browser test (headless, driven by playwright-core).
     PKGS="$PKGS mosquitto mosquitto-clients python3 python3-paho-mqtt python3-qpid-proton python3-uamqp python3-azure
-docker-compose valgrind iproute2 util-linux python3-yaml docker.io debootstrap"
+docker-compose valgrind iproute2 util-linux python3-yaml docker.io debootstrap chromium"
 fi
 missing=""
 for p in $PKGS; do

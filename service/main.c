@@ -261,10 +261,13 @@ static int cmd_query(struct service_client *c, const struct service_cmd *cmd)
         if (status != SERVICE_CMD_EXIT_OK)
             report(rc, &res);
         json_t *j = rows ? json_loads(rows, 0, NULL) : NULL;
-        if (j)
-            json_array_extend(all, j);
+        size_t n_rows = json_array_size(j); /* before the decref frees j */
+        if (j && json_array_extend(all, j) != 0) {
+            fprintf(stderr, PROGRAM ": %s\n", err_str(ERR_NOMEM));
+            status = SERVICE_CMD_EXIT_INTERNAL;
+        }
         json_decref(j);
-        log_debug("query page %d: %zu rows, %s", page + 1, json_array_size(j), next ? "more follow" : "last page");
+        log_debug("query page %d: %zu rows, %s", page + 1, n_rows, next ? "more follow" : "last page");
         free(rows);
         free(cont);
         cont = next;
@@ -275,8 +278,12 @@ static int cmd_query(struct service_client *c, const struct service_cmd *cmd)
     free(cont);
     if (status == SERVICE_CMD_EXIT_OK) {
         char *text = json_dumps(all, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        if (text)
+        if (text) {
             print_json(text, cmd->json);
+        } else {
+            fprintf(stderr, PROGRAM ": %s\n", err_str(ERR_NOMEM));
+            status = SERVICE_CMD_EXIT_INTERNAL;
+        }
         free(text);
     }
     json_decref(all);

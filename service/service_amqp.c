@@ -278,8 +278,13 @@ int service_amqp_send_c2d(const struct service_amqp_target *t, const struct serv
     pn_proactor_t *p = pn_proactor();
     r.conn = pn_connection();
     pn_transport_t *tr = pn_transport();
-    if (!p || !r.conn || !tr) {
-        pn_proactor_free(p);
+    if (!p || !r.conn || !tr) { /* each on its own: none owns the others yet */
+        if (tr)
+            pn_transport_free(tr);
+        if (r.conn)
+            pn_connection_free(r.conn);
+        if (p)
+            pn_proactor_free(p);
         return ERR_NOMEM;
     }
     pn_connection_set_container(r.conn, "iothub-service");

@@ -429,32 +429,39 @@ static int answered_object(const struct service_http_response *resp, char **out,
     return *out ? ERR_OK : ERR_NOMEM;
 }
 
-int service_client_twin_get(struct service_client *c, const char *device_id, const char *module_id, char **twin,
-                            struct service_client_result *res)
+/* Sends call (path made here) to the twin of device_id[/module_id] unless rc, the caller's checks, failed; a
+ * 2xx twin goes into *twin. */
+static int twin_call(struct service_client *c, struct call *call, const char *device_id, const char *module_id,
+                     int rc, char **twin, struct service_client_result *res)
 {
     struct service_http_response resp;
     service_http_response_init(&resp);
+    if (!rc) {
+        call->path = service_request_twin_path(device_id, module_id);
+        rc = run(c, call, &resp, res);
+    }
+    if (!rc && res->kind == SERVICE_CLIENT_ANSWERED)
+        rc = answered_object(&resp, twin, res);
+    free(call->path);
+    call->path = NULL;
+    service_http_response_cleanup(&resp);
+    return rc;
+}
+
+int service_client_twin_get(struct service_client *c, const char *device_id, const char *module_id, char **twin,
+                            struct service_client_result *res)
+{
     memset(res, 0, sizeof *res);
     *twin = NULL;
     struct call call = {"GET", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 1, {NULL, NULL}};
     int rc = check_ids(device_id, module_id, res);
-    if (!rc) {
-        call.path = service_request_twin_path(device_id, module_id);
-        rc = run(c, &call, &resp, res);
-    }
-    if (!rc && res->kind == SERVICE_CLIENT_ANSWERED)
-        rc = answered_object(&resp, twin, res);
-    free(call.path);
-    service_http_response_cleanup(&resp);
-    return rc;
+    return twin_call(c, &call, device_id, module_id, rc, twin, res);
 }
 
 int service_client_twin_update(struct service_client *c, const char *device_id, const char *module_id,
                                const char *patch, int replace, const char *etag, char **twin,
                                struct service_client_result *res)
 {
-    struct service_http_response resp;
-    service_http_response_init(&resp);
     memset(res, 0, sizeof *res);
     *twin = NULL;
     char if_match[256];
@@ -468,15 +475,7 @@ int service_client_twin_update(struct service_client *c, const char *device_id, 
     if (!rc && !json_is_object(j))
         rc = invalid(res, "the twin patch is not a JSON object");
     json_decref(j);
-    if (!rc) {
-        call.path = service_request_twin_path(device_id, module_id);
-        rc = run(c, &call, &resp, res);
-    }
-    if (!rc && res->kind == SERVICE_CLIENT_ANSWERED)
-        rc = answered_object(&resp, twin, res);
-    free(call.path);
-    service_http_response_cleanup(&resp);
-    return rc;
+    return twin_call(c, &call, device_id, module_id, rc, twin, res);
 }
 
 int service_client_query(struct service_client *c, const char *sql, int page_size, const char *continuation,
@@ -486,19 +485,28 @@ int service_client_query(struct service_client *c, const char *sql, int page_siz
     service_http_response_init(&resp);
     memset(res, 0, sizeof *res);
     *rows = *next = NULL;
-    char why[128] = "", page_hdr[64], cont_hdr[1100];
-    char *body = NULL;
+    char why[128] = "", page_hdr[64];
+    char *body = NULL, *cont_hdr = NULL;
     struct call call = {"POST", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 1, {NULL, NULL}};
     size_t n = 0;
     if (page_size > 0) {
         snprintf(page_hdr, sizeof page_hdr, "x-ms-max-item-count: %d", page_size);
         call.extra[n++] = page_hdr;
     }
-    if (continuation && *continuation) {
-        snprintf(cont_hdr, sizeof cont_hdr, "x-ms-continuation: %s", continuation);
+    int rc = ERR_OK;
+    if (continuation && *continuation) { /* sent back whole, however long */
+        struct buf h;
+        buf_init(&h, SERVICE_HTTP_MAX_BODY);
+        rc = buf_printf(&h, "x-ms-continuation: %s", continuation);
+        cont_hdr = rc ? NULL : buf_take_str(&h);
+        buf_cleanup(&h);
+        if (!rc && !cont_hdr)
+            rc = ERR_NOMEM;
         call.extra[n++] = cont_hdr;
     }
-    int rc = service_request_query_body(sql, &body, why, sizeof why);
+    if (rc)
+        goto out;
+    rc = service_request_query_body(sql, &body, why, sizeof why);
     if (rc) {
         rc = rc == ERR_INVALID ? invalid(res, why) : rc;
         goto out;
@@ -513,10 +521,13 @@ int service_client_query(struct service_client *c, const char *sql, int page_siz
         json_decref(j);
         if (!rc && !(*rows = strndup((const char *)resp.body.data, resp.body.len)))
             rc = ERR_NOMEM;
-        if (!rc && resp.has_continuation && !(*next = strdup(resp.continuation)))
-            rc = ERR_NOMEM;
+        if (!rc && resp.continuation) {
+            *next = resp.continuation; /* taken */
+            resp.continuation = NULL;
+        }
     }
 out:
+    free(cont_hdr);
     free(body);
     free(call.path);
     service_http_response_cleanup(&resp);
@@ -552,12 +563,6 @@ int service_client_sas(const char *resource_uri, const char *key_b64, const char
 
 #define CLIENT_C2D_TIMEOUT_S 60
 
-static int c2d_invalid(struct service_client_result *res, const char *why)
-{
-    res->message = strdup(why);
-    return res->message ? ERR_INVALID : ERR_NOMEM;
-}
-
 int service_client_send_c2d(struct service_client *c, const struct service_client_c2d *m,
                             void (*on_accepted)(void *ctx, const char *message_id),
                             void (*on_feedback)(void *ctx, const char *record_json), void *ctx, char *message_id_out, size_t message_id_len, struct service_client_result *res)
@@ -566,12 +571,12 @@ int service_client_send_c2d(struct service_client *c, const struct service_clien
     char host[256], port[8], mid[C2D_ID_MAX + 1];
     int tls;
     if (!m->device_id || !*m->device_id)
-        return c2d_invalid(res, "no device id");
+        return invalid(res, "no device id");
     if (service_request_amqp_endpoint(m->amqp_url, c->cs.host_name, host, sizeof host, port, sizeof port, &tls))
-        return c2d_invalid(res, "the AMQP URL must be amqps://HOST[:PORT] (or amqp://HOST[:PORT] for the "
-                                "emulator's development port)");
+        return invalid(res, "the AMQP URL must be amqps://HOST[:PORT] (or amqp://HOST[:PORT] for the "
+                            "emulator's development port)");
     if (m->message_id && (!*m->message_id || strlen(m->message_id) > C2D_ID_MAX))
-        return c2d_invalid(res, "the message id must be 1 to 128 characters");
+        return invalid(res, "the message id must be 1 to 128 characters");
     if (m->message_id) {
         memcpy(mid, m->message_id, strlen(m->message_id) + 1);
     } else if (new_request_id(mid)) {

@@ -3,6 +3,7 @@
 #include "service_http.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -17,6 +18,8 @@ void service_http_response_init(struct service_http_response *r)
 void service_http_response_cleanup(struct service_http_response *r)
 {
     buf_cleanup(&r->body);
+    free(r->continuation);
+    r->continuation = NULL;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ctx)
@@ -29,39 +32,42 @@ static size_t on_body(char *p, size_t size, size_t n, void *ctx)
     return size * n;
 }
 
-/* Copies the value of header line p[0..len) into out when it is named name (with its colon). */
-static int take_header(const char *p, size_t len, const char *name, char *out, size_t outlen)
+/* The value of header line p[0..len) into *v, *vlen (blanks trimmed) when it is named name (with its colon). */
+static int header_value(const char *p, size_t len, const char *name, const char **v, size_t *vlen)
 {
     size_t nlen = strlen(name);
     if (len <= nlen || strncasecmp(p, name, nlen) != 0)
         return 0;
-    const char *v = p + nlen;
-    size_t vlen = len - nlen;
-    while (vlen > 0 && (*v == ' ' || *v == '\t'))
-        v++, vlen--;
-    while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
-        vlen--;
-    if (vlen >= outlen)
-        vlen = outlen - 1;
-    memcpy(out, v, vlen);
-    out[vlen] = '\0';
+    *v = p + nlen;
+    *vlen = len - nlen;
+    while (*vlen > 0 && (**v == ' ' || **v == '\t'))
+        ++*v, --*vlen;
+    while (*vlen > 0 && ((*v)[*vlen - 1] == '\r' || (*v)[*vlen - 1] == '\n' || (*v)[*vlen - 1] == ' '))
+        --*vlen;
     return 1;
 }
 
 /* Keeps the iothub-errorcode and x-ms-continuation headers of the last response (a new status line clears
- * them). */
+ * them). The continuation is kept whole (the hub sends it back as it was); no memory aborts the transfer. */
 static size_t on_header(char *p, size_t size, size_t n, void *ctx)
 {
     struct service_http_response *r = ctx;
-    size_t len = size * n;
+    size_t len = size * n, vlen;
+    const char *v;
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         r->errorcode[0] = '\0';
-        r->continuation[0] = '\0';
-        r->has_continuation = 0;
-    } else if (take_header(p, len, "x-ms-continuation:", r->continuation, sizeof r->continuation)) {
-        r->has_continuation = 1;
-    } else {
-        take_header(p, len, "iothub-errorcode:", r->errorcode, sizeof r->errorcode);
+        free(r->continuation);
+        r->continuation = NULL;
+    } else if (header_value(p, len, "x-ms-continuation:", &v, &vlen)) {
+        free(r->continuation);
+        r->continuation = vlen ? strndup(v, vlen) : NULL; /* empty: no next page (else the first, forever) */
+        if (vlen && !r->continuation)
+            return 0; /* CURLE_WRITE_ERROR */
+    } else if (header_value(p, len, "iothub-errorcode:", &v, &vlen)) {
+        if (vlen >= sizeof r->errorcode)
+            vlen = sizeof r->errorcode - 1; /* a code is a short word; longer is not the hub's */
+        memcpy(r->errorcode, v, vlen);
+        r->errorcode[vlen] = '\0';
     }
     return len;
 }
@@ -105,8 +111,8 @@ int service_http_perform(CURL *curl, const struct service_http_request *req, str
     buf_cleanup(&resp->body);
     resp->status = 0;
     resp->errorcode[0] = '\0';
-    resp->continuation[0] = '\0';
-    resp->has_continuation = 0;
+    free(resp->continuation);
+    resp->continuation = NULL;
     resp->curl_error[0] = '\0';
     resp->connected = 0;
     resp->too_big = 0;

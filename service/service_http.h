@@ -25,8 +25,8 @@ struct service_http_response {
     long status;            /* 0 when no HTTP answer arrived */
     struct buf body;        /* capped at SERVICE_HTTP_MAX_BODY */
     char errorcode[128];    /* the iothub-errorcode header of the final answer, "" when absent */
-    char continuation[1024]; /* the x-ms-continuation header of a query page, "" when absent */
-    int has_continuation;    /* that header was present (the last page has none) */
+    char *continuation;     /* the x-ms-continuation header of a query page, whole (malloc'd; NULL when absent:
+                               the last page has none) */
     CURLcode curl_code;
     char curl_error[CURL_ERROR_SIZE];
     int connected;          /* a connection was established (and TLS done) before the failure */

@@ -19,7 +19,11 @@ struct auth;
 struct c2d;
 struct eventhub;
 struct conn;
+struct faults;
+struct hub;
 struct loop;
+struct registry;
+struct telemetry;
 
 #define AMQP_MAX_FRAME 65536u           /* our max-frame-size; Proton closes a connection sending larger */
 #define AMQP_MAX_MESSAGE (256u * 1024u) /* one incoming message (IoT Hub C2D messages are at most 64 KiB) */
@@ -33,6 +37,11 @@ struct amqp_env {
     int64_t token_skew_s; /* seconds a SAS token stays valid after its se */
     int auth_timeout_s;   /* from the first byte to an accepted token (SASL PLAIN or CBS); 0 means 30 */
     uint32_t idle_timeout_ms; /* advertised in Open; 0 means AMQP_IDLE_TIMEOUT_MS */
+    /* Devices and modules over AMQP (devlinks.h); hub NULL: device put-tokens get 404, device links not-found. */
+    struct hub *hub;
+    struct registry *reg;
+    struct telemetry *telemetry; /* may be NULL */
+    struct faults *faults;       /* may be NULL */
 };
 
 /* struct proto handler (ctx is a struct amqp_env that outlives every connection). Returns NULL on

@@ -339,16 +339,6 @@ static void set_link(pn_link_t *l, struct eh_link *v)
 
 /* ---- sending ---- */
 
-static void close_link(pn_link_t *l, const char *cond, const char *desc)
-{
-    if (pn_link_state(l) & PN_LOCAL_UNINIT)
-        pn_link_open(l);
-    pn_condition_t *c = pn_link_condition(l);
-    pn_condition_set_name(c, cond);
-    pn_condition_set_description(c, desc);
-    pn_link_close(l);
-}
-
 /* Encodes m and sends it pre-settled on l. */
 static int send_msg(struct eventhub *eh, pn_link_t *l, pn_message_t *m)
 {
@@ -911,7 +901,7 @@ static bool epoch_admit(struct eh_consumer *n, char *why, size_t whylen)
             log_info("eventhub %s: receiver on %s/%d stolen (epoch %lld)", other->peer, c->group, c->partition,
                      (long long)n->epoch);
             consumer_remove(c);
-            close_link(l, "amqp:link:stolen", desc);
+            delivery_close_link(l, "amqp:link:stolen", desc);
             if (other != n->ec)
                 wake_other(other);
         }
@@ -931,7 +921,7 @@ static void attach_consumer(struct eventhub_conn *ec, pn_link_t *l, const char *
         snprintf(why, sizeof why, "The Event Hub-compatible endpoint serves receivers on "
                                   "%s/ConsumerGroups/{group}/Partitions/{id} and $management (it is read-only)",
                  eh->names[0]);
-        close_link(l, "amqp:not-allowed", why);
+        delivery_close_link(l, "amqp:not-allowed", why);
         return;
     }
     const char *cg = rest + 16;
@@ -939,7 +929,7 @@ static void attach_consumer(struct eventhub_conn *ec, pn_link_t *l, const char *
     const char *tail = cg + cg_len;
     if (cg_len == 0 || cg_len > EVENTLOG_MAX_GROUP_NAME || strncasecmp(tail, "/Partitions/", 12) != 0) {
         snprintf(why, sizeof why, "The messaging entity '%.200s' could not be found.", p);
-        close_link(l, "amqp:not-found", why);
+        delivery_close_link(l, "amqp:not-found", why);
         return;
     }
     char group[EVENTLOG_MAX_GROUP_NAME + 1];
@@ -947,7 +937,7 @@ static void attach_consumer(struct eventhub_conn *ec, pn_link_t *l, const char *
     const char *canon = eventlog_group_find(eh->log, group);
     if (!canon) {
         snprintf(why, sizeof why, "The messaging entity '%s/ConsumerGroups/%s' could not be found.", eh->names[0], group);
-        close_link(l, "amqp:not-found", why);
+        delivery_close_link(l, "amqp:not-found", why);
         return;
     }
     const char *pid = tail + 12;
@@ -955,18 +945,18 @@ static void attach_consumer(struct eventhub_conn *ec, pn_link_t *l, const char *
     if (part < 0) {
         snprintf(why, sizeof why, "The specified partition is invalid for an EventHub partition sender or receiver. "
                                   "It should be between 0 and %d.", eventlog_partitions(eh->log) - 1);
-        close_link(l, "com.microsoft:argument-out-of-range", why);
+        delivery_close_link(l, "com.microsoft:argument-out-of-range", why);
         return;
     }
     struct ehfilter f;
     int has = source_filter(l, &f, why, sizeof why);
     if (has < 0) {
-        close_link(l, "amqp:invalid-field", why);
+        delivery_close_link(l, "amqp:invalid-field", why);
         return;
     }
     struct eh_consumer *c = calloc(1, sizeof *c);
     if (!c) {
-        close_link(l, "amqp:internal-error", "out of memory");
+        delivery_close_link(l, "amqp:internal-error", "out of memory");
         return;
     }
     c->tag.kind = EH_CONSUMER;
@@ -978,12 +968,12 @@ static void attach_consumer(struct eventhub_conn *ec, pn_link_t *l, const char *
     c->has_epoch = link_epoch(l, &c->epoch);
     if (start_position(eh, c, &f, has > 0, why, sizeof why) != ERR_OK) {
         free(c);
-        close_link(l, "com.microsoft:argument-out-of-range", why);
+        delivery_close_link(l, "com.microsoft:argument-out-of-range", why);
         return;
     }
     if (!epoch_admit(c, why, sizeof why)) {
         free(c);
-        close_link(l, "amqp:link:stolen", why);
+        delivery_close_link(l, "amqp:link:stolen", why);
         return;
     }
     c->next = eh->consumers;
@@ -1082,7 +1072,7 @@ void eventhub_conn_attach(struct eventhub_conn *ec, pn_link_t *l, const char *ad
         return;
     }
     if (!we_send) {
-        close_link(l, "amqp:not-allowed", "The Event Hub-compatible endpoint is read-only: devices send telemetry "
+        delivery_close_link(l, "amqp:not-allowed", "The Event Hub-compatible endpoint is read-only: devices send telemetry "
                                           "to the IoT Hub (MQTT), back ends receive it here.");
         return;
     }

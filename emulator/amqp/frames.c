@@ -2,6 +2,7 @@
  * normaliser (see frames.h). Pure: no I/O, no globals. Tests: tests/unit/test_frames.c. */
 #include "frames.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "err.h"
@@ -354,5 +355,141 @@ int frames_normalise(const uint8_t *frame, size_t len, uint32_t max_frame, struc
     buf_append(out, pf.fields.p, pf.fields.len);
     buf_append(out, pad, plen);
     buf_append(out, payload, payload_len);
+    return ERR_OK;
+}
+
+/* ---- the input guard ---- */
+
+/* A uint field (uint0, smalluint, uint); false for anything else. */
+static bool get_uint(struct frames_view v, uint32_t *out)
+{
+    if (v.len == 1 && v.p[0] == 0x43) {
+        *out = 0;
+        return true;
+    }
+    if (v.len == 2 && v.p[0] == 0x52) {
+        *out = v.p[1];
+        return true;
+    }
+    if (v.len == 5 && v.p[0] == 0x70) {
+        *out = (uint32_t)v.p[1] << 24 | (uint32_t)v.p[2] << 16 | (uint32_t)v.p[3] << 8 | v.p[4];
+        return true;
+    }
+    return false;
+}
+
+/* A boolean field: true only for true (0x41, or 0x56 0x01); absent, null or anything else is false. */
+static bool get_true(const struct frames_perf *pf, uint32_t i)
+{
+    struct frames_view v;
+    if (frames_perf_field(pf, i, &v) != ERR_OK)
+        return false;
+    return (v.len == 1 && v.p[0] == 0x41) || (v.len == 2 && v.p[0] == 0x56 && v.p[1] == 0x01);
+}
+
+static int guard_find(const struct frames_guard *g, uint16_t channel, uint32_t handle)
+{
+    for (uint32_t i = 0; i < g->n; i++)
+        if (g->open[i].channel == channel && g->open[i].handle == handle)
+            return (int)i;
+    return -1;
+}
+
+static void guard_drop(struct frames_guard *g, uint32_t i)
+{
+    g->open[i] = g->open[--g->n];
+}
+
+int frames_guard_input(struct frames_guard *g, const uint8_t *frame, size_t len, const char **why)
+{
+    struct frames_header h;
+    struct frames_perf pf;
+    *why = NULL;
+    if (frames_header_decode(frame, len, &h) != ERR_OK || h.type != FRAMES_TYPE_AMQP || h.size != len ||
+        (size_t)h.doff * 4 >= len)
+        return ERR_OK;
+    const uint8_t *body = frame + (size_t)h.doff * 4;
+    size_t blen = len - (size_t)h.doff * 4;
+    if (frames_perf_decode(body, blen, &pf) != ERR_OK) {
+        /* Proton's decoder is more lenient than ours (a list count larger than its items, say) and then reads
+         * the fields it finds: a transfer we cannot decode is refused rather than guessed at. */
+        static const uint8_t small[3] = {0x00, 0x53, FRAMES_TRANSFER};
+        static const uint8_t wide[10] = {0x00, 0x80, 0, 0, 0, 0, 0, 0, 0, FRAMES_TRANSFER};
+        if ((blen >= 3 && memcmp(body, small, 3) == 0) || (blen >= 10 && memcmp(body, wide, 10) == 0)) {
+            *why = "a transfer performative that does not decode";
+            return ERR_MALFORMED;
+        }
+        return ERR_OK;
+    }
+    struct frames_view v;
+    uint32_t handle = 0; /* as Proton reads it: a field that is not a uint counts as 0 */
+    if (pf.code == FRAMES_END) {
+        for (uint32_t i = g->n; i-- > 0;)
+            if (g->open[i].channel == h.channel)
+                guard_drop(g, i);
+        return ERR_OK;
+    }
+    if (pf.code != FRAMES_TRANSFER && pf.code != FRAMES_DETACH)
+        return ERR_OK;
+    for (uint32_t i = 0; pf.code == FRAMES_TRANSFER && i < pf.count && i < 11; i++) {
+        if (frames_perf_field(&pf, i, &v) == ERR_MALFORMED) {
+            *why = "a transfer performative that does not decode";
+            return ERR_MALFORMED;
+        }
+    }
+    if (frames_perf_field(&pf, 0, &v) == ERR_OK && !get_uint(v, &handle))
+        handle = 0;
+    int at = guard_find(g, h.channel, handle);
+    if (pf.code == FRAMES_DETACH) {
+        if (at >= 0)
+            guard_drop(g, (uint32_t)at);
+        return ERR_OK;
+    }
+    bool more = get_true(&pf, 5), aborted = get_true(&pf, 9);
+    uint32_t id;
+    bool has_id = frames_perf_field(&pf, 1, &v) == ERR_OK && get_uint(v, &id); /* Proton: only a uint counts */
+    if (at < 0 && more && !aborted && !has_id) {
+        *why = "the first transfer of a multi-frame delivery has no delivery-id";
+        return ERR_MALFORMED;
+    }
+    if (at >= 0 && (!more || aborted)) {
+        guard_drop(g, (uint32_t)at);
+    } else if (at < 0 && more && !aborted) {
+        if (g->n == FRAMES_GUARD_MAX) {
+            *why = "too many multi-frame deliveries in progress";
+            return ERR_MALFORMED;
+        }
+        g->open[g->n].channel = h.channel;
+        g->open[g->n].handle = handle;
+        g->n++;
+    }
+    return ERR_OK;
+}
+
+/* ---- message sections ---- */
+
+int frames_data_sections(const uint8_t *msg, size_t len, struct frames_view *out, size_t max, size_t *n)
+{
+    *n = 0;
+    size_t at = 0;
+    while (at < len) {
+        size_t vlen = 0;
+        if (len - at < 3 || msg[at] != 0x00 || frames_value_len(msg + at, len - at, &vlen) != ERR_OK)
+            return ERR_MALFORMED;
+        bool small = msg[at + 1] == 0x53;
+        bool is_data = small ? msg[at + 2] == 0x75
+                             : len - at >= 10 && msg[at + 1] == 0x80 && msg[at + 9] == 0x75 &&
+                                   memcmp(msg + at + 2, "\0\0\0\0\0\0\0", 7) == 0;
+        if (is_data) {
+            size_t off = small ? 3 : 10;
+            struct frames_view v = {msg + at + off, vlen - off}, content;
+            if (frames_get_binary(v, &content) != ERR_OK)
+                return ERR_MALFORMED;
+            if (*n == max)
+                return ERR_MALFORMED;
+            out[(*n)++] = content;
+        }
+        at += vlen;
+    }
     return ERR_OK;
 }

@@ -74,6 +74,30 @@ int frames_get_symbol(struct frames_view v, struct frames_view *out);
 int frames_get_binary(struct frames_view v, struct frames_view *out);
 int frames_get_string(struct frames_view v, struct frames_view *out);
 
+/* Incoming frames Proton 0.37 asserts on (aborting the process) instead of refusing them: a transfer with
+ * more=true and no delivery-id as the first frame of a delivery (transport.c pn_do_transfer). The guard tracks
+ * which (channel, handle) has a multi-frame delivery in progress; a detach forgets the handle, an end its
+ * channel. At most FRAMES_GUARD_MAX deliveries in progress at once (more is refused). */
+#define FRAMES_GUARD_MAX 64
+struct frames_guard {
+    uint32_t n;
+    struct {
+        uint16_t channel;
+        uint32_t handle;
+    } open[FRAMES_GUARD_MAX];
+};
+/* Checks one whole incoming frame frame[0..len). Returns ERR_OK, or ERR_MALFORMED with a static reason in
+ * *why (the connection must then be closed without handing the frame to Proton). Frames it cannot decode are
+ * passed (ERR_OK): Proton refuses those itself. */
+int frames_guard_input(struct frames_guard *g, const uint8_t *frame, size_t len, const char **why);
+
+/* The data sections (descriptor 0x75) of an encoded message msg[0..len), each a view of its binary content, in
+ * order: at most max into out, their count in *n. A batched message (IoT Hub's message-format 0x80013700, as
+ * the C SDK sends telemetry) carries one encoded message per data section; Proton's decoder keeps only the
+ * last. Returns ERR_OK, or ERR_MALFORMED (a section that is not a described value, does not decode, or more
+ * than max data sections). */
+int frames_data_sections(const uint8_t *msg, size_t len, struct frames_view *out, size_t max, size_t *n);
+
 /* Appends a SASL frame: sasl-mechanisms with a symbol array of mechs[0..n), or sasl-outcome with code
  * (0 ok, 1 auth, 2 sys, ...). Returns ERR_OK or an error of buf_append. */
 int frames_sasl_mechanisms(struct buf *out, const char *const *mechs, size_t n);

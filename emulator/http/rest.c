@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "dash.h"
 #include "err.h"
 #include "hub.h"
 #include "log.h"
@@ -52,6 +53,8 @@ struct rest_conn {
     enum rest_conn_state state;
     bool evicted;
     int64_t since_ms;
+    bool watched;              /* fd is in the loop for EPOLLRDHUP (added at the first suspension, kept) */
+    struct rest_req *waiting;  /* the suspended request the hang-up watch is for, or NULL */
     struct rest_conn *prev, *next;
 };
 
@@ -195,6 +198,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (!rc)
         return;
     *socket_context = NULL;
+    if (rc->watched)
+        loop_del_fd(r->loop, rc->fd); /* MHD closes the socket after this notification */
     if (rc->prev)
         rc->prev->next = rc->next;
     else
@@ -216,9 +221,21 @@ int64_t rest_idle_since(struct rest *r, int fd)
 
 /* ---- suspension of a waiting request ---- */
 
+/* The tracked connection of fd, or NULL. */
+static struct rest_conn *conn_of_fd(struct rest *r, int fd)
+{
+    return fd >= 0 && (size_t)fd < r->by_fd_len ? r->by_fd[fd] : NULL;
+}
+
+/* A tracked connection's hang-up watch stays in the loop for the connection's life (issue 20: an epoll_ctl
+ * add and delete per method call were 2 of ~15 syscalls); only its request is cleared. An untracked
+ * connection's watch (out of memory at its start) is per request. */
 static void unwatch(struct rest_req *q)
 {
-    if (q->watch_fd >= 0)
+    struct rest_conn *rc = conn_of_fd(q->r, q->watch_fd);
+    if (rc && rc->watched && rc->waiting == q)
+        rc->waiting = NULL;
+    else if (q->watch_fd >= 0)
         loop_del_fd(q->r->loop, q->watch_fd);
     q->watch_fd = -1;
 }
@@ -252,6 +269,20 @@ static void on_peer_gone(struct loop *l, int fd, uint32_t events, void *ctx)
     rest_resume(q);
 }
 
+/* A hang-up on a tracked connection: the waiting request's caller went away; with none waiting MHD is serving
+ * the connection and sees the hang-up itself, so the watch leaves the loop (level-triggered, it would fire
+ * again) until the next suspension. */
+static void on_conn_gone(struct loop *l, int fd, uint32_t events, void *ctx)
+{
+    struct rest_conn *rc = ctx;
+    if (rc->waiting) {
+        on_peer_gone(l, fd, events, rc->waiting);
+        return;
+    }
+    loop_del_fd(l, fd);
+    rc->watched = false;
+}
+
 void rest_suspend(struct rest_req *q)
 {
     struct rest *r = q->r;
@@ -262,8 +293,17 @@ void rest_suspend(struct rest_req *q)
         r->waiting->prev = q;
     r->waiting = q;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(q->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci && loop_add_fd(r->loop, ci->connect_fd, EPOLLRDHUP, on_peer_gone, q) == ERR_OK)
+    if (!ci)
+        return;
+    struct rest_conn *rc = conn_of_fd(r, ci->connect_fd);
+    if (rc && !rc->watched && loop_add_fd(r->loop, rc->fd, EPOLLRDHUP, on_conn_gone, rc) == ERR_OK)
+        rc->watched = true;
+    if (rc && rc->watched) {
+        rc->waiting = q;
+        q->watch_fd = rc->fd;
+    } else if (!rc && loop_add_fd(r->loop, ci->connect_fd, EPOLLRDHUP, on_peer_gone, q) == ERR_OK) {
         q->watch_fd = ci->connect_fd;
+    }
 }
 
 /* ---- request dispatch ---- */
@@ -359,7 +399,7 @@ static enum MHD_Result start_request(struct rest_req *q, struct MHD_Connection *
     q->started_ms = loop_now_ms(q->r->loop);
     snprintf(q->method, sizeof q->method, "%s", method ? method : "");
     q->route_rc = restapi_route_parse(q->uri, &q->route);
-    q->body_cap = body_cap_of(q->route.kind);
+    q->body_cap = dash_owns(q->uri) ? dash_body_max() : body_cap_of(q->route.kind);
     buf_init(&q->body, q->body_cap);
     return MHD_YES;
 }
@@ -388,6 +428,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             return keep ? MHD_YES : MHD_NO;
         }
         q->handled = true;
+        if (q->r->dash && dash_owns(q->uri)) /* the dashboard answers by itself (dash.c) */
+            return dash_serve(q->r->dash, conn, q->method, q->uri, q->body.data, q->body.len, q->body_seen);
         handle_request(q);
         if (q->suspended)
             return MHD_YES;
@@ -488,6 +530,12 @@ static struct MHD_Daemon *start_daemon(struct rest *r, const struct rest_config 
     return d;
 }
 
+/* A dashboard stream was resumed: let MHD run soon. */
+static void dash_wake(void *ctx)
+{
+    arm(ctx, 0);
+}
+
 struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
 {
     struct rest *r = calloc(1, sizeof *r);
@@ -507,6 +555,14 @@ struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
     r->head_timeout_s = cfg->head_timeout_s > 0 ? cfg->head_timeout_s : REST_HEAD_TIMEOUT_S;
     r->idle_timeout_s = cfg->idle_timeout_s > 0 ? cfg->idle_timeout_s : REST_IDLE_TIMEOUT_S;
     r->epfd = -1;
+    struct dash_config dc = {.loop = cfg->loop, .hub = cfg->hub, .reg = cfg->reg, .auth = cfg->auth,
+                             .telemetry = cfg->telemetry, .c2d = cfg->c2d, .events = cfg->events,
+                             .host_name = cfg->host_name, .hub_name = cfg->hub_name, .open = cfg->dashboard_open,
+                             .token_skew_s = cfg->token_skew_s, .wake = dash_wake, .wake_ctx = r};
+    if (!(r->dash = dash_new(&dc))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if (cfg->ca_pem_path && !(r->ca_pem_path = strdup(cfg->ca_pem_path))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -570,6 +626,7 @@ void rest_shutdown(struct rest *r)
     if (!r || r->shutting_down)
         return;
     r->shutting_down = true;
+    dash_shutdown(r->dash);
     MHD_socket ls = MHD_quiesce_daemon(r->mhd);
     if (ls != MHD_INVALID_SOCKET)
         close(ls);
@@ -586,10 +643,12 @@ void rest_free(struct rest *r)
         loop_del_fd(r->loop, r->epfd);
     loop_timer_cancel(r->loop, r->timer);
     r->timer = NULL;
+    dash_shutdown(r->dash); /* its streams end, so none is left suspended */
     if (r->mhd) {
         MHD_run(r->mhd);
         MHD_stop_daemon(r->mhd); /* notifies every connection closed: r->conns empties */
     }
+    dash_free(r->dash);
     loop_timer_cancel(r->loop, r->sweep);
     free(r->by_fd);
     rest_auth_cleanup(r);

@@ -6,6 +6,7 @@
 #ifndef IOTHUB_REST_H
 #define IOTHUB_REST_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -16,6 +17,7 @@ struct registry;
 struct auth;
 struct c2d;
 struct jobs;
+struct events;
 
 struct rest_config {
     struct loop *loop;
@@ -33,6 +35,11 @@ struct rest_config {
     struct faults *faults;       /* /emulator/faults, injected REST faults and throttling; NULL: none */
     struct c2d *c2d;             /* C2D queues: DELETE /devices/{id}/commands, cloudToDeviceMessageCount */
     struct jobs *jobs;           /* /jobs/v2 and FROM devices.jobs; NULL: 404 / no rows */
+    /* The dashboard (dash.h): its page at "/" and its /emulator/ routes. */
+    struct events *events;       /* the hub's live feed for its stream; NULL: telemetry only */
+    const char *host_name;       /* the first --hostname (NULL: 127.0.0.1) */
+    const char *hub_name;        /* NULL: "iothub" */
+    bool dashboard_open;         /* every listener is on loopback: a local page needs no key */
 };
 
 /* Starts the daemon and registers it in cfg->loop. The rest does not own loop, hub, registry or auth; they

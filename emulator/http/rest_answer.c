@@ -50,13 +50,18 @@ void rest_answer_empty(struct rest_req *q)
     rest_answer_set(q, MHD_HTTP_NO_CONTENT, NULL, 0, NULL);
 }
 
-void rest_answer_error(struct rest_req *q, const struct restapi_error *e)
+char *rest_error_text(const struct restapi_error *e)
 {
     char track[33];
     struct timespec now;
     tracking_id(track);
     clock_gettime(CLOCK_REALTIME, &now);
-    char *body = restapi_error_render(e, track, &now);
+    return restapi_error_render(e, track, &now);
+}
+
+void rest_answer_error(struct rest_req *q, const struct restapi_error *e)
+{
+    char *body = rest_error_text(e);
     rest_answer_set(q, body ? (unsigned)(e->code / 1000) : 500, body, body ? strlen(body) : 0, REST_JSON);
     q->ans.errorcode = restapi_code_name(e->code);
 }
@@ -64,10 +69,9 @@ void rest_answer_error(struct rest_req *q, const struct restapi_error *e)
 void rest_answer_errorf(struct rest_req *q, int code, enum restapi_envelope env, const char *fmt, ...)
 {
     struct restapi_error e;
-    restapi_error_set(&e, code, env, "%s", "");
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    restapi_error_vset(&e, code, env, fmt, ap);
     va_end(ap);
     rest_answer_error(q, &e);
 }

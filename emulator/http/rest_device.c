@@ -43,11 +43,7 @@ static enum MHD_Result collect_app_property(void *cls, enum MHD_ValueKind kind, 
 
 static void iso_ms(int64_t ms, char *out, size_t outlen)
 {
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(out, outlen, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, outlen - n, ".%03dZ", (int)(ms % 1000));
+    restapi_iso_ms(ms, out, outlen);
 }
 
 static void set_header(json_t *h, const char *name, const char *value)

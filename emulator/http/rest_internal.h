@@ -71,6 +71,7 @@ struct rest_verified {
 };
 
 struct rest_conn; /* rest.c: one tracked MHD connection */
+struct dash;      /* dash.h: the dashboard */
 
 struct rest {
     struct rest_verified verified[REST_AUTH_CACHE];
@@ -97,6 +98,7 @@ struct rest {
     size_t by_fd_len;
     int head_timeout_s, idle_timeout_s;
     struct loop_timer *sweep;
+    struct dash *dash; /* the dashboard's page and routes (dash.h) */
 };
 
 /* ---- rest.c: suspension of a waiting request ---- */
@@ -112,6 +114,8 @@ void rest_resume(struct rest_req *q);
 void rest_answer_set(struct rest_req *q, unsigned status, char *body, size_t len, const char *ctype);
 /* 204 No Content. */
 void rest_answer_empty(struct rest_req *q);
+/* The body of e in its envelope, with a fresh tracking id and the time (malloc'd; NULL on ERR_NOMEM). */
+char *rest_error_text(const struct restapi_error *e);
 /* The error in the hub's envelope, with a fresh tracking id and the iothub-errorcode header. */
 void rest_answer_error(struct rest_req *q, const struct restapi_error *e);
 void rest_answer_errorf(struct rest_req *q, int code, enum restapi_envelope env, const char *fmt, ...)

@@ -5,6 +5,7 @@
 #ifndef IOTHUB_RESTAPI_H
 #define IOTHUB_RESTAPI_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -96,6 +97,7 @@ struct restapi_error {
 #define RESTAPI_FORMAT_ERROR 400006
 #define RESTAPI_UNAUTHORIZED 401002
 #define RESTAPI_QUOTA_EXCEEDED 403002
+#define RESTAPI_QUEUE_DEPTH 403004 /* DeviceMaximumQueueDepthExceeded: a C2D queue is full */
 #define RESTAPI_DEVICE_NOT_FOUND 404001
 #define RESTAPI_MODULE_NOT_FOUND 404010
 #define RESTAPI_DEVICE_NOT_ONLINE 404103
@@ -128,6 +130,9 @@ const char *restapi_code_name(int code);
 /* Fills e (info OMIT) with code and a printf-formatted message. */
 void restapi_error_set(struct restapi_error *e, int code, enum restapi_envelope env, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same with a va_list. */
+void restapi_error_vset(struct restapi_error *e, int code, enum restapi_envelope env, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 /* Renders e in its envelope: tracking is the tracking id text (hex), when the wall-clock time. Returns
  * malloc'd JSON text (caller frees) or NULL on ERR_NOMEM. */
 char *restapi_error_render(const struct restapi_error *e, const char *tracking, const struct timespec *when);
@@ -135,6 +140,8 @@ char *restapi_error_render(const struct restapi_error *e, const char *tracking, 
 /* .NET TimeSpan text of a non-negative number of seconds: "hh:mm:ss", "d.hh:mm:ss" from one day on.
  * Returns ERR_OK, or ERR_INVALID (negative seconds, or outlen too small). */
 int restapi_timespan(int64_t seconds, char *out, size_t outlen);
+/* ISO-8601 UTC with milliseconds of a wall-clock ms time: "2023-11-14T22:13:20.123Z" (outlen >= 25). */
+void restapi_iso_ms(int64_t ms, char *out, size_t outlen);
 
 /* ---- direct methods ---- */
 
@@ -143,7 +150,9 @@ bool restapi_method_name_is_valid(const char *name);
 
 struct restapi_method_call {
     char *method_name;  /* malloc'd */
-    char *payload;      /* compact JSON, malloc'd; NULL when payload is null or absent */
+    const char *payload; /* compact JSON (not NUL-terminated): into the body when it was already compact, else
+                          * payload_buf; NULL when payload is null or absent */
+    char *payload_buf;   /* malloc'd, or NULL */
     size_t payload_len;
     int response_timeout_s;
     int connect_timeout_s;
@@ -155,6 +164,11 @@ struct restapi_method_call {
  * RESTAPI_MAX_PAYLOAD bytes (else 413001). Returns ERR_OK (out filled; free with restapi_method_cleanup),
  * ERR_INVALID (err filled, Envelope B, out empty) or ERR_NOMEM. */
 int restapi_method_parse(const char *body, size_t len, struct restapi_method_call *out, struct restapi_error *err);
+/* How: one pass of mjson_method_scan (mjson.h) over the body, no tree; the payload points into body (which must
+ * outlive out) when it is already jansson's compact form. Bodies the scanner is not sure of (and every error)
+ * take restapi_method_parse_tree: the same contract through a jansson tree, the oracle of fuzz_method_body. */
+int restapi_method_parse_tree(const char *body, size_t len, struct restapi_method_call *out,
+                              struct restapi_error *err);
 void restapi_method_cleanup(struct restapi_method_call *c);
 
 /* The 200 body for a device's answer: {"status":<status>,"payload":<body>}. An empty body is null; valid

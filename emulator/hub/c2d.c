@@ -12,6 +12,7 @@
 
 #include "device_link.h"
 #include "err.h"
+#include "events.h"
 #include "log.h"
 #include "registry.h"
 #include "url.h"
@@ -45,6 +46,7 @@ struct c2d {
     json_t *fb_batch; /* the batch handed to the sink, not yet settled (NULL: none) */
     uint64_t fb_batch_id;
     struct c2d_feedback_sink sink; /* sink.deliver NULL: no receiver attached */
+    struct events *events;         /* the dashboard's live feed (c2d_set_events), or NULL */
 };
 
 static void set_why(char *why, size_t whylen, const char *text)
@@ -81,6 +83,8 @@ static void feedback_record(struct c2d *q, const char *identity, const struct c2
  * it in the store. */
 static void drop(struct c2d *q, struct c2d_queue *k, struct c2d_entry *prev, struct c2d_entry *e, enum c2d_outcome o)
 {
+    static const char *const what[] = {"completed", "expired", "deadlettered", "rejected", "purged"};
+    events_note(q->events, EVENTS_C2D, k->identity, what[o], e->m.message_id, e->m.delivery_count, -1);
     feedback_record(q, k->identity, &e->m, o);
     if (prev)
         prev->next = e->next;
@@ -204,6 +208,8 @@ static void deliver(struct c2d *q, struct c2d_queue *k, int64_t now_ms)
         e->in_flight = false;
         e->m.delivery_count--;
         log_warn("c2d: message %s for %s could not be delivered; it stays queued", e->m.message_id, k->identity);
+    } else {
+        events_note(q->events, EVENTS_C2D, k->identity, "delivered", e->m.message_id, e->m.delivery_count, -1);
     }
 }
 
@@ -322,6 +328,7 @@ int c2d_send(struct c2d *q, const char *to, const struct c2d_message *m, int64_t
         return rc;
     }
     q->seq++;
+    events_note(q->events, EVENTS_C2D, identity, "queued", copy.message_id, 0, -1);
     deliver(q, k, now_ms);
     return ERR_OK;
 }
@@ -336,6 +343,7 @@ const struct c2d_message *c2d_next(struct c2d *q, const char *identity, int64_t 
         if (!e->in_flight) {
             e->in_flight = true;
             e->m.delivery_count++;
+            events_note(q->events, EVENTS_C2D, identity, "delivered", e->m.message_id, e->m.delivery_count, -1);
             return &e->m;
         }
     }
@@ -589,4 +597,9 @@ int c2d_abandon(struct c2d *q, const char *identity, uint64_t seq)
         drop(q, k, prev, e, C2D_DELIVERY_COUNT_EXCEEDED);
     deliver(q, k, c2d_wall_ms());
     return ERR_OK;
+}
+
+void c2d_set_events(struct c2d *q, struct events *ev)
+{
+    q->events = ev;
 }

@@ -134,5 +134,8 @@ void c2d_feedback_detach(struct c2d *q, void *ctx);
 void c2d_feedback_settled(struct c2d *q, uint64_t batch, bool done);
 /* Records not yet settled by a receiver. */
 size_t c2d_feedback_pending(const struct c2d *q);
+/* The dashboard's live feed (events.h): queued, delivered and settled messages are noted there. NULL: none. */
+struct events;
+void c2d_set_events(struct c2d *q, struct events *ev);
 
 #endif

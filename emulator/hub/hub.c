@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "events.h"
 #include "log.h"
 #include "loop.h"
 #include "db.h"
@@ -56,6 +57,7 @@ struct hub_call {
     size_t held_len;
     struct loop_timer *release_timer;
     struct hub *hub;
+    int64_t started_ms;      /* loop_now_ms at the start: the dashboard's latency */
     struct hub_call *prev, *next;
 };
 
@@ -71,6 +73,7 @@ struct hub {
     void *hooks_ctx;
     hub_twin_save_fn twin_save; /* the store's seam; NULL: twins live in memory only */
     void *twin_save_ctx;
+    struct events *events;   /* the dashboard's live feed (hub_set_events), or NULL */
 };
 
 static void ident_key(const char *device_id, const char *module_id, char *out, size_t outlen)
@@ -134,9 +137,30 @@ static void call_free(struct hub_call *c)
 }
 
 /* Ends a call: unlinks it, then runs its callback (which may start or cancel other calls). */
+static const char *outcome_name(enum hub_call_outcome o)
+{
+    switch (o) {
+    case HUB_CALL_ANSWERED:
+        return "answered";
+    case HUB_CALL_NOT_FOUND:
+        return "notFound";
+    case HUB_CALL_NOT_ONLINE:
+        return "notOnline";
+    case HUB_CALL_TIMEOUT:
+        return "timeout";
+    case HUB_CALL_DISCONNECTED:
+        return "disconnected";
+    default:
+        return "shutdown";
+    }
+}
+
 static void call_finish(struct hub *h, struct hub_call *c, const struct hub_call_result *r)
 {
     call_unlink(h, c);
+    if (h->events)
+        events_note(h->events, EVENTS_METHOD, c->key, c->method, outcome_name(r->outcome),
+                    r->outcome == HUB_CALL_ANSWERED ? r->status : 0, loop_now_ms(h->loop) - c->started_ms);
     c->fn(c->ctx, r);
     call_free(c);
 }
@@ -296,6 +320,7 @@ static struct hub_call *call_new(struct hub *h, const struct hub_call_request *r
     c->fn = fn;
     c->ctx = ctx;
     c->hub = h;
+    c->started_ms = loop_now_ms(h->loop);
     c->next = h->calls;
     if (h->calls)
         h->calls->prev = c;
@@ -320,6 +345,7 @@ uint64_t hub_call_start(struct hub *h, const struct hub_call_request *req, hub_c
     bool online = id && id->link && id->methods_ready;
     if (!online && req->connect_timeout_s <= 0) {
         now->outcome = HUB_CALL_NOT_ONLINE;
+        events_note(h->events, EVENTS_METHOD, key, req->method_name, "notOnline", 0, 0);
         return 0;
     }
     struct hub_call *c = call_new(h, req, key, fn, ctx);
@@ -335,6 +361,7 @@ uint64_t hub_call_start(struct hub *h, const struct hub_call_request *req, hub_c
         call_unlink(h, c);
         call_free(c);
         now->outcome = HUB_CALL_NOT_ONLINE;
+        events_note(h->events, EVENTS_METHOD, key, req->method_name, "notOnline", 0, 0);
         return 0;
     }
     c->state = CALL_WAITING;
@@ -383,6 +410,7 @@ int hub_link_online(struct hub *h, struct device_link *link, const char *device_
     if (!module_id || !*module_id)
         h->stats.devices_connected++;
     registry_set_connected(h->reg, device_id, module_id, true, loop_wall_s(h->loop));
+    events_note(h->events, EVENTS_CONNECTION, link->identity, "connected", NULL, 0, -1);
     return ERR_OK;
 }
 
@@ -504,6 +532,7 @@ void hub_link_offline(struct hub *h, struct device_link *link)
         memcpy(dev, ident, n);
         dev[n] = '\0';
         registry_set_connected(h->reg, dev, slash ? slash + 1 : NULL, false, loop_wall_s(h->loop));
+        events_note(h->events, EVENTS_CONNECTION, link->identity, "disconnected", NULL, 0, -1);
     }
     if (h->hooks && h->hooks->link_offline)
         h->hooks->link_offline(h->hooks_ctx, link);
@@ -607,6 +636,11 @@ void hub_link_drop(struct hub *h, struct device_link *link, bool abrupt, const c
         link->ops->abort(link, reason);
     else
         link->ops->kick(link, reason);
+}
+
+void hub_set_events(struct hub *h, struct events *ev)
+{
+    h->events = ev;
 }
 
 void hub_get_stats(const struct hub *h, struct hub_stats *out)
@@ -785,6 +819,8 @@ int hub_twin_update(struct hub *h, const struct hub_twin_update *u, json_t **doc
     free(before);
     if (rc == ERR_OK && push)
         push_desired(id, key, push, twin_desired_version(t));
+    if (rc == ERR_OK)
+        events_note(h->events, EVENTS_TWIN, key, push ? "desired" : "tags", NULL, twin_desired_version(t), -1);
     json_decref(push);
     if (rc)
         return rc;
@@ -904,7 +940,9 @@ int hub_link_twin_patch(struct hub *h, struct device_link *link, const uint8_t *
     if (rc == ERR_OK && (rc = twin_persist(h, link->identity, t)) != ERR_OK)
         twin_restore(id, before);
     free(before);
-    if (rc == ERR_OK)
+    if (rc == ERR_OK) {
         *version = twin_reported_version(id->twin);
+        events_note(h->events, EVENTS_TWIN, link->identity, "reported", NULL, *version, -1);
+    }
     return rc;
 }

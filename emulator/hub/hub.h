@@ -96,6 +96,10 @@ struct hub_stats {
     uint64_t calls_total;
 };
 void hub_get_stats(const struct hub *h, struct hub_stats *out);
+/* The dashboard's live feed (events.h): connections, method calls, twin changes are noted there. NULL: none.
+ * ev must outlive the hub or be removed first. */
+struct events;
+void hub_set_events(struct hub *h, struct events *ev);
 
 /* ---- connected identities (the fronts' side: each connection is a struct device_link) ---- */
 

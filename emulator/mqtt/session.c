@@ -63,6 +63,7 @@ struct session {
     uint16_t last_pid;  /* packet ids of our QoS 1 PUBLISHes (C2D) */
     uint16_t c2d_pid;   /* the C2D message in flight, waiting for its PUBACK (0: none) */
     uint64_t c2d_seq;
+    bool told_no_twin_res; /* the log said once that twin answers are dropped (no $iothub/twin/res/# subscription) */
 };
 
 static const struct device_link_ops session_link_ops;
@@ -518,6 +519,26 @@ static int on_method_reply(struct session *s, const char *topic, struct mqtt_byt
     return ERR_OK;
 }
 
+/* A twin answer goes out only on a subscription to $iothub/twin/res/# (MQTT 3.1.1 §3.3.5: a server sends
+ * PUBLISH for matching subscriptions only; IoT Hub does the same). Without it the request is still carried out
+ * -- a reported PATCH applies -- and its answer is dropped; the log says so once per connection. */
+static bool twin_answers_heard(struct session *s)
+{
+    if (s->subs & (1u << SUB_TWIN_RES))
+        return true;
+    if (!s->told_no_twin_res)
+        log_info("%s: twin request without a subscription to $iothub/twin/res/#: carried out, not answered", s->ident);
+    s->told_no_twin_res = true;
+    return false;
+}
+
+static int send_twin_answer(struct session *s, const char *topic, const uint8_t *body, size_t len)
+{
+    if (!twin_answers_heard(s))
+        return ERR_OK;
+    return send_publish(s, topic, body, len) ? ERR_CLOSED : ERR_OK;
+}
+
 /* A twin error as the hub answers it on MQTT: the status in the topic, and a body with errorCode and message
  * (the Node SDK ignores the status and fails the request on a body with an errorCode). */
 static int send_twin_error(struct session *s, const char *rid, const struct twin_error *e)
@@ -528,9 +549,9 @@ static int send_twin_error(struct session *s, const char *rid, const struct twin
     json_t *body = json_pack("{s:i,s:s}", "errorCode", e->code >= 100000 ? e->code : 500001, "message", e->message);
     char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(body);
-    int rc = send_publish(s, reply, (const uint8_t *)text, text ? strlen(text) : 0);
+    int rc = send_twin_answer(s, reply, (const uint8_t *)text, text ? strlen(text) : 0);
     free(text);
-    return rc ? ERR_CLOSED : ERR_OK;
+    return rc;
 }
 
 /* Over a --throttle limit, a twin request gets the hub's 429 on its response topic, with the errorCode body
@@ -551,8 +572,8 @@ static int on_twin_get(struct session *s, const char *topic)
     char rid[64], reply[128];
     if (!query_rid(topic, rid, sizeof rid))
         return fail(s, "twin GET without $rid");
-    if (twin_throttled(s, FAULTS_OP_TWIN_READ, rid))
-        return ERR_OK;
+    if (twin_throttled(s, FAULTS_OP_TWIN_READ, rid) || !twin_answers_heard(s))
+        return ERR_OK; /* a GET nobody hears the answer of is not even read */
     struct buf doc;
     buf_init(&doc, 128 * 1024); /* desired and reported at their 32 KiB limits, with $version, fit */
     int rc = hub_link_twin_get(s->env->hub, &s->link, &doc);
@@ -562,9 +583,9 @@ static int on_twin_get(struct session *s, const char *topic)
         return send_twin_error(s, rid, &e);
     }
     snprintf(reply, sizeof reply, "$iothub/twin/res/200/?$rid=%s", rid);
-    rc = send_publish(s, reply, doc.data, doc.len);
+    rc = send_twin_answer(s, reply, doc.data, doc.len);
     buf_cleanup(&doc);
-    return rc ? ERR_CLOSED : ERR_OK;
+    return rc;
 }
 
 static int on_twin_patch(struct session *s, const char *topic, struct mqtt_bytes body)
@@ -591,7 +612,7 @@ static int on_twin_patch(struct session *s, const char *topic, struct mqtt_bytes
         return send_twin_error(s, rid, &e);
     }
     snprintf(reply, sizeof reply, "$iothub/twin/res/204/?$rid=%s&$version=%" PRId64, rid, version);
-    return send_publish(s, reply, NULL, 0) ? ERR_CLOSED : ERR_OK;
+    return send_twin_answer(s, reply, NULL, 0);
 }
 
 /* A device-to-cloud message (or a will) goes to the telemetry log, when there is one. */
@@ -801,19 +822,6 @@ static void link_abort(struct device_link *l, const char *reason)
     s->closing = true;
 }
 
-/* Appends "&key=value" (the first without '&'), both percent-encoded; nothing for an empty value. */
-static int add_prop(struct buf *t, bool *first, const char *key, const char *value)
-{
-    if (!value[0])
-        return ERR_OK;
-    char *k = url_encode(key, strlen(key)), *v = url_encode(value, strlen(value));
-    int rc = k && v ? buf_printf(t, "%s%s=%s", *first ? "" : "&", k, v) : ERR_NOMEM;
-    *first = false;
-    free(k);
-    free(v);
-    return rc;
-}
-
 /* PUBLISH devices/{id}/messages/devicebound/{property bag}: system properties $.mid $.cid $.to $.uid $.ct $.ce
  * $.exp (ISO 8601, only when the sender set an expiry), then the application properties (iothub-protocol.md
  * §3). At the QoS granted for the subscription: QoS 1 waits for the PUBACK to complete the message. */
@@ -835,12 +843,12 @@ static int link_deliver_c2d(struct device_link *l, const struct c2d_message *m)
     }
     int rc = buf_printf(&t, "devices/%s/messages/devicebound/", s->device_id);
     if (!rc)
-        rc = add_prop(&t, &first, "$.mid", m->message_id) || add_prop(&t, &first, "$.cid", m->correlation_id) ||
-             add_prop(&t, &first, "$.to", m->to) || add_prop(&t, &first, "$.uid", m->user_id) ||
-             add_prop(&t, &first, "$.ct", m->content_type) || add_prop(&t, &first, "$.ce", m->content_encoding) ||
-             add_prop(&t, &first, "$.exp", exp);
+        rc = url_bag_add(&t, &first, "$.mid", m->message_id) || url_bag_add(&t, &first, "$.cid", m->correlation_id) ||
+             url_bag_add(&t, &first, "$.to", m->to) || url_bag_add(&t, &first, "$.uid", m->user_id) ||
+             url_bag_add(&t, &first, "$.ct", m->content_type) || url_bag_add(&t, &first, "$.ce", m->content_encoding) ||
+             url_bag_add(&t, &first, "$.exp", exp);
     for (size_t i = 0; !rc && i < m->n_props; i++)
-        rc = add_prop(&t, &first, m->props[i].key, m->props[i].value);
+        rc = url_bag_add(&t, &first, m->props[i].key, m->props[i].value);
     if (!rc)
         rc = buf_append_byte(&t, 0);
     bool qos1 = s->qos1 & (1u << SUB_C2D | 1u << SUB_C2D_ANY);

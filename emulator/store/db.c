@@ -444,13 +444,15 @@ static bool path_is_read_only(const char *path)
 static int file_uri(const char *path, const char *query, char *out, size_t outlen)
 {
     size_t n = (size_t)snprintf(out, outlen, "file:");
-    for (const unsigned char *p = (const unsigned char *)path; *p && n + 4 < outlen; p++) {
+    const unsigned char *p = (const unsigned char *)path;
+    for (; *p && n + 4 < outlen; p++) {
         if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("/-._~", *p))
             out[n++] = (char)*p;
         else
             n += (size_t)snprintf(out + n, outlen - n, "%%%02X", *p);
     }
-    if (n + strlen(query) + 2 >= outlen)
+    /* A path that does not fit is an error, never a shorter path (which would open another file). */
+    if (*p || n + strlen(query) + 2 >= outlen)
         return ERR_TOO_BIG;
     snprintf(out + n, outlen - n, "?%s", query);
     return ERR_OK;

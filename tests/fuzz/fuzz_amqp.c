@@ -5,7 +5,9 @@
  * through SASL PLAIN instead (so links are authorised). Byte 1 seeds the chunk sizes; the rest is client bytes
  * fed in chunks as reads deliver them. Checks: what we send is our protocol header(s) followed by whole,
  * well-formed frames; ERR_CLOSED and conn_close always go together; after closing nothing more is sent.
- * Seeds: tests/fuzz/corpus/fuzz_amqp/ (client transcripts written by test_amqp with AMQP_SEED_DIR set). */
+ * Seeds: tests/fuzz/corpus/fuzz_amqp/ (client transcripts written by test_amqp with AMQP_SEED_DIR set; the
+ * device_* ones are python3-qpid-proton device sessions -- put-token with device1's token valid until 2100,
+ * telemetry, method, twin and C2D links -- recorded through a proxy). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,11 +26,14 @@
 #include "err.h"
 #include "eventhub.h"
 #include "eventlog.h"
+#include "faults.h"
 #include "frames.h"
+#include "hub.h"
 #include "log.h"
 #include "loop.h"
 #include "registry.h"
 #include "sas.h"
+#include "telemetry.h"
 
 #define OWNER_KEY "vNAU4X0yJ+bN45bkZLxelTuiTteDoua0CJj4Heyk7js="
 #define SERVICE_KEY "wlm7/WzL2F/6TlYJAcyi2qxf7hvJEmOAWEe1qWLyOqY="
@@ -59,6 +64,12 @@ void conn_close(struct conn *c, const char *reason)
     c->closed = true;
 }
 
+/* Fault injection's abrupt drop (KillTcp on a device link): here the same as a close. */
+void conn_abort(struct conn *c, const char *reason)
+{
+    conn_close(c, reason);
+}
+
 void conn_established(struct conn *c)
 {
 }
@@ -80,6 +91,9 @@ static struct {
     struct c2d *c2d;
     struct eventlog *log; /* the Event Hub-compatible endpoint (eventhub.c) is fuzzed too */
     struct eventhub *eh;
+    struct hub *hub; /* device links (devlinks.c) */
+    struct telemetry *telemetry;
+    struct faults *faults;
     struct amqp_env env;
     char *plain; /* a SASL PLAIN initial response with a valid token */
     size_t plain_len;
@@ -113,7 +127,12 @@ static void init_once(void)
                                  .redirect_host = "localhost", .redirect_port = 5671};
     F.eh = eventhub_new(&ec);
     CHECK(F.eh);
-    F.env = (struct amqp_env){.loop = F.loop, .auth = F.auth, .c2d = F.c2d, .eventhub = F.eh, .auth_timeout_s = 30};
+    F.hub = hub_new(F.loop, F.reg);
+    F.telemetry = telemetry_new(16, 1u << 20);
+    F.faults = F.hub ? faults_new(F.loop, F.hub) : NULL;
+    CHECK(F.hub && F.telemetry && F.faults);
+    F.env = (struct amqp_env){.loop = F.loop, .auth = F.auth, .c2d = F.c2d, .eventhub = F.eh, .auth_timeout_s = 30,
+                              .hub = F.hub, .reg = F.reg, .telemetry = F.telemetry, .faults = F.faults};
     char *tok = NULL;
     CHECK(sas_build_raw("localhost", SERVICE_KEY, 4102444800u, "service", &tok) == ERR_OK); /* year 2100 */
     const char user[] = "service@sas.root.localhost";

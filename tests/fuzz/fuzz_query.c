@@ -89,6 +89,23 @@ static void same_as_where(const struct query *cond, const char *text, size_t siz
     free(full);
 }
 
+/* Parses with parse; a query that parsed is run, a refusal must leave no query and a sound error. Returns the
+ * query (NULL when refused), for the caller to free. */
+static struct query *parse_and_run(int (*parse)(const char *, size_t, struct query **, struct query_error *),
+                                   const char *text, size_t size)
+{
+    struct query *q = NULL;
+    struct query_error err;
+    int rc = parse(text, size, &q, &err);
+    if (rc == ERR_OK)
+        run(q);
+    else if (q)
+        abort();
+    else
+        check_error(rc, &err, size);
+    return rc == ERR_OK ? q : NULL;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!docs[0]) {
@@ -99,25 +116,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     const char *text = (const char *)data;
-    struct query *q = NULL;
-    struct query_error err;
-    int rc = query_parse(text, size, &q, &err);
-    if (rc == ERR_OK)
-        run(q);
-    else if (q)
-        abort();
-    else
-        check_error(rc, &err, size);
-    query_free(q);
-    q = NULL;
-    rc = query_parse_condition(text, size, &q, &err);
-    if (rc == ERR_OK)
-        run(q);
-    else if (q)
-        abort();
-    else
-        check_error(rc, &err, size);
-    if (rc == ERR_OK)
+    query_free(parse_and_run(query_parse, text, size));
+    struct query *q = parse_and_run(query_parse_condition, text, size);
+    if (q)
         same_as_where(q, text, size);
     query_free(q);
     return 0;

@@ -1,8 +1,9 @@
 /* device_answer_later.c -- test helper for device_async_answers.py: a device on the library's asynchronous
  * answer path. Each request is taken with DEVICE_CLIENT_ANSWER_LATER; once N requests are pending, a second
  * thread answers them in reverse order with device_client_respond() (each body {"order":k,"echo":payload}), then
- * stops the client with device_client_stop() from that thread. Prints "connected" when connected.
- * Usage: device_answer_later CONNECTION_STRING PLAIN_PORT N */
+ * stops the client with device_client_stop() from that thread. Prints "connected" when connected. With "pump",
+ * the main thread drives the client as an application's own loop would: device_client_run(c, 0) every 10 ms.
+ * Usage: device_answer_later CONNECTION_STRING PLAIN_PORT N [pump] */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ struct state {
     struct pending calls[MAX_PENDING];
     int n;
     int want;
+    volatile int stopped; /* the answerer has called device_client_stop */
 };
 
 static enum device_client_answer on_method(void *ctx, const struct device_client_method_request *req, int *status,
@@ -66,13 +68,14 @@ static void *answerer(void *arg)
         usleep(20000);
     }
     usleep(300000); /* let the loop publish the last answers before stopping */
+    s->stopped = 1;
     device_client_stop(s->client);
     return NULL;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 4)
+    if (argc != 4 && !(argc == 5 && strcmp(argv[4], "pump") == 0))
         return 2;
     setvbuf(stdout, NULL, _IOLBF, 0);
     static struct state s = {.lock = PTHREAD_MUTEX_INITIALIZER, .ready = PTHREAD_COND_INITIALIZER};
@@ -93,7 +96,15 @@ int main(int argc, char **argv)
     pthread_t t;
     if (pthread_create(&t, NULL, answerer, &s) != 0)
         return 1;
-    int rc = device_client_run(s.client, 60000);
+    int rc = ERR_OK;
+    if (argc == 5) { /* zero-timeout calls, 20 s at most: each must still service the connection */
+        for (int tick = 0; tick < 2000 && rc == ERR_OK && !s.stopped; tick++) {
+            rc = device_client_run(s.client, 0);
+            usleep(10000);
+        }
+    } else {
+        rc = device_client_run(s.client, 60000);
+    }
     /* The answerer normally stops the client; after a timeout, release it with what arrived. */
     pthread_mutex_lock(&s.lock);
     if (s.n < s.want)

@@ -16,9 +16,16 @@ HELPER = os.environ.get("DEVICE_ANSWER_LATER_BIN", "device_answer_later")
 
 class AsyncAnswers(unittest.TestCase):
     def test_overlapping_calls_answered_later_in_reverse_order(self):
-        n = 5
+        self.overlapping_calls(5)
+
+    def test_zero_timeout_runs_service_the_connection(self):
+        """device_client_run(c, 0) from the application's own loop connects, receives and publishes (it used
+        to return before servicing the socket: the device never connected)."""
+        self.overlapping_calls(2, "pump")
+
+    def overlapping_calls(self, n, *mode):
         with Emulator() as emu:
-            dev = subprocess.Popen([HELPER, emu.device_connection_string(), str(emu.mqtt_port), str(n)],
+            dev = subprocess.Popen([HELPER, emu.device_connection_string(), str(emu.mqtt_port), str(n), *mode],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             try:
                 self.assertEqual(dev.stdout.readline().strip(), "connected")

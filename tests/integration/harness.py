@@ -1,6 +1,7 @@
 """harness.py -- starts a fresh iothub-emulator for a test (temporary data dir, free or fixed ports), waits for
 its "ready" line, and offers what tests need: connection strings, SAS tokens made independently of our C code
-(Python's hmac), raw TLS/MQTT clients (paho from Debian), and a REST helper. On failure the emulator's log is
+(Python's hmac), raw TLS/MQTT clients (paho from Debian), a byte-level MQTT 3.1.1 reader (RawMqtt), and a REST
+helper. On failure the emulator's log is
 printed, so ctest shows it."""
 
 import base64
@@ -11,6 +12,7 @@ import os
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 import threading
@@ -23,10 +25,17 @@ OWNER_KEY = "vNAU4X0yJ+bN45bkZLxelTuiTteDoua0CJj4Heyk7js="
 DEVICE1_KEY = "Tc/X59hc3Kt9ikEaEGbTRksJ9ytldhgIQObKbDwY4VM="
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """n distinct free ports: all bound at once, so the kernel cannot hand out one twice (one at a time, it
+    can, and the emulator then refuses to start with two listeners on one port)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def sas_token(resource_uri, key_b64, ttl=3600, key_name=None, expiry=None, encode=True):
@@ -48,11 +57,12 @@ class Emulator:
         self.tmp = tempfile.mkdtemp(prefix="iothub-test-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
         self.hostname = hostname
+        ports = free_ports(6)
         if fixed_ports:
             self.mqtts_port, self.https_port, self.amqps_port = 8883, 443, 5671
         else:
-            self.mqtts_port, self.https_port, self.amqps_port = free_port(), free_port(), free_port()
-        self.mqtt_port, self.http_port, self.amqp_port = free_port(), free_port(), free_port()
+            self.mqtts_port, self.https_port, self.amqps_port = ports[3:]
+        self.mqtt_port, self.http_port, self.amqp_port = ports[:3]
         self.extra_args = list(extra_args)
         self.env = dict(os.environ, **env) if env else None
         self.proc = None
@@ -180,3 +190,67 @@ class Emulator:
     def tls_context(self):
         ctx = ssl.create_default_context(cafile=self.ca_path)
         return ctx
+
+
+# ---- raw MQTT 3.1.1, byte by byte: for tests that must control (or see) every flag ----
+
+RAW_WAIT = 15  # seconds a raw read waits for a packet
+
+
+def mqtt_string(s):
+    """A length-prefixed MQTT string (str or bytes)."""
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("!H", len(b)) + b
+
+
+def mqtt_packet(first, body):
+    """A control packet: first byte, variable-length Remaining Length, body."""
+    n, rl = len(body), b""
+    while True:
+        byte, n = n % 128, n // 128
+        rl += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return bytes([first]) + rl + body
+
+
+class RawMqtt:
+    """A socket (plain or TLS; set self.sock, self.buf = b"") read one MQTT packet at a time. A clean close by
+    the peer raises EOFError; a reset raises ConnectionResetError."""
+
+    def __init__(self):
+        self.sock = None
+        self.buf = b""
+
+    def read_packet(self, timeout=RAW_WAIT):
+        """The next packet as (type nibble << 4, payload)."""
+        first, payload = self.read_whole(timeout)
+        return first & 0xF0, payload
+
+    def read_whole(self, timeout=RAW_WAIT):
+        """The next packet as (first byte, flags included; payload)."""
+        self.sock.settimeout(timeout)
+        while True:
+            if len(self.buf) >= 2:
+                n, mult, i = 0, 1, 1
+                while i < len(self.buf):
+                    n += (self.buf[i] & 0x7F) * mult
+                    mult *= 128
+                    if not self.buf[i] & 0x80:
+                        break
+                    i += 1
+                if i < len(self.buf) and len(self.buf) >= i + 1 + n:
+                    first, payload = self.buf[0], self.buf[i + 1:i + 1 + n]
+                    self.buf = self.buf[i + 1 + n:]
+                    return first, payload
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("closed cleanly by the emulator")
+            self.buf += chunk
+
+    def read_publish_topic(self):
+        """Skips to the next PUBLISH; returns its topic."""
+        while True:
+            kind, payload = self.read_packet()
+            if kind == 0x30:
+                tlen = struct.unpack("!H", payload[:2])[0]
+                return payload[2:2 + tlen].decode()

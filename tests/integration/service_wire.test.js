@@ -314,3 +314,29 @@ test('a 2xx answer that is not a method result exits 8', async () => {
     assert.match(out.stderr, /unexpected answer from the hub/);
   });
 });
+
+test('query follows a long continuation token whole, logs each page\'s row count, stops at an empty token', async () => {
+  // A real hub's token is base64 JSON of any length; 3000 characters must go back exactly, not cut to a buffer.
+  const token = 'eyJ0b2tlbiI6' + 'A'.repeat(3000) + '==';
+  const page1 = { status: 200, body: [{ deviceId: 'a' }, { deviceId: 'b' }], headers: { 'x-ms-continuation': token } };
+  const page2 = { status: 200, body: [{ deviceId: 'c' }] };
+  await withHub([page1, page2], async (hub) => {
+    const out = await svc(hub, 'query', 'SELECT * FROM devices', '--page-size', '2', '--json', '--verbose');
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout).map((r) => r.deviceId), ['a', 'b', 'c']);
+    assert.equal(hub.requests.length, 2);
+    assert.equal(hub.requests[0].headers['x-ms-continuation'], undefined);
+    assert.equal(hub.requests[1].headers['x-ms-continuation'], token);
+    assert.equal(hub.requests[1].headers['x-ms-max-item-count'], '2');
+    assert.match(out.stderr, /query page 1: 2 rows, more follow/);
+    assert.match(out.stderr, /query page 2: 1 rows, last page/);
+  });
+  // An empty token is no next page: asking again without one would fetch the first page forever.
+  await withHub([{ status: 200, body: [{ deviceId: 'a' }], headers: { 'x-ms-continuation': '' } },
+    { status: 200, body: [{ deviceId: 'again' }] }], async (hub) => {
+    const out = await svc(hub, 'query', 'SELECT * FROM devices', '--json');
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout), [{ deviceId: 'a' }]);
+    assert.equal(hub.requests.length, 1);
+  });
+});

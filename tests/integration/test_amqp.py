@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover
     print("SKIPPED: python3-qpid-proton is not installed (apt-get install python3-qpid-proton)")
     sys.exit(77)
 
-from harness import DEVICE1_KEY, Emulator, OWNER_KEY, sas_token
+from harness import DEVICE1_KEY, Emulator, OWNER_KEY, RawMqtt, mqtt_packet, mqtt_string as mqtt_str, sas_token
 
 SERVICE_KEY = "wlm7/WzL2F/6TlYJAcyi2qxf7hvJEmOAWEe1qWLyOqY="
 TIMEOUT = 20
@@ -245,52 +245,26 @@ class AmqpTest(unittest.TestCase):
         self.assertEqual(health["amqpPort"], self.emu.amqp_port)
 
 
-def mqtt_str(b):
-    return struct.pack(">H", len(b)) + b
-
-
-def mqtt_packet(kind, body):
-    n, rl = len(body), b""
-    while True:
-        d, n = n % 128, n // 128
-        rl += bytes([d | (0x80 if n else 0)])
-        if not n:
-            break
-    return bytes([kind]) + rl + body
-
-
-def mqtt_read(s):
-    """(first byte, body) of the next MQTT packet."""
-    h = recv_exact(s, 1)[0]
-    mult, n = 1, 0
-    while True:
-        d = recv_exact(s, 1)[0]
-        n += (d & 0x7f) * mult
-        mult *= 128
-        if not d & 0x80:
-            break
-    return h, recv_exact(s, n)
-
-
-class RawDevice:
+class RawDevice(RawMqtt):
     """A bare MQTT 3.1.1 device (so the test decides when, and whether, to PUBACK)."""
 
     def __init__(self, emu, device_id, qos=1):
-        self.s = socket.create_connection(("127.0.0.1", emu.mqtt_port), timeout=TIMEOUT)
+        super().__init__()
+        self.sock = socket.create_connection(("127.0.0.1", emu.mqtt_port), timeout=TIMEOUT)
         user = ("localhost/%s/?api-version=2021-04-12" % device_id).encode()
         body = (mqtt_str(b"MQTT") + bytes([4, 0xc2]) + struct.pack(">H", 60) + mqtt_str(device_id.encode()) +
                 mqtt_str(user) + mqtt_str(emu.device_token(device_id).encode()))
-        self.s.sendall(mqtt_packet(0x10, body))
-        h, b = mqtt_read(self.s)
+        self.sock.sendall(mqtt_packet(0x10, body))
+        h, b = self.read_whole(TIMEOUT)
         assert h == 0x20 and b[1] == 0, (h, b)
         topic = ("devices/%s/messages/devicebound/#" % device_id).encode()
-        self.s.sendall(mqtt_packet(0x82, struct.pack(">H", 1) + mqtt_str(topic) + bytes([qos])))
-        h, b = mqtt_read(self.s)
+        self.sock.sendall(mqtt_packet(0x82, struct.pack(">H", 1) + mqtt_str(topic) + bytes([qos])))
+        h, b = self.read_whole(TIMEOUT)
         assert h == 0x90, h
 
     def publish(self):
         """The next PUBLISH: (dup, qos, packet id, topic, payload)."""
-        h, b = mqtt_read(self.s)
+        h, b = self.read_whole(TIMEOUT)
         assert h >> 4 == 3, h
         tl = struct.unpack(">H", b[:2])[0]
         topic, rest = b[2:2 + tl].decode(), b[2 + tl:]
@@ -299,10 +273,10 @@ class RawDevice:
         return bool(h & 8), qos, pid, topic, rest[2:] if qos else rest
 
     def puback(self, pid):
-        self.s.sendall(mqtt_packet(0x40, struct.pack(">H", pid)))
+        self.sock.sendall(mqtt_packet(0x40, struct.pack(">H", pid)))
 
     def close(self):
-        self.s.close()
+        self.sock.close()
 
 
 class C2dDeliveryTest(unittest.TestCase):

@@ -16,24 +16,9 @@ import time
 import unittest
 import urllib.parse
 
-from harness import Emulator
+from harness import Emulator, RawMqtt, mqtt_packet as packet, mqtt_string
 
 WAIT = 15
-
-
-def mqtt_string(s):
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(b)) + b
-
-
-def packet(first, body):
-    n, rl = len(body), b""
-    while True:
-        byte, n = n % 128, n // 128
-        rl += bytes([byte | (0x80 if n else 0)])
-        if not n:
-            break
-    return bytes([first]) + rl + body
 
 
 def fault_topic(kind, delay=1, duration=None, reason=" severs the TCP connection "):
@@ -44,14 +29,13 @@ def fault_topic(kind, delay=1, duration=None, reason=" severs the TCP connection
     return "devices/device1/messages/events/" + urllib.parse.urlencode(props, quote_via=urllib.parse.quote)
 
 
-class Device:
+class Device(RawMqtt):
     """A byte-level MQTT device on the plain port."""
 
     def __init__(self, emu, token=None):
+        super().__init__()
         self.emu = emu
         self.token = token or emu.device_token()
-        self.sock = None
-        self.buf = b""
 
     def connect(self):
         """Returns the CONNACK return code (the socket stays open after 0)."""
@@ -65,26 +49,6 @@ class Device:
         kind, payload = self.read_packet()
         assert kind == 0x20, kind
         return payload[1]
-
-    def read_packet(self, timeout=WAIT):
-        self.sock.settimeout(timeout)
-        while True:
-            if len(self.buf) >= 2:
-                n, mult, i = 0, 1, 1
-                while i < len(self.buf):
-                    n += (self.buf[i] & 0x7F) * mult
-                    mult *= 128
-                    if not self.buf[i] & 0x80:
-                        break
-                    i += 1
-                if i < len(self.buf) and len(self.buf) >= i + 1 + n:
-                    first, payload = self.buf[0], self.buf[i + 1:i + 1 + n]
-                    self.buf = self.buf[i + 1 + n:]
-                    return first & 0xF0, payload
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("closed cleanly by the emulator")
-            self.buf += chunk
 
     def publish(self, topic, body=b"{}", packet_id=7):
         self.sock.sendall(packet(0x32, mqtt_string(topic) + struct.pack("!H", packet_id) + body))
@@ -114,15 +78,8 @@ class Device:
             return "eof", seen
 
     def answer_method(self, status=200, body=b'{"ok":1}'):
-        while True:
-            kind, payload = self.read_packet()
-            if kind != 0x30:
-                continue
-            tlen = struct.unpack("!H", payload[:2])[0]
-            topic = payload[2:2 + tlen].decode()
-            rid = topic.split("$rid=")[1]
-            self.sock.sendall(packet(0x30, mqtt_string("$iothub/methods/res/%d/?$rid=%s" % (status, rid)) + body))
-            return
+        rid = self.read_publish_topic().split("$rid=")[1]
+        self.sock.sendall(packet(0x30, mqtt_string("$iothub/methods/res/%d/?$rid=%s" % (status, rid)) + body))
 
     def close(self):
         if self.sock:

@@ -14,7 +14,7 @@ import unittest
 
 import paho.mqtt.client as mqtt
 
-from harness import DEVICE1_KEY, Emulator
+from harness import DEVICE1_KEY, Emulator, mqtt_string
 
 WAIT = 15  # generous protocol deadline for any single event
 
@@ -75,11 +75,6 @@ class Device:
     def close(self):
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def mqtt_string(s):
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(b)) + b
 
 
 def raw_connect_packet(client_id, username, password, keepalive):

@@ -138,6 +138,19 @@ def open_idle(port, n):
     return socks
 
 
+def open_keep_alives(emu, n, conns):
+    """n HTTPS connections, each kept open (appended to conns) and idle after one GET /health; their statuses."""
+    ctx, statuses = emu.tls_context(), []
+    for _ in range(n):
+        c = http.client.HTTPSConnection("127.0.0.1", emu.https_port, context=ctx, timeout=WAIT)
+        conns.append(c)
+        c.request("GET", "/health", headers={"Host": "localhost"})
+        r = c.getresponse()
+        r.read()
+        statuses.append(r.status)
+    return statuses
+
+
 def closed_by_server(socks, within):
     """How many of socks the server closed (EOF or reset) within `within` seconds; waits until all are or time is up."""
     pending = {s.fileno(): s for s in socks}
@@ -185,59 +198,46 @@ class NoisyNeighbourTest(unittest.TestCase):
         self.assertGreaterEqual(during, floor, "%s: %d calls in %.0f s beside the attack (idle: %d in 1 s)"
                                 % (what, during, ATTACK_S, self.baseline))
 
-    def test_publish_flood_from_one_identity(self):
-        status, _, body = self.emu.create_device("flooder", primary=FLOODER_KEY, secondary=FLOODER_KEY)
-        self.assertEqual(status, 200, body)
-        token = sas_token("localhost/devices/flooder", FLOODER_KEY)
-        proc = start_attacker("publish", "127.0.0.1", self.emu.mqtt_port, "flooder", token)
+    def attack(self, what, *args, closes=False):
+        """Runs noisy_attacker.py with args for ATTACK_S while the healthy device is called, and asserts the calls
+        kept flowing; with closes, also that the emulator closed the attacker's connection meanwhile."""
+        proc = start_attacker(*args)
+        closed = None
         try:
             during = self.healthy.count_calls(ATTACK_S)
+            if closes:
+                ready, _, _ = select.select([proc.stdout], [], [], WAIT)
+                closed = proc.stdout.readline().strip() if ready else "(still open)"
         finally:
             stop_attacker(proc)
-        self.assert_calls_flow(during, "QoS 0 PUBLISH flood")
+        self.assert_calls_flow(during, what)
+        if closes:
+            self.assertEqual(closed, "closed")
+
+    def flooder_token(self, device_id):
+        status, _, body = self.emu.create_device(device_id, primary=FLOODER_KEY, secondary=FLOODER_KEY)
+        self.assertEqual(status, 200, body)
+        return sas_token("localhost/devices/" + device_id, FLOODER_KEY)
+
+    def test_publish_flood_from_one_identity(self):
+        token = self.flooder_token("flooder")
+        self.attack("QoS 0 PUBLISH flood", "publish", "127.0.0.1", self.emu.mqtt_port, "flooder", token)
         self.assertEqual(get_health(self.emu.http_port), 200)
 
     def test_publish_flood_over_tls(self):
-        status, _, body = self.emu.create_device("tlsflooder", primary=FLOODER_KEY, secondary=FLOODER_KEY)
-        self.assertEqual(status, 200, body)
-        token = sas_token("localhost/devices/tlsflooder", FLOODER_KEY)
-        proc = start_attacker("publish-tls", "127.0.0.1", self.emu.mqtts_port, "tlsflooder", token)
-        try:
-            during = self.healthy.count_calls(ATTACK_S)
-        finally:
-            stop_attacker(proc)
-        self.assert_calls_flow(during, "QoS 0 PUBLISH flood over TLS")
+        token = self.flooder_token("tlsflooder")
+        self.attack("QoS 0 PUBLISH flood over TLS", "publish-tls", "127.0.0.1", self.emu.mqtts_port, "tlsflooder",
+                    token)
 
     def test_websocket_pong_flood_without_credentials(self):
-        proc = start_attacker("pong", "127.0.0.1", self.emu.https_port)
-        try:
-            during = self.healthy.count_calls(ATTACK_S)
-            # Nothing but control frames before MQTT CONNECT: the emulator closes it after a bounded amount.
-            ready, _, _ = select.select([proc.stdout], [], [], WAIT)
-            closed = proc.stdout.readline().strip() if ready else "(still open)"
-        finally:
-            stop_attacker(proc)
-        self.assert_calls_flow(during, "WebSocket pong flood")
-        self.assertEqual(closed, "closed")
+        # Nothing but control frames before MQTT CONNECT: the emulator closes it after a bounded amount.
+        self.attack("WebSocket pong flood", "pong", "127.0.0.1", self.emu.https_port, closes=True)
 
     def test_pipelined_http_flood(self):
-        proc = start_attacker("http", "127.0.0.1", self.emu.http_port)
-        try:
-            during = self.healthy.count_calls(ATTACK_S)
-        finally:
-            stop_attacker(proc)
-        self.assert_calls_flow(during, "pipelined HTTP flood")
+        self.attack("pipelined HTTP flood", "http", "127.0.0.1", self.emu.http_port)
 
     def test_amqp_frames_without_credentials(self):
-        proc = start_attacker("amqp", "127.0.0.1", self.emu.amqp_port)
-        try:
-            during = self.healthy.count_calls(ATTACK_S)
-            ready, _, _ = select.select([proc.stdout], [], [], WAIT)
-            closed = proc.stdout.readline().strip() if ready else "(still open)"
-        finally:
-            stop_attacker(proc)
-        self.assert_calls_flow(during, "empty AMQP frames before SASL")
-        self.assertEqual(closed, "closed")
+        self.attack("empty AMQP frames before SASL", "amqp", "127.0.0.1", self.emu.amqp_port, closes=True)
 
     def test_idle_sockets_on_the_http_port(self):
         socks = open_idle(self.emu.http_port, IDLE_SOCKETS)
@@ -254,13 +254,7 @@ class NoisyNeighbourTest(unittest.TestCase):
         ctx = self.emu.tls_context()
         conns = []
         try:
-            for _ in range(IDLE_SOCKETS):
-                c = http.client.HTTPSConnection("127.0.0.1", self.emu.https_port, context=ctx, timeout=WAIT)
-                c.request("GET", "/health", headers={"Host": "localhost"})
-                r = c.getresponse()
-                r.read()
-                self.assertEqual(r.status, 200)
-                conns.append(c)  # kept open, idle after one GET
+            self.assertEqual(open_keep_alives(self.emu, IDLE_SOCKETS, conns), [200] * IDLE_SOCKETS)
             statuses = []
             for _ in range(20):
                 c = http.client.HTTPSConnection("127.0.0.1", self.emu.https_port, context=ctx, timeout=5)
@@ -289,17 +283,10 @@ class ConnectionLimitTest(unittest.TestCase):
 
     def test_at_the_limit_new_https_clients_evict_idle_keep_alives(self):
         with Emulator(extra_args=["--max-connections", "20", "--log-level", "error"]) as emu:
-            ctx = emu.tls_context()
-            conns, statuses = [], []
+            conns = []
             try:
-                for _ in range(30):  # 10 more than the limit: each new one closes the longest-idle one
-                    c = http.client.HTTPSConnection("127.0.0.1", emu.https_port, context=ctx, timeout=WAIT)
-                    c.request("GET", "/health", headers={"Host": "localhost"})
-                    r = c.getresponse()
-                    r.read()
-                    statuses.append(r.status)
-                    conns.append(c)
-                self.assertEqual(statuses, [200] * 30)
+                # 10 more than the limit: each new one closes the longest-idle one
+                self.assertEqual(open_keep_alives(emu, 30, conns), [200] * 30)
                 self.assertGreaterEqual(closed_by_server([c.sock for c in conns[:10]], within=5), 10)
             finally:
                 for c in conns:

@@ -76,6 +76,12 @@ void conn_close(struct conn *c, const char *reason)
         loop_stop(stop_on_close);
 }
 
+/* Fault injection's abrupt drop (KillTcp on a device link): here the same as a close. */
+void conn_abort(struct conn *c, const char *reason)
+{
+    conn_close(c, reason);
+}
+
 void conn_established(struct conn *c)
 {
     c->established = true;

@@ -117,9 +117,14 @@ static void defaults(void **state)
 
 static const char key16[] = "AAECAwQFBgcICQoLDA0ODw=="; /* 16 bytes */
 
-/* Every value-taking flag, first as "--flag value", then as "--flag=value". */
-static void check_all_flags(struct config *c)
+/* argv (NULL-terminated) parses, with every value-taking flag at the value the tests below give it ("--flag
+ * value" or "--flag=value") and --in-memory and --no-default-device set. */
+static void check_all_flags(char **argv, size_t argc)
 {
+    struct config config;
+    struct config *c = &config;
+    char err[256];
+    assert_int_equal(config_parse((int)argc, argv, c, err, sizeof err), ERR_OK);
     assert_int_equal(c->n_hostnames, 1);
     assert_string_equal(c->hostnames[0], "myhub.azure-devices.net");
     assert_string_equal(c->bind, "::1");
@@ -138,6 +143,9 @@ static void check_all_flags(struct config *c)
     assert_int_equal(c->http_idle_timeout_s, 9);
     assert_int_equal(c->token_skew_s, 60);
     assert_int_equal(c->telemetry_log, 0);
+    assert_true(c->in_memory);
+    assert_true(c->no_default_device);
+    config_cleanup(c);
 }
 
 static void every_flag_separate_value(void **state)
@@ -155,12 +163,7 @@ static void every_flag_separate_value(void **state)
                     "--connect-timeout", "7", "--http-idle-timeout", "9", "--token-skew", "60", "--telemetry-log", "0",
                     "--in-memory",
                     "--no-default-device", NULL};
-    char err[256];
-    assert_int_equal(config_parse((int)(sizeof argv / sizeof argv[0]) - 1, argv, &c, err, sizeof err), ERR_OK);
-    check_all_flags(&c);
-    assert_true(c.in_memory);
-    assert_true(c.no_default_device);
-    config_cleanup(&c);
+    check_all_flags(argv, sizeof argv / sizeof argv[0] - 1);
 }
 
 static void every_flag_equals_value(void **state)
@@ -175,12 +178,7 @@ static void every_flag_equals_value(void **state)
                     "--connect-timeout=7", "--http-idle-timeout=9", "--token-skew=60", "--telemetry-log=0",
                     "--in-memory=yes",
                     "--no-default-device=1", NULL};
-    char err[256];
-    assert_int_equal(config_parse((int)(sizeof argv / sizeof argv[0]) - 1, argv, &c, err, sizeof err), ERR_OK);
-    check_all_flags(&c);
-    assert_true(c.in_memory);
-    assert_true(c.no_default_device);
-    config_cleanup(&c);
+    check_all_flags(argv, sizeof argv / sizeof argv[0] - 1);
     assert_int_equal(parse(&c, "--in-memory=false", "--no-default-device=off", NULL), ERR_OK);
     assert_false(c.in_memory);
     assert_false(c.no_default_device);

@@ -53,6 +53,8 @@ static void rejects_invalid_json(void **state)
     assert_false(jsoncheck_is_valid(NULL, 0));
     const char nul_inside[] = "\"a\0b\"";
     assert_false(check(nul_inside, sizeof nul_inside - 1));
+    const char nul_escape[] = "\"\\\0\""; /* a backslash, then a NUL byte: no escape (strchr finds the NUL) */
+    assert_false(check(nul_escape, sizeof nul_escape - 1));
 }
 
 static void nesting_is_capped(void **state)

@@ -15,6 +15,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "failing_alloc.h"
 #include "guard_page.h"
 #include "query.h"
 
@@ -775,18 +776,6 @@ static void test_limits(void **state)
 }
 
 /* ---------------------------------------------------------------- allocation failures */
-
-/* jansson's allocator fails after fail_after successful allocations (SIZE_MAX: never). */
-static size_t fail_after = SIZE_MAX;
-
-static void *failing_malloc(size_t n)
-{
-    if (fail_after == 0)
-        return NULL;
-    if (fail_after != SIZE_MAX)
-        fail_after--;
-    return malloc(n);
-}
 
 /* Runs parse, match, projection and aggregation with jansson allocations failing at every point in turn: each
  * step either works or reports ERR_NOMEM / NULL, and nothing leaks (ASan checks at exit). */

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "err.h"
+#include "failing_alloc.h"
 #include "registry.h"
 #include "twin.h"
 
@@ -451,17 +452,6 @@ static void save_and_load(void **state)
 }
 
 /* ---- out of memory: jansson allocations failing at every point in turn ---- */
-
-static size_t fail_after = SIZE_MAX;
-
-static void *failing_malloc(size_t n)
-{
-    if (fail_after == 0)
-        return NULL;
-    if (fail_after != SIZE_MAX)
-        fail_after--;
-    return malloc(n);
-}
 
 /* Each operation either works or reports ERR_NOMEM / NULL with the twin unchanged; nothing leaks (ASan). */
 static void out_of_memory(void **state)

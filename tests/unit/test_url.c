@@ -1,5 +1,5 @@
 /* test_url.c -- unit tests for common/url: strict upper-case percent-encoding as the SDKs do it, and lenient
- * decoding (either hex case, '+' kept) that refuses broken escapes and NUL bytes. */
+ * decoding (either hex case, '+' kept) that refuses broken escapes and NUL bytes; property-bag pairs. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "err.h"
 #include "url.h"
 
@@ -119,6 +120,21 @@ static void length_is_honoured(void **state)
     assert_int_equal(url_decode("a", 1, NULL, &dec_len), ERR_INVALID);
 }
 
+static void bag_pairs(void **state)
+{
+    struct buf t;
+    buf_init(&t, 1024);
+    bool first = true;
+    assert_int_equal(url_bag_add(&t, &first, "$.mid", ""), ERR_OK); /* empty values are left out */
+    assert_true(first);
+    assert_int_equal(url_bag_add(&t, &first, "$.mid", "m 1"), ERR_OK);
+    assert_int_equal(url_bag_add(&t, &first, "k=&", "v/2"), ERR_OK);
+    assert_false(first);
+    assert_int_equal(buf_append_byte(&t, 0), ERR_OK);
+    assert_string_equal((const char *)t.data, "%24.mid=m%201&k%3D%26=v%2F2");
+    buf_cleanup(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -127,6 +143,7 @@ int main(void)
         cmocka_unit_test(decode_rejects),
         cmocka_unit_test(round_trip_all_bytes),
         cmocka_unit_test(length_is_honoured),
+        cmocka_unit_test(bag_pairs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
