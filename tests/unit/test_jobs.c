@@ -227,32 +227,40 @@ static void test_method_job_offline_and_schedule(void **state)
     jobs_free(js);
 }
 
-static void test_store_restart(void **state)
+/* A jobs module on the test store with one job created from text. */
+static struct jobs *stored_with_job(const char *id, const char *text)
 {
-    (void)state;
     char err[128];
     struct jobs *js = jobs_new(lp, hub);
     assert_int_equal(jobs_use_store(js, db, err, sizeof err), ERR_OK);
     struct jobs_error e;
     json_t *out = NULL;
-    json_t *b = body("{\"type\":\"scheduleUpdateTwin\",\"queryCondition\":\"1=1\",\"updateTwin\":{},"
-                     "\"startTime\":\"2999-01-01T00:00:00Z\"}");
-    assert_int_equal(jobs_create(js, "later", b, &out, &e), ERR_OK);
+    json_t *b = body(text);
+    assert_int_equal(jobs_create(js, id, b, &out, &e), ERR_OK);
     json_decref(out);
     json_decref(b);
-    jobs_free(js);
+    return js;
+}
+
+static void test_store_restart(void **state)
+{
+    (void)state;
+    char err[128];
+    jobs_free(stored_with_job("later", "{\"type\":\"scheduleUpdateTwin\",\"queryCondition\":\"1=1\","
+                                       "\"updateTwin\":{},\"startTime\":\"2999-01-01T00:00:00Z\"}"));
     /* a job the store says was running when the emulator stopped */
-    assert_int_equal(jobstore_save_job(db, "crashed",
-                                       "{\"jobId\":\"crashed\",\"type\":\"scheduleDeviceMethod\",\"status\":\"running\","
-                                       "\"queryCondition\":\"1=1\",\"cloudToDeviceMethod\":{\"methodName\":\"x\"},"
-                                       "\"startTime\":\"2026-01-01T00:00:00Z\",\"maxExecutionTimeInSeconds\":60}"),
-                     ERR_OK);
-    assert_int_equal(jobstore_save_device(db, "crashed", "a",
-                                          "{\"deviceId\":\"a\",\"jobId\":\"crashed\",\"status\":\"running\"}"),
-                     ERR_OK);
-    js = jobs_new(lp, hub);
+    assert_int_equal(
+        jobstore_save_job(db, "crashed",
+                          "{\"jobId\":\"crashed\",\"type\":\"scheduleDeviceMethod\",\"status\":\"running\","
+                          "\"queryCondition\":\"1=1\",\"cloudToDeviceMethod\":{\"methodName\":\"x\"},"
+                          "\"startTime\":\"2026-01-01T00:00:00Z\",\"maxExecutionTimeInSeconds\":60}"),
+        ERR_OK);
+    assert_int_equal(
+        jobstore_save_device(db, "crashed", "a", "{\"deviceId\":\"a\",\"jobId\":\"crashed\",\"status\":\"running\"}"),
+        ERR_OK);
+    struct jobs *js = jobs_new(lp, hub);
     assert_int_equal(jobs_use_store(js, db, err, sizeof err), ERR_OK);
-    out = jobs_get(js, "later");
+    json_t *out = jobs_get(js, "later");
     assert_string_equal(status(out), "scheduled");
     json_decref(out);
     out = jobs_get(js, "crashed");
@@ -287,17 +295,11 @@ static void test_store_running_devices(void **state)
 {
     (void)state;
     char err[128];
-    struct jobs *js = jobs_new(lp, hub);
-    assert_int_equal(jobs_use_store(js, db, err, sizeof err), ERR_OK);
-    struct jobs_error e;
-    json_t *out = NULL;
-    json_t *b = body("{\"type\":\"scheduleDeviceMethod\",\"queryCondition\":\"1=1\","
-                     "\"cloudToDeviceMethod\":{\"methodName\":\"x\",\"connectTimeoutInSeconds\":60}}");
-    assert_int_equal(jobs_create(js, "live", b, &out, &e), ERR_OK);
-    json_decref(out);
-    json_decref(b);
+    struct jobs *js =
+        stored_with_job("live", "{\"type\":\"scheduleDeviceMethod\",\"queryCondition\":\"1=1\","
+                                "\"cloudToDeviceMethod\":{\"methodName\":\"x\",\"connectTimeoutInSeconds\":60}}");
     spin(50);
-    out = jobs_get(js, "live");
+    json_t *out = jobs_get(js, "live");
     assert_string_equal(status(out), "running");
     json_decref(out);
     int live = 0;
