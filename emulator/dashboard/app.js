@@ -10,7 +10,7 @@ const KEY_STORE = 'iothub-emulator.service';
 const state = { token: null, expiresOn: 0, hostName: '127.0.0.1', hubName: 'iothub', devices: new Map(),
   events: [], telemetry: [], listeners: new Set(), streamOk: false };
 
-// ---- small DOM helpers (text only: ids and payloads are untrusted) ----
+// ---- small DOM helpers (text only: ids and payloads are untrusted; no style attributes: the CSP refuses them) ----
 function h(tag, attrs = {}, ...kids) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -297,7 +297,7 @@ async function viewDevice(main, identity) {
   const tBody = h('tbody');
   const faultsOut = h('div', { id: 'faults' });
   const evList = h('ul');
-  const modules = h('section', { class: 'card', 'aria-label': 'Modules', style: 'margin-bottom:1rem' });
+  const modules = h('section', { class: 'card gap-below', 'aria-label': 'Modules' });
   main.append(h('p', {}, h('a', { href: '#/devices' }, '← Devices')), head, modules,
     h('div', { class: 'grid' },
       h('section', { class: 'card', 'aria-labelledby': 'twin-h' }, h('h3', { id: 'twin-h' }, 'Twin'), twinOut,
@@ -343,7 +343,7 @@ async function viewDevice(main, identity) {
         h('div', { class: 'row' }, h('button', { type: 'submit', id: 'c2d-send' }, 'Send'))), cMsg),
       h('section', { class: 'card', 'aria-labelledby': 'faults-h' }, h('h3', { id: 'faults-h' }, 'Active faults'), faultsOut,
         h('h3', {}, 'Recent events'), h('div', { class: 'events' }, evList))),
-    h('section', { class: 'card', 'aria-labelledby': 'tel-h', style: 'margin-top:1rem' }, h('h3', { id: 'tel-h' }, 'Telemetry'),
+    h('section', { class: 'card gap-above', 'aria-labelledby': 'tel-h' }, h('h3', { id: 'tel-h' }, 'Telemetry'),
       h('table', { id: 'telemetry' }, h('thead', {}, h('tr', {}, ['Enqueued', 'From', 'Partition/seq', 'Properties', 'Body'].map((t) => h('th', { scope: 'col' }, t)))), tBody)));
 
   const noMeta = (o) => JSON.parse(JSON.stringify(o || {}, (k, v) => (k === '$metadata' ? undefined : v)));
@@ -424,7 +424,7 @@ async function viewHub(main) {
   const jobPayload = h('input', { id: 'job-payload', type: 'text', value: '{}' });
   const jobOut = h('div', { id: 'job-progress', 'aria-live': 'polite' });
   main.append(h('h2', {}, 'Hub'), counters,
-    h('div', { class: 'grid', style: 'margin-top:1rem' },
+    h('div', { class: 'grid gap-above' },
       h('section', { class: 'card' }, h('h3', {}, 'Event log (Event Hub-compatible endpoint)'),
         h('table', {}, h('thead', {}, h('tr', {}, ['Partition', 'First seq', 'Last seq', 'Last enqueued'].map((t) => h('th', { scope: 'col' }, t)))), parts)),
       h('section', { class: 'card' }, h('h3', {}, 'Consumer groups'), groups,
@@ -530,7 +530,7 @@ async function route() {
   cleanup();
   const main = $('#main');
   main.replaceChildren();
-  const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  const parts = location.hash.replace(/^#\/?/, '').split('/').map((p) => { try { return decodeURIComponent(p); } catch { return p; } });
   const view = parts[0] || 'devices';
   for (const a of document.querySelectorAll('nav a'))
     if (a.dataset.view === view || (view === 'device' && a.dataset.view === 'devices')) a.setAttribute('aria-current', 'page');

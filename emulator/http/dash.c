@@ -267,7 +267,9 @@ static enum MHD_Result route_asset(struct MHD_Connection *conn, const char *name
               MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") == MHD_YES &&
               MHD_add_response_header(resp, "X-Frame-Options", "DENY") == MHD_YES &&
               MHD_add_response_header(resp, "Content-Security-Policy",
-                                      "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'") == MHD_YES;
+                                      "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                                      "form-action 'self'; frame-ancestors 'none'") == MHD_YES &&
+              MHD_add_response_header(resp, "Referrer-Policy", "no-referrer") == MHD_YES;
     enum MHD_Result ret = ok ? MHD_queue_response(conn, MHD_HTTP_OK, resp) : MHD_NO;
     MHD_destroy_response(resp);
     return ret;
@@ -479,8 +481,23 @@ static enum MHD_Result route_events(struct dash *d, struct MHD_Connection *conn,
 {
     if (d->closing)
         return answer_error(conn, RESTAPI_SERVICE_UNAVAILABLE, NULL, "The emulator is shutting down.");
-    if (d->n_streams >= DASH_MAX_STREAMS)
+    /* A suspended stream notices its reader left only at its next write (the keep-alive), so a page reloaded
+     * many times leaves streams nobody reads for a while: past DASH_MAX_STREAMS the oldest one ends, so the
+     * newest page always gets its stream. Ended streams that MHD has not let go yet are bounded too. */
+    if (d->n_streams >= 2 * DASH_MAX_STREAMS)
         return answer_error(conn, RESTAPI_THROTTLED, NULL, "At most %d dashboard streams at a time.", DASH_MAX_STREAMS);
+    struct dash_stream *oldest = NULL;
+    size_t live = 0;
+    for (struct dash_stream *o = d->streams; o; o = o->next)
+        if (!o->ending) {
+            live++;
+            oldest = o; /* new streams go first: the last live one is the oldest */
+        }
+    if (live >= DASH_MAX_STREAMS) {
+        log_info("dashboard: %d streams open; the oldest ends", DASH_MAX_STREAMS);
+        oldest->ending = true;
+        stream_wake(oldest);
+    }
     uint64_t since = events_last_id(d->cfg.events) > DASH_REPLAY_DEFAULT
                          ? events_last_id(d->cfg.events) - DASH_REPLAY_DEFAULT
                          : 0;
@@ -522,6 +539,7 @@ static enum MHD_Result route_events(struct dash *d, struct MHD_Connection *conn,
     bool ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8") ==
                   MHD_YES &&
               MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") == MHD_YES &&
+              MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff") == MHD_YES &&
               MHD_add_response_header(resp, "X-Accel-Buffering", "no") == MHD_YES;
     enum MHD_Result ret = ok ? MHD_queue_response(conn, MHD_HTTP_OK, resp) : MHD_NO;
     MHD_destroy_response(resp); /* the stream is freed with the response (stream_free) */

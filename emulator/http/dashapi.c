@@ -162,15 +162,16 @@ static int parse_props(json_t *props, struct c2d_message *m, char *why, size_t w
         return ERR_INVALID;
     }
     const char *k;
+    size_t kl;
     json_t *v;
-    json_object_foreach(props, k, v)
+    json_object_keylen_foreach(props, k, kl, v)
     {
         if (m->n_props >= C2D_MAX_PROPS) {
             snprintf(why, whylen, "At most %d properties.", C2D_MAX_PROPS);
             return ERR_INVALID;
         }
-        size_t kl = strlen(k);
-        if (kl == 0 || kl >= C2D_MAX_KEY || k[0] == '$' || strncasecmp(k, "iothub-", 7) == 0) {
+        /* strlen(k) != kl: a "\u0000" in the name, which would otherwise be cut there */
+        if (kl == 0 || kl >= C2D_MAX_KEY || strlen(k) != kl || k[0] == '$' || strncasecmp(k, "iothub-", 7) == 0) {
             snprintf(why, whylen, "A property name is 1 to %d bytes and not a system name ($..., iothub-...).",
                      C2D_MAX_KEY - 1);
             return ERR_INVALID;

@@ -1,7 +1,7 @@
 /* restapi.h -- the pure half of the service REST surface (iothub-protocol.md §4, §5): route parsing (path
  * segments percent-decoded, query), direct-method body validation, the hub's two error envelopes, .NET
  * TimeSpan text and the method-result body. No I/O, no libmicrohttpd, no globals: rest*.c drive HTTP and
- * calls these. Tests: tests/unit/test_restapi.c. */
+ * call these. Tests: tests/unit/test_restapi.c. */
 #ifndef IOTHUB_RESTAPI_H
 #define IOTHUB_RESTAPI_H
 
@@ -104,8 +104,8 @@ struct restapi_error {
 #define RESTAPI_NOT_FOUND 404000
 #define RESTAPI_METHOD_NOT_ALLOWED 405000
 #define RESTAPI_DEVICE_EXISTS 409001
-#define RESTAPI_JOB_NOT_FOUND 404002
-#define RESTAPI_JOB_EXISTS 409007 /* JobAlreadyExists (a best guess at the number) */
+#define RESTAPI_JOB_NOT_FOUND 404002 /* JobNotFound, as in the .NET SDK's ErrorCode enum */
+#define RESTAPI_JOB_EXISTS 409007 /* JobAlreadyExists: the emulator's own (no SDK lists a 409 code for jobs) */
 #define RESTAPI_MODULE_EXISTS 409301
 #define RESTAPI_MAX_PROPERTIES 403100 /* DeviceModelMaxPropertiesExceeded (a twin section too large) */
 #define RESTAPI_PRECONDITION_FAILED 412001
@@ -150,7 +150,9 @@ bool restapi_method_name_is_valid(const char *name);
 
 struct restapi_method_call {
     char *method_name;  /* malloc'd */
-    char *payload;      /* compact JSON, malloc'd; NULL when payload is null or absent */
+    const char *payload; /* compact JSON (not NUL-terminated): into the body when it was already compact, else
+                          * payload_buf; NULL when payload is null or absent */
+    char *payload_buf;   /* malloc'd, or NULL */
     size_t payload_len;
     int response_timeout_s;
     int connect_timeout_s;
@@ -162,6 +164,11 @@ struct restapi_method_call {
  * RESTAPI_MAX_PAYLOAD bytes (else 413001). Returns ERR_OK (out filled; free with restapi_method_cleanup),
  * ERR_INVALID (err filled, Envelope B, out empty) or ERR_NOMEM. */
 int restapi_method_parse(const char *body, size_t len, struct restapi_method_call *out, struct restapi_error *err);
+/* How: one pass of mjson_method_scan (mjson.h) over the body, no tree; the payload points into body (which must
+ * outlive out) when it is already jansson's compact form. Bodies the scanner is not sure of (and every error)
+ * take restapi_method_parse_tree: the same contract through a jansson tree, the oracle of fuzz_method_body. */
+int restapi_method_parse_tree(const char *body, size_t len, struct restapi_method_call *out,
+                              struct restapi_error *err);
 void restapi_method_cleanup(struct restapi_method_call *c);
 
 /* The 200 body for a device's answer: {"status":<status>,"payload":<body>}. An empty body is null; valid

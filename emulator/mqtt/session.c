@@ -63,6 +63,7 @@ struct session {
     uint16_t last_pid;  /* packet ids of our QoS 1 PUBLISHes (C2D) */
     uint16_t c2d_pid;   /* the C2D message in flight, waiting for its PUBACK (0: none) */
     uint64_t c2d_seq;
+    bool told_no_twin_res; /* the log said once that twin answers are dropped (no $iothub/twin/res/# subscription) */
 };
 
 static const struct device_link_ops session_link_ops;
@@ -518,6 +519,26 @@ static int on_method_reply(struct session *s, const char *topic, struct mqtt_byt
     return ERR_OK;
 }
 
+/* A twin answer goes out only on a subscription to $iothub/twin/res/# (MQTT 3.1.1 §3.3.5: a server sends
+ * PUBLISH for matching subscriptions only; IoT Hub does the same). Without it the request is still carried out
+ * -- a reported PATCH applies -- and its answer is dropped; the log says so once per connection. */
+static bool twin_answers_heard(struct session *s)
+{
+    if (s->subs & (1u << SUB_TWIN_RES))
+        return true;
+    if (!s->told_no_twin_res)
+        log_info("%s: twin request without a subscription to $iothub/twin/res/#: carried out, not answered", s->ident);
+    s->told_no_twin_res = true;
+    return false;
+}
+
+static int send_twin_answer(struct session *s, const char *topic, const uint8_t *body, size_t len)
+{
+    if (!twin_answers_heard(s))
+        return ERR_OK;
+    return send_publish(s, topic, body, len) ? ERR_CLOSED : ERR_OK;
+}
+
 /* A twin error as the hub answers it on MQTT: the status in the topic, and a body with errorCode and message
  * (the Node SDK ignores the status and fails the request on a body with an errorCode). */
 static int send_twin_error(struct session *s, const char *rid, const struct twin_error *e)
@@ -528,9 +549,9 @@ static int send_twin_error(struct session *s, const char *rid, const struct twin
     json_t *body = json_pack("{s:i,s:s}", "errorCode", e->code >= 100000 ? e->code : 500001, "message", e->message);
     char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(body);
-    int rc = send_publish(s, reply, (const uint8_t *)text, text ? strlen(text) : 0);
+    int rc = send_twin_answer(s, reply, (const uint8_t *)text, text ? strlen(text) : 0);
     free(text);
-    return rc ? ERR_CLOSED : ERR_OK;
+    return rc;
 }
 
 /* Over a --throttle limit, a twin request gets the hub's 429 on its response topic, with the errorCode body
@@ -551,8 +572,8 @@ static int on_twin_get(struct session *s, const char *topic)
     char rid[64], reply[128];
     if (!query_rid(topic, rid, sizeof rid))
         return fail(s, "twin GET without $rid");
-    if (twin_throttled(s, FAULTS_OP_TWIN_READ, rid))
-        return ERR_OK;
+    if (twin_throttled(s, FAULTS_OP_TWIN_READ, rid) || !twin_answers_heard(s))
+        return ERR_OK; /* a GET nobody hears the answer of is not even read */
     struct buf doc;
     buf_init(&doc, 128 * 1024); /* desired and reported at their 32 KiB limits, with $version, fit */
     int rc = hub_link_twin_get(s->env->hub, &s->link, &doc);
@@ -562,9 +583,9 @@ static int on_twin_get(struct session *s, const char *topic)
         return send_twin_error(s, rid, &e);
     }
     snprintf(reply, sizeof reply, "$iothub/twin/res/200/?$rid=%s", rid);
-    rc = send_publish(s, reply, doc.data, doc.len);
+    rc = send_twin_answer(s, reply, doc.data, doc.len);
     buf_cleanup(&doc);
-    return rc ? ERR_CLOSED : ERR_OK;
+    return rc;
 }
 
 static int on_twin_patch(struct session *s, const char *topic, struct mqtt_bytes body)
@@ -591,7 +612,7 @@ static int on_twin_patch(struct session *s, const char *topic, struct mqtt_bytes
         return send_twin_error(s, rid, &e);
     }
     snprintf(reply, sizeof reply, "$iothub/twin/res/204/?$rid=%s&$version=%" PRId64, rid, version);
-    return send_publish(s, reply, NULL, 0) ? ERR_CLOSED : ERR_OK;
+    return send_twin_answer(s, reply, NULL, 0);
 }
 
 /* A device-to-cloud message (or a will) goes to the telemetry log, when there is one. */

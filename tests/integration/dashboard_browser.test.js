@@ -3,7 +3,8 @@
 // online; DeviceMethod is invoked from the page and the device's answer shown; a desired property edited on the
 // page reaches the device; telemetry and a C2D message go both ways; a job's progress; the hub, query and
 // events views; an emulator bound beyond loopback asks for the iothubowner key, and there the page creates,
-// disables, copies the connection string of (only when asked) and deletes a device. A screenshot of each page
+// disables, copies the connection string of (only when asked) and deletes a device; device-supplied strings full
+// of HTML and a device id full of URL characters are shown as text and run nothing. A screenshot of each page
 // goes to IOTHUB_SCREENSHOT_DIR (ctest sets it under the build dir: CI keeps it as an artefact). Run through
 // run_node_test.py (fixed port 8883); ctest reports it SKIPPED (77) when /usr/bin/chromium is missing.
 'use strict';
@@ -31,6 +32,8 @@ async function withBrowser(fn) {
     const page = await context.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
+    // A Content-Security-Policy refusal is a console error, not a page error: it counts too.
+    page.on('console', (m) => { if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) errors.push(m.text()); });
     page.setDefaultTimeout(15000);
     await fn(page, errors);
   } finally {
@@ -145,6 +148,58 @@ test('the dashboard follows an SDK device and acts on it', { timeout: 120000 }, 
       }
       await page.click('nav a[data-view="devices"]');
       await page.locator('tr[data-device="device1"] [data-state="Disconnected"]').waitFor();
+      assert.deepEqual(errors, []);
+    });
+  });
+});
+
+// Everything a device or a service user supplies reaches the page as text, never as markup: a hostile device id
+// (every character the registry allows that means something in a URL or in HTML attributes), reported
+// properties, telemetry body and properties, and a method answer full of HTML. Nothing runs, no element is made.
+test('device-supplied strings are shown as text, never run (XSS)', { timeout: 120000 }, async () => {
+  await withEmulator({}, async (emu) => {
+    await withBrowser(async (page, errors) => {
+      const evil = '<img src=x onerror="window.__xss=1">';
+      const evilKey = '<img/src=x/onerror=alert(1)>'; // a twin key: no space, '.' or '$'
+      const hostileId = "x'#?%41(y)=!$@";
+      await page.goto(`http://127.0.0.1:${emu.httpPort}/#/devices`);
+      await page.locator('#live.on').waitFor();
+      // A device id that needs encoding everywhere: created, listed, opened and sent a C2D message from the page.
+      await page.fill('#new-device', hostileId);
+      await page.keyboard.press('Enter');
+      const hostileRow = page.locator('#devices tbody tr', { hasText: hostileId });
+      await hostileRow.waitFor();
+      await hostileRow.locator('a').click();
+      await page.locator('#twin', { hasText: '"desired"' }).waitFor();
+      assert.equal(await page.textContent('main h2'), `${hostileId} Disconnected`);
+      await page.click('#c2d-send');
+      await page.locator('#c2d-result', { hasText: 'Queued as' }).waitFor();
+
+      const device = DeviceClient.fromConnectionString(emu.deviceConnectionString(), Mqtt);
+      device.onDeviceMethod('DeviceMethod', (req, res) => res.send(200, { html: evil, [evilKey]: 1 }, () => {}));
+      await device.open();
+      try {
+        const twin = await device.getTwin();
+        await new Promise((res, rej) => twin.properties.reported.update({ [evilKey]: `${evil}<script>window.__xss=2</script>` },
+          (e) => (e ? rej(e) : res())));
+        const msg = new Message(`${evil}<svg onload="window.__xss=3">`);
+        msg.properties.add('<b onmouseover="window.__xss=4">k</b>', evil);
+        await page.goto(`http://127.0.0.1:${emu.httpPort}/#/device/device1`);
+        await page.locator('#conn[data-state="Connected"]').waitFor();
+        await device.sendEvent(msg);
+        await page.locator('#telemetry tr[data-telemetry]', { hasText: '<svg onload' }).waitFor();
+        await page.locator('#twin', { hasText: '<script>window.__xss=2</script>' }).waitFor();
+        await page.click('#method-invoke');
+        await page.locator('#method-result', { hasText: 'status 200' }).waitFor();
+        assert.ok((await page.textContent('#method-result')).includes('<img src=x onerror='));
+        await page.click('nav a[data-view="events"]');
+        await page.locator('#all-telemetry tr', { hasText: '<b onmouseover' }).first().waitFor();
+        await shot(page, 'xss-events');
+        const dom = await page.evaluate(() => ({ xss: window.__xss, img: document.querySelectorAll('img, svg, script:not([src]), b').length }));
+        assert.deepEqual(dom, { xss: undefined, img: 0 });
+      } finally {
+        await device.close();
+      }
       assert.deepEqual(errors, []);
     });
   });

@@ -39,8 +39,14 @@ def error_code(body):
 class Stream:
     """Reads /emulator/events on a raw socket, record by record."""
 
-    def __init__(self, emu, token, query="", headers=()):
-        self.sock = socket.create_connection(("127.0.0.1", emu.http_port), timeout=10)
+    def __init__(self, emu, token, query="", headers=(), rcvbuf=None):
+        if rcvbuf:  # a slow reader: a small receive window, set before connecting
+            self.sock = socket.socket()
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(10)
+            self.sock.connect(("127.0.0.1", emu.http_port))
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", emu.http_port), timeout=10)
         extra = "".join("%s: %s\r\n" % h for h in headers)
         self.sock.sendall(("GET /emulator/events%s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: %s\r\n%s\r\n"
                            % (query, token, extra)).encode())
@@ -93,6 +99,18 @@ class Stream:
 
     def close(self):
         self.sock.close()
+
+    def read_to_end(self):
+        """Reads until the server ends the chunked answer; returns how many records came before."""
+        n = 0
+        try:
+            while True:
+                self.record()
+                n += 1
+        except EOFError as e:
+            if str(e) != "end of stream":
+                raise
+        return n
 
 
 class MqttDevice:
@@ -321,6 +339,85 @@ class DashboardLoopbackTest(unittest.TestCase):
         path = "/emulator/devices/%s/messages" % urllib.parse.quote("d#1%x+y?", safe="")
         status, _, body = get(self.emu, path, {"Authorization": token}, method="POST", body=b'{"body":"x"}')
         self.assertEqual(status, 201, body)
+
+
+class DashboardStreamLimitsTest(unittest.TestCase):
+    """The stream with readers that misbehave: too many, too slow, and the emulator stopping under them."""
+
+    def setUp(self):
+        self.emu = Emulator(hostname="127.0.0.1").start()
+        self.tok = self.emu.service_token()
+        self.streams = []
+
+    def tearDown(self):
+        for st in self.streams:
+            st.close()
+        self.emu.stop()
+
+    def open(self, **kw):
+        st = Stream(self.emu, self.tok, **kw)
+        self.streams.append(st)
+        self.assertIn("200 OK", st.head.split("\r\n")[0])
+        self.assertIn("X-Content-Type-Options: nosniff", st.head)
+        self.assertEqual(st.record()[0], "hello")
+        return st
+
+    def test_past_the_limit_the_oldest_stream_ends(self):
+        # A suspended stream sees its reader leave only at its next write: a page reloaded 33 times must still
+        # get its stream. The 33rd ends the first (which gets a proper end of the chunked answer).
+        first = self.open()
+        for _ in range(31):
+            self.open()
+        newest = self.open()
+        self.assertEqual(first.read_to_end(), 0)
+        status, _, body = get(self.emu, "/emulator/stats", {"Authorization": self.tok})
+        self.assertEqual(json.loads(body)["streams"], 32)
+        self.emu.rest("PATCH", "/twins/device1?api-version=2021-04-12", {"properties": {"desired": {"n": 1}}})
+        _, ev, _ = newest.until(lambda e, d, i: e == "hub" and d["type"] == "twin")
+        self.assertEqual(ev["what"], "desired")
+
+    def test_a_slow_reader_is_cut_off_and_others_go_on(self):
+        # Reads nothing while 6.5 MB of telemetry goes by: more than the 1 MiB backlog plus what the kernel holds
+        # for the socket (tcp_wmem's 4 MiB at most).
+        slow = self.open(rcvbuf=4096)
+        fast = self.open()
+        dev = MqttDevice(self.emu)
+        try:
+            body = b"x" * 4096
+            for batch in range(48):  # 48 x 32 messages; the reader that keeps up reads each batch to its end
+                for i in range(batch * 32, batch * 32 + 32):
+                    dev.c.publish("devices/device1/messages/events/n=%d" % i, body, qos=0)
+                last = str(batch * 32 + 31)
+                _, ev, _ = fast.until(lambda e, d, i: e == "telemetry" and d["properties"].get("n") == last, limit=64)
+                self.assertEqual(ev["size"], 4096)
+        finally:
+            dev.close()
+        # The slow one was ended at its 1 MiB backlog (not buffered without bound): what it had, then the end.
+        got = slow.read_to_end()
+        self.assertGreater(got, 0)
+        self.assertLess(got, 48 * 32)
+        status, _, body = get(self.emu, "/health")
+        self.assertEqual(status, 200)
+
+    def test_stopping_with_streams_open(self):
+        idle = self.open()  # suspended, waiting for an event
+        busy = self.open(rcvbuf=4096)
+        dev = MqttDevice(self.emu)
+        for i in range(64):
+            dev.c.publish("devices/device1/messages/events/n=%d" % i, b"y" * 4096, qos=0)
+        # idle reads all of it, so at the signal it is suspended with nothing left to send
+        idle.until(lambda e, d, i: e == "telemetry" and d["properties"].get("n") == "63", limit=100)
+        dev.close()
+        started = time.monotonic()
+        self.assertEqual(self.emu.stop(), 0)  # SIGTERM: a clean exit, not a crash nor the harness's kill
+        self.assertLess(time.monotonic() - started, 8)
+        # The idle stream was told the stream is over (the chunked answer's end); the busy one got what was
+        # sent, then the end or a close.
+        self.assertLess(idle.read_to_end(), 5)  # the device's disconnection, then the end
+        try:
+            busy.read_to_end()
+        except (EOFError, ConnectionResetError):
+            pass
 
 
 class DashboardBeyondLoopbackTest(unittest.TestCase):

@@ -122,6 +122,7 @@ static void c2d_body(void **state)
         "{\"body\":\"x\",\"properties\":{\"IoTHub-ack\":\"1\"}}", "{\"body\":\"x\",\"ack\":\"maybe\"}",
         "{\"body\":\"x\",\"messageId\":5}", "{\"body\":\"x\",\"expiryTimeUtc\":\"soon\"}",
         "{\"body\":\"x\",\"expiryTimeUtc\":-1}", "{\"body\":\"x\",\"properties\":{\"a\":\"b\\u0000c\"}}",
+        "{\"body\":\"x\",\"properties\":{\"a\\u0000b\":\"1\"}}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         why[0] = '\0';

@@ -819,6 +819,35 @@ static void disconnect_identity_kicks_device_and_modules(void **state)
 
 /* ---- twin ---- */
 
+static void subscribe(struct dev *d, const char *filter)
+{
+    const char *f[] = {filter, NULL};
+    assert_int_equal(send_subscribe(d, 3, f, NULL), ERR_OK);
+    struct mqtt_packet pkt;
+    assert_true(next_packet(d, &pkt));
+    assert_int_equal(pkt.type, MQTT_SUBACK);
+}
+
+static void unsubscribe(struct dev *d, const char *filter)
+{
+    struct mqtt_subscribe u = {.packet_id = 4, .count = 1};
+    u.filters[0] = (struct mqtt_bytes){(const uint8_t *)filter, strlen(filter)};
+    struct buf b;
+    buf_init(&b, SIZE_MAX);
+    assert_int_equal(mqtt_encode_unsubscribe(&b, &u), ERR_OK);
+    assert_int_equal(dev_feed_buf(d, &b), ERR_OK);
+    struct mqtt_packet pkt;
+    assert_true(next_packet(d, &pkt));
+    assert_int_equal(pkt.type, MQTT_UNSUBACK);
+}
+
+/* A twin client as the SDKs are one: connected, and subscribed to the twin answers. */
+static void connect_twin(struct dev *d, const char *device_id)
+{
+    connect_as(d, device_id, NULL, 0);
+    subscribe(d, "$iothub/twin/res/#");
+}
+
 static json_t *publish_json(struct dev *d, const char *topic)
 {
     struct mqtt_packet pkt;
@@ -842,7 +871,7 @@ static void twin_get_and_reported_patch(void **state)
 {
     struct dev d;
     dev_open(&d);
-    connect_as(&d, "device1", NULL, 0);
+    connect_twin(&d, "device1");
     assert_int_equal(send_publish(&d, "$iothub/twin/GET/?$rid=42", " ", 0, 0), ERR_OK);
     json_t *doc = publish_json(&d, "$iothub/twin/res/200/?$rid=42");
     assert_int_equal(section_version(doc, "desired"), 1);
@@ -890,13 +919,49 @@ static void twin_get_and_reported_patch(void **state)
     dev_free(&d);
 }
 
+/* MQTT 3.1.1 §3.3.5: the hub publishes only to subscribed topics. Without $iothub/twin/res/# a twin request is
+ * carried out (a reported PATCH applies) but nothing is sent back; subscribing later brings the answers. */
+static void twin_answers_need_subscription(void **state)
+{
+    struct dev d;
+    dev_open(&d);
+    connect_as(&d, "device1", NULL, 0);
+    struct mqtt_packet pkt;
+    assert_int_equal(send_publish(&d, "$iothub/twin/GET/?$rid=1", NULL, 0, 0), ERR_OK);
+    assert_false(next_packet(&d, &pkt));
+    assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=2", "{\"quiet\":1}", 1, 9),
+                     ERR_OK);
+    assert_true(next_packet(&d, &pkt)); /* only the PUBACK of the QoS 1 PUBLISH */
+    assert_int_equal(pkt.type, MQTT_PUBACK);
+    assert_false(next_packet(&d, &pkt));
+    assert_int_equal(send_publish(&d, "$iothub/twin/PATCH/properties/reported/?$rid=3", "[1]", 0, 0), ERR_OK);
+    assert_false(next_packet(&d, &pkt)); /* an error answer is not sent either */
+    assert_false(d.conn.closed);
+    /* The patch applied: the service sees it. */
+    json_t *twin = NULL;
+    assert_int_equal(hub_twin_get(E.hub, "device1", NULL, &twin, NULL, 0), ERR_OK);
+    json_t *rep = json_object_get(json_object_get(twin, "properties"), "reported");
+    assert_int_equal(json_integer_value(json_object_get(rep, "quiet")), 1);
+    assert_int_equal(json_integer_value(json_object_get(rep, "$version")), 2);
+    json_decref(twin);
+    subscribe(&d, "$iothub/twin/res/#");
+    assert_int_equal(send_publish(&d, "$iothub/twin/GET/?$rid=4", NULL, 0, 0), ERR_OK);
+    json_t *doc = publish_json(&d, "$iothub/twin/res/200/?$rid=4");
+    assert_int_equal(section_version(doc, "reported"), 2);
+    json_decref(doc);
+    unsubscribe(&d, "$iothub/twin/res/#");
+    assert_int_equal(send_publish(&d, "$iothub/twin/GET/?$rid=5", NULL, 0, 0), ERR_OK);
+    assert_false(next_packet(&d, &pkt));
+    dev_free(&d);
+}
+
 /* Reported properties grew without bound (and past 64 KiB every twin GET failed with 500): 32 KiB is the cap,
  * answered 403 with the hub's DeviceModelMaxPropertiesExceeded, and the twin stays as it was. */
 static void twin_reported_size_is_capped(void **state)
 {
     struct dev d;
     dev_open(&d);
-    connect_as(&d, "device1", NULL, 0);
+    connect_twin(&d, "device1");
     static char body[40 * 1024];
     for (int i = 0; i < 2; i++) {
         size_t n = 0;
@@ -922,35 +987,13 @@ static void twin_reported_size_is_capped(void **state)
     dev_free(&d);
 }
 
-static void subscribe(struct dev *d, const char *filter)
-{
-    const char *f[] = {filter, NULL};
-    assert_int_equal(send_subscribe(d, 3, f, NULL), ERR_OK);
-    struct mqtt_packet pkt;
-    assert_true(next_packet(d, &pkt));
-    assert_int_equal(pkt.type, MQTT_SUBACK);
-}
-
-static void unsubscribe(struct dev *d, const char *filter)
-{
-    struct mqtt_subscribe u = {.packet_id = 4, .count = 1};
-    u.filters[0] = (struct mqtt_bytes){(const uint8_t *)filter, strlen(filter)};
-    struct buf b;
-    buf_init(&b, SIZE_MAX);
-    assert_int_equal(mqtt_encode_unsubscribe(&b, &u), ERR_OK);
-    assert_int_equal(dev_feed_buf(d, &b), ERR_OK);
-    struct mqtt_packet pkt;
-    assert_true(next_packet(d, &pkt));
-    assert_int_equal(pkt.type, MQTT_UNSUBACK);
-}
-
 /* A desired change from the service reaches the connection only once it subscribed to the desired topic, as
  * $iothub/twin/PATCH/properties/desired/?$version=N with the patch and its $version; unsubscribed, nothing. */
 static void twin_desired_push_needs_subscription(void **state)
 {
     struct dev d;
     dev_open(&d);
-    connect_as(&d, "device1", NULL, 0);
+    connect_twin(&d, "device1");
     json_t *body = json_pack("{s:{s:{s:i}}}", "properties", "desired", "rate", 5);
     struct hub_twin_update u = {.device_id = "device1", .body = body, .mode = TWIN_MERGE};
     json_t *doc = NULL;
@@ -1013,7 +1056,7 @@ static void twin_get_with_full_sections(void **state)
 {
     struct dev d;
     dev_open(&d);
-    connect_as(&d, "device2", NULL, 0);
+    connect_twin(&d, "device2");
     json_t *desired = json_object(), *reported = json_object();
     char big[4001];
     memset(big, 'd', 4000);
@@ -1255,6 +1298,7 @@ int main(void)
         T(takeover_closes_the_first_connection),
         T(disconnect_identity_kicks_device_and_modules),
         T(twin_get_and_reported_patch),
+        T(twin_answers_need_subscription),
         T(twin_reported_size_is_capped),
         T(twin_desired_push_needs_subscription),
         T(twin_device_cannot_write_desired),
