@@ -43,6 +43,7 @@ struct bcall_set {
     bool stopping;
     double t_warm, t_end;
     uint64_t window_calls, errors;
+    uint64_t run_calls; /* completed during warm-up + window: the span server_cpu is measured over */
     struct bstat_lat lat;
     char error[160];
 };
@@ -194,6 +195,8 @@ static void completed(struct caller *k, bool ok, const char *why)
             bstat_lat_add(&s->lat, now - k->started);
         if (now >= s->t_warm && now <= s->t_end)
             s->window_calls++;
+        if (now <= s->t_end)
+            s->run_calls++;
     }
     if (!s->stopping && now < s->t_end)
         issue(k);
@@ -347,7 +350,7 @@ static void run_reset(struct bcall_set *s, double warmup_s, double measure_s)
     s->t_warm = t0 + warmup_s;
     s->t_end = s->t_warm + measure_s;
     s->stopping = false;
-    s->window_calls = s->errors = 0;
+    s->window_calls = s->errors = s->run_calls = 0;
     s->error[0] = '\0';
     bstat_lat_reset(&s->lat);
 }
@@ -397,5 +400,6 @@ int bcall_set_run(struct bcall_set *s, double warmup_s, double measure_s, double
     run_summary(s, measure_s, out);
     out->bench_cpu = wall > 0 ? (cpu1 - cpu0) / wall : 0;
     out->server_cpu = pid && srv0 >= 0 && srv1 >= 0 && wall > 0 ? (srv1 - srv0) / wall : -1;
+    out->server_cpu_s_per_10k = out->server_cpu >= 0 && s->run_calls ? (srv1 - srv0) / (double)s->run_calls * 1e4 : -1;
     return s->busy || s->dead ? ERR_IO : ERR_OK;
 }

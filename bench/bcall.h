@@ -26,6 +26,7 @@ struct bcall_result {
     size_t samples;
     double bench_cpu;  /* CPU used by this process / wall time, over warm-up + window (1.0 = one core) */
     double server_cpu; /* the same for the server (target->pid), or -1 */
+    double server_cpu_s_per_10k; /* the server's utime+stime (/proc) per 10,000 calls over the same span, or -1 */
     char error[160];   /* the first error */
 };
 

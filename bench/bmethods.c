@@ -59,16 +59,16 @@ static void report(struct bmeth *m, size_t t, long payload, const struct bcall_r
     const struct btarget *tg = m->targets[t];
     fprintf(stderr,
             "  %-9s %-5s dev=%-5ld inflight=%-3ld payload=%-6ld %8.0f calls/s p50=%.3f ms p99=%.3f ms "
-            "cpu bench=%.2f server=%.2f%s%s\n",
+            "cpu bench=%.2f server=%.2f (%.2f s/10k calls)%s%s\n",
             tg->name, m->tls ? "tls" : "plain", m->devices, m->inflight, payload, r->calls_per_s, r->p50 * 1e3,
-            r->p99 * 1e3, r->bench_cpu, r->server_cpu, r->errors ? " ERRORS: " : "", r->error);
-    emit(json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:s}", "kind",
+            r->p99 * 1e3, r->bench_cpu, r->server_cpu, r->server_cpu_s_per_10k, r->errors ? " ERRORS: " : "", r->error);
+    emit(json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:f, s:s}", "kind",
                    "method", "target", tg->name, "transport", m->tls ? "tls" : "plain", "devices",
                    (json_int_t)m->devices, "inflight", (json_int_t)m->inflight, "payload_bytes", (json_int_t)payload,
                    "calls", (json_int_t)r->calls, "errors", (json_int_t)r->errors, "seconds", r->seconds, "calls_per_s",
                    r->calls_per_s, "p50_ms", r->p50 * 1e3, "p90_ms", r->p90 * 1e3, "p99_ms", r->p99 * 1e3, "max_ms",
                    r->max * 1e3, "samples", (json_int_t)r->samples, "bench_cpu", r->bench_cpu, "server_cpu",
-                   r->server_cpu, "error", r->error));
+                   r->server_cpu, "server_cpu_s_per_10k", r->server_cpu_s_per_10k, "error", r->error));
 }
 
 static int run_payload(struct bmeth *m, long payload)

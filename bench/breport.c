@@ -273,6 +273,7 @@ static void method_row(struct breport *r, const char *transport, long dev, long 
     cell(r->md, e, m, "p99_ms", "");
     cell(r->md, e, m, "max_ms", "");
     cell(r->md, e, m, "calls_per_s", "");
+    cell(r->md, e, m, "server_cpu_s_per_10k", " s");
     if (e && m)
         fprintf(r->md, " %.2f / %.2f | %.2f / %.2f |", num_of(e, "server_cpu"), num_of(m, "server_cpu"),
                 num_of(e, "bench_cpu"), num_of(m, "bench_cpu"));
@@ -292,9 +293,10 @@ static void section_methods(struct breport *r, const char *transport, const char
         return;
     fprintf(r->md,
             "\n## Method calls, %s\n\nEach cell: emulator / Mosquitto (ratio). Latency in ms. CPU is cores "
-            "used (1.00 = one core) by the server and by this load generator during the phase.\n\n"
-            "| devices | in flight | payload | p50 | p90 | p99 | max | calls/s | server CPU | bench CPU |\n"
-            "|---:|---:|---:|---|---|---|---|---|---|---|\n",
+            "used (1.00 = one core) by the server and by this load generator during the phase; server CPU / 10k is "
+            "the server's utime+stime (/proc/<pid>/stat) per 10,000 calls.\n\n"
+            "| devices | in flight | payload | p50 | p90 | p99 | max | calls/s | server CPU / 10k calls | server CPU "
+            "| bench CPU |\n|---:|---:|---:|---|---|---|---|---|---|---|---|\n",
             title);
     for (size_t d = 0; d < nd; d++)
         for (size_t i = 0; i < ni; i++)

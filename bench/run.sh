@@ -8,10 +8,12 @@
 #   bench/run.sh --quick    smoke run (< 2 min): small matrix, outputs in a new temp dir (path printed)
 # Options: --out DIR, --out-tmp (temp dir removed at exit: CI), --emulator PATH, --bench PATH, --keep (keep
 # the work dir). Fails (exit 1) only when something breaks, never on a timing; exit 77 without mosquitto.
+# A reduced method matrix: --devices 1,1000 --inflight 16 --payloads 16 --transports tls (lists), and
+# --methods-only (no scale, start-up, noisy-neighbour or store runs); RESULTS.md then says "reduced".
 set -eu
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-QUICK=0 OUT="" OUT_TMP=0 EMU="" BENCH="" KEEP=0
+QUICK=0 OUT="" OUT_TMP=0 EMU="" BENCH="" KEEP=0 METHODS_ONLY=0 O_DEVICES="" O_INFLIGHT="" O_PAYLOADS="" O_TRANSPORTS=tls,plain
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
@@ -20,7 +22,12 @@ while [ $# -gt 0 ]; do
     --emulator) EMU=$2; shift ;;
     --bench) BENCH=$2; shift ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    --methods-only) METHODS_ONLY=1 ;;
+    --devices) O_DEVICES=$2; shift ;;
+    --inflight) O_INFLIGHT=$2; shift ;;
+    --payloads) O_PAYLOADS=$2; shift ;;
+    --transports) O_TRANSPORTS=$2; shift ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -43,6 +50,8 @@ else
     SCALE_TLS=10000 SCALE_PLAIN=50000 IDLE=5 START_RUNS=5 MODE=full METHODS_LIMIT=900
 fi
 START_REGISTRY=10000
+[ -z "$O_DEVICES$O_INFLIGHT$O_PAYLOADS" ] && [ "$O_TRANSPORTS" = tls,plain ] || MODE="$MODE, reduced method matrix"
+DEVICES=${O_DEVICES:-$DEVICES} INFLIGHT=${O_INFLIGHT:-$INFLIGHT} PAYLOADS=${O_PAYLOADS:-$PAYLOADS}
 
 # ---- binaries ----
 if [ -z "$EMU" ] || [ -z "$BENCH" ]; then
@@ -194,11 +203,13 @@ REG_DEVICES=$(( SCALE_PLAIN > 1000 ? SCALE_PLAIN : 1000 ))
 echo "== method calls ==" >&2
 if start_both; then
     timeout "$METHODS_LIMIT" "$BENCH" methods $(targets) --devices $DEVICES --inflight $INFLIGHT \
-        --payloads $PAYLOADS --warmup $WARMUP --measure $MEASURE --drain $DRAIN >> "$JSONL" || fail "methods"
+        --payloads $PAYLOADS --transports "$O_TRANSPORTS" --warmup $WARMUP --measure $MEASURE --drain $DRAIN >> "$JSONL" || fail "methods"
     stop_both
 fi
 
+[ $METHODS_ONLY = 1 ] && echo "methods only: no connection scale, start-up, noisy-neighbour or store runs" >> "$NOTES"
 for tr in tls plain; do
+    [ $METHODS_ONLY = 1 ] && break
     if [ $tr = tls ]; then n=$SCALE_TLS; else n=$SCALE_PLAIN; fi
     echo "== connection scale: $n $tr devices ==" >&2
     for tg in emulator mosquitto; do
@@ -210,6 +221,7 @@ for tr in tls plain; do
     done
 done
 
+if [ $METHODS_ONLY = 0 ]; then
 echo "== start-up ==" >&2
 for d in start-empty start-registry; do
     mkdir -p "$WORK/$d"
@@ -241,12 +253,13 @@ PY=/usr/bin/python3
     --md "$WORK/noisy.md" >/dev/null || fail "noisy neighbours"
 "$PY" "$REPO/bench/tls_halfopen.py" --emulator "$EMU" --total $HALFOPEN_TOTAL --concurrent 5000 \
     --jsonl "$WORK/halfopen.jsonl" >/dev/null || fail "half-open TLS handshakes"
+fi
 
 # ---- report ----
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$NOTES"
-"$BENCH" report --jsonl "$JSONL" --machine "$WORK/machine.txt" --notes "$NOTES" --mode $MODE \
+"$BENCH" report --jsonl "$JSONL" --machine "$WORK/machine.txt" --notes "$NOTES" --mode "$MODE" \
     --md-out "$OUT/RESULTS.md" --json-out "$OUT/results.json" || fail "report"
-{
+[ $METHODS_ONLY = 1 ] || {
     echo
     echo "## Noisy neighbours (issue 23)"
     echo
@@ -264,7 +277,7 @@ echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$NOTES"
     echo '```'
 } >> "$OUT/RESULTS.md"
 # The store benchmark (issue 12): SQLite against the JSON-file registry of 0.1.0, a section of RESULTS.md.
-if [ $QUICK = 0 ]; then
+if [ $QUICK = 0 ] && [ $METHODS_ONLY = 0 ]; then
     echo "== store ==" >&2
     python3 "$REPO/bench/store_bench.py" --emulator "$EMU" --out "$OUT/RESULTS.md" > "$WORK/store.log" 2>&1 ||
         { fail "store bench"; tail -n 20 "$WORK/store.log" >&2; }

@@ -53,6 +53,8 @@ struct rest_conn {
     enum rest_conn_state state;
     bool evicted;
     int64_t since_ms;
+    bool watched;              /* fd is in the loop for EPOLLRDHUP (added at the first suspension, kept) */
+    struct rest_req *waiting;  /* the suspended request the hang-up watch is for, or NULL */
     struct rest_conn *prev, *next;
 };
 
@@ -196,6 +198,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     if (!rc)
         return;
     *socket_context = NULL;
+    if (rc->watched)
+        loop_del_fd(r->loop, rc->fd); /* MHD closes the socket after this notification */
     if (rc->prev)
         rc->prev->next = rc->next;
     else
@@ -217,9 +221,21 @@ int64_t rest_idle_since(struct rest *r, int fd)
 
 /* ---- suspension of a waiting request ---- */
 
+/* The tracked connection of fd, or NULL. */
+static struct rest_conn *conn_of_fd(struct rest *r, int fd)
+{
+    return fd >= 0 && (size_t)fd < r->by_fd_len ? r->by_fd[fd] : NULL;
+}
+
+/* A tracked connection's hang-up watch stays in the loop for the connection's life (issue 20: an epoll_ctl
+ * add and delete per method call were 2 of ~15 syscalls); only its request is cleared. An untracked
+ * connection's watch (out of memory at its start) is per request. */
 static void unwatch(struct rest_req *q)
 {
-    if (q->watch_fd >= 0)
+    struct rest_conn *rc = conn_of_fd(q->r, q->watch_fd);
+    if (rc && rc->watched && rc->waiting == q)
+        rc->waiting = NULL;
+    else if (q->watch_fd >= 0)
         loop_del_fd(q->r->loop, q->watch_fd);
     q->watch_fd = -1;
 }
@@ -253,6 +269,20 @@ static void on_peer_gone(struct loop *l, int fd, uint32_t events, void *ctx)
     rest_resume(q);
 }
 
+/* A hang-up on a tracked connection: the waiting request's caller went away; with none waiting MHD is serving
+ * the connection and sees the hang-up itself, so the watch leaves the loop (level-triggered, it would fire
+ * again) until the next suspension. */
+static void on_conn_gone(struct loop *l, int fd, uint32_t events, void *ctx)
+{
+    struct rest_conn *rc = ctx;
+    if (rc->waiting) {
+        on_peer_gone(l, fd, events, rc->waiting);
+        return;
+    }
+    loop_del_fd(l, fd);
+    rc->watched = false;
+}
+
 void rest_suspend(struct rest_req *q)
 {
     struct rest *r = q->r;
@@ -263,8 +293,17 @@ void rest_suspend(struct rest_req *q)
         r->waiting->prev = q;
     r->waiting = q;
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(q->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci && loop_add_fd(r->loop, ci->connect_fd, EPOLLRDHUP, on_peer_gone, q) == ERR_OK)
+    if (!ci)
+        return;
+    struct rest_conn *rc = conn_of_fd(r, ci->connect_fd);
+    if (rc && !rc->watched && loop_add_fd(r->loop, rc->fd, EPOLLRDHUP, on_conn_gone, rc) == ERR_OK)
+        rc->watched = true;
+    if (rc && rc->watched) {
+        rc->waiting = q;
+        q->watch_fd = rc->fd;
+    } else if (!rc && loop_add_fd(r->loop, ci->connect_fd, EPOLLRDHUP, on_peer_gone, q) == ERR_OK) {
         q->watch_fd = ci->connect_fd;
+    }
 }
 
 /* ---- request dispatch ---- */

@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "mjson.h"
 #include "url.h"
 
 #define RESTAPI_MAX_SEGS 6
@@ -475,7 +476,7 @@ void restapi_method_cleanup(struct restapi_method_call *c)
     if (!c)
         return;
     free(c->method_name);
-    free(c->payload);
+    free(c->payload_buf);
     memset(c, 0, sizeof *c);
 }
 
@@ -564,7 +565,7 @@ static int payload_member(const json_t *body, struct restapi_method_call *out, s
     const json_t *v = json_object_get(body, "payload");
     if (!v || json_is_null(v))
         return ERR_OK;
-    out->payload = dump_compact(v);
+    out->payload = out->payload_buf = dump_compact(v);
     if (!out->payload)
         return ERR_NOMEM;
     out->payload_len = strlen(out->payload);
@@ -577,7 +578,7 @@ static int payload_member(const json_t *body, struct restapi_method_call *out, s
     return ERR_OK;
 }
 
-int restapi_method_parse(const char *body, size_t len, struct restapi_method_call *out, struct restapi_error *err)
+int restapi_method_parse_tree(const char *body, size_t len, struct restapi_method_call *out, struct restapi_error *err)
 {
     memset(out, 0, sizeof *out);
     json_error_t jerr;
@@ -602,32 +603,53 @@ out:
     return rc;
 }
 
-/* Length of the valid UTF-8 sequence at p (strict: no overlongs, surrogates or > U+10FFFF), 0 if invalid. */
-static size_t utf8_seq(const uint8_t *p, size_t len)
+/* The fast path's verdict on a body mjson_method_scan took: ERR_OK (out filled, the payload pointing into the
+ * body when it is already compact), ERR_NOMEM, or ERR_NEED_MORE: not sure (a member to refuse, or a real,
+ * or an escape), the tree path decides and writes the error. */
+static int method_fast(const struct mjson_method *m, struct restapi_method_call *out)
 {
-    uint8_t c = p[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2, cp = c & 0x1f;
-    else if ((c & 0xf0) == 0xe0)
-        n = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
+    const struct mjson_member *rto = &m->response_timeout, *cto = &m->connect_timeout, *pl = &m->payload;
+    if (m->method_name.kind != MJSON_STRING || (rto->kind != MJSON_ABSENT && rto->kind != MJSON_NULL &&
+                                                (rto->kind != MJSON_INTEGER || rto->integer < 5 || rto->integer > 300)) ||
+        (cto->kind != MJSON_ABSENT && cto->kind != MJSON_NULL &&
+         (cto->kind != MJSON_INTEGER || cto->integer < 0 || cto->integer > 300)))
+        return ERR_NEED_MORE;
+    out->method_name = strndup((const char *)m->method_name.p + 1, m->method_name.len - 2);
+    if (!out->method_name)
+        return ERR_NOMEM;
+    if (!restapi_method_name_is_valid(out->method_name))
+        return ERR_NEED_MORE;
+    out->response_timeout_s = rto->kind == MJSON_INTEGER ? (int)rto->integer : 30;
+    out->connect_timeout_s = cto->kind == MJSON_INTEGER ? (int)cto->integer : 0;
+    if (pl->kind == MJSON_ABSENT || pl->kind == MJSON_NULL)
+        return ERR_OK;
+    if (!pl->spaced) {
+        out->payload = (const char *)pl->p; /* already jansson's compact form: no copy */
+        out->payload_len = pl->len;
+    } else {
+        out->payload_buf = malloc(pl->len + 1);
+        if (!out->payload_buf)
+            return ERR_NOMEM;
+        out->payload_len = mjson_compact(pl->p, pl->len, (uint8_t *)out->payload_buf);
+        out->payload_buf[out->payload_len] = '\0';
+        out->payload = out->payload_buf;
     }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return n;
+    return out->payload_len > RESTAPI_MAX_PAYLOAD ? ERR_NEED_MORE : ERR_OK;
+}
+
+int restapi_method_parse(const char *body, size_t len, struct restapi_method_call *out, struct restapi_error *err)
+{
+    struct mjson_method m;
+    memset(out, 0, sizeof *out);
+    if (mjson_method_scan((const uint8_t *)body, len, &m)) {
+        int rc = method_fast(&m, out);
+        if (rc == ERR_OK)
+            return ERR_OK;
+        restapi_method_cleanup(out);
+        if (rc == ERR_NOMEM)
+            return rc;
+    }
+    return restapi_method_parse_tree(body, len, out, err);
 }
 
 /* ---- JSON validation (device answers; no tree, no allocation) ---- */
@@ -677,6 +699,9 @@ static bool scan_string(const uint8_t *p, size_t len, size_t *i)
 {
     size_t j = *i + 1;
     while (j < len) {
+        j += mjson_plain_run(p + j, len - j);
+        if (j == len)
+            break;
         uint8_t c = p[j];
         if (c == '"') {
             *i = j + 1;
@@ -697,7 +722,7 @@ static bool scan_string(const uint8_t *p, size_t len, size_t *i)
         } else if (c < 0x80) {
             j++;
         } else {
-            size_t n = utf8_seq(p + j, len - j);
+            size_t n = mjson_utf8_seq(p + j, len - j);
             if (!n)
                 return false;
             j += n;
@@ -832,7 +857,7 @@ static char *json_string_lossy(const uint8_t *p, size_t len)
      * fuzz_json_check's time); each invalid byte becomes U+FFFD. */
     for (size_t i = 0; i < len;) {
         size_t end = i, n = 0;
-        while (end < len && (p[end] < 0x80 || (n = utf8_seq(p + end, len - end)) != 0))
+        while (end < len && (p[end] < 0x80 || (n = mjson_utf8_seq(p + end, len - end)) != 0))
             end += p[end] < 0x80 ? 1 : n;
         if (buf_append(&b, p + i, end - i) || (end < len && buf_append(&b, "\xef\xbf\xbd", 3)))
             goto out;

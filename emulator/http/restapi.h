@@ -152,7 +152,9 @@ bool restapi_method_name_is_valid(const char *name);
 
 struct restapi_method_call {
     char *method_name;  /* malloc'd */
-    char *payload;      /* compact JSON, malloc'd; NULL when payload is null or absent */
+    const char *payload; /* compact JSON (not NUL-terminated): into the body when it was already compact, else
+                          * payload_buf; NULL when payload is null or absent */
+    char *payload_buf;   /* malloc'd, or NULL */
     size_t payload_len;
     int response_timeout_s;
     int connect_timeout_s;
@@ -164,6 +166,11 @@ struct restapi_method_call {
  * RESTAPI_MAX_PAYLOAD bytes (else 413001). Returns ERR_OK (out filled; free with restapi_method_cleanup),
  * ERR_INVALID (err filled, Envelope B, out empty) or ERR_NOMEM. */
 int restapi_method_parse(const char *body, size_t len, struct restapi_method_call *out, struct restapi_error *err);
+/* How: one pass of mjson_method_scan (mjson.h) over the body, no tree; the payload points into body (which must
+ * outlive out) when it is already jansson's compact form. Bodies the scanner is not sure of (and every error)
+ * take restapi_method_parse_tree: the same contract through a jansson tree, the oracle of fuzz_method_body. */
+int restapi_method_parse_tree(const char *body, size_t len, struct restapi_method_call *out,
+                              struct restapi_error *err);
 void restapi_method_cleanup(struct restapi_method_call *c);
 
 /* The 200 body for a device's answer: {"status":<status>,"payload":<body>}. An empty body is null; valid

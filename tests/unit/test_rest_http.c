@@ -928,6 +928,46 @@ static void method_caller_goes_away(void **state)
     assert_int_equal(health_field("callsPending"), 0);
 }
 
+/* The hang-up watch stays on a keep-alive connection across calls (issue 20): a second call on the same
+ * connection, whose caller then goes away, is still cancelled. */
+static void method_caller_goes_away_keep_alive(void **state)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)E.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char *bodies[] = {"{\"methodName\":\"echo\",\"payload\":1}",
+                            "{\"methodName\":\"silent\",\"responseTimeoutInSeconds\":60}"};
+    for (int i = 0; i < 2; i++) {
+        char req[1024];
+        int n = snprintf(req, sizeof req,
+                         "POST /twins/device1/methods?" API " HTTP/1.1\r\nHost: localhost\r\nAuthorization: %s\r\n"
+                         "Content-Length: %zu\r\n\r\n%s",
+                         E.owner_token, strlen(bodies[i]), bodies[i]);
+        assert_int_equal(write(fd, req, (size_t)n), n);
+        if (i == 0) { /* the first is answered: read up to its body */
+            char buf[2048];
+            size_t got = 0;
+            int64_t t0 = now_ms();
+            while (!memmem(buf, got, "\"payload\":1}", 12) && got < sizeof buf && now_ms() - t0 < 3000) {
+                ssize_t k = read(fd, buf + got, sizeof buf - got);
+                assert_true(k > 0);
+                got += (size_t)k;
+            }
+            assert_non_null(memmem(buf, got, "{\"status\":200,\"payload\":1}", 26));
+        }
+    }
+    int64_t t0 = now_ms();
+    while (health_field("callsPending") == 0 && now_ms() - t0 < 3000)
+        usleep(5000);
+    assert_int_equal(health_field("callsPending"), 1);
+    close(fd);
+    t0 = now_ms();
+    while (health_field("callsPending") != 0 && now_ms() - t0 < 3000)
+        usleep(20000);
+    assert_int_equal(health_field("callsPending"), 0);
+}
+
 static void method_concurrent_calls(void **state)
 {
     enum { N = 30 };
@@ -1383,6 +1423,7 @@ int main(void)
         cmocka_unit_test(method_validation),
         cmocka_unit_test(method_device_drops_and_times_out),
         cmocka_unit_test(method_caller_goes_away),
+        cmocka_unit_test(method_caller_goes_away_keep_alive),
         cmocka_unit_test(method_concurrent_calls),
         cmocka_unit_test(handed_over_connection),
         cmocka_unit_test(no_listener),

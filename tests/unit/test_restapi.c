@@ -17,6 +17,7 @@
 #include "err.h"
 #include "guard_page.h"
 #include "restapi.h"
+#include "mjson.h"
 
 /* ---- routes ---- */
 
@@ -210,16 +211,41 @@ static void allowed_methods(void **state)
 
 /* ---- method bodies ---- */
 
+/* Both paths (the one-pass scanner and the jansson tree) give the same answer for body. */
+static void both_paths_agree(const char *body, size_t len)
+{
+    struct restapi_method_call a, b;
+    struct restapi_error ea, eb;
+    memset(&ea, 0, sizeof ea);
+    memset(&eb, 0, sizeof eb);
+    int ra = restapi_method_parse(body, len, &a, &ea);
+    assert_int_equal(ra, restapi_method_parse_tree(body, len, &b, &eb));
+    if (ra == ERR_INVALID) {
+        assert_int_equal(ea.code, eb.code);
+        assert_string_equal(ea.message, eb.message);
+    } else {
+        assert_string_equal(a.method_name, b.method_name);
+        assert_int_equal(a.payload_len, b.payload_len);
+        if (a.payload_len)
+            assert_memory_equal(a.payload, b.payload, a.payload_len);
+        assert_int_equal(a.response_timeout_s, b.response_timeout_s);
+        assert_int_equal(a.connect_timeout_s, b.connect_timeout_s);
+    }
+    restapi_method_cleanup(&a);
+    restapi_method_cleanup(&b);
+}
+
 static void body_ok(const char *body, const char *name, const char *payload, int rto, int cto)
 {
     struct restapi_method_call c;
     struct restapi_error e;
+    both_paths_agree(body, strlen(body));
     assert_int_equal(restapi_method_parse(body, strlen(body), &c, &e), ERR_OK);
     assert_string_equal(c.method_name, name);
     if (payload) {
         assert_non_null(c.payload);
-        assert_string_equal(c.payload, payload);
         assert_int_equal(c.payload_len, strlen(payload));
+        assert_memory_equal(c.payload, payload, c.payload_len);
     } else {
         assert_null(c.payload);
         assert_int_equal(c.payload_len, 0);
@@ -233,6 +259,7 @@ static void body_err(const char *body, size_t len, int code, const char *message
 {
     struct restapi_method_call c;
     struct restapi_error e;
+    both_paths_agree(body, len);
     assert_int_equal(restapi_method_parse(body, len, &c, &e), ERR_INVALID);
     assert_int_equal(e.code, code);
     assert_int_equal(e.envelope, RESTAPI_ENVELOPE_B);
@@ -257,6 +284,143 @@ static void method_bodies_accepted(void **state)
             "1.5e300", 300, 0);
     body_ok("{\"methodName\":\"m\",\"payload\":0.30000000000000004}", "m", "0.30000000000000004", 30, 0);
     body_ok("{\"methodName\":\"a-b_c.d~!#%&'*+^`|\",\"payload\":false}", "a-b_c.d~!#%&'*+^`|", "false", 30, 0);
+}
+
+/* The one-pass scanner: which bodies it takes itself (the rest go to the jansson tree), and that both paths agree
+ * on the edge cases: depth, duplicate keys, \u escapes, surrogates, numbers, whitespace, non-UTF-8. */
+static bool scanned(const char *body)
+{
+    struct mjson_method m;
+    return mjson_method_scan((const uint8_t *)body, strlen(body), &m);
+}
+
+static void scanner_takes_plain_bodies(void **state)
+{
+    (void)state;
+    assert_true(scanned("{\"methodName\":\"m\",\"payload\":{\"a\":[1,-2,0,true,false,null,{},[]],\"b\":\"x\\\"\\n\"}}"));
+    assert_true(scanned(" {\"methodName\" : \"m\" , \"payload\" : [ 1 , 2 ] , \"other\":[\"\"] }\r\n"));
+    assert_true(scanned("{\"methodName\":\"m\",\"x\":1,\"x\":2}"));         /* duplicates of an unknown member */
+    assert_true(scanned("{\"methodName\":\"m\",\"payload\":{\"a\":{\"a\":1},\"b\":{\"a\":2}}}")); /* per object */
+    assert_true(scanned("{\"methodName\":\"m\",\"payload\":\"\xc3\xa9\xf0\x9f\x98\x80\x7f\"}"));
+    assert_true(scanned("{\"methodName\":\"m\",\"payload\":-123456789012345678}"));
+    /* Not sure: the tree decides. */
+    assert_false(scanned("{\"methodName\":\"m\",\"payload\":{\"a\":1,\"a\":2}}"));
+    assert_false(scanned("{\"methodName\":\"m\",\"methodName\":\"n\"}"));
+    assert_false(scanned("{\"method\\u004eame\":\"m\"}"));
+    assert_false(scanned("{\"methodName\":\"m\",\"payload\":\"\\u00e9\"}"));
+    assert_false(scanned("{\"methodName\":\"m\",\"payload\":\"\\/\"}"));
+    assert_false(scanned("{\"methodName\":\"m\",\"payload\":0.5}"));
+    assert_false(scanned("{\"methodName\":\"m\",\"other\":1.5e300}")); /* reals anywhere: jansson's range */
+    assert_false(scanned("{\"methodName\":\"m\",\"payload\":-0}"));
+    assert_false(scanned("{\"methodName\":\"m\",\"payload\":1234567890123456789}"));
+    assert_false(scanned("{\"methodName\":\"m\",\"payload\":\"\xc3\"}"));
+    assert_false(scanned("{\"methodName\":\"m\"} x"));
+    assert_false(scanned("[]"));
+    assert_false(scanned(""));
+}
+
+/* The word- and vector-wide run finder against the byte rule, each stop byte at every offset of 40. */
+static void scanner_plain_runs(void **state)
+{
+    (void)state;
+    const uint8_t stops[] = {'"', '\\', 0x00, 0x1f, 0x80, 0xc3, 0xff};
+    uint8_t buf[40];
+    memset(buf, 'a', sizeof buf);
+    buf[5] = 0x7f; /* DEL goes as it is */
+    assert_int_equal(mjson_plain_run(buf, sizeof buf), sizeof buf);
+    for (size_t s = 0; s < sizeof stops; s++)
+        for (size_t at = 0; at < sizeof buf; at++) {
+            uint8_t keep = buf[at];
+            buf[at] = stops[s];
+            assert_int_equal(mjson_plain_run(buf, sizeof buf), at);
+            for (size_t len = 0; len <= at; len++)
+                assert_int_equal(mjson_plain_run(buf, len), len);
+            buf[at] = keep;
+        }
+}
+
+static void scanner_payload_without_copy(void **state)
+{
+    (void)state;
+    const char *body = "{\"methodName\":\"m\",\"payload\":{\"a\":[1,2]}}";
+    struct restapi_method_call c;
+    struct restapi_error e;
+    assert_int_equal(restapi_method_parse(body, strlen(body), &c, &e), ERR_OK);
+    assert_ptr_equal(c.payload, strstr(body, "{\"a\""));
+    assert_null(c.payload_buf);
+    assert_int_equal(c.payload_len, strlen("{\"a\":[1,2]}"));
+    restapi_method_cleanup(&c);
+    body_ok("{\"methodName\":\"m\",\"payload\": { \"a b\" : [ 1 ,\t2 ]\n, \"c\": \" \\\" \" } }", "m",
+            "{\"a b\":[1,2],\"c\":\" \\\" \"}", 30, 0);
+}
+
+static void scanner_edge_cases(void **state)
+{
+    (void)state;
+    /* duplicate keys: jansson keeps the last value at the first key's place */
+    body_ok("{\"methodName\":\"m\",\"payload\":{\"a\":1,\"b\":2,\"a\":3}}", "m", "{\"a\":3,\"b\":2}", 30, 0);
+    body_ok("{\"methodName\":\"x\",\"payload\":1,\"methodName\":\"m\",\"payload\":2}", "m", "2", 30, 0);
+    /* \u escapes and surrogates: dumped as UTF-8; \/ as / */
+    body_ok("{\"methodName\":\"m\",\"payload\":\"caf\\u00e9 \\ud83d\\ude00 \\/ \\u0001\"}", "m",
+            "\"caf\xc3\xa9 \xf0\x9f\x98\x80 / \\u0001\"", 30, 0);
+    body_ok("{\"method\\u004eame\":\"m\"}", "m", NULL, 30, 0);
+    const char *lone = "{\"methodName\":\"m\",\"payload\":\"\\udc00\"}";
+    body_err(lone, strlen(lone), RESTAPI_FORMAT_ERROR, NULL);
+    const char *unpaired = "{\"methodName\":\"m\",\"payload\":\"\\ud83d x\"}";
+    body_err(unpaired, strlen(unpaired), RESTAPI_FORMAT_ERROR, NULL);
+    /* numbers */
+    body_ok("{\"methodName\":\"m\",\"payload\":[-0,1E2,9223372036854775807,-9223372036854775808]}", "m",
+            "[0,100.0,9223372036854775807,-9223372036854775808]", 30, 0);
+    const char *big = "{\"methodName\":\"m\",\"payload\":9223372036854775808}";
+    body_err(big, strlen(big), RESTAPI_FORMAT_ERROR, "The request body is not valid JSON.");
+    const char *lead = "{\"methodName\":\"m\",\"payload\":01}";
+    body_err(lead, strlen(lead), RESTAPI_FORMAT_ERROR, NULL);
+    body_ok("{\"methodName\":\"m\",\"responseTimeoutInSeconds\":5.0,\"connectTimeoutInSeconds\":-0}", "m", NULL, 5, 0);
+    /* whitespace: only the four of RFC 8259 */
+    body_ok("\t\r\n {\"methodName\":\"m\",\"payload\":[ ]} \n", "m", "[]", 30, 0);
+    const char *ff = "{\"methodName\":\"m\",\"payload\":\f1}";
+    body_err(ff, strlen(ff), RESTAPI_FORMAT_ERROR, NULL);
+    /* non-UTF-8, raw control bytes and NUL */
+    const char *bad[] = {"\xc3\x28", "\xed\xa0\x80", "\xc0\xaf", "\xf4\x90\x80\x80", "\x01", "\xff"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[96];
+        snprintf(body, sizeof body, "{\"methodName\":\"m\",\"payload\":\"%s\"}", bad[i]);
+        body_err(body, strlen(body), RESTAPI_FORMAT_ERROR, NULL);
+    }
+    const char nul[] = "{\"methodName\":\"m\",\"payload\":\"a\0b\"}";
+    body_err(nul, sizeof nul - 1, RESTAPI_FORMAT_ERROR, NULL);
+    const char nul2[] = "{\"methodName\":\"m\",\"payload\":1\0}";
+    both_paths_agree(nul2, sizeof nul2 - 1);
+}
+
+/* [[[...1...]]] at depth n inside the payload. */
+static void depth_body(size_t n, bool ok)
+{
+    size_t len = 64 + 2 * n;
+    char *b = malloc(len);
+    assert_non_null(b);
+    size_t off = (size_t)snprintf(b, len, "{\"methodName\":\"m\",\"payload\":");
+    memset(b + off, '[', n);
+    b[off + n] = '1';
+    memset(b + off + n + 1, ']', n);
+    snprintf(b + off + 2 * n + 1, 3, "}");
+    both_paths_agree(b, strlen(b));
+    struct restapi_method_call c;
+    struct restapi_error e;
+    assert_int_equal(restapi_method_parse(b, strlen(b), &c, &e), ok ? ERR_OK : ERR_INVALID);
+    if (ok)
+        assert_int_equal(c.payload_len, 2 * n + 1);
+    restapi_method_cleanup(&c);
+    free(b);
+}
+
+static void scanner_depth(void **state)
+{
+    (void)state;
+    depth_body(MJSON_MAX_DEPTH, true);     /* the scanner's own */
+    depth_body(MJSON_MAX_DEPTH + 1, true); /* deeper: the tree path */
+    depth_body(2046, true);                /* jansson refuses from 2048 levels (the outer object counts) */
+    depth_body(2047, false);
 }
 
 static void method_timeouts_rejected(void **state)
@@ -615,6 +779,11 @@ int main(void)
         cmocka_unit_test(query_api_version_and_top),
         cmocka_unit_test(allowed_methods),
         cmocka_unit_test(method_bodies_accepted),
+        cmocka_unit_test(scanner_takes_plain_bodies),
+        cmocka_unit_test(scanner_plain_runs),
+        cmocka_unit_test(scanner_payload_without_copy),
+        cmocka_unit_test(scanner_edge_cases),
+        cmocka_unit_test(scanner_depth),
         cmocka_unit_test(method_timeouts_rejected),
         cmocka_unit_test(method_names_rejected),
         cmocka_unit_test(method_bodies_unparsable),
