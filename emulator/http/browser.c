@@ -72,7 +72,8 @@ bool browser_host_is_named(const char *host, const char *const *names, size_t n)
 
 bool browser_is_browser(const struct browser_headers *h)
 {
-    return h->origin || h->fetch_site || h->fetch_any;
+    return h->origin || h->fetch_site || h->fetch_any ||
+           (h->user_agent && strncmp(h->user_agent, "Mozilla/", 8) == 0);
 }
 
 const char *browser_cross_site(const struct browser_headers *h)
@@ -110,7 +111,7 @@ static enum MHD_Result note_fetch(void *cls, enum MHD_ValueKind kind, const char
 {
     (void)kind;
     (void)value;
-    if (key && strncasecmp(key, "Sec-Fetch-", 10) == 0) {
+    if (key && strncasecmp(key, "Sec-Fetch-", 10) == 0 && strcasecmp(key, "Sec-Fetch-Mode") != 0) {
         *(bool *)cls = true;
         return MHD_NO; /* one is enough */
     }
@@ -122,6 +123,7 @@ void browser_headers_read(struct MHD_Connection *conn, struct browser_headers *h
     h->host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
     h->origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
     h->fetch_site = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-Fetch-Site");
+    h->user_agent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
     h->fetch_any = false;
     MHD_get_connection_values(conn, MHD_HEADER_KIND, note_fetch, &h->fetch_any);
 }

@@ -14,7 +14,8 @@ struct browser_headers {
     const char *host;       /* Host */
     const char *origin;     /* Origin */
     const char *fetch_site; /* Sec-Fetch-Site */
-    bool fetch_any;         /* any Sec-Fetch-* header at all (Sec-Fetch-Mode, -Dest, -User, -Site) */
+    const char *user_agent; /* User-Agent */
+    bool fetch_any;         /* a Sec-Fetch-* header other than Sec-Fetch-Mode (-Dest, -User, -Site...) */
 };
 
 struct MHD_Connection;
@@ -31,8 +32,10 @@ bool browser_host_is_ip(const char *host);
 /* True when a Host header is one of names[0..n) (case-insensitive), with or without ":port". */
 bool browser_host_is_named(const char *host, const char *const *names, size_t n);
 
-/* True when the request comes from a browser: it carries Origin or a Sec-Fetch-* header (curl, the SDKs and
- * scripts send neither). */
+/* True when the request comes from a browser: it carries Origin, a Sec-Fetch-* header (Sec-Fetch-Mode alone
+ * does not count: Node's fetch() sends it on every request), or a User-Agent starting "Mozilla/" (every
+ * browser's; a same-origin GET over plain HTTP to a name that is not loopback, the DNS-rebinding case, carries
+ * neither of the others). curl, the SDKs and scripts send none of these. */
 bool browser_is_browser(const struct browser_headers *h);
 /* NULL when the request is same-origin as far as its headers say (Sec-Fetch-Site absent, "same-origin" or
  * "none"; Origin absent or "scheme://" + exactly the Host); otherwise the reason, a static string. same-site

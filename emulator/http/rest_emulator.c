@@ -38,7 +38,8 @@ void rest_route_health(struct rest_req *q)
 }
 
 /* The browser rule (browser.h, README "Browsers and the /emulator routes") of the routes that read or change
- * state without authorization: a request with Origin or a Sec-Fetch-* header is a browser's, and is refused
+ * state without authorization: a request with Origin, Sec-Fetch-* or a browser's User-Agent (browser_is_browser)
+ * is a browser's, and is refused
  * 403 unless its Host is loopback, an IP literal or a --hostname (a DNS-rebinding page uses its own name) and
  * it is same-origin (a cross-site page can POST a text/plain form with no preflight). Requests with neither
  * header (curl, the SDKs, scripts in a compose network) and the dashboard's own page are unaffected. /health
@@ -55,8 +56,8 @@ static bool browser_refused(struct rest_req *q)
     log_info("http %s %.200s: refused, a browser's request and %s", q->method, q->uri, reason);
     rest_answer_errorf(q, RESTAPI_FORBIDDEN, RESTAPI_ENVELOPE_A,
                        "A browser may call the emulator's unauthenticated routes only from the same origin, with a "
-                       "Host of localhost, an IP address or a --hostname; this request carries Origin or "
-                       "Sec-Fetch-* headers and %s. Call it without them (curl, a script), or from the dashboard "
+                       "Host of localhost, an IP address or a --hostname; this request comes from a browser (Origin, "
+                       "Sec-Fetch-* or its User-Agent) and %s. Call it without them (curl, a script), or from the dashboard "
                        "opened at such an address.",
                        reason);
     return true;

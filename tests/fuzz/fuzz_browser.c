@@ -1,6 +1,6 @@
 /* fuzz_browser.c -- libFuzzer harness for the browser rule (browser.h), which reads request headers: the input
- * is "Host\nOrigin\nSec-Fetch-Site\n[any byte: another Sec-Fetch-* header]", an empty line meaning absent.
- * Must never crash or read past a header, and must never let through what the rule refuses: a browser's
+ * is "Host\nOrigin\nSec-Fetch-Site\nUser-Agent\n[any byte: another Sec-Fetch-* header]", an empty line
+ * meaning absent. Must never crash or read past a header, and must never let through what the rule refuses: a browser's
  * request with a Host that is not loopback, an IP literal or a name, or with Sec-Fetch-Site cross-site.
  * Seed corpus: corpus/fuzz_browser/. fuzz-max-len: 4096 */
 #include <stdint.h>
@@ -16,18 +16,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(text, data, size);
     text[size] = '\0';
-    const char *field[3] = {NULL, NULL, NULL};
+    const char *field[4] = {NULL, NULL, NULL, NULL};
     char *p = text;
     size_t i = 0;
-    for (; i < 3 && p; i++) {
+    for (; i < 4 && p; i++) {
         char *nl = strchr(p, '\n');
         if (nl)
             *nl = '\0';
         field[i] = *p ? p : NULL;
         p = nl ? nl + 1 : NULL;
     }
-    struct browser_headers h = {
-        .host = field[0], .origin = field[1], .fetch_site = field[2], .fetch_any = field[2] || (p && *p)};
+    struct browser_headers h = {.host = field[0],
+                                .origin = field[1],
+                                .fetch_site = field[2],
+                                .user_agent = field[3],
+                                .fetch_any = field[2] || (p && *p)};
     static const char *const names[] = {"iothub", "myhub.local"};
     char why[160];
     const char *r = browser_refusal(&h, names, 2, why, sizeof why);

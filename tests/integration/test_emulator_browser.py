@@ -1,6 +1,6 @@
 """test_emulator_browser.py -- the browser rule of the unauthenticated /emulator routes (README "Browsers and the
-/emulator routes"): a request carrying Origin or a Sec-Fetch-* header is refused 403 (Envelope A, Forbidden,
-a message naming the rule) when its Host is not loopback, an IP literal or a --hostname (DNS rebinding), or when
+/emulator routes"): a request carrying Origin, a Sec-Fetch-* header (not Sec-Fetch-Mode alone) or a browser's
+User-Agent is refused 403 (Envelope A, Forbidden, a message naming the rule) when its Host is not loopback, an IP literal or a --hostname (DNS rebinding), or when
 it is cross-site (Sec-Fetch-Site other than same-origin/none, or an Origin that is not the Host): on
 /emulator/telemetry, /emulator/consumergroups and /emulator/faults, every verb, with nothing changed (no fault
 installed by a cross-site text/plain form POST, no group created, no telemetry cleared). Same-origin requests
@@ -43,6 +43,9 @@ def plain(emu, method, path, body=None):
     """A header-less request (like curl's): Host 127.0.0.1, no Origin, no Sec-Fetch-*."""
     return call(emu, method, path, {"Host": "127.0.0.1:%d" % emu.http_port}, body)
 
+
+CHROMIUM_UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 "
+               "Safari/537.36")
 
 FAULT = json.dumps({"fault": "refuseConnect", "deviceId": "device1", "seconds": 60, "connack": 5})
 
@@ -103,8 +106,11 @@ class BrowserRule(unittest.TestCase):
             {"Host": evil, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"},
             # a browser with Origin but no fetch metadata
             {"Host": evil, "Origin": "http://" + evil},
-            # any one Sec-Fetch-* header is enough to be a browser's
+            # any one Sec-Fetch-* header is enough to be a browser's (but Sec-Fetch-Mode alone: Node's fetch)
             {"Host": evil, "Sec-Fetch-Dest": "empty"},
+            # what Chromium really sends for the rebound page's GET over plain HTTP: no Origin, no Sec-Fetch-*
+            # (fetch metadata only goes to https and localhost), but its User-Agent
+            {"Host": evil, "User-Agent": CHROMIUM_UA, "Accept": "*/*", "Referer": "http://%s/" % evil},
         ]
         for headers in variants:
             for method, path, body in ROUTES:
@@ -197,10 +203,13 @@ class BrowserRule(unittest.TestCase):
         self.assertEqual((status, listing["faults"]), (200, []))
 
     def test_headerless_requests_unaffected_whatever_the_host(self):
-        # curl, the SDKs, a script in a compose network (Host iothub:8080), a name nobody configured
-        for host in ("127.0.0.1:%d" % self.port, "iothub:8080", "evil.example:%d" % self.port):
-            with self.subTest(host=host):
-                h = {"Host": host, "Content-Type": "text/plain"}
+        # curl, the SDKs, a script in a compose network (Host iothub:8080), a name nobody configured; Node's
+        # fetch() (undici) sends Sec-Fetch-Mode: cors on every request, and alone it does not make a browser
+        tools = [{}, {"User-Agent": "curl/8.5.0"}, {"User-Agent": "node", "Sec-Fetch-Mode": "cors"}]
+        for host, tool in [(h, t) for h in ("127.0.0.1:%d" % self.port, "iothub:8080", "evil.example:%d" % self.port)
+                           for t in tools]:
+            with self.subTest(host=host, tool=tool):
+                h = dict(tool, **{"Host": host, "Content-Type": "text/plain"})
                 status, made = call(self.emu, "POST", "/emulator/faults", h, FAULT)
                 self.assertEqual(status, 201, made)
                 status, cleared = call(self.emu, "DELETE", "/emulator/faults", h)

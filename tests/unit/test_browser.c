@@ -1,5 +1,5 @@
 /* test_browser.c -- unit tests for http/browser: the Host checks (loopback, IP literal, a --hostname, a
- * malformed port), what makes a request a browser's, the same-origin check (Sec-Fetch-Site, Origin against
+ * malformed port), what makes a request a browser's (Origin, Sec-Fetch-*, a browser's User-Agent), the same-origin check (Sec-Fetch-Site, Origin against
  * Host) and the whole rule of the routes without authorization, with its reasons. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -55,8 +55,19 @@ static void who_is_a_browser(void **state)
     assert_false(browser_is_browser(&curl));
     struct browser_headers with_origin = {.host = "localhost", .origin = "http://localhost"};
     assert_true(browser_is_browser(&with_origin));
-    struct browser_headers with_mode = {.host = "localhost", .fetch_any = true};
-    assert_true(browser_is_browser(&with_mode));
+    struct browser_headers with_dest = {.host = "localhost", .fetch_any = true};
+    assert_true(browser_is_browser(&with_dest));
+    /* Chromium's same-origin GET over plain HTTP to a rebound name: no Origin, no Sec-Fetch-*, its User-Agent */
+    struct browser_headers rebound_get = {
+        .host = "evil.example:8080",
+        .user_agent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36"};
+    assert_true(browser_is_browser(&rebound_get));
+    const char *tools[] = {"curl/8.5.0", "Python-urllib/3.11", "node", "azure-iot-device/1.18", "Go-http-client/1.1",
+                           "mozilla/5.0", ""};
+    for (size_t i = 0; i < sizeof tools / sizeof tools[0]; i++) {
+        struct browser_headers tool = {.host = "iothub:8080", .user_agent = tools[i]};
+        assert_false(browser_is_browser(&tool));
+    }
 }
 
 static void same_origin(void **state)
