@@ -13,7 +13,9 @@
 
 #include "auth.h"
 #include "c2d.h"
+#include "device_link.h"
 #include "err.h"
+#include "faults.h"
 #include "log.h"
 #include "loop.h"
 #include "registry.h"
@@ -147,11 +149,63 @@ void rest_route_c2d_abandon(struct rest_req *q)
     c2d_settle(q, true);
 }
 
+/* MHD header iterator: iothub-app-{name} headers into a fault request (faults_request_prop matches the
+ * AzIoTHub_FaultOperation* names case-insensitively: header names reach us in whatever case the client wrote). */
+static enum MHD_Result collect_fault_property(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    static const char pre[] = "iothub-app-";
+    if (key && strncasecmp(key, pre, sizeof pre - 1) == 0)
+        faults_request_prop(cls, key + sizeof pre - 1, value);
+    return MHD_YES;
+}
+
+/* The SDK fault protocol on an HTTPS D2C message (README "Testing failures"). Returns false when q was
+ * refused (answered) or its connection is to close (q->gone), true to record and acknowledge it.
+ * InvokeThrottling / InvokeMaxMessageQuota / InvokeAuthError open their window as on MQTT (faults_d2c); while
+ * one is in force a message is answered 429 429001 (Retry-After: 1), 403 403002 or 401 401002, as the hub
+ * answers HTTPS. KillTcp / ShutDownMqtt / KillAmqp*: HTTPS has no connection that outlives the request to drop
+ * after the delay, so the message is recorded and this request's connection is closed at once, unanswered
+ * (the SDK sees the request fail and retries); the delay and duration are not applied. */
+static bool d2c_faults(struct rest_req *q)
+{
+    static const struct device_link_ops no_ops; /* an HTTPS "link" is the request itself: nothing to call */
+    struct device_link link = {&no_ops, q->route.device_id};
+    struct faults_request req;
+    faults_request_init(&req);
+    MHD_get_connection_values(q->conn, MHD_HEADER_KIND, collect_fault_property, &req);
+    bool drop = faults_sdk_protocol(q->r->faults) &&
+                (req.kind == FAULTS_KIND_KILL_TCP || req.kind == FAULTS_KIND_SHUTDOWN || req.kind == FAULTS_KIND_AMQP);
+    bool timed = req.kind != FAULTS_KIND_NONE && req.kind != FAULTS_KIND_KILL_TCP && req.kind != FAULTS_KIND_SHUTDOWN &&
+                 req.kind != FAULTS_KIND_AMQP; /* the kinds faults_d2c schedules without keeping the link */
+    switch (faults_d2c(q->r->faults, &link, timed ? &req : NULL)) {
+    case FAULTS_THROTTLED:
+        rest_answer_throttled(q, RESTAPI_ENVELOPE_A, 1);
+        return false;
+    case FAULTS_QUOTA_EXCEEDED:
+        rest_answer_errorf(q, RESTAPI_QUOTA_EXCEEDED, RESTAPI_ENVELOPE_A,
+                           "Total number of messages on IotHub exceeded the allocated quota.");
+        return false;
+    case FAULTS_UNAUTHORIZED:
+        rest_answer_errorf(q, RESTAPI_UNAUTHORIZED, RESTAPI_ENVELOPE_A, "Unauthorized");
+        return false;
+    default:
+        break;
+    }
+    if (drop) {
+        log_info("fault injection: %s asks for %s over HTTPS: the message is kept and this request's connection "
+                 "closes now, unanswered",
+                 q->route.device_id, req.type);
+        q->gone = true;
+    }
+    return true;
+}
+
 /* POST /devices/{id}/messages/events: telemetry over HTTPS, into the same log as MQTT's; iothub-app-{name}
- * headers are its properties, iothub-messageid / iothub-correlationid its $.mid / $.cid. 204. */
+ * headers are its properties, iothub-messageid / iothub-correlationid its $.mid / $.cid. 204. The SDK fault
+ * protocol applies (d2c_faults). */
 void rest_route_d2c_events(struct rest_req *q)
 {
-    if (!rest_device_prelude(q))
+    if (!rest_device_prelude(q) || !d2c_faults(q))
         return;
     struct buf topic;
     buf_init(&topic, 16384);
@@ -184,7 +238,8 @@ void rest_route_d2c_events(struct rest_req *q)
         return;
     }
     log_debug("telemetry from %s over HTTPS (%zu bytes)", q->route.device_id, q->body.len);
-    rest_answer_empty(q);
+    if (!q->gone)
+        rest_answer_empty(q);
 }
 
 /* DELETE /devices/{id}/commands: drops every queued C2D message; {"totalMessagesPurged": n, "deviceId": id}. */

@@ -1,7 +1,7 @@
 /* restapi.h -- the pure half of the service REST surface (iothub-protocol.md §4, §5): route parsing (path
  * segments percent-decoded, query), direct-method body validation, the hub's two error envelopes, .NET
  * TimeSpan text and the method-result body. No I/O, no libmicrohttpd, no globals: rest*.c drive HTTP and
- * calls these. Tests: tests/unit/test_restapi.c. */
+ * call these. Tests: tests/unit/test_restapi.c. */
 #ifndef IOTHUB_RESTAPI_H
 #define IOTHUB_RESTAPI_H
 
@@ -106,8 +106,8 @@ struct restapi_error {
 #define RESTAPI_NOT_FOUND 404000
 #define RESTAPI_METHOD_NOT_ALLOWED 405000
 #define RESTAPI_DEVICE_EXISTS 409001
-#define RESTAPI_JOB_NOT_FOUND 404002
-#define RESTAPI_JOB_EXISTS 409007 /* JobAlreadyExists (a best guess at the number) */
+#define RESTAPI_JOB_NOT_FOUND 404002 /* JobNotFound, as in the .NET SDK's ErrorCode enum */
+#define RESTAPI_JOB_EXISTS 409007 /* JobAlreadyExists: the emulator's own (no SDK lists a 409 code for jobs) */
 #define RESTAPI_MODULE_EXISTS 409301
 #define RESTAPI_MAX_PROPERTIES 403100 /* DeviceModelMaxPropertiesExceeded (a twin section too large) */
 #define RESTAPI_PRECONDITION_FAILED 412001

@@ -204,12 +204,14 @@ static void deliver(struct c2d *q, struct c2d_queue *k, int64_t now_ms)
         return;
     e->in_flight = true;
     e->m.delivery_count++;
+    /* Noted before the hand-over: a link that settles at once (MQTT QoS 0) completes, and so frees, the entry
+     * inside deliver_c2d; e is not touched after a successful hand-over. */
+    events_note(q->events, EVENTS_C2D, k->identity, "delivered", e->m.message_id, e->m.delivery_count, -1);
     if (k->link->ops->deliver_c2d(k->link, &e->m) != ERR_OK) {
         e->in_flight = false;
         e->m.delivery_count--;
+        events_note(q->events, EVENTS_C2D, k->identity, "undelivered", e->m.message_id, e->m.delivery_count, -1);
         log_warn("c2d: message %s for %s could not be delivered; it stays queued", e->m.message_id, k->identity);
-    } else {
-        events_note(q->events, EVENTS_C2D, k->identity, "delivered", e->m.message_id, e->m.delivery_count, -1);
     }
 }
 

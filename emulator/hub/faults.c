@@ -168,6 +168,11 @@ void faults_set_sdk_protocol(struct faults *f, bool on)
     f->sdk_on = on;
 }
 
+bool faults_sdk_protocol(const struct faults *f)
+{
+    return f && f->sdk_on;
+}
+
 static struct entry *entry_add(struct faults *f, enum entry_kind kind, const char *ident, const char *source)
 {
     struct entry *e = calloc(1, sizeof *e);

@@ -30,6 +30,8 @@ void faults_free(struct faults *f);
 /* The SDK protocol on D2C messages (on by default; --no-fault-injection turns it off). The control API and
  * throttling are unaffected. */
 void faults_set_sdk_protocol(struct faults *f, bool on);
+/* Whether the SDK protocol is honoured (false for NULL). */
+bool faults_sdk_protocol(const struct faults *f);
 
 /* ---- the SDK protocol ---- */
 

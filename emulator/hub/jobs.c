@@ -445,6 +445,24 @@ static bool collect_dev(void *ctx, const json_t *doc)
     return true;
 }
 
+/* Saves every device record of a job that starts (pending), in one transaction: a job still running when the
+ * emulator stops finds them after the restart and fails each one (jobs_use_store), so its statistics still
+ * count every target. Finished records are saved again as they end (dev_set_status). */
+static void devs_save_all(struct job *jb)
+{
+    struct db *db = jb->js->db;
+    if (!db || jb->ndev == 0)
+        return;
+    if (db_begin(db) != ERR_OK) {
+        log_warn("jobs: cannot save the devices of job %s", jb->id);
+        return;
+    }
+    for (size_t i = 0; i < jb->ndev; i++)
+        dev_save(&jb->devs[i]);
+    if (db_commit(db) != ERR_OK)
+        log_warn("jobs: cannot save the devices of job %s", jb->id);
+}
+
 static void job_run(struct job *jb)
 {
     struct jobs *js = jb->js;
@@ -460,6 +478,7 @@ static void job_run(struct job *jb)
     }
     log_info("job %s running on %zu devices", jb->id, jb->ndev);
     jb->t_deadline = loop_timer_add(js->loop, (int64_t)jb->max_exec_s * 1000, on_deadline, jb);
+    devs_save_all(jb);
     job_save(jb);
     pump_soon(jb);
 }

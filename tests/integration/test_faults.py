@@ -174,6 +174,68 @@ class SdkProtocol(unittest.TestCase):
             d.close()
 
 
+class HttpsD2c(unittest.TestCase):
+    """The SDK protocol on POST /devices/{id}/messages/events: the properties arrive as iothub-app-* headers, in
+    whatever case the client writes them (urllib capitalizes them: Iothub-app-aziothub_faultoperationtype)."""
+
+    def send(self, emu, props=None):
+        headers = {"iothub-app-" + k: v for k, v in (props or {}).items()}
+        return emu.rest("POST", "/devices/device1/messages/events?api-version=2021-04-12", b"{}",
+                        token=emu.device_token(), headers=headers)
+
+    def fault(self, kind, delay=0, duration=None):
+        props = {"AzIoTHub_FaultOperationType": kind, "AzIoTHub_FaultOperationCloseReason": "test",
+                 "AzIoTHub_FaultOperationDelayInSecs": str(delay)}
+        if duration is not None:
+            props["AzIoTHub_FaultOperationDurationInSecs"] = str(duration)
+        return props
+
+    def until_accepted(self, emu):
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            if self.send(emu)[0] == 204:
+                return
+            time.sleep(0.1)
+        self.fail("D2C still refused after the fault's duration")
+
+    def refused_for_the_duration(self, kind, status, code):
+        with Emulator() as emu:
+            self.assertEqual(self.send(emu, self.fault(kind, duration=2))[0], 204)  # the asking message is kept
+            got, headers, body = self.send(emu)
+            self.assertEqual((got, headers.get("iothub-errorcode")), (status, code), body)
+            self.assertTrue(body["Message"].startswith("ErrorCode:%s;" % code), body)
+            self.assertIn("Tracking ID:", body["ExceptionMessage"])
+            self.until_accepted(emu)
+            return headers
+
+    def test_throttling_is_429_with_retry_after(self):
+        headers = self.refused_for_the_duration("InvokeThrottling", 429, "ThrottlingException")
+        self.assertEqual(headers.get("Retry-After"), "1")
+
+    def test_auth_error_is_401(self):
+        self.refused_for_the_duration("InvokeAuthError", 401, "IotHubUnauthorizedAccess")
+
+    def test_max_message_quota_is_403(self):
+        self.refused_for_the_duration("InvokeMaxMessageQuota", 403, "IotHubQuotaExceeded")
+
+    def test_kill_tcp_closes_the_request_unanswered_and_keeps_the_message(self):
+        with Emulator() as emu:
+            for kind in ("KillTcp", "ShutDownMqtt"):
+                with self.assertRaises(Exception) as ctx:  # no HTTP answer: the connection closed under it
+                    self.send(emu, self.fault(kind, delay=1))
+                self.assertNotIsInstance(ctx.exception, AssertionError)
+            status, _, kept = emu.rest("GET", "/emulator/telemetry/device1")
+            self.assertEqual(status, 200)
+            self.assertEqual(len(kept), 2, kept)
+            self.assertEqual(self.send(emu)[0], 204)  # the next message is ordinary
+
+    def test_no_fault_injection_ignores_them(self):
+        with Emulator(extra_args=["--no-fault-injection"]) as emu:
+            self.assertEqual(self.send(emu, self.fault("KillTcp"))[0], 204)
+            self.assertEqual(self.send(emu, self.fault("InvokeThrottling", duration=30))[0], 204)
+            self.assertEqual(self.send(emu)[0], 204)
+
+
 class DeviceProgram(unittest.TestCase):
     def test_iothub_device_fault_kill_tcp(self):
         """iothub-device --fault KillTcp --fault-delay 1: the connection drops, it reconnects, answers again."""

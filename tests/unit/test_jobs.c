@@ -1,6 +1,6 @@
 /* test_jobs.c -- hub/jobs.c and store/jobstore.c: times, validation and 409, twin and method jobs over a real
  * hub and registry on the event loop, statistics and per-device records, schedule, cancel, the store after a
- * restart (a running job is marked failed, a scheduled one kept). */
+ * restart (a running job is marked failed with every target, a scheduled one kept). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -227,32 +227,40 @@ static void test_method_job_offline_and_schedule(void **state)
     jobs_free(js);
 }
 
-static void test_store_restart(void **state)
+/* A jobs module on the test store with one job created from text. */
+static struct jobs *stored_with_job(const char *id, const char *text)
 {
-    (void)state;
     char err[128];
     struct jobs *js = jobs_new(lp, hub);
     assert_int_equal(jobs_use_store(js, db, err, sizeof err), ERR_OK);
     struct jobs_error e;
     json_t *out = NULL;
-    json_t *b = body("{\"type\":\"scheduleUpdateTwin\",\"queryCondition\":\"1=1\",\"updateTwin\":{},"
-                     "\"startTime\":\"2999-01-01T00:00:00Z\"}");
-    assert_int_equal(jobs_create(js, "later", b, &out, &e), ERR_OK);
+    json_t *b = body(text);
+    assert_int_equal(jobs_create(js, id, b, &out, &e), ERR_OK);
     json_decref(out);
     json_decref(b);
-    jobs_free(js);
+    return js;
+}
+
+static void test_store_restart(void **state)
+{
+    (void)state;
+    char err[128];
+    jobs_free(stored_with_job("later", "{\"type\":\"scheduleUpdateTwin\",\"queryCondition\":\"1=1\","
+                                       "\"updateTwin\":{},\"startTime\":\"2999-01-01T00:00:00Z\"}"));
     /* a job the store says was running when the emulator stopped */
-    assert_int_equal(jobstore_save_job(db, "crashed",
-                                       "{\"jobId\":\"crashed\",\"type\":\"scheduleDeviceMethod\",\"status\":\"running\","
-                                       "\"queryCondition\":\"1=1\",\"cloudToDeviceMethod\":{\"methodName\":\"x\"},"
-                                       "\"startTime\":\"2026-01-01T00:00:00Z\",\"maxExecutionTimeInSeconds\":60}"),
-                     ERR_OK);
-    assert_int_equal(jobstore_save_device(db, "crashed", "a",
-                                          "{\"deviceId\":\"a\",\"jobId\":\"crashed\",\"status\":\"running\"}"),
-                     ERR_OK);
-    js = jobs_new(lp, hub);
+    assert_int_equal(
+        jobstore_save_job(db, "crashed",
+                          "{\"jobId\":\"crashed\",\"type\":\"scheduleDeviceMethod\",\"status\":\"running\","
+                          "\"queryCondition\":\"1=1\",\"cloudToDeviceMethod\":{\"methodName\":\"x\"},"
+                          "\"startTime\":\"2026-01-01T00:00:00Z\",\"maxExecutionTimeInSeconds\":60}"),
+        ERR_OK);
+    assert_int_equal(
+        jobstore_save_device(db, "crashed", "a", "{\"deviceId\":\"a\",\"jobId\":\"crashed\",\"status\":\"running\"}"),
+        ERR_OK);
+    struct jobs *js = jobs_new(lp, hub);
     assert_int_equal(jobs_use_store(js, db, err, sizeof err), ERR_OK);
-    out = jobs_get(js, "later");
+    json_t *out = jobs_get(js, "later");
     assert_string_equal(status(out), "scheduled");
     json_decref(out);
     out = jobs_get(js, "crashed");
@@ -260,6 +268,52 @@ static void test_store_restart(void **state)
     assert_int_equal(stat(out, "failedCount"), 1);
     assert_non_null(json_object_get(out, "failureReason"));
     json_decref(out);
+    jobs_free(js);
+}
+
+static int count_job(void *ctx, const char *job_id, const char *text, size_t len)
+{
+    (void)ctx, (void)job_id, (void)text, (void)len;
+    return ERR_OK;
+}
+
+/* Counts the stored device records of job "live" that are not finished. */
+static int count_live_dev(void *ctx, const char *job_id, const char *device_id, const char *text, size_t len)
+{
+    (void)device_id;
+    json_t *rec = json_loadb(text, len, 0, NULL);
+    const char *st = json_string_value(json_object_get(rec, "status"));
+    if (strcmp(job_id, "live") == 0 && st && (strcmp(st, "pending") == 0 || strcmp(st, "running") == 0))
+        ++*(int *)ctx;
+    json_decref(rec);
+    return ERR_OK;
+}
+
+/* A job that starts running saves its device records at once (pending), so that after a crash the restart
+ * fails every target instead of forgetting them (sdk_jobs.test.js found the statistics empty). */
+static void test_store_running_devices(void **state)
+{
+    (void)state;
+    char err[128];
+    struct jobs *js =
+        stored_with_job("live", "{\"type\":\"scheduleDeviceMethod\",\"queryCondition\":\"1=1\","
+                                "\"cloudToDeviceMethod\":{\"methodName\":\"x\",\"connectTimeoutInSeconds\":60}}");
+    spin(50);
+    json_t *out = jobs_get(js, "live");
+    assert_string_equal(status(out), "running");
+    json_decref(out);
+    int live = 0;
+    assert_int_equal(jobstore_load(db, count_job, count_live_dev, &live), ERR_OK);
+    assert_int_equal(live, 3); /* a, b, c: all waiting for their device to connect */
+    /* as after a crash: a fresh jobs on the same store fails the three */
+    struct jobs *again = jobs_new(lp, hub);
+    assert_int_equal(jobs_use_store(again, db, err, sizeof err), ERR_OK);
+    out = jobs_get(again, "live");
+    assert_string_equal(status(out), "failed");
+    assert_int_equal(stat(out, "deviceCount"), 3);
+    assert_int_equal(stat(out, "failedCount"), 3);
+    json_decref(out);
+    jobs_free(again);
     jobs_free(js);
 }
 
@@ -271,6 +325,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_twin_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_method_job_offline_and_schedule, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_running_devices, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
