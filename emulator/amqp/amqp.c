@@ -617,6 +617,32 @@ static void feedback_disposition(struct amqp *a, pn_delivery_t *d)
 
 /* ---- deliveries ---- */
 
+static char oversized_mark; /* the context of an incoming delivery found over AMQP_MAX_MESSAGE */
+
+/* An incoming message over AMQP_MAX_MESSAGE (the hub's 256 KiB device-to-cloud limit; our receivers announce it
+ * as their max-message-size): its bytes are read and thrown away as they arrive (never held), and once it is
+ * complete it is rejected with amqp:link:message-size-exceeded (the Node SDK's MessageTooLargeError). Only that
+ * delivery fails: the link, the connection and the other identities on it go on. */
+static void drop_oversized(pn_link_t *l, pn_delivery_t *d)
+{
+    char scratch[16384];
+    pn_delivery_set_context(d, &oversized_mark);
+    if (pn_link_current(l) != d)
+        return;
+    while (pn_link_recv(l, scratch, sizeof scratch) > 0)
+        ;
+    if (pn_delivery_partial(d) && !pn_delivery_aborted(d))
+        return;
+    if (!pn_delivery_aborted(d))
+        delivery_set_outcome(d, PN_REJECTED, "amqp:link:message-size-exceeded",
+                             "the message is over the hub's limit of 262144 bytes (256 KiB) for one message");
+    log_info("link %s: a message over %u bytes refused", pn_link_name(l), AMQP_MAX_MESSAGE);
+    pn_link_advance(l);
+    pn_delivery_settle(d);
+    if (pn_link_state(l) & PN_LOCAL_ACTIVE)
+        pn_link_flow(l, 1);
+}
+
 static void on_delivery(struct amqp *a, pn_delivery_t *d)
 {
     pn_link_t *l = pn_delivery_link(d);
@@ -626,8 +652,8 @@ static void on_delivery(struct amqp *a, pn_delivery_t *d)
         return; /* device C2D dispositions reach devlinks_event; our other sends are pre-settled */
     }
     size_t pending = pn_delivery_pending(d);
-    if (pending > AMQP_MAX_MESSAGE) {
-        close_with(a, "amqp:link:message-size-exceeded", "message too big");
+    if (pn_delivery_get_context(d) == &oversized_mark || pending > AMQP_MAX_MESSAGE) {
+        drop_oversized(l, d);
         return;
     }
     if (!pn_delivery_readable(d) || pn_delivery_partial(d))

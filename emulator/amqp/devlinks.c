@@ -34,6 +34,7 @@
 #define DL_MAX_QUEUED 64   /* messages waiting for credit on one of our senders before a send fails */
 #define DL_TWIN_MAX (128u * 1024u) /* a twin document (desired and reported at 32 KiB each, with versions) */
 #define DL_IDENT_MAX (2 * REGISTRY_MAX_ID + 2)
+#define DL_CHANNEL_MAX 160 /* a channel-correlation-id kept for pairing ("twin:" + a uuid is 41 bytes) */
 #define DL_MAX_BATCH 500 /* messages in one batched telemetry delivery (256 KiB at ~0.5 KiB each) */
 
 /* What one of our links does for its identity. */
@@ -408,10 +409,13 @@ static void refuse(struct devlinks *dl, pn_link_t *l, const char *name, const ch
     log_info("amqp %s: device link %s refused: %s", dl->peer, pn_link_name(l), desc);
 }
 
-/* The hub learns the identity takes method calls once both method links are attached. */
+static bool same_channel(pn_link_t *a, pn_link_t *b);
+
+/* The hub learns the identity takes method calls once both links of one method pair are attached: the same
+ * address and the same com.microsoft:channel-correlation-id (see same_channel). */
 static void methods_check(struct devlinks *dl, struct dl_ident *id)
 {
-    if (id->meth_out && id->meth_in && !id->methods_ready) {
+    if (id->meth_out && id->meth_in && !id->methods_ready && same_channel(id->meth_out, id->meth_in)) {
         id->methods_ready = true;
         hub_link_methods_ready(dl->env.hub, &id->link);
     }
@@ -541,6 +545,28 @@ static bool map_text(pn_data_t *data, const char *key, char *out, size_t outlen)
     return found;
 }
 
+
+/* The com.microsoft:channel-correlation-id attach property of l ("" when it has none). */
+static void link_channel(pn_link_t *l, char *out, size_t outlen)
+{
+    out[0] = 0;
+    pn_data_t *props = pn_link_remote_properties(l);
+    if (!props || !map_text(props, "com.microsoft:channel-correlation-id", out, outlen))
+        out[0] = 0;
+}
+
+/* Whether a request link and a response link are one pair. The SDKs give both links of a pair one
+ * channel-correlation-id (Node: "methods:"/"twin:" + a uuid per client, C: the device id), and the hub pairs
+ * them by it: a stale link of an earlier pair (a re-attach after a link was killed, a second client of the
+ * identity on the connection) is never paired with a newer one, so requests and answers cannot cross. Links
+ * without the property (older clients, tests) pair by identity and address alone. */
+static bool same_channel(pn_link_t *a, pn_link_t *b)
+{
+    char x[DL_CHANNEL_MAX], y[DL_CHANNEL_MAX];
+    link_channel(a, x, sizeof x);
+    link_channel(b, y, sizeof y);
+    return strcmp(x, y) == 0;
+}
 
 /* The body: a data section, or an amqp-value string or binary; empty when there is none. *ok (may be NULL)
  * is false for any other body (a list, a map, a number...). */
@@ -821,6 +847,12 @@ static void on_twin_request(struct devlinks *dl, struct dl_ident *id, pn_deliver
                     "attach the twin receiver link (source /devices/{id}/twin) before sending twin requests");
         return;
     }
+    if (!same_channel(id->twin_out, pn_delivery_link(d))) {
+        delivery_set_outcome(d, PN_REJECTED, "amqp:not-allowed",
+                             "the twin receiver link attached last has another com.microsoft:channel-correlation-id: "
+                             "attach the request and response links of one pair with the same value");
+        return;
+    }
     pn_msgid_t cid = pn_message_get_correlation_id(m);
     delivery_set_outcome(d, PN_ACCEPTED, NULL, NULL);
     int retry = 0;
@@ -1024,6 +1056,18 @@ static void put_str_prop(pn_data_t *ap, const char *k, const char *v)
     pn_data_put_string(ap, pn_bytes(strlen(v), v));
 }
 
+/* The input name of a message to a module: its `inputName` application property (how a sender outside
+ * IoT Edge, where routes name the input, says which input it is for); NULL for a device or without one. */
+static const char *module_input_name(const struct dl_ident *id, const struct c2d_message *cm)
+{
+    if (!id->module_id[0])
+        return NULL;
+    for (size_t i = 0; i < cm->n_props; i++)
+        if (strcmp(cm->props[i].key, "inputName") == 0 && cm->props[i].value[0])
+            return cm->props[i].value;
+    return NULL;
+}
+
 /* A C2D message, unsettled, tagged with its lock token; the device's outcome settles it (c2d_disposition). */
 static int link_deliver_c2d(struct device_link *l, const struct c2d_message *cm)
 {
@@ -1060,6 +1104,15 @@ static int link_deliver_c2d(struct device_link *l, const struct c2d_message *cm)
         for (size_t i = 0; i < cm->n_props; i++)
             put_str_prop(ap, cm->props[i].key, cm->props[i].value);
         pn_data_exit(ap);
+    }
+    const char *input = module_input_name(id, cm);
+    if (input) { /* a module's input message: the input name where the SDKs read it (Node: 'inputMessage') */
+        pn_data_t *ann = pn_message_annotations(m);
+        pn_data_put_map(ann);
+        pn_data_enter(ann);
+        pn_data_put_symbol(ann, pn_bytes(strlen("x-opt-input-name"), "x-opt-input-name"));
+        pn_data_put_string(ann, pn_bytes(strlen(input), input));
+        pn_data_exit(ann);
     }
     pn_message_set_inferred(m, true);
     pn_data_put_binary(pn_message_body(m), pn_bytes(cm->body_len, (const char *)cm->body));

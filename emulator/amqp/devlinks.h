@@ -2,7 +2,7 @@
  * put-token with a device or module SAS token ({host}/devices/{id}[/modules/{mid}]), renewed in place; the
  * identity's links on the connection -- telemetry (/devices/{id}/messages/events), C2D
  * (/messages/devicebound, accept / reject / release = complete / reject / abandon), direct methods
- * (/methods/devicebound, a request and a response link), twins (/twin: GET, reported PATCH, desired
+ * (/methods/devicebound, a request and a response link, paired by com.microsoft:channel-correlation-id), twins (/twin: GET, reported PATCH, desired
  * notifications) -- each identity a struct device_link (hub/device_link.h), so presence, takeover, method
  * calls, twin pushes, C2D and fault injection go through the same hub code as MQTT. One connection may carry
  * several identities (the C SDK multiplexes). amqp.c keeps SASL, $cbs and the connection and hands this module

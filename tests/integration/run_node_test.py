@@ -36,7 +36,7 @@ def main():
         emu.stop()
         env = dict(os.environ, NODE_EXTRA_CA_CERTS=os.path.join(data_dir, "ca.pem"), IOTHUB_TEST_DATA_DIR=data_dir)
         here = os.path.dirname(os.path.abspath(__file__))
-        rc = subprocess.call(["node", "--test", "--test-reporter=spec", os.path.join(here, test_file)],
+        rc = subprocess.call(["node", "--test", "--test-reporter=spec"] + sys.argv[2:] + [os.path.join(here, test_file)],
                              env=env, cwd=here)
         return rc
     finally:
