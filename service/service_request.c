@@ -417,10 +417,17 @@ static int job_work(const struct service_client_job_spec *j, json_t **out, char 
             return ERR_INVALID;
         *out = json_pack("{s:s, s:o, s:i}", "methodName", j->method_name, "payload", a, "responseTimeoutInSeconds",
                          j->response_timeout_s > 0 ? j->response_timeout_s : 30);
-        if (*out && j->connect_timeout_s > 0 &&
-            json_object_set_new(*out, "connectTimeoutInSeconds", json_integer(j->connect_timeout_s)))
-            json_decref(*out), *out = NULL;
-        return *out ? ERR_OK : ERR_NOMEM;
+        if (!*out) {
+            snprintf(err, errlen, "the method name is not valid UTF-8");
+            return ERR_INVALID;
+        }
+        if (j->connect_timeout_s > 0 &&
+            json_object_set_new(*out, "connectTimeoutInSeconds", json_integer(j->connect_timeout_s))) {
+            json_decref(*out);
+            *out = NULL;
+            return ERR_NOMEM;
+        }
+        return ERR_OK;
     }
     if (!j->desired && !j->tags) {
         snprintf(err, errlen, "a twin job needs --desired JSON and/or --tags JSON");
@@ -431,17 +438,23 @@ static int job_work(const struct service_client_job_spec *j, json_t **out, char 
         json_decref(a);
         return ERR_INVALID;
     }
-    *out = json_object();
-    int bad = !*out;
+    /* json_object_set_new and json_pack take a and b, also when they fail. */
+    json_t *work = json_object();
+    int bad = !work;
     if (!bad && b)
-        bad = json_object_set_new(*out, "tags", b), b = NULL;
+        bad = json_object_set_new(work, "tags", b);
+    else
+        json_decref(b);
     if (!bad && a)
-        bad = json_object_set_new(*out, "properties", json_pack("{s:o}", "desired", a)), a = NULL;
-    json_decref(a);
-    json_decref(b);
-    if (bad)
-        json_decref(*out), *out = NULL;
-    return *out ? ERR_OK : ERR_NOMEM;
+        bad = json_object_set_new(work, "properties", json_pack("{s:o}", "desired", a));
+    else
+        json_decref(a);
+    if (bad) {
+        json_decref(work);
+        return ERR_NOMEM;
+    }
+    *out = work;
+    return ERR_OK;
 }
 
 int service_request_job_body(const struct service_client_job_spec *j, char **out, char *err, size_t errlen)

@@ -269,6 +269,9 @@ static void job_requests(void **state)
     b.method_name = "";
     bad_job_body(&b, "the method name is empty");
     b = m;
+    b.method_name = "\xc3";
+    bad_job_body(&b, "the method name is not valid UTF-8");
+    b = m;
     b.payload = "{";
     bad_job_body(&b, "--payload must be JSON");
     b = m;
