@@ -357,7 +357,8 @@ static int cmd_job_list(struct service_client *c, const struct service_cmd *cmd)
     while (status == SERVICE_CMD_EXIT_OK) {
         struct service_client_result res;
         char *rows = NULL, *next = NULL;
-        int rc = service_client_job_query(c, cmd->job_type, cmd->job_status, 0, cont, &rows, &next, &res);
+        int rc = service_client_job_query(c, cmd->job_type, cmd->job_status, cmd->page_size, cont, &rows, &next,
+                                          &res);
         status = service_cmd_exit_status(rc, &res);
         if (status != SERVICE_CMD_EXIT_OK)
             report(rc, &res);

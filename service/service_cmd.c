@@ -103,7 +103,7 @@ static const struct {
     {"connect-timeout", OPT_CONNECT_TIMEOUT, 1, FOR_INVOKE | FOR_JOB_METHOD},
     {"module", OPT_MODULE, 1, FOR_INVOKE | FOR_SAS | FOR_TWIN},
     {"etag", OPT_ETAG, 1, FOR_TWIN_WRITE},
-    {"page-size", OPT_PAGE_SIZE, 1, FOR_QUERY},
+    {"page-size", OPT_PAGE_SIZE, 1, FOR_QUERY | FOR_JOB_LIST},
     {"primary-key", OPT_PRIMARY_KEY, 1, FOR_CREATE},
     {"secondary-key", OPT_SECONDARY_KEY, 1, FOR_CREATE},
     {"disabled", OPT_DISABLED, 0, FOR_CREATE},
@@ -406,7 +406,8 @@ static int interpret_sas(const struct parse_state *st, struct service_cmd *cmd, 
 #define JOB_USAGE                                                                                              \
     "job schedule-method JOB --query WHERE --method NAME [--payload JSON] [--start ISO] [--max-time S] "        \
     "[--timeout S] [--connect-timeout S] | job schedule-twin JOB --query WHERE --desired JSON [--tags JSON] "   \
-    "[--start ISO] [--max-time S] | job get JOB [--wait] | job cancel JOB | job list [--type T] [--status S]"
+    "[--start ISO] [--max-time S] | job get JOB [--wait] | job cancel JOB | job list [--type T] [--status S] "  \
+    "[--page-size N]"
 
 static const char *const job_types[] = {"scheduleDeviceMethod", "scheduleUpdateTwin", NULL};
 /* The hub's job statuses (swagger JobResponse.status). */
@@ -654,7 +655,8 @@ const char *service_cmd_usage(void)
            "  job get JOB [--wait]                 print the job; --wait polls until it is completed, failed or\n"
            "      cancelled, with a progress line on stderr per change (exit 8 when it failed or was cancelled)\n"
            "  job cancel JOB                       cancel a scheduled or running job and print it\n"
-           "  job list [--type scheduleDeviceMethod|scheduleUpdateTwin] [--status S]   all pages, one JSON array\n"
+           "  job list [--type scheduleDeviceMethod|scheduleUpdateTwin] [--status S] [--page-size N]\n"
+           "      list the jobs (GET /jobs/v2/query), all pages, as one JSON array\n"
            "\n"
            "Options for every command:\n"
            "  --connection-string CS  service connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...)\n"

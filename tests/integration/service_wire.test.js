@@ -419,7 +419,8 @@ test('job cancel posts to /cancel; job list follows every page with its filters'
   });
   const page1 = { status: 200, body: [{ jobId: 'a' }], headers: { 'x-ms-continuation': 'next+1' } };
   await withHub([page1, { status: 200, body: [{ jobId: 'b' }] }], async (hub) => {
-    const out = await svc(hub, 'job', 'list', '--type', 'scheduleUpdateTwin', '--status', 'completed', '--json');
+    const out = await svc(hub, 'job', 'list', '--type', 'scheduleUpdateTwin', '--status', 'completed', '--json',
+      '--page-size', '1');
     assert.equal(out.code, 0, out.stderr);
     assert.deepEqual(JSON.parse(out.stdout), [{ jobId: 'a' }, { jobId: 'b' }]);
     assert.equal(hub.requests.length, 2);
@@ -429,5 +430,6 @@ test('job cancel posts to /cancel; job list follows every page with its filters'
     }
     assert.equal(hub.requests[0].headers['x-ms-continuation'], undefined);
     assert.equal(hub.requests[1].headers['x-ms-continuation'], 'next+1');
+    assert.equal(hub.requests[1].headers['x-ms-max-item-count'], '1');
   });
 });

@@ -463,6 +463,8 @@ static void job_commands(void **state)
     ok("job list --type scheduleUpdateTwin --status running", &c);
     assert_string_equal(c.job_type, "scheduleUpdateTwin");
     assert_string_equal(c.job_status, "running");
+    ok("job list --page-size 5", &c);
+    assert_int_equal(c.page_size, 5);
 
     bad("job", "usage: iothub-service job");
     bad("job start j1", "usage: iothub-service job");
