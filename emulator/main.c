@@ -379,7 +379,9 @@ static int setup_services(struct emulator *e, char *err, size_t errlen)
         .ca_pem_path = e->certs.ca_path, .token_skew_s = e->cfg.token_skew_s, .telemetry = e->telemetry,
         .head_timeout_s = e->cfg.connect_timeout_s, .idle_timeout_s = e->cfg.http_idle_timeout_s,
         .max_connections = (unsigned)e->cfg.max_connections, .faults = e->faults, .c2d = e->c2d, .jobs = e->jobs,
-        .events = e->events, .host_name = e->cfg.hostnames[0], .hub_name = e->hub_name,
+        .events = e->events, .host_name = e->cfg.hostnames[0],
+        .host_names = (const char *const *)e->cfg.hostnames, .n_host_names = e->cfg.n_hostnames,
+        .hub_name = e->hub_name,
         .dashboard_open = bind_is_loopback(e)};
     hub_set_events(e->hub, e->events);
     c2d_set_events(e->c2d, e->events);

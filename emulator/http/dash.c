@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "browser.h"
 #include "buf.h"
 #include "c2d.h"
 #include "dashapi.h"
@@ -208,23 +209,19 @@ static bool peer_is_loopback(struct MHD_Connection *conn)
     return false;
 }
 
-/* A page on this machine, over a loopback-bound listener, from a same-origin request: no key needed. */
+/* A page on this machine, over a loopback-bound listener, from a same-origin request: no key needed. The Host
+ * and Origin rule is browser.h's, with only the loopback names for the Host. */
 static bool session_open(struct dash *d, struct MHD_Connection *conn, const char **why)
 {
-    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
-    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
-    const char *site = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-Fetch-Site");
+    struct browser_headers h;
+    browser_headers_read(conn, &h);
     if (!d->cfg.open)
         *why = "the emulator listens beyond loopback (--bind), so the page needs the iothubowner key";
     else if (!peer_is_loopback(conn))
         *why = "the request does not come from this machine";
-    else if (!dashapi_host_is_loopback(host))
+    else if (!browser_host_is_loopback(h.host))
         *why = "the page was not opened as localhost, 127.0.0.1 or [::1]";
-    else if (site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
-        *why = "a cross-site request";
-    else if (origin && (!strstr(origin, "://") || strcmp(strstr(origin, "://") + 3, host) != 0))
-        *why = "a cross-origin request";
-    else
+    else if ((*why = browser_cross_site(&h)) == NULL)
         return true;
     return false;
 }

@@ -1,5 +1,5 @@
 /* dashapi.c -- the dashboard's pure HTTP logic (see dashapi.h): route classification, the C2D send body,
- * the Host check and the SSE records. */
+ * and the SSE records. */
 #include "dashapi.h"
 
 #include <stdio.h>
@@ -258,29 +258,6 @@ int dashapi_c2d_parse(const char *text, size_t len, struct c2d_message *m, json_
     m->body_len = json_string_length(body);
     *holder = j;
     return ERR_OK;
-}
-
-bool dashapi_host_is_loopback(const char *host)
-{
-    if (!host)
-        return false;
-    size_t n = strlen(host);
-    const char *names[] = {"localhost", "127.0.0.1", "[::1]"};
-    for (size_t i = 0; i < 3; i++) {
-        size_t l = strlen(names[i]);
-        if (n < l || strncasecmp(host, names[i], l) != 0)
-            continue;
-        if (n == l)
-            return true;
-        if (host[l] != ':' || n == l + 1)
-            continue;
-        size_t k = l + 1;
-        while (k < n && host[k] >= '0' && host[k] <= '9')
-            k++;
-        if (k == n && n - l - 1 <= 5)
-            return true;
-    }
-    return false;
 }
 
 static int append_record(struct buf *out, const char *head, json_t *j)

@@ -1,6 +1,6 @@
 /* dashapi.h -- the pure half of the dashboard's HTTP surface (README "Dashboard"): which request-targets are
  * the dashboard's (its static files and the /emulator/ routes the page uses), the JSON body of the page's
- * C2D send, the Host-header check of the loopback-only session, and the text of one Server-Sent Event. No
+ * C2D send and the text of one Server-Sent Event (the Host check of the loopback session is browser.h's). No
  * I/O, no libmicrohttpd, no globals: dash.c drives HTTP. Tests: tests/unit/test_dashapi.c; fuzz:
  * tests/fuzz/fuzz_dashapi.c. */
 #ifndef IOTHUB_DASHAPI_H
@@ -51,10 +51,6 @@ const char *dashapi_allow(enum dashapi_kind kind);
  * over C2D_MAX_BODY: 413). */
 int dashapi_c2d_parse(const char *text, size_t len, struct c2d_message *m, json_t **holder, char *why,
                       size_t whylen);
-
-/* True when a Host header names this machine's loopback: "localhost", "127.0.0.1", "[::1]", with or without
- * ":port" (a DNS-rebinding page cannot then use the loopback session). NULL is false. */
-bool dashapi_host_is_loopback(const char *host);
 
 /* Appends one SSE record "id: N\nevent: hub\ndata: {json}\n\n" for a hub event. ERR_OK or ERR_NOMEM. */
 int dashapi_sse_event(struct buf *out, const struct events_event *ev);

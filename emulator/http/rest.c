@@ -536,6 +536,22 @@ static void dash_wake(void *ctx)
     arm(ctx, 0);
 }
 
+/* The --hostname names a browser's Host may use (rest_emulator.c, browser.h). */
+static int copy_host_names(struct rest *r, const struct rest_config *cfg)
+{
+    const char *one[] = {cfg->host_name};
+    const char *const *names = cfg->n_host_names ? cfg->host_names : one;
+    size_t n = cfg->n_host_names ? cfg->n_host_names : (cfg->host_name ? 1 : 0);
+    if (n == 0)
+        return ERR_OK;
+    if (!(r->host_names = calloc(n, sizeof *r->host_names)))
+        return ERR_NOMEM;
+    for (; r->n_host_names < n; r->n_host_names++)
+        if (!(r->host_names[r->n_host_names] = strdup(names[r->n_host_names])))
+            return ERR_NOMEM;
+    return ERR_OK;
+}
+
 struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
 {
     struct rest *r = calloc(1, sizeof *r);
@@ -560,6 +576,10 @@ struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
                              .host_name = cfg->host_name, .hub_name = cfg->hub_name, .open = cfg->dashboard_open,
                              .token_skew_s = cfg->token_skew_s, .wake = dash_wake, .wake_ctx = r};
     if (!(r->dash = dash_new(&dc))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (copy_host_names(r, cfg) != ERR_OK) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -653,6 +673,9 @@ void rest_free(struct rest *r)
     free(r->by_fd);
     rest_auth_cleanup(r);
     free(r->ca_pem_path);
+    for (size_t i = 0; i < r->n_host_names; i++)
+        free(r->host_names[i]);
+    free(r->host_names);
     free(r);
 }
 

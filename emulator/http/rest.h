@@ -7,6 +7,7 @@
 #define IOTHUB_REST_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -38,6 +39,10 @@ struct rest_config {
     /* The dashboard (dash.h): its page at "/" and its /emulator/ routes. */
     struct events *events;       /* the hub's live feed for its stream; NULL: telemetry only */
     const char *host_name;       /* the first --hostname (NULL: 127.0.0.1) */
+    /* Every --hostname: names a browser's Host may use on the /emulator routes without authorization
+     * (browser.h). n_host_names 0: host_name only. */
+    const char *const *host_names;
+    size_t n_host_names;
     const char *hub_name;        /* NULL: "iothub" */
     bool dashboard_open;         /* every listener is on loopback: a local page needs no key */
 };

@@ -1,13 +1,15 @@
 /* rest_emulator.c -- the emulator's own routes (rest_internal.h), without authorization like the dev aids
  * they are: GET /health, GET /emulator/ca.pem, GET/DELETE /emulator/telemetry, /emulator/consumergroups,
- * /emulator/faults; and rest_faulted, which applies the injected REST faults and the --throttle registry
- * limit (faults.h) to the hub's own routes. Tests: tests/unit/test_rest_http.c. */
+ * /emulator/faults (the last three refuse the browser requests of browser.h); and rest_faulted, which applies the
+ * injected REST faults and the --throttle registry limit (faults.h) to the hub's own routes. Tests:
+ * tests/unit/test_rest_http.c, tests/integration/test_emulator_browser.py. */
 #include "rest_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "browser.h"
 #include "err.h"
 #include "eventlog.h"
 #include "faults.h"
@@ -35,10 +37,38 @@ void rest_route_health(struct rest_req *q)
     rest_answer_json(q, MHD_HTTP_OK, j, NULL);
 }
 
+/* The browser rule (browser.h, README "Browsers and the /emulator routes") of the routes that read or change
+ * state without authorization: a request with Origin, Sec-Fetch-* or a browser's User-Agent (browser_is_browser)
+ * is a browser's, and is refused
+ * 403 unless its Host is loopback, an IP literal or a --hostname (a DNS-rebinding page uses its own name) and
+ * it is same-origin (a cross-site page can POST a text/plain form with no preflight). Requests with neither
+ * header (curl, the SDKs, scripts in a compose network) and the dashboard's own page are unaffected. /health
+ * and /emulator/ca.pem are left open: nothing secret, nothing changed. True when q was answered here. */
+static bool browser_refused(struct rest_req *q)
+{
+    struct browser_headers h;
+    char why[200];
+    browser_headers_read(q->conn, &h);
+    const char *reason =
+        browser_refusal(&h, (const char *const *)q->r->host_names, q->r->n_host_names, why, sizeof why);
+    if (!reason)
+        return false;
+    log_info("http %s %.200s: refused, a browser's request and %s", q->method, q->uri, reason);
+    rest_answer_errorf(q, RESTAPI_FORBIDDEN, RESTAPI_ENVELOPE_A,
+                       "A browser may call the emulator's unauthenticated routes only from the same origin, with a "
+                       "Host of localhost, an IP address or a --hostname; this request comes from a browser (Origin, "
+                       "Sec-Fetch-* or its User-Agent) and %s. Call it without them (curl, a script), or from the dashboard "
+                       "opened at such an address.",
+                       reason);
+    return true;
+}
+
 /* GET /emulator/telemetry[/{deviceId}][?top=N]: the kept device-to-cloud messages, oldest first.
  * DELETE /emulator/telemetry forgets them. No authorization, like /health: a development aid. */
 void rest_route_telemetry(struct rest_req *q)
 {
+    if (browser_refused(q))
+        return;
     if (!q->r->telemetry) {
         rest_answer_errorf(q, RESTAPI_NOT_FOUND, RESTAPI_ENVELOPE_A, "No telemetry log.");
     } else if (strcmp(q->method, "DELETE") == 0) {
@@ -60,6 +90,8 @@ void rest_route_telemetry(struct rest_req *q)
  * removes (204; $Default cannot be deleted). No authorization, like /health. */
 void rest_route_consumer_groups(struct rest_req *q)
 {
+    if (browser_refused(q))
+        return;
     struct eventlog *log = q->r->telemetry ? telemetry_log(q->r->telemetry) : NULL;
     const char *name = q->route.device_id;
     if (!log) {
@@ -103,6 +135,8 @@ void rest_route_consumer_groups(struct rest_req *q)
  * clears them all or /emulator/faults/{id} one. No authorization, like the other /emulator routes. */
 void rest_route_faults(struct rest_req *q)
 {
+    if (browser_refused(q))
+        return;
     struct faults *f = q->r->faults;
     char *end = NULL;
     unsigned long long id = q->route.device_id ? strtoull(q->route.device_id, &end, 10) : 0;

@@ -99,6 +99,8 @@ struct rest {
     int head_timeout_s, idle_timeout_s;
     struct loop_timer *sweep;
     struct dash *dash; /* the dashboard's page and routes (dash.h) */
+    char **host_names; /* rest_config's names a browser's Host may use (browser.h) */
+    size_t n_host_names;
 };
 
 /* ---- rest.c: suspension of a waiting request ---- */

@@ -278,6 +278,7 @@ static const struct {
     {RESTAPI_ARGUMENT_INVALID, "ArgumentInvalid"},
     {RESTAPI_FORMAT_ERROR, "IotHubFormatError"},
     {RESTAPI_UNAUTHORIZED, "IotHubUnauthorizedAccess"},
+    {RESTAPI_FORBIDDEN, "Forbidden"},
     {RESTAPI_QUOTA_EXCEEDED, "IotHubQuotaExceeded"},
     {RESTAPI_QUEUE_DEPTH, "DeviceMaximumQueueDepthExceeded"},
     {RESTAPI_DEVICE_NOT_FOUND, "DeviceNotFound"},

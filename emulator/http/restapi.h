@@ -91,11 +91,13 @@ struct restapi_error {
 };
 
 /* The hub's codes used here (name from restapi_code_name). NotFound and MethodNotAllowed are the
- * emulator's own for unknown routes; they appear only in Envelope A, which shows names, not numbers. */
+ * emulator's own for unknown routes, Forbidden for the browser rule (browser.h); they appear only in
+ * Envelope A, which shows names, not numbers. */
 #define RESTAPI_INVALID_PROTOCOL_VERSION 400001
 #define RESTAPI_ARGUMENT_INVALID 400004
 #define RESTAPI_FORMAT_ERROR 400006
 #define RESTAPI_UNAUTHORIZED 401002
+#define RESTAPI_FORBIDDEN 403000 /* a browser's request the emulator refuses (browser.h) */
 #define RESTAPI_QUOTA_EXCEEDED 403002
 #define RESTAPI_QUEUE_DEPTH 403004 /* DeviceMaximumQueueDepthExceeded: a C2D queue is full */
 #define RESTAPI_DEVICE_NOT_FOUND 404001

@@ -4,7 +4,8 @@
 // page reaches the device; telemetry and a C2D message go both ways; a job's progress; the hub, query and
 // events views; an emulator bound beyond loopback asks for the iothubowner key, and there the page creates,
 // disables, copies the connection string of (only when asked) and deletes a device; device-supplied strings full
-// of HTML and a device id full of URL characters are shown as text and run nothing. A screenshot of each page
+// of HTML and a device id full of URL characters are shown as text and run nothing; a DNS-rebound or cross-site
+// page is refused the /emulator routes, the same-origin page is not. A screenshot of each page
 // goes to IOTHUB_SCREENSHOT_DIR (ctest sets it under the build dir: CI keeps it as an artefact). Run through
 // run_node_test.py (fixed port 8883); ctest reports it SKIPPED (77) when /usr/bin/chromium is missing.
 'use strict';
@@ -23,9 +24,9 @@ const CHROMIUM = process.env.IOTHUB_CHROMIUM || '/usr/bin/chromium';
 const SHOTS = process.env.IOTHUB_SCREENSHOT_DIR || fs.mkdtempSync(path.join(os.tmpdir(), 'dashboard-shots-'));
 fs.mkdirSync(SHOTS, { recursive: true });
 
-async function withBrowser(fn) {
+async function withBrowser(fn, extraArgs = []) {
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', ...extraArgs] });
   try {
     const context = await browser.newContext({ viewport: { width: 1366, height: 860 } });
     await context.grantPermissions(['clipboard-read', 'clipboard-write']);
@@ -156,6 +157,57 @@ test('the dashboard follows an SDK device and acts on it', { timeout: 120000 }, 
 // Everything a device or a service user supplies reaches the page as text, never as markup: a hostile device id
 // (every character the registry allows that means something in a URL or in HTML attributes), reported
 // properties, telemetry body and properties, and a method answer full of HTML. Nothing runs, no element is made.
+// README "Browsers and the /emulator routes", with the headers chromium really sends: evil.example is resolved to
+// 127.0.0.1 (a DNS rebinding done), so a page at http://evil.example:port is same-origin with the emulator as
+// far as the browser knows; and from there a cross-site write to http://127.0.0.1:port. All refused, nothing
+// changed; the same calls from the page opened as 127.0.0.1 work.
+test('a rebound or cross-site page cannot use the /emulator routes; the same-origin page can', { timeout: 60000 }, async () => {
+  await withEmulator({}, async (emu) => {
+    const headerless = (method, p) => new Promise((resolve, reject) => {
+      const req = require('node:http').request({ host: '127.0.0.1', port: emu.httpPort, method, path: p }, (res) => {
+        let text = '';
+        res.on('data', (c) => { text += c; });
+        res.on('end', () => resolve({ status: res.statusCode, body: text ? JSON.parse(text) : null }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    await withBrowser(async (page) => {
+      const fault = JSON.stringify({ fault: 'refuseConnect', deviceId: 'device1', seconds: 60 });
+      await page.goto(`http://evil.example:${emu.httpPort}/`);
+      const rebound = await page.evaluate(async (body) => {
+        const get = await fetch('/emulator/telemetry');
+        const post = await fetch('/emulator/faults', { method: 'POST', body });
+        const put = await fetch('/emulator/consumergroups/evilgroup', { method: 'PUT' });
+        return { get: [get.status, await get.text()], post: post.status, put: put.status };
+      }, fault);
+      assert.equal(rebound.get[0], 403);
+      assert.match(rebound.get[1], /ErrorCode:Forbidden;.*DNS rebinding/);
+      assert.deepEqual([rebound.post, rebound.put], [403, 403]);
+      // a cross-site form POST (text/plain: no preflight) from another site's page to the loopback address
+      await page.route('http://attacker.example/', (route) => route.fulfill({ contentType: 'text/html', body:
+        `<form method="POST" enctype="text/plain" action="http://127.0.0.1:${emu.httpPort}/emulator/faults">` +
+        `<input name='{"fault":"refuseConnect","deviceId":"device1","seconds":60,"x":"' value='"}'></form>` }));
+      await page.goto('http://attacker.example/');
+      await Promise.all([page.waitForNavigation(), page.evaluate(() => document.forms[0].submit())]);
+      assert.match(await page.textContent('body'), /ErrorCode:Forbidden;.*cross-site/);
+      assert.match(emu.log, /refused, a browser's request and it is a cross-site request/);
+      assert.deepEqual((await headerless('GET', '/emulator/faults')).body.faults, []);
+      assert.ok(!(await headerless('GET', '/emulator/consumergroups')).body.includes('evilgroup'));
+
+      await page.goto(`http://127.0.0.1:${emu.httpPort}/`);
+      const same = await page.evaluate(async (body) => {
+        const post = await fetch('/emulator/faults', { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+        const put = await fetch('/emulator/consumergroups/pagegroup', { method: 'PUT' });
+        const get = await fetch('/emulator/telemetry');
+        return [post.status, put.status, get.status];
+      }, fault);
+      assert.deepEqual(same, [201, 201, 200]);
+      assert.equal((await headerless('GET', '/emulator/faults')).body.faults.length, 1);
+    }, ['--host-resolver-rules=MAP evil.example 127.0.0.1']);
+  });
+});
+
 test('device-supplied strings are shown as text, never run (XSS)', { timeout: 120000 }, async () => {
   await withEmulator({}, async (emu) => {
     await withBrowser(async (page, errors) => {
