@@ -215,11 +215,17 @@ static void conn_flush(struct conn *c)
         mark_dead(c);
 }
 
-int conn_send(struct conn *c, const uint8_t *data, size_t len)
+int conn_send2(struct conn *c, const uint8_t *head, size_t hlen, const uint8_t *body, size_t blen)
 {
     if (c->closing)
         return ERR_CLOSED;
-    int rc = c->proto == PROTO_WS ? ws_encode_binary(&c->out, data, len) : buf_append(&c->out, data, len);
+    int rc;
+    if (c->proto == PROTO_WS)
+        rc = ws_encode_binary2(&c->out, head, hlen, body, blen);
+    else if ((rc = hlen > SIZE_MAX - blen ? ERR_TOO_BIG : buf_reserve(&c->out, hlen + blen)) == ERR_OK) {
+        buf_append(&c->out, head, hlen); /* cannot fail after the reserve */
+        buf_append(&c->out, body, blen);
+    }
     if (rc) {
         log_warn("%s: output queue full (%zu bytes waiting); closing", c->peer, c->out.len);
         mark_dead(c);
@@ -227,6 +233,11 @@ int conn_send(struct conn *c, const uint8_t *data, size_t len)
     }
     queue_flush(c);
     return ERR_OK;
+}
+
+int conn_send(struct conn *c, const uint8_t *data, size_t len)
+{
+    return conn_send2(c, data, len, NULL, 0);
 }
 
 static void on_linger_timeout(struct loop *l, void *ctx)
