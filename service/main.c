@@ -1,6 +1,6 @@
 /* main.c -- iothub-service: invoke direct methods (the tutorial's CallMethodOnDevice by default), manage
  * device and module identities, print connection strings, make SAS tokens, send cloud-to-device messages
- * (AMQP, service_amqp.c). Parsing, exit statuses and
+ * (AMQP, service_amqp.c), schedule and follow jobs. Parsing, exit statuses and
  * output text live in service_cmd.c; the REST work in service_client.c. Every error is one line on stderr. */
 #include <jansson.h>
 #include <stdio.h>
@@ -290,6 +290,102 @@ static int cmd_query(struct service_client *c, const struct service_cmd *cmd)
     return status;
 }
 
+/* job get --wait: polls every SERVICE_CMD_JOB_POLL_S until a final status; a progress line on stderr per
+ * change. On return *job is the last job JSON the hub sent. */
+static int wait_job(struct service_client *c, const struct service_cmd *cmd, char **job)
+{
+    char last[1024] = "";
+    for (;;) {
+        struct service_client_result res;
+        int final = 0;
+        struct buf line;
+        buf_init(&line, sizeof last - 1);
+        if (service_cmd_job_progress(*job, &final, &line) == ERR_OK && buf_append_byte(&line, 0) == ERR_OK &&
+            strcmp((const char *)line.data, last) != 0) {
+            snprintf(last, sizeof last, "%s", (const char *)line.data);
+            fprintf(stderr, "%s\n", last);
+        }
+        buf_cleanup(&line);
+        if (final)
+            return service_cmd_job_final_status(*job);
+        sleep(SERVICE_CMD_JOB_POLL_S);
+        free(*job);
+        *job = NULL;
+        int rc = service_client_job_get(c, cmd->job_id, job, &res);
+        int status = service_cmd_exit_status(rc, &res);
+        if (status != SERVICE_CMD_EXIT_OK)
+            report(rc, &res);
+        service_client_result_cleanup(&res);
+        if (status != SERVICE_CMD_EXIT_OK)
+            return status;
+    }
+}
+
+/* job schedule-method|schedule-twin|get|cancel: each prints the job as the hub returned it. */
+static int cmd_job(struct service_client *c, const struct service_cmd *cmd)
+{
+    struct service_client_result res;
+    struct service_client_job_spec spec;
+    char *job = NULL;
+    int rc;
+    if (cmd->verb == SERVICE_CMD_JOB_GET) {
+        rc = service_client_job_get(c, cmd->job_id, &job, &res);
+    } else if (cmd->verb == SERVICE_CMD_JOB_CANCEL) {
+        rc = service_client_job_cancel(c, cmd->job_id, &job, &res);
+    } else {
+        service_cmd_job_spec(cmd, &spec);
+        rc = service_client_job_schedule(c, &spec, &job, &res);
+    }
+    int status = service_cmd_exit_status(rc, &res);
+    if (status != SERVICE_CMD_EXIT_OK)
+        report(rc, &res);
+    service_client_result_cleanup(&res);
+    if (status == SERVICE_CMD_EXIT_OK && cmd->wait)
+        status = wait_job(c, cmd, &job);
+    if (job)
+        print_json(job, cmd->json);
+    free(job);
+    return status;
+}
+
+/* job list: every page of GET /jobs/v2/query, printed as one array. */
+static int cmd_job_list(struct service_client *c, const struct service_cmd *cmd)
+{
+    json_t *all = json_array();
+    char *cont = NULL;
+    int status = all ? SERVICE_CMD_EXIT_OK : SERVICE_CMD_EXIT_INTERNAL;
+    while (status == SERVICE_CMD_EXIT_OK) {
+        struct service_client_result res;
+        char *rows = NULL, *next = NULL;
+        int rc = service_client_job_query(c, cmd->job_type, cmd->job_status, cmd->page_size, cont, &rows, &next,
+                                          &res);
+        status = service_cmd_exit_status(rc, &res);
+        if (status != SERVICE_CMD_EXIT_OK)
+            report(rc, &res);
+        json_t *j = rows ? json_loads(rows, 0, NULL) : NULL;
+        if (j && json_array_extend(all, j) != 0)
+            status = SERVICE_CMD_EXIT_INTERNAL;
+        json_decref(j);
+        free(rows);
+        free(cont);
+        cont = next;
+        service_client_result_cleanup(&res);
+        if (!cont)
+            break;
+    }
+    free(cont);
+    char *text = status == SERVICE_CMD_EXIT_OK ? json_dumps(all, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (text)
+        print_json(text, cmd->json);
+    else if (status == SERVICE_CMD_EXIT_OK)
+        status = SERVICE_CMD_EXIT_INTERNAL;
+    if (status == SERVICE_CMD_EXIT_INTERNAL)
+        fprintf(stderr, PROGRAM ": %s\n", err_str(ERR_NOMEM));
+    free(text);
+    json_decref(all);
+    return status;
+}
+
 static void print_feedback(void *ctx, const char *record_json)
 {
     const struct service_cmd *cmd = ctx;
@@ -344,6 +440,11 @@ static int dispatch(struct service_client *c, const struct service_cmd *cmd)
     case SERVICE_CMD_TWIN_REPLACE: return cmd_twin(c, cmd);
     case SERVICE_CMD_QUERY: return cmd_query(c, cmd);
     case SERVICE_CMD_SEND: return cmd_send(c, cmd);
+    case SERVICE_CMD_JOB_SCHEDULE_METHOD:
+    case SERVICE_CMD_JOB_SCHEDULE_TWIN:
+    case SERVICE_CMD_JOB_GET:
+    case SERVICE_CMD_JOB_CANCEL: return cmd_job(c, cmd);
+    case SERVICE_CMD_JOB_LIST: return cmd_job_list(c, cmd);
     default: return SERVICE_CMD_EXIT_INTERNAL;
     }
 }

@@ -478,42 +478,36 @@ int service_client_twin_update(struct service_client *c, const char *device_id, 
     return twin_call(c, &call, device_id, module_id, rc, twin, res);
 }
 
-int service_client_query(struct service_client *c, const char *sql, int page_size, const char *continuation,
-                         char **rows, char **next, struct service_client_result *res)
+/* Adds the paging headers (x-ms-max-item-count, x-ms-continuation) to call; *cont_hdr is malloc'd. */
+static int paging_headers(struct call *call, int page_size, const char *continuation, char page_hdr[64],
+                          char **cont_hdr)
+{
+    size_t n = 0;
+    *cont_hdr = NULL;
+    if (page_size > 0) {
+        snprintf(page_hdr, 64, "x-ms-max-item-count: %d", page_size);
+        call->extra[n++] = page_hdr;
+    }
+    if (!continuation || !*continuation)
+        return ERR_OK;
+    struct buf h; /* sent back whole, however long */
+    buf_init(&h, SERVICE_HTTP_MAX_BODY);
+    int rc = buf_printf(&h, "x-ms-continuation: %s", continuation);
+    *cont_hdr = rc ? NULL : buf_take_str(&h);
+    buf_cleanup(&h);
+    if (!rc && !*cont_hdr)
+        rc = ERR_NOMEM;
+    call->extra[n] = *cont_hdr;
+    return rc;
+}
+
+/* Runs a paged call whose 2xx answer is a JSON array: the page into *rows, the next continuation into *next. */
+static int run_page(struct service_client *c, struct call *call, char **rows, char **next,
+                    struct service_client_result *res)
 {
     struct service_http_response resp;
     service_http_response_init(&resp);
-    memset(res, 0, sizeof *res);
-    *rows = *next = NULL;
-    char why[128] = "", page_hdr[64];
-    char *body = NULL, *cont_hdr = NULL;
-    struct call call = {"POST", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 1, {NULL, NULL}};
-    size_t n = 0;
-    if (page_size > 0) {
-        snprintf(page_hdr, sizeof page_hdr, "x-ms-max-item-count: %d", page_size);
-        call.extra[n++] = page_hdr;
-    }
-    int rc = ERR_OK;
-    if (continuation && *continuation) { /* sent back whole, however long */
-        struct buf h;
-        buf_init(&h, SERVICE_HTTP_MAX_BODY);
-        rc = buf_printf(&h, "x-ms-continuation: %s", continuation);
-        cont_hdr = rc ? NULL : buf_take_str(&h);
-        buf_cleanup(&h);
-        if (!rc && !cont_hdr)
-            rc = ERR_NOMEM;
-        call.extra[n++] = cont_hdr;
-    }
-    if (rc)
-        goto out;
-    rc = service_request_query_body(sql, &body, why, sizeof why);
-    if (rc) {
-        rc = rc == ERR_INVALID ? invalid(res, why) : rc;
-        goto out;
-    }
-    call.body = body;
-    call.path = service_request_query_path();
-    rc = run(c, &call, &resp, res);
+    int rc = run(c, call, &resp, res);
     if (!rc && res->kind == SERVICE_CLIENT_ANSWERED) {
         json_t *j = json_loadb((const char *)resp.body.data, resp.body.len, 0, NULL);
         if (!json_is_array(j))
@@ -526,11 +520,116 @@ int service_client_query(struct service_client *c, const char *sql, int page_siz
             resp.continuation = NULL;
         }
     }
+    service_http_response_cleanup(&resp);
+    return rc;
+}
+
+int service_client_query(struct service_client *c, const char *sql, int page_size, const char *continuation,
+                         char **rows, char **next, struct service_client_result *res)
+{
+    memset(res, 0, sizeof *res);
+    *rows = *next = NULL;
+    char why[128] = "", page_hdr[64];
+    char *body = NULL, *cont_hdr = NULL;
+    struct call call = {"POST", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 1, {NULL, NULL}};
+    int rc = paging_headers(&call, page_size, continuation, page_hdr, &cont_hdr);
+    if (rc)
+        goto out;
+    rc = service_request_query_body(sql, &body, why, sizeof why);
+    if (rc) {
+        rc = rc == ERR_INVALID ? invalid(res, why) : rc;
+        goto out;
+    }
+    call.body = body;
+    call.path = service_request_query_path();
+    rc = run_page(c, &call, rows, next, res);
 out:
     free(cont_hdr);
     free(body);
     free(call.path);
+    return rc;
+}
+
+/* ---- jobs ---- */
+
+/* Runs call (path made by the caller) and puts a 2xx JSON object into *job. */
+static int job_call(struct service_client *c, struct call *call, char **job, struct service_client_result *res)
+{
+    struct service_http_response resp;
+    service_http_response_init(&resp);
+    int rc = run(c, call, &resp, res);
+    if (!rc && res->kind == SERVICE_CLIENT_ANSWERED) {
+        json_t *j = json_loadb((const char *)resp.body.data, resp.body.len, 0, NULL);
+        if (!json_is_object(j))
+            rc = (res->message = strdup("the hub's answer is not a job")) ? ERR_MALFORMED : ERR_NOMEM;
+        json_decref(j);
+        if (!rc && !(*job = strndup((const char *)resp.body.data, resp.body.len)))
+            rc = ERR_NOMEM;
+    }
+    free(call->path);
+    call->path = NULL;
     service_http_response_cleanup(&resp);
+    return rc;
+}
+
+int service_client_job_schedule(struct service_client *c, const struct service_client_job_spec *spec, char **job,
+                                struct service_client_result *res)
+{
+    memset(res, 0, sizeof *res);
+    *job = NULL;
+    char why[256] = "";
+    char *body = NULL;
+    /* Not retried after a broken connection: a second PUT of a created job would answer 409. */
+    struct call call = {"PUT", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 0, {NULL, NULL}};
+    int rc = service_request_job_body(spec, &body, why, sizeof why);
+    if (rc)
+        return rc == ERR_INVALID ? invalid(res, why) : rc;
+    call.body = body;
+    call.path = service_request_job_path(spec->job_id, "");
+    rc = job_call(c, &call, job, res);
+    free(body);
+    return rc;
+}
+
+static int job_by_id(struct service_client *c, const char *verb, const char *job_id, const char *tail, char **job,
+                     struct service_client_result *res)
+{
+    memset(res, 0, sizeof *res);
+    *job = NULL;
+    if (!job_id || !*job_id)
+        return invalid(res, "the job id is empty");
+    struct call call = {verb, service_request_job_path(job_id, tail), NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 1,
+                        {NULL, NULL}};
+    return job_call(c, &call, job, res);
+}
+
+int service_client_job_get(struct service_client *c, const char *job_id, char **job,
+                           struct service_client_result *res)
+{
+    return job_by_id(c, "GET", job_id, "", job, res);
+}
+
+int service_client_job_cancel(struct service_client *c, const char *job_id, char **job,
+                              struct service_client_result *res)
+{
+    return job_by_id(c, "POST", job_id, "/cancel", job, res); /* cancelling twice is harmless: retried */
+}
+
+int service_client_job_query(struct service_client *c, const char *job_type, const char *job_status, int page_size,
+                             const char *continuation, char **rows, char **next, struct service_client_result *res)
+{
+    memset(res, 0, sizeof *res);
+    *rows = *next = NULL;
+    char page_hdr[64];
+    char *cont_hdr = NULL;
+    struct call call = {"GET", NULL, NULL, NULL, CLIENT_REGISTRY_TIMEOUT_MS, 1, {NULL, NULL}};
+    int rc = paging_headers(&call, page_size, continuation, page_hdr, &cont_hdr);
+    if (!rc) {
+        call.path = service_request_job_query_path(job_type, job_status);
+        rc = run_page(c, &call, rows, next, res);
+    }
+    free(cont_hdr);
+    free(call.path);
     return rc;
 }
 

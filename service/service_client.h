@@ -83,6 +83,19 @@ int service_client_twin_update(struct service_client *c, const char *device_id, 
 int service_client_query(struct service_client *c, const char *sql, int page_size, const char *continuation,
                          char **rows, char **next, struct service_client_result *res);
 
+/* Jobs (REST /jobs/v2, as the Node JobClient). On ANSWERED *job is the job JSON the hub returned (malloc'd).
+ * Return values as for the registry operations (ERR_INVALID: a bad spec, res->message says why;
+ * ERR_MALFORMED: the 2xx answer is not a JSON object). */
+int service_client_job_schedule(struct service_client *c, const struct service_client_job_spec *spec, char **job,
+                                struct service_client_result *res);
+int service_client_job_get(struct service_client *c, const char *job_id, char **job,
+                           struct service_client_result *res);
+int service_client_job_cancel(struct service_client *c, const char *job_id, char **job,
+                              struct service_client_result *res);
+/* One page of GET /jobs/v2/query[?jobType=&jobStatus=] (NULL: any), as service_client_query. */
+int service_client_job_query(struct service_client *c, const char *job_type, const char *job_status, int page_size,
+                             const char *continuation, char **rows, char **next, struct service_client_result *res);
+
 /* The device or module connection string of id: HostName (of this client) + DeviceId [+ ModuleId] +
  * SharedAccessKey (the primary key). Returns malloc'd text, or NULL when id has no primary key or on
  * ERR_NOMEM. */

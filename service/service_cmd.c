@@ -42,6 +42,15 @@ enum opt_id {
     OPT_MESSAGE_ID,
     OPT_EXPIRY,
     OPT_AMQP_URL,
+    OPT_QUERY,
+    OPT_METHOD,
+    OPT_START,
+    OPT_MAX_TIME,
+    OPT_DESIRED,
+    OPT_TAGS,
+    OPT_TYPE,
+    OPT_STATUS,
+    OPT_WAIT,
 };
 
 /* Which commands accept an option. */
@@ -54,6 +63,11 @@ enum opt_id {
 #define FOR_TWIN_WRITE 0x40u
 #define FOR_QUERY 0x80u
 #define FOR_SEND 0x100u
+#define FOR_JOB 0x200u        /* job schedule-method and schedule-twin */
+#define FOR_JOB_METHOD 0x400u /* job schedule-method */
+#define FOR_JOB_TWIN 0x800u   /* job schedule-twin */
+#define FOR_JOB_LIST 0x1000u
+#define FOR_JOB_GET 0x2000u
 
 static const struct {
     const char *name;
@@ -68,18 +82,28 @@ static const struct {
     {"verbose", OPT_VERBOSE, 0, FOR_ALL},
     {"help", OPT_HELP, 0, FOR_ALL},
     {"version", OPT_VERSION, 0, FOR_ALL},
-    {"payload", OPT_PAYLOAD, 1, FOR_INVOKE},
-    {"timeout", OPT_TIMEOUT, 1, FOR_INVOKE | FOR_SEND},
+    {"payload", OPT_PAYLOAD, 1, FOR_INVOKE | FOR_JOB_METHOD},
+    {"timeout", OPT_TIMEOUT, 1, FOR_INVOKE | FOR_SEND | FOR_JOB_METHOD},
+    {"response-timeout", OPT_TIMEOUT, 1, FOR_JOB_METHOD}, /* the SDKs' name for a job's --timeout */
+    {"query", OPT_QUERY, 1, FOR_JOB},
+    {"method", OPT_METHOD, 1, FOR_JOB_METHOD},
+    {"start", OPT_START, 1, FOR_JOB},
+    {"max-time", OPT_MAX_TIME, 1, FOR_JOB},
+    {"desired", OPT_DESIRED, 1, FOR_JOB_TWIN},
+    {"tags", OPT_TAGS, 1, FOR_JOB_TWIN},
+    {"type", OPT_TYPE, 1, FOR_JOB_LIST},
+    {"status", OPT_STATUS, 1, FOR_JOB_LIST},
+    {"wait", OPT_WAIT, 0, FOR_JOB_GET},
     {"property", OPT_PROPERTY, 1, FOR_SEND},
     {"ack", OPT_ACK, 1, FOR_SEND},
     {"wait-feedback", OPT_WAIT_FEEDBACK, 0, FOR_SEND},
     {"message-id", OPT_MESSAGE_ID, 1, FOR_SEND},
     {"expiry", OPT_EXPIRY, 1, FOR_SEND},
     {"amqp-url", OPT_AMQP_URL, 1, FOR_SEND},
-    {"connect-timeout", OPT_CONNECT_TIMEOUT, 1, FOR_INVOKE},
+    {"connect-timeout", OPT_CONNECT_TIMEOUT, 1, FOR_INVOKE | FOR_JOB_METHOD},
     {"module", OPT_MODULE, 1, FOR_INVOKE | FOR_SAS | FOR_TWIN},
     {"etag", OPT_ETAG, 1, FOR_TWIN_WRITE},
-    {"page-size", OPT_PAGE_SIZE, 1, FOR_QUERY},
+    {"page-size", OPT_PAGE_SIZE, 1, FOR_QUERY | FOR_JOB_LIST},
     {"primary-key", OPT_PRIMARY_KEY, 1, FOR_CREATE},
     {"secondary-key", OPT_SECONDARY_KEY, 1, FOR_CREATE},
     {"disabled", OPT_DISABLED, 0, FOR_CREATE},
@@ -118,6 +142,7 @@ static int set_number(enum opt_id id, const char *name, const char *value, struc
     long max = id == OPT_TOP || id == OPT_PAGE_SIZE ? 1000
                : id == OPT_TTL                       ? 10L * 365 * 24 * 3600
                : id == OPT_EXPIRY                    ? 2L * 24 * 3600 /* the hub's longest C2D TTL */
+               : id == OPT_MAX_TIME                  ? 7L * 24 * 3600
                                                      : 3600;
     long min = id == OPT_CONNECT_TIMEOUT ? 0 : 1;
     if (parse_int(value, min, max, &v)) {
@@ -134,6 +159,8 @@ static int set_number(enum opt_id id, const char *name, const char *value, struc
         cmd->page_size = (int)v;
     else if (id == OPT_EXPIRY)
         cmd->expiry_s = (int)v;
+    else if (id == OPT_MAX_TIME)
+        cmd->max_time_s = (int)v;
     else
         cmd->ttl_s = (uint64_t)v;
     return ERR_OK;
@@ -194,6 +221,15 @@ static int apply_option(enum opt_id id, const char *name, const char *value, str
     case OPT_WAIT_FEEDBACK: cmd->wait_feedback = 1; break;
     case OPT_MESSAGE_ID: cmd->message_id = value; break;
     case OPT_AMQP_URL: cmd->amqp_url = value; break;
+    case OPT_QUERY: cmd->query = value; break;
+    case OPT_METHOD: cmd->method = value; break;
+    case OPT_START: cmd->start_time = value; break;
+    case OPT_DESIRED: cmd->desired = value; break;
+    case OPT_TAGS: cmd->tags = value; break;
+    case OPT_TYPE: cmd->job_type = value; break;
+    case OPT_STATUS: cmd->job_status = value; break;
+    case OPT_WAIT: cmd->wait = 1; break;
+    case OPT_MAX_TIME:
     case OPT_EXPIRY:
     case OPT_PAGE_SIZE:
     case OPT_TIMEOUT:
@@ -367,6 +403,100 @@ static int interpret_sas(const struct parse_state *st, struct service_cmd *cmd, 
     return ERR_OK;
 }
 
+#define JOB_USAGE                                                                                              \
+    "job schedule-method JOB --query WHERE --method NAME [--payload JSON] [--start ISO] [--max-time S] "        \
+    "[--timeout S] [--connect-timeout S] | job schedule-twin JOB --query WHERE --desired JSON [--tags JSON] "   \
+    "[--start ISO] [--max-time S] | job get JOB [--wait] | job cancel JOB | job list [--type T] [--status S] "  \
+    "[--page-size N]"
+
+static const char *const job_types[] = {"scheduleDeviceMethod", "scheduleUpdateTwin", NULL};
+/* The hub's job statuses (swagger JobResponse.status). */
+static const char *const job_statuses[] = {"queued", "scheduled", "running", "completed", "failed",
+                                           "cancelled", "enqueued", "unknown", NULL};
+
+static int one_of(const char *v, const char *const *set)
+{
+    for (size_t i = 0; set[i]; i++)
+        if (strcmp(v, set[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* "a JSON object" check of a job option's text. */
+static int json_object_text(const char *text)
+{
+    json_t *j = json_loads(text, 0, NULL);
+    int ok = json_is_object(j);
+    json_decref(j);
+    return ok;
+}
+
+static int interpret_job_schedule(struct service_cmd *cmd, char *err, size_t errlen)
+{
+    if (!cmd->query || !*cmd->query) {
+        snprintf(err, errlen, "a job needs --query WHERE-CLAUSE (e.g. --query \"tags.building = '43'\")");
+        return ERR_INVALID;
+    }
+    if (cmd->verb == SERVICE_CMD_JOB_SCHEDULE_METHOD) {
+        if (!cmd->method || !*cmd->method) {
+            snprintf(err, errlen, "job schedule-method needs --method NAME");
+            return ERR_INVALID;
+        }
+        json_t *j = cmd->payload ? json_loads(cmd->payload, JSON_DECODE_ANY, NULL) : NULL;
+        int bad = cmd->payload && !j;
+        json_decref(j);
+        if (bad) {
+            snprintf(err, errlen, "--payload must be JSON (quote a string: '\"text\"')");
+            return ERR_INVALID;
+        }
+        return ERR_OK;
+    }
+    if (!cmd->desired && !cmd->tags) {
+        snprintf(err, errlen, "job schedule-twin needs --desired JSON and/or --tags JSON");
+        return ERR_INVALID;
+    }
+    if ((cmd->desired && !json_object_text(cmd->desired)) || (cmd->tags && !json_object_text(cmd->tags))) {
+        snprintf(err, errlen, "--%s must be a JSON object, e.g. '{\"interval\":30}'",
+                 cmd->desired && !json_object_text(cmd->desired) ? "desired" : "tags");
+        return ERR_INVALID;
+    }
+    return ERR_OK;
+}
+
+static int interpret_job(const struct parse_state *st, struct service_cmd *cmd, char *err, size_t errlen)
+{
+    static const struct {
+        const char *name;
+        enum service_cmd_verb verb;
+    } verbs[] = {{"schedule-method", SERVICE_CMD_JOB_SCHEDULE_METHOD},
+                 {"schedule-twin", SERVICE_CMD_JOB_SCHEDULE_TWIN},
+                 {"get", SERVICE_CMD_JOB_GET},
+                 {"cancel", SERVICE_CMD_JOB_CANCEL},
+                 {"list", SERVICE_CMD_JOB_LIST}};
+    size_t k = 0, n = sizeof verbs / sizeof verbs[0];
+    while (st->n_pos >= 2 && k < n && strcmp(verbs[k].name, st->pos[1]) != 0)
+        k++;
+    if (st->n_pos < 2 || k == n)
+        return wrong_count(JOB_USAGE, err, errlen);
+    cmd->verb = verbs[k].verb;
+    size_t want = cmd->verb == SERVICE_CMD_JOB_LIST ? 2 : 3;
+    if (st->n_pos != want || (want == 3 && !*st->pos[2]))
+        return wrong_count(JOB_USAGE, err, errlen);
+    cmd->job_id = want == 3 ? st->pos[2] : NULL;
+    if (cmd->job_type && !one_of(cmd->job_type, job_types)) {
+        snprintf(err, errlen, "--type is scheduleDeviceMethod or scheduleUpdateTwin, not \"%s\"", cmd->job_type);
+        return ERR_INVALID;
+    }
+    if (cmd->job_status && !one_of(cmd->job_status, job_statuses)) {
+        snprintf(err, errlen, "--status is queued, scheduled, running, completed, failed or cancelled, not \"%s\"",
+                 cmd->job_status);
+        return ERR_INVALID;
+    }
+    if (cmd->verb == SERVICE_CMD_JOB_SCHEDULE_METHOD || cmd->verb == SERVICE_CMD_JOB_SCHEDULE_TWIN)
+        return interpret_job_schedule(cmd, err, errlen);
+    return ERR_OK;
+}
+
 /* Rejects options given to a command that does not take them. */
 static int check_options_fit(const struct parse_state *st, const struct service_cmd *cmd, char *err,
                              size_t errlen)
@@ -388,6 +518,14 @@ static int check_options_fit(const struct parse_state *st, const struct service_
         allowed |= FOR_QUERY;
     else if (cmd->verb == SERVICE_CMD_SEND)
         allowed |= FOR_SEND;
+    else if (cmd->verb == SERVICE_CMD_JOB_SCHEDULE_METHOD)
+        allowed |= FOR_JOB | FOR_JOB_METHOD;
+    else if (cmd->verb == SERVICE_CMD_JOB_SCHEDULE_TWIN)
+        allowed |= FOR_JOB | FOR_JOB_TWIN;
+    else if (cmd->verb == SERVICE_CMD_JOB_LIST)
+        allowed |= FOR_JOB_LIST;
+    else if (cmd->verb == SERVICE_CMD_JOB_GET)
+        allowed |= FOR_JOB_GET;
     for (size_t k = 0; k < N_OPTIONS; k++) {
         if (st->seen[k] && !(options[k].for_cmds & allowed)) {
             snprintf(err, errlen, "--%s does not apply to this command", options[k].name);
@@ -422,6 +560,8 @@ static int interpret(const struct parse_state *st, struct service_cmd *cmd, char
         rc = interpret_query(st, cmd, err, errlen);
     } else if (strcmp(word, "send") == 0) {
         rc = interpret_send(st, cmd, err, errlen);
+    } else if (strcmp(word, "job") == 0) {
+        rc = interpret_job(st, cmd, err, errlen);
     } else {
         snprintf(err, errlen, "unknown command \"%s\"", word);
         return ERR_INVALID;
@@ -505,6 +645,18 @@ const char *service_cmd_usage(void)
            "      received (implies --ack full unless --ack says otherwise); --expiry: seconds it may wait for the\n"
            "      device (default: the hub's TTL); --message-id defaults to a random UUID; --amqp-url (default\n"
            "      $IOTHUB_SERVICE_AMQP_URL) e.g. amqps://localhost:5671, or amqp://127.0.0.1:5672 (emulator dev port)\n"
+           "  job schedule-method JOB --query WHERE --method NAME [--payload JSON] [--start ISO] [--max-time S]\n"
+           "       [--timeout S] [--connect-timeout S]\n"
+           "      schedule a job calling METHOD on every device matching WHERE (a twin query condition such as\n"
+           "      \"tags.building = '43'\"); --payload defaults to null, --timeout (alias --response-timeout) to 30,\n"
+           "      --start (e.g. 2026-12-01T15:00:00Z) to now, --max-time to 3600 seconds; prints the job\n"
+           "  job schedule-twin JOB --query WHERE --desired JSON [--tags JSON] [--start ISO] [--max-time S]\n"
+           "      schedule a twin update (desired properties and/or tags) of every matching device\n"
+           "  job get JOB [--wait]                 print the job; --wait polls until it is completed, failed or\n"
+           "      cancelled, with a progress line on stderr per change (exit 8 when it failed or was cancelled)\n"
+           "  job cancel JOB                       cancel a scheduled or running job and print it\n"
+           "  job list [--type scheduleDeviceMethod|scheduleUpdateTwin] [--status S] [--page-size N]\n"
+           "      list the jobs (GET /jobs/v2/query), all pages, as one JSON array\n"
            "\n"
            "Options for every command:\n"
            "  --connection-string CS  service connection string (HostName=...;SharedAccessKeyName=...;SharedAccessKey=...)\n"
@@ -714,6 +866,56 @@ int service_cmd_format_list(const struct service_client_identity *ids, size_t n,
                         ids[i].connection_state ? ids[i].connection_state : "-");
     }
     return rc || !json ? rc : buf_append_str(out, "]\n");
+}
+
+/* ---- jobs ---- */
+
+void service_cmd_job_spec(const struct service_cmd *cmd, struct service_client_job_spec *out)
+{
+    memset(out, 0, sizeof *out);
+    out->job_id = cmd->job_id;
+    out->twin = cmd->verb == SERVICE_CMD_JOB_SCHEDULE_TWIN;
+    out->query = cmd->query;
+    out->start_time = cmd->start_time;
+    out->max_execution_s = cmd->max_time_s;
+    out->method_name = cmd->method;
+    out->payload = cmd->payload;
+    out->response_timeout_s = cmd->timeout_s;
+    out->connect_timeout_s = cmd->connect_timeout_s;
+    out->desired = cmd->desired;
+    out->tags = cmd->tags;
+}
+
+static long stat_of(json_t *stats, const char *name)
+{
+    return (long)json_integer_value(json_object_get(stats, name));
+}
+
+int service_cmd_job_progress(const char *job_json, int *final, struct buf *out)
+{
+    json_t *j = json_loads(job_json ? job_json : "", 0, NULL);
+    const char *status = json_string_value(json_object_get(j, "status"));
+    if (!status) {
+        json_decref(j);
+        return ERR_MALFORMED;
+    }
+    *final = strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0;
+    json_t *st = json_object_get(j, "deviceJobStatistics");
+    const char *id = json_string_value(json_object_get(j, "jobId"));
+    long ok = stat_of(st, "succeededCount"), failed = stat_of(st, "failedCount");
+    int rc = buf_printf(out, "job %s: %s, %ld of %ld devices done (%ld succeeded, %ld failed)", id ? id : "?", status,
+                        ok + failed, stat_of(st, "deviceCount"), ok, failed);
+    json_decref(j);
+    return rc;
+}
+
+int service_cmd_job_final_status(const char *job_json)
+{
+    json_t *j = json_loads(job_json ? job_json : "", 0, NULL);
+    const char *status = json_string_value(json_object_get(j, "status"));
+    int rc = status && strcmp(status, "completed") == 0 ? SERVICE_CMD_EXIT_OK : SERVICE_CMD_EXIT_HUB;
+    json_decref(j);
+    return rc;
 }
 
 /* ---- send output ---- */

@@ -44,7 +44,15 @@ enum service_cmd_verb {
     SERVICE_CMD_TWIN_REPLACE, /* PUT */
     SERVICE_CMD_QUERY,
     SERVICE_CMD_SEND, /* a cloud-to-device message over AMQP */
+    SERVICE_CMD_JOB_SCHEDULE_METHOD,
+    SERVICE_CMD_JOB_SCHEDULE_TWIN,
+    SERVICE_CMD_JOB_GET,
+    SERVICE_CMD_JOB_CANCEL,
+    SERVICE_CMD_JOB_LIST,
 };
+
+/* job get --wait: seconds between polls. */
+#define SERVICE_CMD_JOB_POLL_S 1
 
 #define SERVICE_CMD_MAX_PROPS 32
 #define SERVICE_CMD_MAX_PROP_KEY 128
@@ -83,6 +91,14 @@ struct service_cmd {
     const char *message_id;        /* send --message-id */
     int expiry_s;                  /* send --expiry (seconds from now) */
     const char *amqp_url;          /* send --amqp-url */
+    const char *job_id;            /* job commands */
+    const char *start_time;        /* job schedule-* --start (ISO-8601) */
+    int max_time_s;                /* job schedule-* --max-time */
+    const char *desired;           /* job schedule-twin --desired */
+    const char *tags;              /* job schedule-twin --tags */
+    const char *job_type;          /* job list --type */
+    const char *job_status;        /* job list --status */
+    int wait;                      /* job get --wait */
     int json;
     int verbose;
 };
@@ -115,6 +131,14 @@ int service_cmd_format_invoke_result(const struct service_cmd *cmd, int rc, cons
 int service_cmd_format_identity(const struct service_client_identity *id, int json, struct buf *out);
 /* One line per identity ("id<TAB>status<TAB>connectionState"), or a JSON array of keyless objects. */
 int service_cmd_format_list(const struct service_client_identity *ids, size_t n, int json, struct buf *out);
+
+/* The job schedule-* request of a parsed command line. */
+void service_cmd_job_spec(const struct service_cmd *cmd, struct service_client_job_spec *out);
+/* job get --wait: 1 when the job JSON has a final status (completed, failed, cancelled); the progress line
+ * ("job J: running, 1 of 3 devices done (1 succeeded, 0 failed)") into out. ERR_MALFORMED when not a job. */
+int service_cmd_job_progress(const char *job_json, int *final, struct buf *out);
+/* The exit status of a job that reached a final status: 0 completed, EXIT_HUB failed or cancelled. */
+int service_cmd_job_final_status(const char *job_json);
 
 /* JSON text as the twin and query commands print it: indented, or compact with json. ERR_MALFORMED when
  * text is not JSON. */

@@ -354,3 +354,130 @@ int service_request_amqp_endpoint(const char *url, const char *host, char *host_
     }
     return ERR_OK;
 }
+
+/* ---- jobs ---- */
+
+char *service_request_job_path(const char *job_id, const char *tail)
+{
+    struct buf b;
+    buf_init(&b, REQUEST_MAX_TEXT);
+    char *out = NULL;
+    if (job_id && *job_id && !append_id(&b, "jobs/v2", job_id) && !buf_printf(&b, "%s?" QUERY_API, tail))
+        out = buf_take_str(&b);
+    buf_cleanup(&b);
+    return out;
+}
+
+/* Appends "&{name}={enc(value)}" when value is given. */
+static int append_param(struct buf *b, const char *name, const char *value)
+{
+    if (!value || !*value)
+        return ERR_OK;
+    char *enc = url_encode(value, strlen(value));
+    int rc = enc ? buf_printf(b, "&%s=%s", name, enc) : ERR_NOMEM;
+    free(enc);
+    return rc;
+}
+
+char *service_request_job_query_path(const char *job_type, const char *job_status)
+{
+    struct buf b;
+    buf_init(&b, REQUEST_MAX_TEXT);
+    char *out = NULL;
+    if (!buf_append_str(&b, "/jobs/v2/query?" QUERY_API) && !append_param(&b, "jobType", job_type) &&
+        !append_param(&b, "jobStatus", job_status))
+        out = buf_take_str(&b);
+    buf_cleanup(&b);
+    return out;
+}
+
+/* text parsed as JSON (an object when want_object) into *out; NULL text gives JSON null. */
+static int job_json(const char *what, const char *text, int want_object, json_t **out, char *err, size_t errlen)
+{
+    *out = text ? json_loads(text, JSON_DECODE_ANY, NULL) : json_null();
+    if (*out && (!want_object || json_is_object(*out)))
+        return ERR_OK;
+    json_decref(*out);
+    *out = NULL;
+    snprintf(err, errlen, "%s must be %s", what, want_object ? "a JSON object" : "JSON");
+    return ERR_INVALID;
+}
+
+/* The job's cloudToDeviceMethod or updateTwin object. */
+static int job_work(const struct service_client_job_spec *j, json_t **out, char *err, size_t errlen)
+{
+    json_t *a = NULL, *b = NULL;
+    *out = NULL;
+    if (!j->twin) {
+        if (!j->method_name || !*j->method_name) {
+            snprintf(err, errlen, "the method name is empty");
+            return ERR_INVALID;
+        }
+        if (job_json("--payload", j->payload, 0, &a, err, errlen))
+            return ERR_INVALID;
+        *out = json_pack("{s:s, s:o, s:i}", "methodName", j->method_name, "payload", a, "responseTimeoutInSeconds",
+                         j->response_timeout_s > 0 ? j->response_timeout_s : 30);
+        if (!*out) {
+            snprintf(err, errlen, "the method name is not valid UTF-8");
+            return ERR_INVALID;
+        }
+        if (j->connect_timeout_s > 0 &&
+            json_object_set_new(*out, "connectTimeoutInSeconds", json_integer(j->connect_timeout_s))) {
+            json_decref(*out);
+            *out = NULL;
+            return ERR_NOMEM;
+        }
+        return ERR_OK;
+    }
+    if (!j->desired && !j->tags) {
+        snprintf(err, errlen, "a twin job needs --desired JSON and/or --tags JSON");
+        return ERR_INVALID;
+    }
+    if ((j->desired && job_json("--desired", j->desired, 1, &a, err, errlen)) ||
+        (j->tags && job_json("--tags", j->tags, 1, &b, err, errlen))) {
+        json_decref(a);
+        return ERR_INVALID;
+    }
+    /* json_object_set_new and json_pack take a and b, also when they fail. */
+    json_t *work = json_object();
+    int bad = !work;
+    if (!bad && b)
+        bad = json_object_set_new(work, "tags", b);
+    else
+        json_decref(b);
+    if (!bad && a)
+        bad = json_object_set_new(work, "properties", json_pack("{s:o}", "desired", a));
+    else
+        json_decref(a);
+    if (bad) {
+        json_decref(work);
+        return ERR_NOMEM;
+    }
+    *out = work;
+    return ERR_OK;
+}
+
+int service_request_job_body(const struct service_client_job_spec *j, char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!j->job_id || !*j->job_id || !j->query || !*j->query) {
+        snprintf(err, errlen, !j->job_id || !*j->job_id ? "the job id is empty" : "the query condition is empty");
+        return ERR_INVALID;
+    }
+    json_t *work = NULL;
+    int rc = job_work(j, &work, err, errlen);
+    if (rc)
+        return rc;
+    json_t *body = json_pack("{s:s, s:s, s:s, s:o, s:i, s:o}", "jobId", j->job_id, "type",
+                             j->twin ? "scheduleUpdateTwin" : "scheduleDeviceMethod", "queryCondition", j->query,
+                             "startTime", j->start_time ? json_string(j->start_time) : json_null(),
+                             "maxExecutionTimeInSeconds", j->max_execution_s > 0 ? j->max_execution_s : 3600,
+                             j->twin ? "updateTwin" : "cloudToDeviceMethod", work);
+    if (!body) { /* json_pack fails on text that is not UTF-8 */
+        snprintf(err, errlen, "the job id, query and start time must be valid UTF-8");
+        return ERR_INVALID;
+    }
+    *out = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(body);
+    return *out ? ERR_OK : ERR_NOMEM;
+}

@@ -29,6 +29,17 @@ int service_request_query_body(const char *sql, char **out, char *err, size_t er
  * otherwise "/devices/{enc(device)}/modules?api-version=...". Malloc'd, NULL on ERR_NOMEM. */
 char *service_request_list_path(const char *device_id, int top);
 
+/* "/jobs/v2/{enc(job)}{tail}?api-version=..." (tail "" or "/cancel"); "/jobs/v2/query?api-version=...
+ * [&jobType=T][&jobStatus=S]" for service_request_job_query_path (values encoded). Malloc'd, NULL on
+ * ERR_NOMEM or an empty job id. */
+char *service_request_job_path(const char *job_id, const char *tail);
+char *service_request_job_query_path(const char *job_type, const char *job_status);
+/* The PUT body of a job: {"jobId","type","queryCondition","startTime","maxExecutionTimeInSeconds",
+ * "cloudToDeviceMethod":{"methodName","payload","responseTimeoutInSeconds"[,"connectTimeoutInSeconds"]} or
+ * "updateTwin":{["tags"][,"properties":{"desired"}]}}. ERR_INVALID (no id, query or method; payload, desired
+ * or tags not JSON (objects); neither desired nor tags) writes err. On ERR_OK *out is malloc'd. */
+int service_request_job_body(const struct service_client_job_spec *j, char **out, char *err, size_t errlen);
+
 /* {"methodName":..,"responseTimeoutInSeconds":..,"connectTimeoutInSeconds":..,"payload":..} with the
  * payload text spliced in as given (trimmed of surrounding white space) after checking it is JSON, or null.
  * On ERR_OK *out is malloc'd. ERR_INVALID (empty or non-UTF-8 method name, payload not JSON, negative

@@ -12,7 +12,8 @@
 
 #define RESPONSE_MAX_MESSAGE 1024
 
-/* The codes of iothub-protocol.md §4.3 (and the registry's 404/409 names). */
+/* The codes of iothub-protocol.md §4.3 (and the registry's and jobs' 404/409 names: JobNotFound is the .NET
+ * ErrorCode enum's 404002; no SDK lists a job 409 code, 409007 JobAlreadyExists is the emulator's). */
 static const struct {
     long code;
     const char *name;
@@ -26,9 +27,11 @@ static const struct {
     {401003, "IoTHubUnauthorized"},
     {403002, "IotHubQuotaExceeded"},
     {404001, "DeviceNotFound"},
+    {404002, "JobNotFound"},
     {404010, "ModuleNotFound"},
     {404103, "DeviceNotOnline"},
     {409001, "DeviceAlreadyExists"},
+    {409007, "JobAlreadyExists"},
     {409301, "ModuleAlreadyExistsOnDevice"},
     {412001, "PreconditionFailed"},
     {413001, "MessageTooLarge"},

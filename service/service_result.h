@@ -67,4 +67,20 @@ struct service_client_identity_spec {
     int disabled; /* devices only */
 };
 
+/* What `iothub-service job schedule-method|schedule-twin` schedules (PUT /jobs/v2/{jobId}, the body the Node
+ * JobClient sends). Strings are the user's text; NULL when not given. */
+struct service_client_job_spec {
+    const char *job_id;
+    int twin;                /* 0: scheduleDeviceMethod, 1: scheduleUpdateTwin */
+    const char *query;       /* queryCondition, a WHERE clause */
+    const char *start_time;  /* ISO-8601; NULL sends null (the hub starts it now) */
+    int max_execution_s;     /* 0 = 3600 */
+    const char *method_name; /* method jobs */
+    const char *payload;     /* JSON text; NULL sends null */
+    int response_timeout_s;  /* 0 = 30 */
+    int connect_timeout_s;   /* 0: not sent */
+    const char *desired;     /* twin jobs: a JSON object for properties.desired (may be NULL) */
+    const char *tags;        /* twin jobs: a JSON object for tags (may be NULL; not both) */
+};
+
 #endif

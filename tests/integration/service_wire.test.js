@@ -1,7 +1,8 @@
 // service_wire.test.js -- iothub-service on the wire, against a scripted fake hub (node:http on a free port,
 // reached with --url): the exact requests the official SDKs send (path encoding, headers, body, a SAS token
 // that verifies), retries (429/503 and refused connections retried, a broken method call not), every exit
-// status, and that no key or token leaks to the output. Needs no emulator and no npm packages:
+// status, the job commands (the Node JobClient's PUT/GET/cancel/query, get --wait's polling), and that no key
+// or token leaks to the output. Needs no emulator and no npm packages:
 // IOTHUB_SERVICE_BIN=.../iothub-service node --test service_wire.test.js
 'use strict';
 
@@ -338,5 +339,97 @@ test('query follows a long continuation token whole, logs each page\'s row count
     assert.equal(out.code, 0, out.stderr);
     assert.deepEqual(JSON.parse(out.stdout), [{ deviceId: 'a' }]);
     assert.equal(hub.requests.length, 1);
+  });
+});
+
+// ---- jobs (iothub-service job ...): the Node JobClient's requests ----
+
+const jobAnswer = (status, stats = {}) => ({
+  status: 200,
+  body: { jobId: 'j 1', type: 'scheduleDeviceMethod', status,
+    deviceJobStatistics: { deviceCount: 2, failedCount: 0, succeededCount: 0, runningCount: 0, pendingCount: 2, ...stats } },
+});
+
+test('job schedule-method and schedule-twin send the JobClient\'s PUT; a broken PUT is not retried', async () => {
+  await withHub([jobAnswer('queued')], async (hub) => {
+    const out = await svc(hub, 'job', 'schedule-method', 'j 1/#', '--query', "tags.role = 'sensor'", '--method',
+      'reboot', '--payload', '{"delay": 1}', '--start', '2030-01-01T00:00:00Z', '--max-time', '600', '--timeout', '10');
+    assert.equal(out.code, 0, out.stderr);
+    const r = hub.requests[0];
+    assert.equal(r.method, 'PUT');
+    assert.equal(r.url, '/jobs/v2/j%201%2F%23?api-version=2021-04-12');
+    assert.equal(r.headers['content-type'], 'application/json; charset=utf-8');
+    checkToken(r.headers.authorization, { sr: 'localhost', key: OWNER_KEY, skn: 'iothubowner' });
+    assert.deepEqual(JSON.parse(r.body), { jobId: 'j 1/#', type: 'scheduleDeviceMethod',
+      queryCondition: "tags.role = 'sensor'", startTime: '2030-01-01T00:00:00Z', maxExecutionTimeInSeconds: 600,
+      cloudToDeviceMethod: { methodName: 'reboot', payload: { delay: 1 }, responseTimeoutInSeconds: 10 } });
+    assert.equal(JSON.parse(out.stdout).status, 'queued');
+    assert.match(out.stdout, /\n {2}"jobId"/); // indented without --json
+    noSecrets(out);
+  });
+  await withHub([jobAnswer('queued')], async (hub) => {
+    const out = await svc(hub, 'job', 'schedule-twin', 'j2', '--query', 'deviceId = \'d\'', '--desired',
+      '{"interval":30}', '--json');
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(JSON.parse(hub.requests[0].body), { jobId: 'j2', type: 'scheduleUpdateTwin',
+      queryCondition: "deviceId = 'd'", startTime: null, maxExecutionTimeInSeconds: 3600,
+      updateTwin: { properties: { desired: { interval: 30 } } } });
+    assert.equal(out.stdout.trim().split('\n').length, 1); // --json: compact
+  });
+  await withHub(['reset', jobAnswer('queued')], async (hub) => {
+    const out = await svc(hub, 'job', 'schedule-twin', 'j3', '--query', 'x', '--tags', '{}');
+    assert.equal(out.code, 3, out.stderr);
+    assert.equal(hub.requests.length, 1);
+  });
+});
+
+test('job get --wait polls until a final status, a progress line per change', async () => {
+  await withHub([jobAnswer('running'), jobAnswer('running'),
+    jobAnswer('running', { succeededCount: 1, runningCount: 1, pendingCount: 0 }),
+    jobAnswer('completed', { succeededCount: 2, pendingCount: 0 })], async (hub) => {
+    const out = await svc(hub, 'job', 'get', 'j 1', '--wait', '--json');
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(hub.requests.length, 4);
+    assert.ok(hub.requests.every((r) => r.method === 'GET' && r.url === '/jobs/v2/j%201?api-version=2021-04-12'));
+    assert.equal(out.stderr, 'job j 1: running, 0 of 2 devices done (0 succeeded, 0 failed)\n'
+      + 'job j 1: running, 1 of 2 devices done (1 succeeded, 0 failed)\n'
+      + 'job j 1: completed, 2 of 2 devices done (2 succeeded, 0 failed)\n');
+    assert.equal(JSON.parse(out.stdout).status, 'completed');
+  });
+  await withHub([jobAnswer('failed', { failedCount: 2, pendingCount: 0 })], async (hub) => {
+    const out = await svc(hub, 'job', 'get', 'j 1', '--wait');
+    assert.equal(out.code, 8, out.stderr);
+    assert.equal(JSON.parse(out.stdout).status, 'failed');
+  });
+  await withHub([{ status: 404, body: { Message: 'ErrorCode:JobNotFound;Job j9 not found.' } }], async (hub) => {
+    const out = await svc(hub, 'job', 'get', 'j9');
+    assert.equal(out.code, 5);
+    assert.equal(out.stdout, '');
+    assert.equal(out.stderr, 'iothub-service: not found: Job j9 not found. (404002 JobNotFound, HTTP 404)\n');
+  });
+});
+
+test('job cancel posts to /cancel; job list follows every page with its filters', async () => {
+  await withHub([jobAnswer('cancelled')], async (hub) => {
+    const out = await svc(hub, 'job', 'cancel', 'j1');
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(hub.requests[0].method, 'POST');
+    assert.equal(hub.requests[0].url, '/jobs/v2/j1/cancel?api-version=2021-04-12');
+    assert.equal(JSON.parse(out.stdout).status, 'cancelled');
+  });
+  const page1 = { status: 200, body: [{ jobId: 'a' }], headers: { 'x-ms-continuation': 'next+1' } };
+  await withHub([page1, { status: 200, body: [{ jobId: 'b' }] }], async (hub) => {
+    const out = await svc(hub, 'job', 'list', '--type', 'scheduleUpdateTwin', '--status', 'completed', '--json',
+      '--page-size', '1');
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout), [{ jobId: 'a' }, { jobId: 'b' }]);
+    assert.equal(hub.requests.length, 2);
+    for (const r of hub.requests) {
+      assert.equal(r.method, 'GET');
+      assert.equal(r.url, '/jobs/v2/query?api-version=2021-04-12&jobType=scheduleUpdateTwin&jobStatus=completed');
+    }
+    assert.equal(hub.requests[0].headers['x-ms-continuation'], undefined);
+    assert.equal(hub.requests[1].headers['x-ms-continuation'], 'next+1');
+    assert.equal(hub.requests[1].headers['x-ms-max-item-count'], '1');
   });
 });

@@ -1,6 +1,7 @@
 /* test_service_cmd.c -- unit tests for service/service_cmd: iothub-service's argument parsing, exit statuses
  * and output text (tutorial lines, one-line errors, --json objects, keyless identities), and the send command
- * (properties, ack, feedback wait, AMQP conditions as exit statuses, feedback lines). */
+ * (properties, ack, feedback wait, AMQP conditions as exit statuses, feedback lines); the job commands and
+ * job get --wait's progress lines. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -419,6 +420,102 @@ static void send_command(void **state)
     buf_cleanup(&b);
 }
 
+static void job_commands(void **state)
+{
+    (void)state;
+    struct service_cmd c;
+    struct service_client_job_spec j;
+    ok("job schedule-method j1 --query tags.role='s' --method reboot", &c);
+    assert_int_equal(c.verb, SERVICE_CMD_JOB_SCHEDULE_METHOD);
+    assert_string_equal(c.job_id, "j1");
+    service_cmd_job_spec(&c, &j);
+    assert_false(j.twin);
+    assert_string_equal(j.query, "tags.role='s'");
+    assert_string_equal(j.method_name, "reboot");
+    assert_null(j.payload); /* the SDK's default: null, not invoke's tutorial payload */
+    assert_null(j.start_time);
+    assert_int_equal(j.response_timeout_s, 0);
+    assert_int_equal(j.max_execution_s, 0);
+    ok("job schedule-method j1 --query=x --method m --payload {\"a\":1} --start 2026-12-01T15:00:00Z "
+       "--max-time 600 --response-timeout 20 --connect-timeout 5 --json", &c);
+    service_cmd_job_spec(&c, &j);
+    assert_string_equal(j.payload, "{\"a\":1}");
+    assert_string_equal(j.start_time, "2026-12-01T15:00:00Z");
+    assert_int_equal(j.max_execution_s, 600);
+    assert_int_equal(j.response_timeout_s, 20);
+    assert_int_equal(j.connect_timeout_s, 5);
+    assert_true(c.json);
+    ok("job schedule-twin j2 --query x --desired {\"k\":1} --tags {\"t\":2}", &c);
+    assert_int_equal(c.verb, SERVICE_CMD_JOB_SCHEDULE_TWIN);
+    service_cmd_job_spec(&c, &j);
+    assert_true(j.twin);
+    assert_string_equal(j.desired, "{\"k\":1}");
+    assert_string_equal(j.tags, "{\"t\":2}");
+    ok("job schedule-twin j2 --query x --tags {}", &c);
+    ok("job get j3 --wait", &c);
+    assert_int_equal(c.verb, SERVICE_CMD_JOB_GET);
+    assert_true(c.wait);
+    ok("job cancel j3", &c);
+    assert_int_equal(c.verb, SERVICE_CMD_JOB_CANCEL);
+    ok("job list", &c);
+    assert_int_equal(c.verb, SERVICE_CMD_JOB_LIST);
+    assert_null(c.job_type);
+    ok("job list --type scheduleUpdateTwin --status running", &c);
+    assert_string_equal(c.job_type, "scheduleUpdateTwin");
+    assert_string_equal(c.job_status, "running");
+    ok("job list --page-size 5", &c);
+    assert_int_equal(c.page_size, 5);
+
+    bad("job", "usage: iothub-service job");
+    bad("job start j1", "usage: iothub-service job");
+    bad("job get", "usage: iothub-service job");
+    bad("job list j1", "usage: iothub-service job");
+    bad("job schedule-method j1 --method m", "--query");
+    bad("job schedule-method j1 --query x", "--method NAME");
+    bad("job schedule-method j1 --query x --method m --payload {", "--payload must be JSON");
+    bad("job schedule-method j1 --query x --method m --desired {}", "--desired does not apply");
+    bad("job schedule-method j1 --query x --method m --max-time 0", "--max-time needs a whole number");
+    bad("job schedule-twin j1 --query x", "--desired JSON and/or --tags");
+    bad("job schedule-twin j1 --query x --desired [1]", "--desired must be a JSON object");
+    bad("job schedule-twin j1 --query x --desired {} --tags 3", "--tags must be a JSON object");
+    bad("job schedule-twin j1 --query x --desired {} --method m", "--method does not apply");
+    bad("job get j1 --query x", "--query does not apply");
+    bad("job cancel j1 --wait", "--wait does not apply");
+    bad("job list --type reboot", "--type is scheduleDeviceMethod or scheduleUpdateTwin");
+    bad("job list --status done", "--status is queued");
+    bad("invoke d1 --query x", "--query does not apply");
+}
+
+static void job_progress(void **state)
+{
+    (void)state;
+    struct buf b;
+    int final = -1;
+    buf_init(&b, 4096);
+    assert_int_equal(service_cmd_job_progress("{\"jobId\":\"j\",\"status\":\"running\",\"deviceJobStatistics\":"
+                                              "{\"deviceCount\":3,\"failedCount\":1,\"succeededCount\":1}}",
+                                              &final, &b),
+                     ERR_OK);
+    assert_int_equal(final, 0);
+    check_buf(&b, "job j: running, 2 of 3 devices done (1 succeeded, 1 failed)");
+    buf_init(&b, 4096);
+    assert_int_equal(service_cmd_job_progress("{\"jobId\":\"j\",\"status\":\"scheduled\"}", &final, &b), ERR_OK);
+    assert_int_equal(final, 0);
+    check_buf(&b, "job j: scheduled, 0 of 0 devices done (0 succeeded, 0 failed)");
+    const char *completed = "{\"jobId\":\"j\",\"status\":\"completed\"}";
+    buf_init(&b, 4096);
+    assert_int_equal(service_cmd_job_progress(completed, &final, &b), ERR_OK);
+    assert_int_equal(final, 1);
+    buf_cleanup(&b);
+    assert_int_equal(service_cmd_job_final_status(completed), SERVICE_CMD_EXIT_OK);
+    assert_int_equal(service_cmd_job_final_status("{\"status\":\"failed\"}"), SERVICE_CMD_EXIT_HUB);
+    assert_int_equal(service_cmd_job_final_status("{\"status\":\"cancelled\"}"), SERVICE_CMD_EXIT_HUB);
+    buf_init(&b, 4096);
+    assert_int_equal(service_cmd_job_progress("[]", &final, &b), ERR_MALFORMED);
+    assert_int_equal(service_cmd_job_progress("{\"status\":3}", &final, &b), ERR_MALFORMED);
+    buf_cleanup(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +526,8 @@ int main(void)
         cmocka_unit_test(twin_and_query_commands),
         cmocka_unit_test(json_output),
         cmocka_unit_test(send_command),
+        cmocka_unit_test(job_commands),
+        cmocka_unit_test(job_progress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

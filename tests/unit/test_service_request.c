@@ -199,6 +199,92 @@ static void amqp_endpoints(void **state)
     }
 }
 
+static void check_job_body(const struct service_client_job_spec *j, const char *want)
+{
+    char err[256] = "", *body = NULL;
+    int rc = service_request_job_body(j, &body, err, sizeof err);
+    if (rc)
+        fail_msg("job body: %s", err);
+    assert_string_equal(body, want);
+    free(body);
+}
+
+static void bad_job_body(const struct service_client_job_spec *j, const char *want_in_err)
+{
+    char err[256] = "", *body = NULL;
+    assert_int_equal(service_request_job_body(j, &body, err, sizeof err), ERR_INVALID);
+    assert_null(body);
+    if (!strstr(err, want_in_err))
+        fail_msg("error \"%s\" lacks \"%s\"", err, want_in_err);
+}
+
+static void job_requests(void **state)
+{
+    (void)state;
+    char *p = service_request_job_path("job 1/#", "");
+    assert_string_equal(p, "/jobs/v2/job%201%2F%23?api-version=2021-04-12");
+    free(p);
+    p = service_request_job_path("j1", "/cancel");
+    assert_string_equal(p, "/jobs/v2/j1/cancel?api-version=2021-04-12");
+    free(p);
+    assert_null(service_request_job_path("", ""));
+    p = service_request_job_query_path(NULL, NULL);
+    assert_string_equal(p, "/jobs/v2/query?api-version=2021-04-12");
+    free(p);
+    p = service_request_job_query_path("scheduleUpdateTwin", "running");
+    assert_string_equal(p, "/jobs/v2/query?api-version=2021-04-12&jobType=scheduleUpdateTwin&jobStatus=running");
+    free(p);
+
+    /* The Node JobClient's bodies: defaults null payload, 30 s response timeout, 3600 s, startTime null. */
+    struct service_client_job_spec m = {.job_id = "j1", .query = "tags.a = 'b'", .method_name = "reboot"};
+    check_job_body(&m, "{\"jobId\":\"j1\",\"type\":\"scheduleDeviceMethod\",\"queryCondition\":\"tags.a = 'b'\","
+                       "\"startTime\":null,\"maxExecutionTimeInSeconds\":3600,\"cloudToDeviceMethod\":"
+                       "{\"methodName\":\"reboot\",\"payload\":null,\"responseTimeoutInSeconds\":30}}");
+    m.payload = " [1, {\"x\": \"y\"}] ";
+    m.start_time = "2026-12-01T15:00:00Z";
+    m.max_execution_s = 60;
+    m.response_timeout_s = 10;
+    m.connect_timeout_s = 5;
+    check_job_body(&m, "{\"jobId\":\"j1\",\"type\":\"scheduleDeviceMethod\",\"queryCondition\":\"tags.a = 'b'\","
+                       "\"startTime\":\"2026-12-01T15:00:00Z\",\"maxExecutionTimeInSeconds\":60,"
+                       "\"cloudToDeviceMethod\":{\"methodName\":\"reboot\",\"payload\":[1,{\"x\":\"y\"}],"
+                       "\"responseTimeoutInSeconds\":10,\"connectTimeoutInSeconds\":5}}");
+    struct service_client_job_spec t = {.job_id = "j2", .twin = 1, .query = "*", .desired = "{\"k\":1}",
+                                        .tags = "{\"t\":\"v\"}"};
+    check_job_body(&t, "{\"jobId\":\"j2\",\"type\":\"scheduleUpdateTwin\",\"queryCondition\":\"*\","
+                       "\"startTime\":null,\"maxExecutionTimeInSeconds\":3600,\"updateTwin\":"
+                       "{\"tags\":{\"t\":\"v\"},\"properties\":{\"desired\":{\"k\":1}}}}");
+    t.tags = NULL;
+    check_job_body(&t, "{\"jobId\":\"j2\",\"type\":\"scheduleUpdateTwin\",\"queryCondition\":\"*\","
+                       "\"startTime\":null,\"maxExecutionTimeInSeconds\":3600,\"updateTwin\":"
+                       "{\"properties\":{\"desired\":{\"k\":1}}}}");
+
+    struct service_client_job_spec b = m;
+    b.job_id = "";
+    bad_job_body(&b, "the job id is empty");
+    b = m;
+    b.query = NULL;
+    bad_job_body(&b, "the query condition is empty");
+    b = m;
+    b.method_name = "";
+    bad_job_body(&b, "the method name is empty");
+    b = m;
+    b.method_name = "\xc3";
+    bad_job_body(&b, "the method name is not valid UTF-8");
+    b = m;
+    b.payload = "{";
+    bad_job_body(&b, "--payload must be JSON");
+    b = m;
+    b.start_time = "\xff";
+    bad_job_body(&b, "valid UTF-8");
+    b = t;
+    b.desired = "[1]";
+    bad_job_body(&b, "--desired must be a JSON object");
+    b = t;
+    b.desired = NULL;
+    bad_job_body(&b, "--desired JSON and/or --tags JSON");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,6 +292,7 @@ int main(void)
         cmocka_unit_test(method_body_errors), cmocka_unit_test(identity_bodies), cmocka_unit_test(uuids),
         cmocka_unit_test(headers),
         cmocka_unit_test(amqp_endpoints),
+        cmocka_unit_test(job_requests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
