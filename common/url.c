@@ -102,8 +102,11 @@ out:
 
 int url_bag_add(struct buf *t, bool *first, const char *key, const char *value)
 {
-    if (!value[0])
-        return ERR_OK;
+    return value[0] ? url_bag_add_even_empty(t, first, key, value) : ERR_OK;
+}
+
+int url_bag_add_even_empty(struct buf *t, bool *first, const char *key, const char *value)
+{
     char *k = url_encode(key, strlen(key)), *v = url_encode(value, strlen(value));
     int rc = k && v ? buf_printf(t, "%s%s=%s", *first ? "" : "&", k, v) : ERR_NOMEM;
     *first = false;

@@ -19,5 +19,9 @@ int url_decode(const char *text, size_t len, char **out, size_t *out_len);
  * (without the '&' while *first, which it then clears), both percent-encoded; nothing for an empty value.
  * Returns ERR_OK, ERR_NOMEM or an error of buf_printf. */
 int url_bag_add(struct buf *t, bool *first, const char *key, const char *value);
+/* The same, but an empty value is kept ("&key="): an application property's empty string is a value the
+ * device sent (MQTT's "k=" and HTTPS's empty iothub-app-k header keep it too); system properties use
+ * url_bag_add, where empty means unset. */
+int url_bag_add_even_empty(struct buf *t, bool *first, const char *key, const char *value);
 
 #endif

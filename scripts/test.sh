@@ -13,8 +13,9 @@ jobs=$(nproc)
 CC=gcc cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
 cmake --build build -j"$jobs" >/dev/null
 # 2. The test build: clang, sanitizers, fuzzers.
+#    The release build's emulator runs the one test a sanitizer's allocator would falsify (memory returned).
 CC=clang cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Debug -DSANITIZE=ON -DFUZZ=ON \
-    -DFUZZ_SECONDS="${FUZZ_SECONDS:-20}" >/dev/null
+    -DFUZZ_SECONDS="${FUZZ_SECONDS:-20}" -DRELEASE_EMULATOR_BIN="$PWD/build/emulator/iothub-emulator" >/dev/null
 cmake --build build-test -j"$jobs" >/dev/null
 cd build-test
 ctest --output-on-failure "$@"

@@ -605,7 +605,7 @@ static int add_app_props(pn_message_t *m, struct faults_request *req, struct buf
             continue;
         faults_request_prop(req, key, text);
         if (bag)
-            rc = url_bag_add(bag, first, key, text);
+            rc = url_bag_add_even_empty(bag, first, key, text); /* "" is a value, as over MQTT and HTTPS */
     }
     pn_data_exit(ap);
     return rc;

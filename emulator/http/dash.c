@@ -343,6 +343,14 @@ static enum MHD_Result route_c2d(struct dash *d, struct MHD_Connection *conn, co
 {
     if (!d->cfg.c2d)
         return answer_error(conn, RESTAPI_NOT_FOUND, NULL, "Cloud-to-device messages are not available.");
+    /* An id longer than the registry allows names no identity: answered as unknown here, before its encoded
+     * form could outgrow the address buffer (a cut address would be refused as a bad 'to'). */
+    if (strlen(rt->device_id) > REGISTRY_MAX_ID)
+        return answer_error(conn, RESTAPI_DEVICE_NOT_FOUND, NULL, "%.*s...", 64, rt->device_id);
+    if (rt->module_id && strlen(rt->module_id) > REGISTRY_MAX_ID)
+        return registry_find(d->cfg.reg, rt->device_id, NULL)
+                   ? answer_error(conn, RESTAPI_MODULE_NOT_FOUND, NULL, "%s/%.*s...", rt->device_id, 64, rt->module_id)
+                   : answer_error(conn, RESTAPI_DEVICE_NOT_FOUND, NULL, "%s", rt->device_id);
     struct c2d_message m;
     json_t *holder = NULL;
     char why[256];
@@ -351,15 +359,19 @@ static enum MHD_Result route_c2d(struct dash *d, struct MHD_Connection *conn, co
         return answer_error(conn, RESTAPI_MESSAGE_TOO_LARGE, NULL, "%s", why);
     if (rc != ERR_OK)
         return answer_error(conn, RESTAPI_ARGUMENT_INVALID, NULL, "%s", why);
-    /* c2d_send takes the hub's address form; its ids are percent-encoded. */
+    /* c2d_send takes the hub's address form; its ids are percent-encoded (3 bytes each at most). */
     char *dev = url_encode(rt->device_id, strlen(rt->device_id));
     char *mod = rt->module_id ? url_encode(rt->module_id, strlen(rt->module_id)) : NULL;
-    char to[4 * REGISTRY_MAX_ID * 3];
+    char to[2 * 3 * REGISTRY_MAX_ID + 64];
     to[0] = '\0';
     if (dev && (!rt->module_id || mod))
         snprintf(to, sizeof to, "/devices/%s%s%s/messages/devicebound", dev, mod ? "/modules/" : "", mod ? mod : "");
     free(dev);
     free(mod);
+    if (!to[0]) {
+        json_decref(holder);
+        return answer_error(conn, RESTAPI_SERVER_ERROR, NULL, "Out of memory.");
+    }
     rc = c2d_send(d->cfg.c2d, to, &m, c2d_wall_ms(), why, sizeof why);
     json_t *ok = rc == ERR_OK ? json_pack("{s:s}", "messageId", m.message_id) : NULL;
     json_decref(holder);

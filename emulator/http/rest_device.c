@@ -35,11 +35,7 @@ static enum MHD_Result collect_app_property(void *cls, enum MHD_ValueKind kind, 
     static const char pre[] = "iothub-app-";
     if (p->rc || !key || !value || strncasecmp(key, pre, sizeof pre - 1) != 0 || !key[sizeof pre - 1])
         return MHD_YES;
-    char *k = url_encode(key + sizeof pre - 1, strlen(key + sizeof pre - 1)), *v = url_encode(value, strlen(value));
-    p->rc = k && v ? buf_printf(p->t, "%s%s=%s", *p->first ? "" : "&", k, v) : ERR_NOMEM;
-    *p->first = false;
-    free(k);
-    free(v);
+    p->rc = url_bag_add_even_empty(p->t, p->first, key + sizeof pre - 1, value);
     return MHD_YES;
 }
 

@@ -1,8 +1,9 @@
 // sdk_matrix.test.js -- the compatibility matrix: every device kind against every caller, each pair running
 // the tutorial's call (DeviceMethod, {"method_number":"42"}, answered 200 with the tutorial's response) and then,
 // after the device has gone, the offline error (404103). Devices: our C iothub-device (MQTT/TLS), the official
-// Node device SDK over MQTT/TLS and over MQTT/WebSocket on :443, and a raw python3-paho-mqtt device. Callers:
-// our C iothub-service and the official Node azure-iothub. Run through run_node_test.py (fixed ports).
+// Node device SDK over MQTT/TLS, MQTT/WebSocket on :443, AMQP/TLS on :5671 and AMQP/WebSocket on :443, and a
+// raw python3-paho-mqtt device. Callers: our C iothub-service and the official Node azure-iothub. Run through
+// run_node_test.py (fixed ports).
 'use strict';
 
 const test = require('node:test');
@@ -11,6 +12,7 @@ const { execFile } = require('node:child_process');
 const path = require('node:path');
 const { Client: DeviceClient } = require('azure-iot-device');
 const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
+const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
 const { Client: ServiceClient } = require('azure-iothub');
 const { withEmulator, DEVICE1_KEY, HOST } = require('./lib/emulator');
 const { startProcess } = require('./lib/run');
@@ -27,6 +29,8 @@ const DEVICES = {
   },
   'Node SDK (MQTT/TLS)': (emu) => nodeDevice(emu, Mqtt),
   'Node SDK (MQTT over WebSocket)': (emu) => nodeDevice(emu, MqttWs),
+  'Node SDK (AMQP/TLS)': (emu) => nodeDevice(emu, Amqp),
+  'Node SDK (AMQP over WebSocket)': (emu) => nodeDevice(emu, AmqpWs),
   'python3-paho-mqtt raw device': async () => {
     const p = startProcess('/usr/bin/python3', [path.join(__dirname, 'raw_paho_device.py'), HOST, '8883',
       process.env.NODE_EXTRA_CA_CERTS, 'device1', DEVICE1_KEY], 'connected');

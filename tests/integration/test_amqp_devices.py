@@ -201,6 +201,19 @@ class AmqpDevicesTest(unittest.TestCase):
         self.assertEqual([m["body"] for m in got], ["batched 0", "batched 1", "batched 2"])
         self.assertEqual(got[1]["properties"].get("n"), "1")
 
+    def test_an_empty_application_property_is_kept(self):
+        """An application property whose value is "" reaches the event log, as over MQTT ("k=") and HTTPS."""
+        conn = self.device_conn()
+        try:
+            snd = conn.create_sender(D1 + "/messages/events")
+            snd.send(Message(body=b"empty prop", properties={"blank": "", "full": "x"}), timeout=TIMEOUT)
+        finally:
+            conn.close()
+        got = [m for m in self.telemetry() if m.get("body") == "empty prop"]
+        self.assertEqual(len(got), 1, self.telemetry())
+        self.assertEqual(got[0]["properties"].get("full"), "x")
+        self.assertEqual(got[0]["properties"].get("blank"), "", got[0])
+
     def new_device(self, device_id):
         """A fresh SAS device (deleted first if an earlier test left it); returns its primary key."""
         self.emu.rest("DELETE", "/devices/%s?api-version=2021-04-12" % device_id, headers={"If-Match": "*"})

@@ -314,6 +314,10 @@ class DashboardLoopbackTest(unittest.TestCase):
             ("/emulator/devices/device1/messages", json.dumps({"body": "x" * 70000}).encode(), 413, "MessageTooLarge"),
             ("/emulator/devices/device1/messages", b'{"body":"' + b"x" * 200000 + b'"}', 413, "MessageTooLarge"),
             ("/emulator/devices/bad%zz/messages", b'{"body":"x"}', 400, "ArgumentInvalid"),
+            # Ids longer than any the registry holds are unknown, whatever their encoded length (was: a cut
+            # address and a 400 about 'to').
+            ("/emulator/devices/" + "%25" * 600 + "/messages", b'{"body":"x"}', 404, "DeviceNotFound"),
+            ("/emulator/devices/device1/modules/" + "m" * 200 + "/messages", b'{"body":"x"}', 404, "ModuleNotFound"),
         ]
         for path, body, status_want, code in cases:
             status, h, resp = get(self.emu, path, {"Authorization": token, "Content-Type": "application/json"},

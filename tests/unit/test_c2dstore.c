@@ -165,7 +165,7 @@ static void unknown_identity_and_cascade(void **state)
     assert_int_equal(c2dstore_put(w->db, "dev1", NULL, 99, "{}", NULL, 0), ERR_EXISTS);
     assert_int_equal(send(w, TO, "m1", "one", 0), ERR_OK);
     assert_int_equal(registry_delete(w->reg, "dev1", NULL, "*"), ERR_OK);
-    assert_int_equal(c2d_purge(w->q, "dev1"), 1); /* what rest.c does on a delete; the row went already */
+    assert_int_equal(c2d_purge(w->q, "dev1"), 1); /* what rest_registry.c does on a delete; the row went already */
     assert_int_equal(registry_ensure_device(w->reg, "dev1", KEY, KEY), ERR_OK);
     restart(w);
     assert_int_equal(c2d_count(w->q, "dev1", c2d_wall_ms()), 0);

@@ -130,8 +130,15 @@ static void bag_pairs(void **state)
     assert_int_equal(url_bag_add(&t, &first, "$.mid", "m 1"), ERR_OK);
     assert_int_equal(url_bag_add(&t, &first, "k=&", "v/2"), ERR_OK);
     assert_false(first);
+    assert_int_equal(url_bag_add_even_empty(&t, &first, "blank", ""), ERR_OK); /* an application property's "" */
     assert_int_equal(buf_append_byte(&t, 0), ERR_OK);
-    assert_string_equal((const char *)t.data, "%24.mid=m%201&k%3D%26=v%2F2");
+    assert_string_equal((const char *)t.data, "%24.mid=m%201&k%3D%26=v%2F2&blank=");
+    buf_consume(&t, t.len);
+    first = true;
+    assert_int_equal(url_bag_add_even_empty(&t, &first, "only", ""), ERR_OK);
+    assert_false(first);
+    assert_int_equal(buf_append_byte(&t, 0), ERR_OK);
+    assert_string_equal((const char *)t.data, "only=");
     buf_cleanup(&t);
 }
 
