@@ -281,10 +281,12 @@ static void on_call_timer(struct loop *l, void *ctx)
     }
 }
 
-/* Sends a call to the identity's link. Returns ERR_OK, or an error (the call is then untouched). */
-static int call_deliver(struct hub *h, struct hub_call *c, struct device_link *link)
+/* Sends a call to the identity's link: the payload is the caller's (a call delivered at once) or the call's
+ * copy (a call that waited). Returns ERR_OK, or an error (the call is then untouched). */
+static int call_deliver(struct hub *h, struct hub_call *c, struct device_link *link, const char *payload,
+                        size_t payload_len)
 {
-    int rc = link->ops->deliver_method(link, c->method, (const uint8_t *)c->payload, c->payload_len, c->rid);
+    int rc = link->ops->deliver_method(link, c->method, (const uint8_t *)payload, payload_len, c->rid);
     if (rc)
         return rc;
     c->state = CALL_DELIVERED;
@@ -296,21 +298,23 @@ static int call_deliver(struct hub *h, struct hub_call *c, struct device_link *l
     return c->timer ? ERR_OK : ERR_NOMEM;
 }
 
+/* keep_payload: the call waits for its device, so it needs its own copy of the payload; a call delivered at
+ * once is encoded from the caller's bytes inside hub_call_start and keeps none (issue 20: one copy less). */
 static struct hub_call *call_new(struct hub *h, const struct hub_call_request *req, const char *key,
-                                 hub_call_fn fn, void *ctx)
+                                 bool keep_payload, hub_call_fn fn, void *ctx)
 {
     struct hub_call *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->key = strdup(key);
     c->method = strdup(req->method_name);
-    if (req->payload && req->payload_len) {
+    if (keep_payload && req->payload && req->payload_len) {
         c->payload = malloc(req->payload_len);
         if (c->payload)
             memcpy(c->payload, req->payload, req->payload_len);
         c->payload_len = req->payload_len;
     }
-    if (!c->key || !c->method || (req->payload_len && !c->payload)) {
+    if (!c->key || !c->method || (keep_payload && req->payload && req->payload_len && !c->payload)) {
         call_free(c);
         return NULL;
     }
@@ -348,14 +352,14 @@ uint64_t hub_call_start(struct hub *h, const struct hub_call_request *req, hub_c
         events_note(h->events, EVENTS_METHOD, key, req->method_name, "notOnline", 0, 0);
         return 0;
     }
-    struct hub_call *c = call_new(h, req, key, fn, ctx);
+    struct hub_call *c = call_new(h, req, key, !online, fn, ctx);
     if (!c) {
         now->outcome = HUB_CALL_SHUTDOWN;
         return 0;
     }
     uint64_t call_id = c->id;
     if (online) {
-        if (call_deliver(h, c, id->link) == ERR_OK)
+        if (call_deliver(h, c, id->link, req->payload, req->payload_len) == ERR_OK)
             return call_id;
         /* The connection could not take it (and is closing): the device is not online. */
         call_unlink(h, c);
@@ -426,7 +430,7 @@ void hub_link_methods_ready(struct hub *h, struct device_link *link)
     while (c) {
         struct hub_call *next = c->next;
         if (c->state == CALL_WAITING && strcmp(c->key, link->identity) == 0) {
-            int rc = call_deliver(h, c, link);
+            int rc = call_deliver(h, c, link, c->payload, c->payload_len);
             if (rc == ERR_CLOSED)
                 return; /* the connection is closing: the rest keep waiting for the next one */
             if (rc != ERR_OK) {

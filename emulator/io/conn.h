@@ -12,6 +12,8 @@ struct conn;
 /* Queues application bytes for the peer (wrapped in a WebSocket binary frame on WebSocket connections).
  * Over the per-connection output cap the connection is closed and ERR_TOO_BIG returned. */
 int conn_send(struct conn *c, const uint8_t *data, size_t len);
+/* conn_send of head then body as one message (one WebSocket frame), without joining them first. */
+int conn_send2(struct conn *c, const uint8_t *head, size_t hlen, const uint8_t *body, size_t blen);
 /* Flushes what is queued, then closes; idempotent. The conn is freed later by net (never inside a callback).
  * reason is logged. */
 void conn_close(struct conn *c, const char *reason);

@@ -89,6 +89,7 @@ struct conn {
     int proxy_fd;
     int proxy_peer_fd;   /* the REST server's end (owned by it), to ask whether it is idle */
     uint32_t proxy_events;
+    bool proxy_bulk;         /* the last read from MHD filled a whole chunk: a large answer is on its way */
     struct buf proxy_out;
     struct loop_timer *deadline;
     struct conn *prev, *next;       /* all connections */
@@ -215,11 +216,17 @@ static void conn_flush(struct conn *c)
         mark_dead(c);
 }
 
-int conn_send(struct conn *c, const uint8_t *data, size_t len)
+int conn_send2(struct conn *c, const uint8_t *head, size_t hlen, const uint8_t *body, size_t blen)
 {
     if (c->closing)
         return ERR_CLOSED;
-    int rc = c->proto == PROTO_WS ? ws_encode_binary(&c->out, data, len) : buf_append(&c->out, data, len);
+    int rc;
+    if (c->proto == PROTO_WS)
+        rc = ws_encode_binary2(&c->out, head, hlen, body, blen);
+    else if ((rc = hlen > SIZE_MAX - blen ? ERR_TOO_BIG : buf_reserve(&c->out, hlen + blen)) == ERR_OK) {
+        buf_append(&c->out, head, hlen); /* cannot fail after the reserve */
+        buf_append(&c->out, body, blen);
+    }
     if (rc) {
         log_warn("%s: output queue full (%zu bytes waiting); closing", c->peer, c->out.len);
         mark_dead(c);
@@ -227,6 +234,11 @@ int conn_send(struct conn *c, const uint8_t *data, size_t len)
     }
     queue_flush(c);
     return ERR_OK;
+}
+
+int conn_send(struct conn *c, const uint8_t *data, size_t len)
+{
+    return conn_send2(c, data, len, NULL, 0);
 }
 
 static void on_linger_timeout(struct loop *l, void *ctx)
@@ -319,17 +331,29 @@ static void on_proxy_io(struct loop *l, int fd, uint32_t events, void *ctx)
     if (events & EPOLLOUT)
         proxy_flush(c);
     if (c->proxy_fd >= 0 && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
-        ssize_t n = recv(fd, c->net->rbuf, sizeof c->net->rbuf, 0);
-        if (n > 0) {
+        /* Within a large answer (issue 20) the bytes are read straight into the output queue, not through
+         * rbuf and a copy; small answers still go through rbuf, so an idle connection keeps no queue storage. */
+        bool direct = c->proxy_bulk && buf_reserve(&c->out, NET_READ_CHUNK) == ERR_OK;
+        ssize_t n = direct ? recv(fd, c->out.data + c->out.len, NET_READ_CHUNK, 0)
+                           : recv(fd, c->net->rbuf, sizeof c->net->rbuf, 0);
+        c->proxy_bulk = n == NET_READ_CHUNK;
+        if (n > 0 && direct) {
+            c->out.len += (size_t)n;
+            queue_flush(c);
+        } else if (n > 0) {
             if (buf_append(&c->out, c->net->rbuf, (size_t)n) == ERR_OK)
                 queue_flush(c);
             else
                 mark_dead(c);
-        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-            loop_del_fd(l, fd);
-            close(fd);
-            c->proxy_fd = -1;
-            conn_close(c, "HTTP exchange finished");
+        } else {
+            int err = errno;
+            buf_trim(&c->out); /* the room reserved for a direct read */
+            if (n == 0 || (err != EAGAIN && err != EINTR)) {
+                loop_del_fd(l, fd);
+                close(fd);
+                c->proxy_fd = -1;
+                conn_close(c, "HTTP exchange finished");
+            }
         }
     }
     conn_update_events(c);

@@ -404,13 +404,14 @@ static size_t varint_len(size_t v)
     return v < 128u ? 1 : v < 16384u ? 2 : v < 2097152u ? 3 : 4;
 }
 
-/* Reserves 1 + varint + rem bytes in out and writes the fixed header. ERR_TOO_BIG past the remaining-length
- * limit or out's cap, ERR_NOMEM; out is unchanged on failure. */
-static int wr_begin(struct wr *w, struct buf *out, uint8_t first, size_t rem)
+/* Reserves 1 + varint + rem - left_out bytes in out and writes the fixed header (left_out: trailing bytes of
+ * the packet the caller sends from elsewhere). ERR_TOO_BIG past the remaining-length limit or out's cap,
+ * ERR_NOMEM; out is unchanged on failure. */
+static int wr_begin_part(struct wr *w, struct buf *out, uint8_t first, size_t rem, size_t left_out)
 {
-    if (rem > MQTT_REMAINING_MAX)
+    if (rem > MQTT_REMAINING_MAX || left_out > rem)
         return ERR_TOO_BIG;
-    size_t total = 1 + varint_len(rem) + rem;
+    size_t total = 1 + varint_len(rem) + rem - left_out;
     int rc = buf_reserve(out, total);
     if (rc)
         return rc;
@@ -424,6 +425,11 @@ static int wr_begin(struct wr *w, struct buf *out, uint8_t first, size_t rem)
         *w->p++ = rem ? (uint8_t)(b | 0x80u) : b;
     } while (rem);
     return ERR_OK;
+}
+
+static int wr_begin(struct wr *w, struct buf *out, uint8_t first, size_t rem)
+{
+    return wr_begin_part(w, out, first, rem, 0);
 }
 
 static void wr_u8(struct wr *w, uint8_t v)
@@ -538,7 +544,8 @@ int mqtt_encode_connack(struct buf *out, bool session_present, uint8_t return_co
     return wr_end(&w);
 }
 
-int mqtt_encode_publish(struct buf *out, const struct mqtt_publish *p)
+/* The PUBLISH up to its payload (head_only) or whole. */
+static int encode_publish(struct buf *out, const struct mqtt_publish *p, bool head_only)
 {
     if (p->qos > 2 || (p->qos > 0 && p->packet_id == 0))
         return ERR_INVALID;
@@ -547,14 +554,25 @@ int mqtt_encode_publish(struct buf *out, const struct mqtt_publish *p)
     size_t rem = 2 + p->topic.len + (p->qos ? 2 : 0) + p->payload.len;
     unsigned first = MQTT_PUBLISH << 4 | (p->dup ? 8u : 0u) | (unsigned)p->qos << 1 | (p->retain ? 1u : 0u);
     struct wr w;
-    int rc = wr_begin(&w, out, (uint8_t)first, rem);
+    int rc = wr_begin_part(&w, out, (uint8_t)first, rem, head_only ? p->payload.len : 0);
     if (rc)
         return rc;
     wr_field(&w, p->topic);
     if (p->qos)
         wr_u16(&w, p->packet_id);
-    wr_raw(&w, p->payload);
+    if (!head_only)
+        wr_raw(&w, p->payload);
     return wr_end(&w);
+}
+
+int mqtt_encode_publish(struct buf *out, const struct mqtt_publish *p)
+{
+    return encode_publish(out, p, false);
+}
+
+int mqtt_encode_publish_head(struct buf *out, const struct mqtt_publish *p)
+{
+    return encode_publish(out, p, true);
 }
 
 int mqtt_encode_ack(struct buf *out, enum mqtt_type type, uint16_t packet_id)

@@ -109,6 +109,9 @@ int mqtt_decode(const uint8_t *buf, size_t len, size_t max_packet, struct mqtt_p
 int mqtt_encode_connect(struct buf *out, const struct mqtt_connect *c);
 int mqtt_encode_connack(struct buf *out, bool session_present, uint8_t return_code);
 int mqtt_encode_publish(struct buf *out, const struct mqtt_publish *p);
+/* The same PUBLISH without its payload's bytes (the remaining length counts them): the head to send before
+ * p->payload, so a large payload goes to the connection without being joined to its head first. */
+int mqtt_encode_publish_head(struct buf *out, const struct mqtt_publish *p);
 /* type is MQTT_PUBACK, MQTT_PUBREC, MQTT_PUBREL, MQTT_PUBCOMP or MQTT_UNSUBACK. */
 int mqtt_encode_ack(struct buf *out, enum mqtt_type type, uint16_t packet_id);
 int mqtt_encode_subscribe(struct buf *out, const struct mqtt_subscribe *s);

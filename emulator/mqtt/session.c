@@ -128,11 +128,19 @@ static int send_scratch(struct session *s, int rc)
     return rc;
 }
 
+/* The head is encoded into scratch and the body appended to the connection's queue behind it, not joined to
+ * it first (issue 20: one copy of a method payload or patch less). */
 static int send_publish(struct session *s, const char *topic, const uint8_t *body, size_t len)
 {
     struct mqtt_publish p = {
         .qos = 0, .topic = {(const uint8_t *)topic, strlen(topic)}, .payload = {body, len}};
-    return send_scratch(s, mqtt_encode_publish(&s->scratch, &p));
+    int rc = mqtt_encode_publish_head(&s->scratch, &p);
+    if (rc == ERR_OK && len > s->scratch.max - s->scratch.len)
+        rc = ERR_TOO_BIG; /* as the whole packet in scratch was: over max_packet + 16 it is not sent */
+    if (rc == ERR_OK)
+        rc = conn_send2(s->conn, s->scratch.data, s->scratch.len, body, len);
+    buf_cleanup(&s->scratch);
+    return rc;
 }
 
 /* ---- CONNECT ---- */

@@ -55,6 +55,20 @@ int conn_send(struct conn *c, const uint8_t *data, size_t len)
     return rc;
 }
 
+int conn_send2(struct conn *c, const uint8_t *head, size_t hlen, const uint8_t *body, size_t blen)
+{
+    if (c->closed)
+        return ERR_CLOSED;
+    int rc = buf_reserve(&c->out, hlen + blen); /* all or nothing, as net's */
+    if (rc == ERR_OK)
+        rc = buf_append(&c->out, head, hlen);
+    if (rc == ERR_OK)
+        rc = buf_append(&c->out, body, blen);
+    if (rc)
+        c->closed = true;
+    return rc;
+}
+
 void conn_close(struct conn *c, const char *reason)
 {
     c->closed = true;

@@ -118,6 +118,42 @@ static void azure_connect_vector(void **state)
     encode_matches(&b, LIT(v_connect));
 }
 
+/* mqtt_encode_publish_head followed by the payload is the whole PUBLISH, byte for byte, at every
+ * remaining-length size (1, 2 and 3 varint bytes) and QoS; a payload over the cap fails either way. */
+static void publish_head_is_whole_packet_prefix(void **state)
+{
+    (void)state;
+    static const size_t lens[] = {0, 1, 100, 127, 128, 16300, 16400, 200000};
+    uint8_t *payload = malloc(200000);
+    assert_non_null(payload);
+    for (size_t i = 0; i < 200000; i++)
+        payload[i] = (uint8_t)(i * 7);
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        for (uint8_t qos = 0; qos <= 1; qos++) {
+            struct mqtt_publish p = {.qos = qos, .packet_id = qos ? 9 : 0, .topic = {(const uint8_t *)"a/b", 3},
+                                     .payload = {payload, lens[i]}};
+            struct buf whole, head;
+            buf_init(&whole, SIZE_MAX);
+            buf_init(&head, SIZE_MAX);
+            assert_int_equal(mqtt_encode_publish(&whole, &p), ERR_OK);
+            assert_int_equal(mqtt_encode_publish_head(&head, &p), ERR_OK);
+            assert_int_equal(head.len + lens[i], whole.len);
+            assert_memory_equal(head.data, whole.data, head.len);
+            if (lens[i])
+                assert_memory_equal(whole.data + head.len, payload, lens[i]);
+            buf_cleanup(&whole);
+            buf_cleanup(&head);
+        }
+    }
+    struct mqtt_publish big = {.topic = {(const uint8_t *)"a", 1}, .payload = {payload, 268435455u}};
+    struct buf head;
+    buf_init(&head, SIZE_MAX);
+    assert_int_equal(mqtt_encode_publish_head(&head, &big), ERR_TOO_BIG);
+    assert_int_equal(head.len, 0);
+    buf_cleanup(&head);
+    free(payload);
+}
+
 static void publish_vectors(void **state)
 {
     struct mqtt_packet pkt;
@@ -777,6 +813,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(azure_connect_vector),
         cmocka_unit_test(publish_vectors),
+        cmocka_unit_test(publish_head_is_whole_packet_prefix),
         cmocka_unit_test(subscribe_vector),
         cmocka_unit_test(roundtrip_connect),
         cmocka_unit_test(roundtrip_publish),

@@ -105,6 +105,31 @@ static const char REST_REQ[] = "POST /twins/d1/methods?api-version=2021-04-12 HT
                                "\r\n"
                                "{}";
 
+/* ws_encode_binary2(a, b) is ws_encode_binary(a then b) at the 7-bit, 16-bit and 64-bit length forms. */
+static void binary2_is_binary_of_joined(void **state)
+{
+    (void)state;
+    static const size_t lens[] = {0, 1, 125, 126, 65535, 65536, 70000};
+    uint8_t *data = malloc(70000);
+    assert_non_null(data);
+    for (size_t i = 0; i < 70000; i++)
+        data[i] = (uint8_t)(i * 13);
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        for (size_t split = 0; split <= lens[i]; split += lens[i] > 2 ? lens[i] / 2 : 1) {
+            struct buf one, two;
+            buf_init(&one, SIZE_MAX);
+            buf_init(&two, SIZE_MAX);
+            assert_int_equal(ws_encode_binary(&one, data, lens[i]), ERR_OK);
+            assert_int_equal(ws_encode_binary2(&two, data, split, data + split, lens[i] - split), ERR_OK);
+            assert_int_equal(one.len, two.len);
+            assert_memory_equal(one.data, two.data, one.len);
+            buf_cleanup(&one);
+            buf_cleanup(&two);
+        }
+    }
+    free(data);
+}
+
 static void sniff_node_request(void **state)
 {
     struct ws_upgrade u;
@@ -874,6 +899,7 @@ static void encoders_all_or_nothing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(binary2_is_binary_of_joined),
         cmocka_unit_test(sniff_node_request),
         cmocka_unit_test(sniff_csdk_request),
         cmocka_unit_test(sniff_query_and_lists),
