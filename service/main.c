@@ -247,8 +247,13 @@ static int cmd_twin(struct service_client *c, const struct service_cmd *cmd)
     return status;
 }
 
-/* Runs the query page by page (as long as the hub sends a continuation) and prints all rows as one array. */
-static int cmd_query(struct service_client *c, const struct service_cmd *cmd)
+/* One page of a paged read: the rows (a JSON array) and the next continuation, or NULL on the last page. */
+typedef int (*page_fn)(struct service_client *c, const struct service_cmd *cmd, const char *cont, char **rows,
+                       char **next, struct service_client_result *res);
+
+/* Reads page after page (as long as the hub sends a continuation) and prints all rows as one array: `query`
+ * and `job list`. */
+static int print_all_pages(struct service_client *c, const struct service_cmd *cmd, page_fn fetch, const char *what)
 {
     json_t *all = json_array();
     char *cont = NULL;
@@ -256,7 +261,7 @@ static int cmd_query(struct service_client *c, const struct service_cmd *cmd)
     for (int page = 0; status == SERVICE_CMD_EXIT_OK; page++) {
         struct service_client_result res;
         char *rows = NULL, *next = NULL;
-        int rc = service_client_query(c, cmd->query, cmd->page_size, cont, &rows, &next, &res);
+        int rc = fetch(c, cmd, cont, &rows, &next, &res);
         status = service_cmd_exit_status(rc, &res);
         if (status != SERVICE_CMD_EXIT_OK)
             report(rc, &res);
@@ -267,7 +272,7 @@ static int cmd_query(struct service_client *c, const struct service_cmd *cmd)
             status = SERVICE_CMD_EXIT_INTERNAL;
         }
         json_decref(j);
-        log_debug("query page %d: %zu rows, %s", page + 1, n_rows, next ? "more follow" : "last page");
+        log_debug("%s page %d: %zu rows, %s", what, page + 1, n_rows, next ? "more follow" : "last page");
         free(rows);
         free(cont);
         cont = next;
@@ -288,6 +293,17 @@ static int cmd_query(struct service_client *c, const struct service_cmd *cmd)
     }
     json_decref(all);
     return status;
+}
+
+static int query_page(struct service_client *c, const struct service_cmd *cmd, const char *cont, char **rows,
+                      char **next, struct service_client_result *res)
+{
+    return service_client_query(c, cmd->query, cmd->page_size, cont, rows, next, res);
+}
+
+static int cmd_query(struct service_client *c, const struct service_cmd *cmd)
+{
+    return print_all_pages(c, cmd, query_page, "query");
 }
 
 /* job get --wait: polls every SERVICE_CMD_JOB_POLL_S until a final status; a progress line on stderr per
@@ -349,41 +365,15 @@ static int cmd_job(struct service_client *c, const struct service_cmd *cmd)
 }
 
 /* job list: every page of GET /jobs/v2/query, printed as one array. */
+static int job_page(struct service_client *c, const struct service_cmd *cmd, const char *cont, char **rows,
+                    char **next, struct service_client_result *res)
+{
+    return service_client_job_query(c, cmd->job_type, cmd->job_status, cmd->page_size, cont, rows, next, res);
+}
+
 static int cmd_job_list(struct service_client *c, const struct service_cmd *cmd)
 {
-    json_t *all = json_array();
-    char *cont = NULL;
-    int status = all ? SERVICE_CMD_EXIT_OK : SERVICE_CMD_EXIT_INTERNAL;
-    while (status == SERVICE_CMD_EXIT_OK) {
-        struct service_client_result res;
-        char *rows = NULL, *next = NULL;
-        int rc = service_client_job_query(c, cmd->job_type, cmd->job_status, cmd->page_size, cont, &rows, &next,
-                                          &res);
-        status = service_cmd_exit_status(rc, &res);
-        if (status != SERVICE_CMD_EXIT_OK)
-            report(rc, &res);
-        json_t *j = rows ? json_loads(rows, 0, NULL) : NULL;
-        if (j && json_array_extend(all, j) != 0)
-            status = SERVICE_CMD_EXIT_INTERNAL;
-        json_decref(j);
-        free(rows);
-        free(cont);
-        cont = next;
-        service_client_result_cleanup(&res);
-        if (!cont)
-            break;
-    }
-    free(cont);
-    char *text = status == SERVICE_CMD_EXIT_OK ? json_dumps(all, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    if (text)
-        print_json(text, cmd->json);
-    else if (status == SERVICE_CMD_EXIT_OK)
-        status = SERVICE_CMD_EXIT_INTERNAL;
-    if (status == SERVICE_CMD_EXIT_INTERNAL)
-        fprintf(stderr, PROGRAM ": %s\n", err_str(ERR_NOMEM));
-    free(text);
-    json_decref(all);
-    return status;
+    return print_all_pages(c, cmd, job_page, "job list");
 }
 
 static void print_feedback(void *ctx, const char *record_json)
