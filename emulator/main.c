@@ -206,6 +206,7 @@ static int setup_listeners(struct emulator *e, char *err, size_t errlen)
         .tls = e->tls,
         .mqtt = &e->mqtt,
         .amqp = &e->amqp,
+        .http = rest_front(e->rest),
         .http_handoff = http_handoff,
         .http_ctx = e->rest,
         .http_idle = http_idle,

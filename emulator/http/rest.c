@@ -27,7 +27,6 @@
 #include "log.h"
 #include "loop.h"
 
-#define REST_METHOD_BODY_MAX (1024u * 1024u) /* raw method body; the payload itself is capped at 128 KiB */
 #define REST_REGISTRY_BODY_MAX (64u * 1024u)
 #define REST_TWIN_BODY_MAX (256u * 1024u)  /* a whole twin sent back (PUT): 8+32+32 KiB plus metadata */
 #define REST_QUERY_BODY_MAX (64u * 1024u)  /* {"query": 8192 characters of up to 4 UTF-8 bytes} */
@@ -240,11 +239,10 @@ static void unwatch(struct rest_req *q)
     q->watch_fd = -1;
 }
 
-void rest_resume(struct rest_req *q)
+/* Takes q off the waiting list. */
+static void waiting_remove(struct rest_req *q)
 {
     struct rest *r = q->r;
-    if (!q->suspended)
-        return;
     if (q->prev)
         q->prev->next = q->next;
     else
@@ -252,8 +250,26 @@ void rest_resume(struct rest_req *q)
     if (q->next)
         q->next->prev = q->prev;
     q->prev = q->next = NULL;
-    unwatch(q);
     q->suspended = false;
+}
+
+void rest_unsuspend(struct rest_req *q)
+{
+    if (q->suspended)
+        waiting_remove(q);
+}
+
+void rest_resume(struct rest_req *q)
+{
+    struct rest *r = q->r;
+    if (!q->suspended)
+        return;
+    waiting_remove(q);
+    if (q->front) {
+        rest_front_resumed(q);
+        return;
+    }
+    unwatch(q);
     MHD_resume_connection(q->conn);
     arm(r, 0);
 }
@@ -286,12 +302,14 @@ static void on_conn_gone(struct loop *l, int fd, uint32_t events, void *ctx)
 void rest_suspend(struct rest_req *q)
 {
     struct rest *r = q->r;
-    MHD_suspend_connection(q->conn);
     q->suspended = true;
     q->next = r->waiting;
     if (r->waiting)
         r->waiting->prev = q;
     r->waiting = q;
+    if (q->front)
+        return; /* the front's connection is read by net, which reports a hang-up itself */
+    MHD_suspend_connection(q->conn);
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(q->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!ci)
         return;
@@ -343,7 +361,7 @@ static rest_route_fn *const hub_routes[] = {
 
 #define ROUTE_OF(table, kind) ((size_t)(kind) < sizeof table / sizeof table[0] ? table[kind] : NULL)
 
-static void handle_request(struct rest_req *q)
+void rest_dispatch(struct rest_req *q)
 {
     struct restapi_route *rt = &q->route;
     if (rt->kind == RESTAPI_ROUTE_QUERY && strcmp(q->method, "POST") != 0)
@@ -391,16 +409,21 @@ static size_t body_cap_of(enum restapi_route_kind kind)
     }
 }
 
-static enum MHD_Result start_request(struct rest_req *q, struct MHD_Connection *conn, const char *method)
+void rest_req_start(struct rest_req *q, const char *method)
 {
-    set_state(q->r, conn, RC_BUSY); /* the head is complete */
-    q->conn = conn;
     q->started = true;
     q->started_ms = loop_now_ms(q->r->loop);
     snprintf(q->method, sizeof q->method, "%s", method ? method : "");
     q->route_rc = restapi_route_parse(q->uri, &q->route);
     q->body_cap = dash_owns(q->uri) ? dash_body_max() : body_cap_of(q->route.kind);
     buf_init(&q->body, q->body_cap);
+}
+
+static enum MHD_Result start_request(struct rest_req *q, struct MHD_Connection *conn, const char *method)
+{
+    set_state(q->r, conn, RC_BUSY); /* the head is complete */
+    q->conn = conn;
+    rest_req_start(q, method);
     return MHD_YES;
 }
 
@@ -430,7 +453,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         q->handled = true;
         if (q->r->dash && dash_owns(q->uri)) /* the dashboard answers by itself (dash.c) */
             return dash_serve(q->r->dash, conn, q->method, q->uri, q->body.data, q->body.len, q->body_seen);
-        handle_request(q);
+        rest_dispatch(q);
         if (q->suspended)
             return MHD_YES;
     }
@@ -439,20 +462,36 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     return rest_queue_answer(q);
 }
 
-static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+struct rest_req *rest_req_new(struct rest *r, const char *uri, size_t len)
 {
-    set_state(cls, conn, RC_HEAD);
     struct rest_req *q = calloc(1, sizeof *q);
     if (!q)
         return NULL;
-    q->r = cls;
+    q->r = r;
     q->watch_fd = -1;
-    q->uri = strndup(uri ? uri : "", REST_URI_MAX);
+    q->uri = strndup(uri ? uri : "", len < REST_URI_MAX ? len : REST_URI_MAX);
     if (!q->uri) {
         free(q);
         return NULL;
     }
     return q;
+}
+
+void rest_req_free(struct rest_req *q)
+{
+    restapi_route_cleanup(&q->route);
+    restapi_method_cleanup(&q->call);
+    buf_cleanup(&q->body);
+    rest_answer_clear(&q->ans);
+    free(q->authz);
+    free(q->uri);
+    free(q);
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    set_state(cls, conn, RC_HEAD);
+    return rest_req_new(cls, uri, uri ? strlen(uri) : 0);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe)
@@ -472,12 +511,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     }
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         log_debug("http %s %.200s: ended early (%d)", q->method, q->uri, (int)toe);
-    restapi_route_cleanup(&q->route);
-    restapi_method_cleanup(&q->call);
-    buf_cleanup(&q->body);
-    rest_answer_clear(&q->ans);
-    free(q->uri);
-    free(q);
+    rest_req_free(q);
 }
 
 /* ---- lifecycle ---- */
@@ -571,6 +605,7 @@ struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen)
     r->head_timeout_s = cfg->head_timeout_s > 0 ? cfg->head_timeout_s : REST_HEAD_TIMEOUT_S;
     r->idle_timeout_s = cfg->idle_timeout_s > 0 ? cfg->idle_timeout_s : REST_IDLE_TIMEOUT_S;
     r->epfd = -1;
+    rest_front_init(r);
     struct dash_config dc = {.loop = cfg->loop, .hub = cfg->hub, .reg = cfg->reg, .auth = cfg->auth,
                              .telemetry = cfg->telemetry, .c2d = cfg->c2d, .events = cfg->events,
                              .host_name = cfg->host_name, .hub_name = cfg->hub_name, .open = cfg->dashboard_open,
@@ -671,6 +706,7 @@ void rest_free(struct rest *r)
     dash_free(r->dash);
     loop_timer_cancel(r->loop, r->sweep);
     free(r->by_fd);
+    rest_front_cleanup(r);
     rest_auth_cleanup(r);
     free(r->ca_pem_path);
     for (size_t i = 0; i < r->n_host_names; i++)

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "proto.h"
+
 struct rest;
 struct loop;
 struct hub;
@@ -50,6 +52,10 @@ struct rest_config {
 /* Starts the daemon and registers it in cfg->loop. The rest does not own loop, hub, registry or auth; they
  * must outlive it. Strings in cfg are copied. Returns NULL with a one-line reason in err. */
 struct rest *rest_new(const struct rest_config *cfg, char *err, size_t errlen);
+
+/* The direct-method front (rest_front.c) for net_config.http: POST .../methods served without MHD, any other
+ * request handed on to rest_add_connection through net. Valid until rest_free. */
+const struct proto *rest_front(struct rest *r);
 
 /* Hands MHD an accepted plaintext connection (the TLS front end's end of a socketpair). Takes ownership of
  * fd in every case (closed on failure). Returns ERR_OK, or ERR_NOMEM / ERR_CLOSED (after rest_shutdown). */

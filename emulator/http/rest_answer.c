@@ -159,6 +159,50 @@ enum MHD_Result rest_queue_answer(struct rest_req *q)
     return ret;
 }
 
+/* The Date header's value (RFC 9110 IMF-fixdate), remade once a second. */
+static const char *http_date(struct rest *r)
+{
+    time_t now = time(NULL);
+    if (now != r->date_s) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(r->date, sizeof r->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        r->date_s = now;
+    }
+    return r->date;
+}
+
+int rest_answer_head(struct rest *r, const struct rest_req *q, bool close, struct buf *out)
+{
+    const struct rest_answer *a = &q->ans;
+    const char *reason = MHD_get_reason_phrase_for(a->status);
+    int rc = buf_printf(out, "HTTP/1.1 %u %s\r\nDate: %s\r\n", a->status, reason ? reason : "", http_date(r));
+    if (!rc && a->ctype)
+        rc = buf_printf(out, "Content-Type: %s\r\n", a->ctype);
+    if (!rc && a->errorcode)
+        rc = buf_printf(out, "iothub-errorcode: %s\r\n", a->errorcode);
+    if (!rc && a->etag[0])
+        rc = buf_printf(out, "ETag: %s\r\n", a->etag);
+    if (!rc && a->allow)
+        rc = buf_printf(out, "Allow: %s\r\n", a->allow);
+    if (!rc && a->retry_after_s > 0)
+        rc = buf_printf(out, "Retry-After: %d\r\n", a->retry_after_s);
+    if (!rc && a->continuation[0])
+        rc = buf_printf(out, "x-ms-continuation: %s\r\n", a->continuation);
+    if (!rc && a->item_type)
+        rc = buf_printf(out, "x-ms-item-type: %s\r\n", a->item_type);
+    const char *hname;
+    json_t *hval;
+    json_object_foreach(a->headers, hname, hval)
+    {
+        if (!rc)
+            rc = buf_printf(out, "%s: %s\r\n", hname, json_string_value(hval));
+    }
+    if (!rc)
+        rc = buf_printf(out, "%sContent-Length: %zu\r\n\r\n", close ? "Connection: close\r\n" : "", a->len);
+    return rc;
+}
+
 /* ---- request helpers ---- */
 
 bool rest_body_fits(struct rest_req *q, enum restapi_envelope env)

@@ -110,6 +110,8 @@ void rest_auth_cleanup(struct rest *r)
 
 static const char *authorization(struct rest_req *q)
 {
+    if (q->front)
+        return q->authz; /* the front read it (rest_front.c) */
     return MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 }
 

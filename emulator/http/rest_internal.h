@@ -14,15 +14,18 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "proto.h"
 #include "restapi.h"
 
 #define REST_JSON "application/json; charset=utf-8"
 #define REST_AUTH_CACHE 64 /* verified Authorization values remembered */
+#define REST_METHOD_BODY_MAX (1024u * 1024u) /* raw method body; the payload itself is capped at 128 KiB */
 /* A device may answer any int status, negative ones too; REST_LOG_NO_CODE means "no status to print". */
 #define REST_LOG_NO_CODE INT_MIN
 
 struct identity;
 struct hub_call_result;
+struct rest_front_conn; /* rest_front.c: one connection of the direct-method front */
 
 /* The answer to one request, built before it is queued (possibly after a suspension). */
 struct rest_answer {
@@ -39,10 +42,13 @@ struct rest_answer {
     const char *item_type; /* x-ms-item-type of a query page */
 };
 
-/* One HTTP request, created by MHD's URI callback and freed by its completion callback (rest.c). */
+/* One HTTP request, created by MHD's URI callback and freed by its completion callback (rest.c); or, for a
+ * direct method served by the front (rest_front.c), created and freed by the front (conn is then NULL). */
 struct rest_req {
     struct rest *r;
     struct MHD_Connection *conn;
+    struct rest_front_conn *front; /* the front's connection it came on; NULL: MHD's */
+    char *authz;                   /* front only: the Authorization value (malloc'd), NULL when absent */
     char *uri;
     char method[16];
     struct restapi_route route;
@@ -99,9 +105,26 @@ struct rest {
     int head_timeout_s, idle_timeout_s;
     struct loop_timer *sweep;
     struct dash *dash; /* the dashboard's page and routes (dash.h) */
+    struct proto front;                  /* the direct-method front (rest_front.c), given to net */
+    struct rest_front_conn *front_conns; /* its connections, for their deadlines */
+    struct loop_timer *front_sweep;
+    struct buf front_head; /* scratch: the head of the front's answer being written */
+    int64_t date_s;        /* the Date header's text, remade once a second */
+    char date[40];
     char **host_names; /* rest_config's names a browser's Host may use (browser.h) */
     size_t n_host_names;
 };
+
+/* ---- rest.c: requests ---- */
+
+/* A request for uri[0..len) (copied), not yet started; NULL on ERR_NOMEM. */
+struct rest_req *rest_req_new(struct rest *r, const char *uri, size_t len);
+/* Sets q's method, route and body cap: its head is complete. */
+void rest_req_start(struct rest_req *q, const char *method);
+/* Answers q (or suspends it): shutdown, route errors, injected faults, then the route's handler. */
+void rest_dispatch(struct rest_req *q);
+/* Frees q and what it owns; it must not be suspended. */
+void rest_req_free(struct rest_req *q);
 
 /* ---- rest.c: suspension of a waiting request ---- */
 
@@ -109,6 +132,15 @@ struct rest {
 void rest_suspend(struct rest_req *q);
 /* Resumes a suspended q (its answer set, or q->gone); no-op when it is not suspended. */
 void rest_resume(struct rest_req *q);
+/* Takes a suspended q off the waiting list without resuming it (its caller is gone). */
+void rest_unsuspend(struct rest_req *q);
+
+/* ---- rest_front.c: the direct-method front (rest.h's rest_front) ---- */
+
+void rest_front_init(struct rest *r);
+/* A suspended front request was resumed: write its answer (unless q->gone), free it, read on. */
+void rest_front_resumed(struct rest_req *q);
+void rest_front_cleanup(struct rest *r);
 
 /* ---- rest_answer.c: answers ---- */
 
@@ -132,8 +164,11 @@ void rest_answer_throttled(struct rest_req *q, enum restapi_envelope env, int re
 void rest_answer_not_found(struct rest_req *q, enum restapi_envelope env);
 /* False (and a 404) when the route's device is not in the registry. */
 bool rest_device_exists(struct rest_req *q);
-/* Queues q's answer on its connection. */
+/* Queues q's answer on its MHD connection. */
 enum MHD_Result rest_queue_answer(struct rest_req *q);
+/* The status line and header lines of q's answer as MHD writes them (Date, the answer's headers,
+ * Content-Length; Connection: close when close), ending with the empty line, appended to out. */
+int rest_answer_head(struct rest *r, const struct rest_req *q, bool close, struct buf *out);
 void rest_answer_clear(struct rest_answer *a);
 
 /* ---- rest_answer.c: request helpers ---- */

@@ -21,6 +21,13 @@ void conn_close(struct conn *c, const char *reason);
  * close_notify or WebSocket close frame, and the socket is closed with SO_LINGER 0 (the peer sees a TCP RST).
  * For fault injection (KillTcp). Idempotent; also after conn_close. The conn is freed later by net. */
 void conn_abort(struct conn *c, const char *reason);
+/* HTTP connections only: hands c, with the input its front has not consumed, to the REST server
+ * (net_config.http_handoff) for the rest of its life. The front's input must return ERR_CLOSED next; net
+ * frees the front then and relays bytes from there on. Output already queued goes first. */
+void conn_handoff_http(struct conn *c);
+/* The front held input back (waiting to answer the request before it) and can take it now: net calls its
+ * input again with what is buffered, before the loop next waits. */
+void conn_input_ready(struct conn *c);
 /* The client authenticated: cancels the CONNECT deadline. */
 void conn_established(struct conn *c);
 /* "1.2.3.4:5678", for logs. */

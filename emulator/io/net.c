@@ -72,6 +72,8 @@ struct conn {
     bool flush_queued;
     bool ready_queued;     /* on the net's ready list: OpenSSL holds input its turn did not get to */
     bool established;      /* conn_established was called (authenticated, or handed to the REST server) */
+    bool handoff;          /* the HTTP front asked to hand the connection to the REST server (conn_handoff_http) */
+    bool reinput;          /* the front can take input again (conn_input_ready): process in on the ready list */
     size_t preauth_bytes;  /* input read before established */
     uint64_t turn;         /* net.turn when it last read: at most one turn per loop iteration */
     enum conn_proto proto;
@@ -117,6 +119,7 @@ struct net {
 };
 
 static void conn_update_events(struct conn *c);
+static void ready_add(struct conn *c);
 
 /* Gives c to front: its open makes the per-connection state. Returns false on ERR_NOMEM. */
 static bool front_open(struct conn *c, const struct proto *front)
@@ -280,6 +283,17 @@ void conn_abort(struct conn *c, const char *reason)
     mark_dead(c);
 }
 
+void conn_handoff_http(struct conn *c)
+{
+    c->handoff = true;
+}
+
+void conn_input_ready(struct conn *c)
+{
+    c->reinput = true;
+    ready_add(c);
+}
+
 void conn_established(struct conn *c)
 {
     c->established = true;
@@ -394,6 +408,33 @@ static void reply_http_error(struct conn *c, int status, const char *reason)
     conn_close(c, reason);
 }
 
+/* The HTTP front (net_config.http) reads c from here on; it may hand c to the REST server later. */
+static void start_http_front(struct conn *c, const char *transport)
+{
+    const struct proto *front = c->net->cfg.http;
+    if (!front_open(c, front)) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    if (c->in.max < front->max_frame + 64 * 1024)
+        c->in.max = front->max_frame + 64 * 1024;
+    c->proto = PROTO_STREAM;
+    c->transport = transport;
+    conn_process(c);
+}
+
+/* The front asked for it (conn_handoff_http): the REST server gets c and every byte still in c->in. */
+static void hand_to_rest(struct conn *c)
+{
+    c->handoff = false;
+    front_free(c);
+    if (!start_proxy(c, c->transport)) {
+        reply_http_error(c, 503, "the REST server is not available");
+        return;
+    }
+    conn_process(c);
+}
+
 static void on_sniff(struct conn *c)
 {
     struct ws_upgrade up;
@@ -433,6 +474,10 @@ static void on_sniff(struct conn *c)
         reply_http_error(c, 400, "expected a WebSocket upgrade on /$iothub/websocket");
         return;
     }
+    if (c->net->cfg.http) {
+        start_http_front(c, "https");
+        return;
+    }
     if (!start_proxy(c, "https")) {
         reply_http_error(c, 503, "the REST server is not available");
         return;
@@ -463,6 +508,8 @@ static void conn_process(struct conn *c)
     switch (c->proto) {
     case PROTO_STREAM:
         c->front->input(c->front_state, &c->in);
+        if (c->handoff)
+            hand_to_rest(c);
         break;
     case PROTO_SNIFF:
         on_sniff(c);
@@ -522,8 +569,6 @@ static size_t read_plain(struct conn *c, uint8_t *buf, size_t room)
         mark_dead(c);
     return 0;
 }
-
-static void ready_add(struct conn *c);
 
 static size_t preauth_max(const struct conn *c)
 {
@@ -680,7 +725,7 @@ static void on_connect_deadline(struct loop *l, void *ctx)
 {
     struct conn *c = ctx;
     c->deadline = NULL;
-    const char *what = c->proto == PROTO_SNIFF ? "request"
+    const char *what = c->proto == PROTO_SNIFF || (c->front && c->front == c->net->cfg.http) ? "request"
                        : c->front && c->front == c->net->cfg.amqp ? "AMQP authentication"
                                                                   : "MQTT CONNECT";
     log_info("%s: no %s within %d s; closing", c->peer, what, c->net->cfg.connect_timeout_s);
@@ -708,10 +753,14 @@ static struct conn *conn_new(struct net *n, int fd, enum net_listener kind, cons
     c->addrlen = addrlen;
     format_peer(&c->addr, c->peer, sizeof c->peer); /* before front_open: a front names connections by it */
     static const char *const names[NET_LISTENERS] = {"mqtts", "https", "mqtt", "amqps", "amqp", "http"};
-    const struct proto *front = kind == NET_AMQPS || kind == NET_AMQP ? n->cfg.amqp : n->cfg.mqtt;
+    const struct proto *front = kind == NET_AMQPS || kind == NET_AMQP ? n->cfg.amqp
+                                : kind == NET_HTTP && n->cfg.http      ? n->cfg.http
+                                                                       : n->cfg.mqtt;
     buf_init(&c->in, front->max_frame + 64 * 1024);
     buf_init(&c->out, NET_OUT_MAX);
-    c->proto = kind == NET_HTTPS ? PROTO_SNIFF : kind == NET_HTTP ? PROTO_PROXY : PROTO_STREAM;
+    c->proto = kind == NET_HTTPS                  ? PROTO_SNIFF
+               : kind == NET_HTTP && !n->cfg.http ? PROTO_PROXY
+                                                  : PROTO_STREAM;
     c->transport = names[kind];
     if (kind == NET_MQTTS || kind == NET_HTTPS || kind == NET_AMQPS) {
         c->ssl = SSL_new(n->cfg.tls);
@@ -733,7 +782,7 @@ static struct conn *conn_new(struct net *n, int fd, enum net_listener kind, cons
     n->nconns++;
     if (++*n->count > n->peak_count)
         n->peak_count = *n->count;
-    if (kind == NET_HTTP && !start_proxy(c, "http")) {
+    if (c->proto == PROTO_PROXY && !start_proxy(c, "http")) {
         log_warn("%s: the REST server is not available; closing", c->peer);
         mark_dead(c); /* freed (and fd closed) before the next wait */
     }
@@ -796,9 +845,11 @@ static bool evict_idle_http(struct net *n)
     struct conn *oldest = NULL;
     int64_t oldest_since = 0;
     for (struct conn *c = n->conns; c; c = c->next) {
-        if (c->proto != PROTO_PROXY || c->closing || c->proxy_fd < 0)
+        bool front = c->proto == PROTO_STREAM && c->front_state && c->front->idle_since;
+        if ((!front && (c->proto != PROTO_PROXY || c->proxy_fd < 0)) || c->closing)
             continue;
-        int64_t since = n->cfg.http_idle(n->cfg.http_ctx, c->proxy_peer_fd);
+        int64_t since = front ? c->front->idle_since(c->front_state)
+                              : n->cfg.http_idle(n->cfg.http_ctx, c->proxy_peer_fd);
         if (since >= 0 && (!oldest || since < oldest_since)) {
             oldest = c;
             oldest_since = since;
@@ -952,6 +1003,10 @@ static void net_before_wait(struct loop *l, void *ctx)
         c->ready_queued = false;
         if (c->dead)
             continue;
+        if (c->reinput) {
+            c->reinput = false;
+            conn_process(c);
+        }
         conn_read(c);
         conn_pump(c);
     }

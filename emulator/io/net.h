@@ -35,6 +35,9 @@ struct net_config {
     const struct proto *mqtt; /* the MQTT listeners' front, and the WebSocket sub-protocol "mqtt" (required) */
     const struct proto *amqp; /* the AMQP listeners' front, and the WebSocket sub-protocol "AMQPWSB10" (NULL:
                                  no AMQP listeners, and AMQPWSB10 is refused) */
+    /* HTTP connections' front (rest_front): it serves what it can and hands the connection to http_handoff
+     * for anything else (conn_handoff_http). NULL: every HTTP connection goes to http_handoff at once. */
+    const struct proto *http;
     net_http_handoff_fn http_handoff;
     void *http_ctx;
     net_http_idle_fn http_idle; /* NULL: idle HTTP connections are never evicted */

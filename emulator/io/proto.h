@@ -6,6 +6,7 @@
 #define IOTHUB_PROTO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 
@@ -21,6 +22,9 @@ struct proto {
     int (*input)(void *state, struct buf *in);
     /* The connection is gone (or going): leave the hub, free everything. Never called inside input. */
     void (*free)(void *state);
+    /* Optional (NULL: never): the monotonic ms (loop_now_ms) since which the connection has been idle, or -1
+     * while it is busy. At the connection limit net closes the longest-idle such connection for a new one. */
+    int64_t (*idle_since)(void *state);
     void *ctx;
 };
 

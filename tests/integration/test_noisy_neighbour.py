@@ -138,13 +138,19 @@ def open_idle(port, n):
     return socks
 
 
-def open_keep_alives(emu, n, conns):
-    """n HTTPS connections, each kept open (appended to conns) and idle after one GET /health; their statuses."""
+# A request MHD answers (GET /health) and one the direct-method front answers itself (http/rest_front.c): a
+# method call without a token, 401. Connections of either kind must keep the same deadlines and eviction.
+HEALTH = ("GET", "/health")
+METHOD = ("POST", "/twins/nodevice/methods?api-version=2021-04-12")
+
+
+def open_keep_alives(emu, n, conns, request=HEALTH):
+    """n HTTPS connections, each kept open (appended to conns) and idle after one request; their statuses."""
     ctx, statuses = emu.tls_context(), []
     for _ in range(n):
         c = http.client.HTTPSConnection("127.0.0.1", emu.https_port, context=ctx, timeout=WAIT)
         conns.append(c)
-        c.request("GET", "/health", headers={"Host": "localhost"})
+        c.request(request[0], request[1], body=b"{}" if request[0] == "POST" else None, headers={"Host": "localhost"})
         r = c.getresponse()
         r.read()
         statuses.append(r.status)
@@ -282,37 +288,45 @@ class ConnectionLimitTest(unittest.TestCase):
                     s.close()
 
     def test_at_the_limit_new_https_clients_evict_idle_keep_alives(self):
-        with Emulator(extra_args=["--max-connections", "20", "--log-level", "error"]) as emu:
-            conns = []
-            try:
-                # 10 more than the limit: each new one closes the longest-idle one
-                self.assertEqual(open_keep_alives(emu, 30, conns), [200] * 30)
-                self.assertGreaterEqual(closed_by_server([c.sock for c in conns[:10]], within=5), 10)
-            finally:
-                for c in conns:
-                    c.close()
+        for request, status in ((HEALTH, 200), (METHOD, 401)):
+            with self.subTest(request=request[0]), Emulator(extra_args=["--max-connections", "20",
+                                                                         "--log-level", "error"]) as emu:
+                conns = []
+                try:
+                    # 10 more than the limit: each new one closes the longest-idle one
+                    self.assertEqual(open_keep_alives(emu, 30, conns, request), [status] * 30)
+                    self.assertGreaterEqual(closed_by_server([c.sock for c in conns[:10]], within=5), 10)
+                finally:
+                    for c in conns:
+                        c.close()
 
     def test_first_request_deadline_and_idle_keep_alive_timeout(self):
-        with Emulator(extra_args=["--connect-timeout", "1", "--http-idle-timeout", "2", "--log-level", "error"]) as emu:
-            silent = open_idle(emu.http_port, 5)
-            slow = socket.create_connection(("127.0.0.1", emu.http_port))
-            slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # headers never finished (slowloris)
-            kept = http.client.HTTPConnection("127.0.0.1", emu.http_port, timeout=WAIT)
-            kept.request("GET", "/health")
-            self.assertEqual(kept.getresponse().read() != b"", True)
-            tls = http.client.HTTPSConnection("127.0.0.1", emu.https_port, context=emu.tls_context(), timeout=WAIT)
-            tls.request("GET", "/health", headers={"Host": "localhost"})
-            tls.getresponse().read()
-            try:
-                start = time.monotonic()
-                self.assertEqual(closed_by_server(silent + [slow], within=6), 6)
-                self.assertLess(time.monotonic() - start, 4)  # --connect-timeout 1, not the idle timeout
-                self.assertEqual(closed_by_server([kept.sock, tls.sock], within=8), 2)
-            finally:
-                for s in silent + [slow]:
-                    s.close()
-                kept.close()
-                tls.close()
+        for method, path in (HEALTH, METHOD):
+            with self.subTest(request=method), Emulator(extra_args=["--connect-timeout", "1", "--http-idle-timeout",
+                                                                     "2", "--log-level", "error"]) as emu:
+                self.deadlines(emu, method, path)
+
+    def deadlines(self, emu, method, path):
+        body = b"{}" if method == "POST" else None
+        silent = open_idle(emu.http_port, 5)
+        slow = socket.create_connection(("127.0.0.1", emu.http_port))
+        slow.sendall(("%s %s HTTP/1.1\r\nHost: x\r\n" % (method, path)).encode())  # head never finished
+        kept = http.client.HTTPConnection("127.0.0.1", emu.http_port, timeout=WAIT)
+        kept.request(method, path, body=body)
+        self.assertEqual(kept.getresponse().read() != b"", True)
+        tls = http.client.HTTPSConnection("127.0.0.1", emu.https_port, context=emu.tls_context(), timeout=WAIT)
+        tls.request(method, path, body=body, headers={"Host": "localhost"})
+        tls.getresponse().read()
+        try:
+            start = time.monotonic()
+            self.assertEqual(closed_by_server(silent + [slow], within=6), 6)
+            self.assertLess(time.monotonic() - start, 4)  # --connect-timeout 1, not the idle timeout
+            self.assertEqual(closed_by_server([kept.sock, tls.sock], within=8), 2)
+        finally:
+            for s in silent + [slow]:
+                s.close()
+            kept.close()
+            tls.close()
 
     def test_a_waiting_method_call_is_not_idle(self):
         with Emulator(extra_args=["--http-idle-timeout", "1", "--log-level", "error"]) as emu:

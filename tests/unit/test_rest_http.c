@@ -28,6 +28,7 @@
 #include "hub.h"
 #include "log.h"
 #include "loop.h"
+#include "net.h"
 #include "registry.h"
 #include "rest.h"
 #include "sas.h"
@@ -70,6 +71,11 @@ static struct {
     char ca_path[64];
     char *owner_token;
     int handoff_fd;
+    /* REST_HTTP_VIA=front (the unit.test_rest_http_front run): every request reaches rest through net and the
+     * direct-method front (rest_front), as in the emulator; otherwise through MHD's own listener. */
+    bool via_front;
+    struct net *net;
+    struct proto no_mqtt;
 } E;
 
 static void session_up(struct session *s)
@@ -158,8 +164,11 @@ static void on_cmd(struct loop *l, int fd, uint32_t events, void *ctx)
         hub_link_offline(E.hub, &E.dev2.link);
     else if (c == 'P')
         assert_int_equal(rest_add_connection(E.rest, E.handoff_fd, NULL, 0), ERR_OK);
-    else if (c == 'S')
+    else if (c == 'S') {
+        if (E.net)
+            net_stop_accepting(E.net); /* as the emulator does (main.c) */
         rest_shutdown(E.rest);
+    }
     else if (c == 'Q')
         loop_stop(l);
 }
@@ -185,6 +194,11 @@ static void add_module(const char *dev, const char *mod)
     json_decref(body);
 }
 
+static int net_handoff(void *ctx, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    return rest_add_connection(ctx, fd, addr, len);
+}
+
 static int setup(void **state)
 {
     char err[256];
@@ -203,12 +217,26 @@ static int setup(void **state)
     assert_non_null(f);
     fputs("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", f);
     fclose(f);
+    const char *via = getenv("REST_HTTP_VIA");
+    E.via_front = via && strcmp(via, "front") == 0;
     struct rest_config cfg = {.loop = E.loop, .hub = E.hub, .reg = E.reg, .auth = E.auth, .bind = "127.0.0.1",
-                              .http_port = -1, .ca_pem_path = E.ca_path, .token_skew_s = 0};
+                              .http_port = E.via_front ? 0 : -1, .ca_pem_path = E.ca_path, .token_skew_s = 0};
     E.rest = rest_new(&cfg, err, sizeof err);
     if (!E.rest)
         fail_msg("rest_new: %s", err);
-    E.port = rest_actual_http_port(E.rest);
+    if (E.via_front) {
+        E.no_mqtt = (struct proto){.name = "none", .max_frame = 1024};
+        struct net_config nc = {.bind = "127.0.0.1", .mqtts_port = -1, .https_port = -1, .mqtt_port = -1,
+                                .amqps_port = -1, .amqp_port = -1, .http_port = 0, .mqtt = &E.no_mqtt,
+                                .http = rest_front(E.rest), .http_handoff = net_handoff, .http_ctx = E.rest,
+                                .max_connections = 1000, .connect_timeout_s = 30};
+        E.net = net_new(E.loop, &nc, err, sizeof err);
+        if (!E.net)
+            fail_msg("net_new: %s", err);
+        E.port = net_port(E.net, NET_HTTP);
+    } else {
+        E.port = rest_actual_http_port(E.rest);
+    }
     assert_true(E.port > 0);
     session_init(&E.dev1, "device1", NULL);
     session_init(&E.dev2, "device2", NULL);
@@ -228,6 +256,7 @@ static int teardown(void **state)
 {
     send_cmd('Q');
     pthread_join(E.thread, NULL);
+    net_free(E.net); /* before rest: its front's connections are rest's */
     rest_free(E.rest);
     hub_free(E.hub);
     auth_free(E.auth);
@@ -968,6 +997,178 @@ static void method_caller_goes_away_keep_alive(void **state)
     assert_int_equal(health_field("callsPending"), 0);
 }
 
+/* ---- raw HTTP/1.1: pipelining, 100-continue, Connection: close, HTTP/1.0, chunked bodies ----
+ * The same assertions hold through MHD and through the direct-method front, which hands what it does not
+ * serve to MHD: the two runs of this program (unit.test_rest_http, unit.test_rest_http_front) check both. */
+
+static int raw_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)E.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static void raw_send(int fd, const char *text, size_t len)
+{
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+}
+
+/* A method call's request text for body (the caller frees it). */
+static char *raw_method(const char *body, const char *extra_headers)
+{
+    char *req = NULL;
+    assert_true(asprintf(&req,
+                         "POST /twins/device1/methods?" API " HTTP/1.1\r\nHost: localhost\r\nAuthorization: %s\r\n"
+                         "%sContent-Length: %zu\r\n\r\n%s",
+                         E.owner_token, extra_headers, strlen(body), body) > 0);
+    return req;
+}
+
+/* Reads n whole responses (framed by Content-Length) from fd into buf; their count. Stops early at EOF. */
+static int raw_read(int fd, int n, char *buf, size_t cap, size_t *got)
+{
+    *got = 0;
+    int done = 0;
+    size_t at = 0; /* start of the response being read */
+    while (done < n) {
+        char *end = memmem(buf + at, *got - at, "\r\n\r\n", 4);
+        if (end) {
+            const char *cl = strcasestr(buf + at, "Content-Length:");
+            size_t len = cl && cl < end ? strtoul(cl + 15, NULL, 10) : 0;
+            size_t total = (size_t)(end + 4 - (buf + at)) + len;
+            if (*got - at >= total) {
+                at += total;
+                done++;
+                continue;
+            }
+        }
+        assert_true(*got + 1 < cap);
+        ssize_t k = read(fd, buf + *got, cap - 1 - *got);
+        if (k <= 0)
+            break;
+        *got += (size_t)k;
+        buf[*got] = '\0';
+    }
+    return done;
+}
+
+static void raw_pipelined(void **state)
+{
+    char *a = raw_method("{\"methodName\":\"echo\",\"payload\":\"first\"}", "");
+    char *b = raw_method("{\"methodName\":\"echo\",\"payload\":\"second\"}", "");
+    char all[4096];
+    /* Two calls that wait for the device (50 ms each), then a request MHD answers, in one write. */
+    snprintf(all, sizeof all, "%s%sGET /health HTTP/1.1\r\nHost: localhost\r\n\r\n", a, b);
+    int fd = raw_connect();
+    raw_send(fd, all, strlen(all));
+    char buf[16384];
+    size_t got;
+    assert_int_equal(raw_read(fd, 3, buf, sizeof buf, &got), 3);
+    const char *p1 = strstr(buf, "{\"status\":200,\"payload\":\"first\"}");
+    const char *p2 = strstr(buf, "{\"status\":200,\"payload\":\"second\"}");
+    const char *p3 = strstr(buf, "\"status\":\"ok\"");
+    assert_non_null(p1);
+    assert_non_null(p2);
+    assert_non_null(p3);
+    assert_true(p1 < p2 && p2 < p3); /* answered in the order asked */
+    /* The connection is still usable, for a method call too. */
+    raw_send(fd, a, strlen(a));
+    assert_int_equal(raw_read(fd, 1, buf, sizeof buf, &got), 1);
+    assert_non_null(strstr(buf, "{\"status\":200,\"payload\":\"first\"}"));
+    close(fd);
+    free(a);
+    free(b);
+}
+
+static void raw_expect_continue(void **state)
+{
+    const char *body = "{\"methodName\":\"echo\",\"payload\":[1,2]}";
+    char head[1024];
+    int n = snprintf(head, sizeof head,
+                     "POST /twins/device1/methods?" API " HTTP/1.1\r\nHost: localhost\r\nAuthorization: %s\r\n"
+                     "Expect: 100-continue\r\nContent-Length: %zu\r\n\r\n",
+                     E.owner_token, strlen(body));
+    int fd = raw_connect();
+    raw_send(fd, head, (size_t)n);
+    char buf[4096];
+    size_t got = 0;
+    while (!memmem(buf, got, "\r\n\r\n", 4)) {
+        ssize_t k = read(fd, buf + got, sizeof buf - 1 - got);
+        assert_true(k > 0);
+        got += (size_t)k;
+    }
+    buf[got] = '\0';
+    assert_true(strncmp(buf, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0);
+    assert_int_equal(got, 25); /* nothing else before the body is sent */
+    raw_send(fd, body, strlen(body));
+    assert_int_equal(raw_read(fd, 1, buf, sizeof buf, &got), 1);
+    assert_true(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    assert_non_null(strstr(buf, "{\"status\":200,\"payload\":[1,2]}"));
+    close(fd);
+}
+
+static void raw_connection_close(void **state)
+{
+    char *req = raw_method("{\"methodName\":\"echo\",\"payload\":3}", "Connection: close\r\n");
+    int fd = raw_connect();
+    raw_send(fd, req, strlen(req));
+    char buf[4096];
+    size_t got;
+    assert_int_equal(raw_read(fd, 1, buf, sizeof buf, &got), 1);
+    assert_non_null(strstr(buf, "{\"status\":200,\"payload\":3}"));
+    assert_int_equal(read(fd, buf, sizeof buf), 0); /* then the server closes */
+    close(fd);
+    free(req);
+}
+
+/* What the front leaves to MHD is still answered as before: HTTP/1.0, a chunked body, a body over the cap. */
+static void raw_left_to_mhd(void **state)
+{
+    char req[2048], buf[8192];
+    size_t got;
+    const char *body = "{\"methodName\":\"echo\",\"payload\":4}";
+    int n = snprintf(req, sizeof req,
+                     "POST /twins/device1/methods?" API " HTTP/1.0\r\nHost: localhost\r\nAuthorization: %s\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     E.owner_token, strlen(body), body);
+    int fd = raw_connect();
+    raw_send(fd, req, (size_t)n);
+    assert_int_equal(raw_read(fd, 1, buf, sizeof buf, &got), 1);
+    assert_non_null(strstr(buf, "{\"status\":200,\"payload\":4}"));
+    close(fd);
+
+    n = snprintf(req, sizeof req,
+                 "POST /twins/device1/methods?" API " HTTP/1.1\r\nHost: localhost\r\nAuthorization: %s\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n%zx\r\n%s\r\n0\r\n\r\n",
+                 E.owner_token, strlen(body), body);
+    fd = raw_connect();
+    raw_send(fd, req, (size_t)n);
+    assert_int_equal(raw_read(fd, 1, buf, sizeof buf, &got), 1);
+    assert_non_null(strstr(buf, "{\"status\":200,\"payload\":4}"));
+    close(fd);
+
+    size_t big = 1100u * 1024u; /* over the 1 MiB method body cap */
+    n = snprintf(req, sizeof req,
+                 "POST /twins/device1/methods?" API " HTTP/1.1\r\nHost: localhost\r\nAuthorization: %s\r\n"
+                 "Content-Length: %zu\r\n\r\n",
+                 E.owner_token, big);
+    char *pad = malloc(big);
+    assert_non_null(pad);
+    memset(pad, ' ', big);
+    fd = raw_connect();
+    raw_send(fd, req, (size_t)n);
+    raw_send(fd, pad, big);
+    assert_int_equal(raw_read(fd, 1, buf, sizeof buf, &got), 1);
+    assert_true(strncmp(buf, "HTTP/1.1 413 ", 13) == 0);
+    assert_non_null(strstr(buf, "413001"));
+    close(fd);
+    free(pad);
+}
+
 static void method_concurrent_calls(void **state)
 {
     enum { N = 30 };
@@ -1425,6 +1626,10 @@ int main(void)
         cmocka_unit_test(method_caller_goes_away),
         cmocka_unit_test(method_caller_goes_away_keep_alive),
         cmocka_unit_test(method_concurrent_calls),
+        cmocka_unit_test(raw_pipelined),
+        cmocka_unit_test(raw_expect_continue),
+        cmocka_unit_test(raw_connection_close),
+        cmocka_unit_test(raw_left_to_mhd),
         cmocka_unit_test(handed_over_connection),
         cmocka_unit_test(no_listener),
         cmocka_unit_test(twin_get_patch_replace),

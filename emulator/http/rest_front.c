@@ -1,0 +1,259 @@
+/* rest_front.c -- the direct-method front (rest.h's rest_front): the struct proto net gives every HTTP
+ * connection (plain and over TLS). It serves POST /twins/{id}[/modules/{mid}]/methods itself, in the loop and
+ * without libmicrohttpd: the head is parsed by httphead.c, the body is read where net put it, the request
+ * goes through the same rest_dispatch as MHD's requests (auth, faults, throttling, rest_methods.c) and the
+ * answer is written as MHD writes it. The first request it is not sure of (another route, chunked, HTTP/1.0,
+ * anything httphead.c leaves alone) hands the connection, with every byte not yet consumed, to MHD through
+ * net's socketpair for good (conn_handoff_http); answers already written go first, so HTTP order holds.
+ * Why (issue 20): the relay net -> socketpair -> MHD and MHD's per-request work were most of a small call's
+ * cost. Deadlines as MHD's: a request head within head_timeout, a keep-alive connection idle for at most
+ * idle_timeout; an idle connection can be evicted at the connection limit. Tests: tests/unit/test_rest_http.c
+ * (run through net and this front as well as through MHD), tests/unit/test_rest_front.c. */
+#include "rest_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "err.h"
+#include "httphead.h"
+#include "hub.h"
+#include "log.h"
+#include "loop.h"
+#include "rest.h"
+
+#define FRONT_AUTHZ_MAX 4096           /* a longer Authorization goes to MHD */
+#define FRONT_SWEEP_MS 250
+#define FRONT_HEAD_MAX 16384 /* the answer's head (scratch buffer cap) */
+
+enum front_state {
+    FRONT_IDLE, /* between requests (or none yet) */
+    FRONT_HEAD, /* part of a request head has arrived */
+    FRONT_BODY, /* the head is complete, part of the body has arrived */
+    FRONT_CALL, /* the request waits for its device (suspended) */
+};
+
+struct rest_front_conn {
+    struct rest *r;
+    struct conn *c;
+    struct rest_req *q; /* the suspended request, or NULL */
+    enum front_state state;
+    int64_t since_ms;   /* when state began */
+    bool established;   /* conn_established was called (the first head was complete) */
+    bool continued;     /* "100 Continue" was sent for the request being read */
+    bool close_after;   /* the request being served said Connection: close */
+    bool closing;       /* this front is done with the connection: closing, or handed to MHD */
+    struct rest_front_conn *prev, *next;
+};
+
+static void set_state(struct rest_front_conn *f, enum front_state s)
+{
+    if (f->state != s)
+        f->since_ms = loop_now_ms(f->r->loop);
+    f->state = s;
+}
+
+static void front_close(struct rest_front_conn *f, const char *why)
+{
+    f->closing = true;
+    conn_close(f->c, why);
+}
+
+/* ---- deadlines ---- */
+
+static void on_sweep(struct loop *l, void *ctx)
+{
+    struct rest *r = ctx;
+    r->front_sweep = NULL;
+    int64_t now = loop_now_ms(l);
+    for (struct rest_front_conn *f = r->front_conns; f; f = f->next) {
+        int64_t age = now - f->since_ms;
+        if (f->closing)
+            continue;
+        if (f->state == FRONT_HEAD && age >= (int64_t)r->head_timeout_s * 1000)
+            front_close(f, "no complete request head in time");
+        else if ((f->state == FRONT_IDLE || f->state == FRONT_BODY) && age >= (int64_t)r->idle_timeout_s * 1000)
+            front_close(f, f->state == FRONT_IDLE ? "keep-alive idle timeout" : "request body stalled");
+    }
+    if (r->front_conns)
+        r->front_sweep = loop_timer_add(l, FRONT_SWEEP_MS, on_sweep, r);
+}
+
+/* ---- answering ---- */
+
+/* Writes q's answer (head and body without joining them) and forgets q. */
+static void write_answer(struct rest_front_conn *f, struct rest_req *q)
+{
+    struct rest *r = f->r;
+    r->front_head.len = 0;
+    bool close = f->close_after || r->shutting_down;
+    if (!q->answered || rest_answer_head(r, q, close, &r->front_head) != ERR_OK ||
+        conn_send2(f->c, r->front_head.data, r->front_head.len, (const uint8_t *)q->ans.body, q->ans.len) != ERR_OK) {
+        front_close(f, "cannot answer");
+        return;
+    }
+    log_debug("http %s %.200s -> %u (%lld ms)", q->method, q->uri, q->ans.status,
+              (long long)(loop_now_ms(r->loop) - q->started_ms));
+    if (close)
+        front_close(f, "Connection: close");
+}
+
+/* q is done (answered, or gone): write it unless gone, free it, wait for the next request. */
+static void finish(struct rest_front_conn *f, struct rest_req *q)
+{
+    if (!q->gone)
+        write_answer(f, q);
+    rest_req_free(q);
+    f->q = NULL;
+    f->continued = false;
+    set_state(f, FRONT_IDLE);
+}
+
+void rest_front_resumed(struct rest_req *q)
+{
+    struct rest_front_conn *f = q->front;
+    finish(f, q);
+    if (!f->closing)
+        conn_input_ready(f->c); /* a pipelined request may be waiting in net's buffer */
+}
+
+/* Serves the request whose head is h and whose body is body[0..h->content_length). */
+static void serve(struct rest_front_conn *f, const struct httphead *h, const uint8_t *body)
+{
+    struct rest_req *q = rest_req_new(f->r, h->target, h->target_len);
+    if (q && h->authorization && !(q->authz = strndup(h->authorization, h->authorization_len))) {
+        rest_req_free(q);
+        q = NULL;
+    }
+    if (!q) {
+        front_close(f, "out of memory");
+        return;
+    }
+    q->front = f;
+    f->close_after = h->close;
+    rest_req_start(q, "POST");
+    /* The body is read where net put it; it is used only inside rest_dispatch (a call that waits for its
+     * device has its payload copied by the hub), so the view is dropped before q outlives this function. */
+    buf_cleanup(&q->body);
+    q->body.data = (uint8_t *)body;
+    q->body.len = (size_t)h->content_length;
+    q->body_seen = (size_t)h->content_length;
+    rest_dispatch(q);
+    q->body = (struct buf){0};
+    q->call.payload = q->call.payload_buf; /* NULL, or the parser's own copy */
+    if (q->suspended) {
+        f->q = q;
+        set_state(f, FRONT_CALL);
+        return;
+    }
+    finish(f, q);
+}
+
+/* ---- the proto ---- */
+
+static void *front_open(void *ctx, struct conn *c)
+{
+    struct rest *r = ctx;
+    struct rest_front_conn *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    f->r = r;
+    f->c = c;
+    f->state = FRONT_IDLE;
+    f->since_ms = loop_now_ms(r->loop);
+    f->next = r->front_conns;
+    if (r->front_conns)
+        r->front_conns->prev = f;
+    r->front_conns = f;
+    if (!r->front_sweep)
+        r->front_sweep = loop_timer_add(r->loop, FRONT_SWEEP_MS, on_sweep, r);
+    return f;
+}
+
+/* Not a request this front serves: MHD gets the connection and every byte from this request on. */
+static int hand_off(struct rest_front_conn *f)
+{
+    f->closing = true;
+    conn_handoff_http(f->c);
+    return ERR_CLOSED;
+}
+
+static int front_input(void *state, struct buf *in)
+{
+    struct rest_front_conn *f = state;
+    while (!f->q && !f->closing && in->len > 0) {
+        struct httphead h;
+        enum httphead_result hr = httphead_parse(in->data, in->len, &h);
+        if (hr == HTTPHEAD_NEED_MORE) {
+            set_state(f, FRONT_HEAD);
+            return ERR_OK;
+        }
+        if (hr != HTTPHEAD_OK || h.method_len != 4 || memcmp(h.method, "POST", 4) != 0 ||
+            !httphead_is_method_target(h.target, h.target_len) || h.content_length > REST_METHOD_BODY_MAX ||
+            h.authorization_len > FRONT_AUTHZ_MAX)
+            return hand_off(f);
+        if (!f->established) {
+            conn_established(f->c); /* net's deadline covered the first head; the sweep has the rest */
+            f->established = true;
+        }
+        if (in->len - h.head_len < h.content_length) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            if (h.expect_continue && !f->continued && in->len == h.head_len) {
+                conn_send(f->c, (const uint8_t *)cont, sizeof cont - 1);
+                f->continued = true;
+            }
+            set_state(f, FRONT_BODY);
+            return ERR_OK;
+        }
+        serve(f, &h, in->data + h.head_len);
+        buf_consume(in, h.head_len + (size_t)h.content_length);
+    }
+    return f->closing ? ERR_CLOSED : ERR_OK;
+}
+
+static int64_t front_idle_since(void *state)
+{
+    const struct rest_front_conn *f = state;
+    return f->state == FRONT_IDLE || f->state == FRONT_HEAD ? f->since_ms : -1;
+}
+
+static void front_free(void *state)
+{
+    struct rest_front_conn *f = state;
+    struct rest *r = f->r;
+    struct rest_req *q = f->q;
+    if (q) {
+        if (q->call_id)
+            hub_call_cancel(r->hub, q->call_id);
+        q->call_id = 0;
+        rest_log_call(q, "caller went away", REST_LOG_NO_CODE);
+        rest_unsuspend(q);
+        rest_req_free(q);
+    }
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        r->front_conns = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    free(f);
+}
+
+void rest_front_init(struct rest *r)
+{
+    r->front = (struct proto){.name = "http", .max_frame = REST_METHOD_BODY_MAX + HTTPHEAD_MAX, .open = front_open,
+                              .input = front_input, .free = front_free, .idle_since = front_idle_since, .ctx = r};
+    buf_init(&r->front_head, FRONT_HEAD_MAX);
+}
+
+void rest_front_cleanup(struct rest *r)
+{
+    loop_timer_cancel(r->loop, r->front_sweep);
+    r->front_sweep = NULL;
+    buf_cleanup(&r->front_head);
+}
+
+const struct proto *rest_front(struct rest *r)
+{
+    return &r->front;
+}
