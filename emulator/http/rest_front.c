@@ -43,6 +43,7 @@ struct rest_front_conn {
     bool continued;     /* "100 Continue" was sent for the request being read */
     bool close_after;   /* the request being served said Connection: close */
     bool closing;       /* this front is done with the connection: closing, or handed to MHD */
+    size_t need;        /* FRONT_BODY: head + body bytes of the request being read */
     struct rest_front_conn *prev, *next;
 };
 
@@ -182,6 +183,8 @@ static int front_input(void *state, struct buf *in)
 {
     struct rest_front_conn *f = state;
     while (!f->q && !f->closing && in->len > 0) {
+        if (f->state == FRONT_BODY && in->len < f->need)
+            return ERR_OK; /* parsed already: a 100 KiB body comes in ~50 reads */
         struct httphead h;
         enum httphead_result hr = httphead_parse(in->data, in->len, &h);
         if (hr == HTTPHEAD_NEED_MORE) {
@@ -203,6 +206,8 @@ static int front_input(void *state, struct buf *in)
                 f->continued = true;
             }
             set_state(f, FRONT_BODY);
+            f->need = h.head_len + (size_t)h.content_length;
+            buf_reserve(in, f->need - in->len); /* net reads the rest straight into it; if not, it grows */
             return ERR_OK;
         }
         serve(f, &h, in->data + h.head_len);

@@ -46,6 +46,7 @@
 #define NET_TURN_NS 8000
 #define NET_TURN_FIRST 2048u
 #define NET_TURN_MIN 512u
+#define NET_DIRECT_MIN 1024u /* free room in a partial frame's buffer worth a read straight into it */
 /* What a connection may send before it authenticates (MQTT CONNECT accepted): WebSocket control frames and
  * the upgrade request count. Past it the connection is closed: no credentials, no unbounded work. */
 #define NET_PREAUTH_SLACK (64u * 1024u) /* on top of two of the front's largest frames */
@@ -620,7 +621,14 @@ static void conn_read(struct conn *c)
         size_t want = room < NET_READ_CHUNK ? room : NET_READ_CHUNK;
         if (want > budget)
             want = budget;
-        size_t n = c->ssl ? read_tls(c, rbuf, want) : read_plain(c, rbuf, want);
+        /* A frame under way whose room is already there (the front reserved it, or the storage is left from
+         * earlier): read straight into it, not through rbuf and a copy (issue 20). */
+        size_t spare = c->in.len ? c->in.cap - c->in.len : 0;
+        bool direct = spare >= want || spare >= NET_DIRECT_MIN;
+        if (direct && spare < want)
+            want = spare;
+        uint8_t *to = direct ? c->in.data + c->in.len : rbuf;
+        size_t n = c->ssl ? read_tls(c, to, want) : read_plain(c, to, want);
         if (n == 0) {
             c->read_drained = true;
             break;
@@ -631,7 +639,9 @@ static void conn_read(struct conn *c)
             conn_close(c, "too much input before authentication");
             break;
         }
-        if (buf_append(&c->in, rbuf, n)) {
+        if (direct) {
+            c->in.len += n;
+        } else if (buf_append(&c->in, rbuf, n)) {
             conn_close(c, "out of memory");
             break;
         }

@@ -1125,6 +1125,45 @@ static void raw_connection_close(void **state)
     free(req);
 }
 
+/* A 100 KiB payload sent in uneven pieces comes back byte for byte (net reads a body under way straight into
+ * its buffer; the front reserves room for the whole request). */
+static void raw_large_body_in_pieces(void **state)
+{
+    enum { PAYLOAD = 100 * 1024 };
+    char *body = malloc(PAYLOAD + 64);
+    assert_non_null(body);
+    int off = snprintf(body, 64, "{\"methodName\":\"echo\",\"payload\":\"");
+    for (int i = 0; i < PAYLOAD; i++)
+        body[off + i] = (char)('a' + (i * 7 + i / 977) % 26);
+    snprintf(body + off + PAYLOAD, 8, "\"}");
+    char *req = raw_method(body, "");
+    size_t len = strlen(req);
+    int fd = raw_connect();
+    static const size_t pieces[] = {1, 200, 3000, 1, 16384, 40000, 7};
+    size_t at = 0;
+    for (size_t i = 0; at < len; i++) {
+        size_t n = i < sizeof pieces / sizeof pieces[0] ? pieces[i] : len - at;
+        if (n > len - at)
+            n = len - at;
+        raw_send(fd, req + at, n);
+        at += n;
+    }
+    size_t cap = 2 * PAYLOAD, got;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    assert_int_equal(raw_read(fd, 1, buf, cap, &got), 1);
+    assert_true(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    const char *p = strstr(buf, "{\"status\":200,\"payload\":\"");
+    assert_non_null(p);
+    p += 25;
+    assert_int_equal(memcmp(p, body + off, PAYLOAD), 0);
+    assert_memory_equal(p + PAYLOAD, "\"}", 2);
+    close(fd);
+    free(buf);
+    free(req);
+    free(body);
+}
+
 /* What the front leaves to MHD is still answered as before: HTTP/1.0, a chunked body, a body over the cap. */
 static void raw_left_to_mhd(void **state)
 {
@@ -1629,6 +1668,7 @@ int main(void)
         cmocka_unit_test(raw_pipelined),
         cmocka_unit_test(raw_expect_continue),
         cmocka_unit_test(raw_connection_close),
+        cmocka_unit_test(raw_large_body_in_pieces),
         cmocka_unit_test(raw_left_to_mhd),
         cmocka_unit_test(handed_over_connection),
         cmocka_unit_test(no_listener),
