@@ -43,6 +43,7 @@ struct rest_front_conn {
     bool continued;     /* "100 Continue" was sent for the request being read */
     bool close_after;   /* the request being served said Connection: close */
     bool closing;       /* this front is done with the connection: closing, or handed to MHD */
+    bool held;          /* net holds input back: a pipelined request waits for the call before it */
     size_t need;        /* FRONT_BODY: head + body bytes of the request being read */
     struct rest_front_conn *prev, *next;
 };
@@ -82,28 +83,55 @@ static void on_sweep(struct loop *l, void *ctx)
 
 /* ---- answering ---- */
 
-/* Writes q's answer (head and body without joining them) and forgets q. */
-static void write_answer(struct rest_front_conn *f, struct rest_req *q)
+/* Writes q's answer: its head, then the body parts, not joined first. */
+static void send_answer(struct rest_front_conn *f, struct rest_req *q, const struct iovec *body, int n)
 {
     struct rest *r = f->r;
     r->front_head.len = 0;
     bool close = f->close_after || r->shutting_down;
-    if (!q->answered || rest_answer_head(r, q, close, &r->front_head) != ERR_OK ||
-        conn_send2(f->c, r->front_head.data, r->front_head.len, (const uint8_t *)q->ans.body, q->ans.len) != ERR_OK) {
+    struct iovec iov[4];
+    if (n > 3 || rest_answer_head(r, q, close, &r->front_head) != ERR_OK) {
         front_close(f, "cannot answer");
         return;
     }
+    iov[0] = (struct iovec){.iov_base = r->front_head.data, .iov_len = r->front_head.len};
+    memcpy(iov + 1, body, (size_t)n * sizeof *body);
+    if (conn_sendv(f->c, iov, n + 1) != ERR_OK) {
+        front_close(f, "cannot answer");
+        return;
+    }
+    q->sent = true;
     log_debug("http %s %.200s -> %u (%lld ms)", q->method, q->uri, q->ans.status,
               (long long)(loop_now_ms(r->loop) - q->started_ms));
     if (close)
         front_close(f, "Connection: close");
 }
 
+bool rest_front_send_result(struct rest_req *q, int status, const uint8_t *body, size_t len)
+{
+    /* The body restapi_method_result would splice byte for byte; null and non-JSON bodies take that path. */
+    if (len == 0 || !restapi_json_is_valid(body, len))
+        return false;
+    char pre[48];
+    int pn = snprintf(pre, sizeof pre, "{\"status\":%d,\"payload\":", status);
+    rest_answer_set(q, MHD_HTTP_OK, NULL, 0, REST_JSON);
+    q->ans.len = (size_t)pn + len + 1; /* the Content-Length of the parts below */
+    struct iovec parts[3] = {{.iov_base = pre, .iov_len = (size_t)pn},
+                             {.iov_base = (void *)body, .iov_len = len},
+                             {.iov_base = "}", .iov_len = 1}};
+    send_answer(q->front, q, parts, 3);
+    return true;
+}
+
 /* q is done (answered, or gone): write it unless gone, free it, wait for the next request. */
 static void finish(struct rest_front_conn *f, struct rest_req *q)
 {
-    if (!q->gone)
-        write_answer(f, q);
+    if (!q->gone && !q->sent && !q->answered)
+        front_close(f, "no answer"); /* as MHD does (rest.c on_access) */
+    else if (!q->gone && !q->sent && !f->closing) {
+        struct iovec body = {.iov_base = q->ans.body, .iov_len = q->ans.len};
+        send_answer(f, q, &body, 1);
+    }
     rest_req_free(q);
     f->q = NULL;
     f->continued = false;
@@ -114,8 +142,11 @@ void rest_front_resumed(struct rest_req *q)
 {
     struct rest_front_conn *f = q->front;
     finish(f, q);
-    if (!f->closing)
-        conn_input_ready(f->c); /* a pipelined request may be waiting in net's buffer */
+    if (!f->closing && f->held) {
+        f->held = false;
+        conn_hold_input(f->c, false);
+        conn_input_ready(f->c); /* the pipelined request waiting in net's buffer */
+    }
 }
 
 /* Serves the request whose head is h and whose body is body[0..h->content_length). */
@@ -212,6 +243,12 @@ static int front_input(void *state, struct buf *in)
         }
         serve(f, &h, in->data + h.head_len);
         buf_consume(in, h.head_len + (size_t)h.content_length);
+    }
+    if (f->q && in->len > 0 && !f->held) {
+        /* Pipelined: answers go in order, so the next request waits, and net stops reading (MHD does the
+         * same with a suspended connection) rather than let a client fill the input buffer. */
+        f->held = true;
+        conn_hold_input(f->c, true);
     }
     return f->closing ? ERR_CLOSED : ERR_OK;
 }

@@ -57,6 +57,7 @@ struct rest_req {
     size_t body_seen;
     struct buf body;
     bool started, handled, answered, suspended, gone;
+    bool sent; /* front only: the answer was written (rest_front_send_result) */
     int64_t started_ms;
     /* direct-method call */
     struct restapi_method_call call;
@@ -138,6 +139,9 @@ void rest_unsuspend(struct rest_req *q);
 /* ---- rest_front.c: the direct-method front (rest.h's rest_front) ---- */
 
 void rest_front_init(struct rest *r);
+/* A device's answer to a front request, written straight from body (valid during the hub's callback) without
+ * the copy restapi_method_result makes: the same bytes. False (nothing done) when body is empty or not JSON. */
+bool rest_front_send_result(struct rest_req *q, int status, const uint8_t *body, size_t len);
 /* A suspended front request was resumed: write its answer (unless q->gone), free it, read on. */
 void rest_front_resumed(struct rest_req *q);
 void rest_front_cleanup(struct rest *r);

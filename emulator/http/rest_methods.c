@@ -58,6 +58,10 @@ static void answer_call_result(struct rest_req *q, const struct hub_call_result 
     char *body;
     switch (res->outcome) {
     case HUB_CALL_ANSWERED:
+        if (q->front && rest_front_send_result(q, res->status, res->payload, res->payload_len)) {
+            rest_log_call(q, "answered, device status", res->status);
+            return;
+        }
         body = restapi_method_result(res->status, res->payload, res->payload_len, &len);
         if (body)
             rest_answer_set(q, MHD_HTTP_OK, body, len, REST_JSON);

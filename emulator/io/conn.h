@@ -4,15 +4,20 @@
 #ifndef IOTHUB_CONN_H
 #define IOTHUB_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 struct conn;
 
 /* Queues application bytes for the peer (wrapped in a WebSocket binary frame on WebSocket connections).
  * Over the per-connection output cap the connection is closed and ERR_TOO_BIG returned. */
 int conn_send(struct conn *c, const uint8_t *data, size_t len);
-/* conn_send of head then body as one message (one WebSocket frame), without joining them first. */
+/* conn_send of iov[0..n) in order as one message (one WebSocket frame), without joining them first. The
+ * bytes are copied (or written) before it returns. */
+int conn_sendv(struct conn *c, const struct iovec *iov, int n);
+/* conn_sendv of head then body. */
 int conn_send2(struct conn *c, const uint8_t *head, size_t hlen, const uint8_t *body, size_t blen);
 /* Flushes what is queued, then closes; idempotent. The conn is freed later by net (never inside a callback).
  * reason is logged. */
@@ -25,6 +30,9 @@ void conn_abort(struct conn *c, const char *reason);
  * (net_config.http_handoff) for the rest of its life. The front's input must return ERR_CLOSED next; net
  * frees the front then and relays bytes from there on. Output already queued goes first. */
 void conn_handoff_http(struct conn *c);
+/* hold: stop reading c (TCP back-pressure holds its peer), as a front does while it has input it cannot
+ * take yet (a pipelined request behind one waiting for its device). A hang-up while held closes c. */
+void conn_hold_input(struct conn *c, bool hold);
 /* The front held input back (waiting to answer the request before it) and can take it now: net calls its
  * input again with what is buffered, before the loop next waits. */
 void conn_input_ready(struct conn *c);

@@ -47,6 +47,11 @@
 #define NET_TURN_FIRST 2048u
 #define NET_TURN_MIN 512u
 #define NET_DIRECT_MIN 1024u /* free room in a partial frame's buffer worth a read straight into it */
+/* A message this large for a plain connection with nothing queued is written at once from the sender's memory
+ * (sendmsg), not copied into the queue first: a 100 KiB call or answer (issue 20). Smaller ones are queued
+ * and written together once per loop iteration. Over TLS every message is queued: OpenSSL copies anyway. */
+#define NET_WRITE_THROUGH 16384u
+#define NET_SENDV_MAX 8
 /* What a connection may send before it authenticates (MQTT CONNECT accepted): WebSocket control frames and
  * the upgrade request count. Past it the connection is closed: no credentials, no unbounded work. */
 #define NET_PREAUTH_SLACK (64u * 1024u) /* on top of two of the front's largest frames */
@@ -75,6 +80,7 @@ struct conn {
     bool established;      /* conn_established was called (authenticated, or handed to the REST server) */
     bool handoff;          /* the HTTP front asked to hand the connection to the REST server (conn_handoff_http) */
     bool reinput;          /* the front can take input again (conn_input_ready): process in on the ready list */
+    bool held;             /* conn_hold_input: not read (only a hang-up is watched for) */
     size_t preauth_bytes;  /* input read before established */
     uint64_t turn;         /* net.turn when it last read: at most one turn per loop iteration */
     enum conn_proto proto;
@@ -147,7 +153,7 @@ static void buf_trim(struct buf *b)
 
 static bool conn_paused(const struct conn *c)
 {
-    return c->out.len > NET_OUT_PAUSE || (c->proto == PROTO_PROXY && c->proxy_out.len > NET_OUT_PAUSE);
+    return c->out.len > NET_OUT_PAUSE || (c->proto == PROTO_PROXY && c->proxy_out.len > NET_OUT_PAUSE) || c->held;
 }
 
 /* ---- output ---- */
@@ -220,24 +226,58 @@ static void conn_flush(struct conn *c)
         mark_dead(c);
 }
 
-int conn_send2(struct conn *c, const uint8_t *head, size_t hlen, const uint8_t *body, size_t blen)
+/* One sendmsg of iov[0..n) on a plain connection with nothing queued: bytes written (0 when it must wait; the
+ * connection is marked dead on an error, as a failed flush would). */
+static size_t write_through(struct conn *c, const struct iovec *iov, int n)
+{
+    struct iovec v[NET_SENDV_MAX];
+    memcpy(v, iov, (size_t)n * sizeof *v);
+    struct msghdr m = {.msg_iov = v, .msg_iovlen = (size_t)n};
+    ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+    if (w > 0)
+        return (size_t)w;
+    if (w < 0 && errno != EAGAIN && errno != EINTR)
+        mark_dead(c);
+    return 0;
+}
+
+int conn_sendv(struct conn *c, const struct iovec *iov, int n)
 {
     if (c->closing)
         return ERR_CLOSED;
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total = iov[i].iov_len > SIZE_MAX - total ? SIZE_MAX : total + iov[i].iov_len;
     int rc;
-    if (c->proto == PROTO_WS)
-        rc = ws_encode_binary2(&c->out, head, hlen, body, blen);
-    else if ((rc = hlen > SIZE_MAX - blen ? ERR_TOO_BIG : buf_reserve(&c->out, hlen + blen)) == ERR_OK) {
-        buf_append(&c->out, head, hlen); /* cannot fail after the reserve */
-        buf_append(&c->out, body, blen);
+    if (c->proto == PROTO_WS) {
+        rc = ws_encode_binaryv(&c->out, iov, n);
+    } else {
+        size_t skip = 0;
+        if (!c->ssl && c->out.len == 0 && total >= NET_WRITE_THROUGH && n <= NET_SENDV_MAX && !c->dead)
+            skip = write_through(c, iov, n);
+        rc = total == SIZE_MAX ? ERR_TOO_BIG : buf_reserve(&c->out, total - skip);
+        for (int i = 0; rc == ERR_OK && i < n; i++) { /* what the socket did not take, copied */
+            size_t part = iov[i].iov_len;
+            size_t from = skip < part ? skip : part;
+            skip -= from;
+            if (part > from) /* reserved above: cannot fail */
+                buf_append(&c->out, (const uint8_t *)iov[i].iov_base + from, part - from);
+        }
     }
     if (rc) {
         log_warn("%s: output queue full (%zu bytes waiting); closing", c->peer, c->out.len);
         mark_dead(c);
         return rc;
     }
-    queue_flush(c);
+    if (c->out.len)
+        queue_flush(c);
     return ERR_OK;
+}
+
+int conn_send2(struct conn *c, const uint8_t *head, size_t hlen, const uint8_t *body, size_t blen)
+{
+    struct iovec iov[2] = {{.iov_base = (void *)head, .iov_len = hlen}, {.iov_base = (void *)body, .iov_len = blen}};
+    return conn_sendv(c, iov, 2);
 }
 
 int conn_send(struct conn *c, const uint8_t *data, size_t len)
@@ -287,6 +327,11 @@ void conn_abort(struct conn *c, const char *reason)
 void conn_handoff_http(struct conn *c)
 {
     c->handoff = true;
+}
+
+void conn_hold_input(struct conn *c, bool hold)
+{
+    c->held = hold;
 }
 
 void conn_input_ready(struct conn *c)
@@ -679,7 +724,7 @@ static void conn_update_events(struct conn *c)
     bool want_in = (!c->closing && !conn_paused(c)) || c->write_wants_read;
     /* Output queued for this iteration's flush is written first; EPOLLOUT only after a write fell short. */
     bool want_out = (c->out.len && !c->flush_queued) || c->read_wants_write;
-    uint32_t want = (want_in ? EPOLLIN : 0) | (want_out ? EPOLLOUT : 0);
+    uint32_t want = (want_in ? EPOLLIN : 0) | (want_out ? EPOLLOUT : 0) | (c->held ? EPOLLRDHUP : 0);
     if (want != c->events && loop_mod_fd(c->net->loop, c->fd, want) == ERR_OK)
         c->events = want;
     proxy_update_events(c);
@@ -714,6 +759,11 @@ static void on_conn_io(struct loop *l, int fd, uint32_t events, void *ctx)
     if (c->dead)
         return;
     bool readable = (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) || (c->read_wants_write && (events & EPOLLOUT));
+    if (c->held && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+        conn_close(c, "closed by the peer"); /* while its input is held: the front's waiting request is gone */
+        conn_pump(c);
+        return;
+    }
     if (c->handshaking) {
         conn_handshake(c);
         if (c->handshaking || c->dead) {

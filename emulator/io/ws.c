@@ -512,12 +512,15 @@ static void unmask(uint8_t *p, size_t n, const uint8_t mask[4])
 
 /* Appends one frame, all or nothing; masked (client to server) when mask is not NULL. */
 /* One frame whose payload is data then data2 (len2 0: data alone). */
-static int encode_frame2(struct buf *out, uint8_t opcode, bool fin, const uint8_t *data, size_t len1,
-                         const uint8_t *data2, size_t len2, const uint8_t *mask)
+static int encode_framev(struct buf *out, uint8_t opcode, bool fin, const struct iovec *iov, int n,
+                         const uint8_t *mask)
 {
-    if (len1 > SIZE_MAX - len2)
-        return ERR_TOO_BIG;
-    size_t len = len1 + len2;
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        if (iov[i].iov_len > SIZE_MAX - len)
+            return ERR_TOO_BIG;
+        len += iov[i].iov_len;
+    }
     uint8_t h[14];
     size_t hl = 0;
     uint8_t mbit = mask ? 0x80 : 0;
@@ -544,8 +547,8 @@ static int encode_frame2(struct buf *out, uint8_t opcode, bool fin, const uint8_
         return rc;
     buf_append(out, h, hl); /* cannot fail after the reserve */
     size_t at = out->len;
-    buf_append(out, data, len1);
-    buf_append(out, data2, len2);
+    for (int i = 0; i < n; i++)
+        buf_append(out, iov[i].iov_base, iov[i].iov_len);
     if (mask)
         unmask(out->data + at, len, mask);
     return ERR_OK;
@@ -554,7 +557,8 @@ static int encode_frame2(struct buf *out, uint8_t opcode, bool fin, const uint8_
 static int encode_frame(struct buf *out, uint8_t opcode, bool fin, const uint8_t *data, size_t len,
                         const uint8_t *mask)
 {
-    return encode_frame2(out, opcode, fin, data, len, NULL, 0, mask);
+    struct iovec one = {.iov_base = (void *)data, .iov_len = len};
+    return encode_framev(out, opcode, fin, &one, 1, mask);
 }
 
 int ws_encode_binary(struct buf *out, const uint8_t *data, size_t len)
@@ -562,9 +566,9 @@ int ws_encode_binary(struct buf *out, const uint8_t *data, size_t len)
     return encode_frame(out, WS_OP_BINARY, true, data, len, NULL);
 }
 
-int ws_encode_binary2(struct buf *out, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+int ws_encode_binaryv(struct buf *out, const struct iovec *iov, int n)
 {
-    return encode_frame2(out, WS_OP_BINARY, true, a, alen, b, blen, NULL);
+    return encode_framev(out, WS_OP_BINARY, true, iov, n, NULL);
 }
 
 int ws_encode_close(struct buf *out, uint16_t code)

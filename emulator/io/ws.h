@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "buf.h"
 
@@ -99,8 +100,8 @@ int ws_stream_decode(struct ws_stream *s, uint8_t *in, size_t len, size_t *consu
                      struct buf *wire_out);
 /* Appends one unmasked binary frame carrying data (server to client). */
 int ws_encode_binary(struct buf *out, const uint8_t *data, size_t len);
-/* The same with a payload of a then b, not joined first (an MQTT head and a large body). */
-int ws_encode_binary2(struct buf *out, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
+/* The same with a payload of iov[0..n) in order, not joined first (an MQTT head and a large body). */
+int ws_encode_binaryv(struct buf *out, const struct iovec *iov, int n);
 /* Appends a close frame with a status code (server to client). */
 int ws_encode_close(struct buf *out, uint16_t code);
 

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -23,6 +25,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "buf.h"
 #include "db.h"
 #include "err.h"
 #include "hub.h"
@@ -1001,15 +1004,23 @@ static void method_caller_goes_away_keep_alive(void **state)
  * The same assertions hold through MHD and through the direct-method front, which hands what it does not
  * serve to MHD: the two runs of this program (unit.test_rest_http, unit.test_rest_http_front) check both. */
 
-static int raw_connect(void)
+/* rcvbuf > 0: a small receive buffer, so the server's writes of a large answer fall short. */
+static int raw_connect_rcvbuf(int rcvbuf)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (rcvbuf > 0)
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)E.port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     struct timeval tv = {.tv_sec = 5};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     return fd;
+}
+
+static int raw_connect(void)
+{
+    return raw_connect_rcvbuf(0);
 }
 
 static void raw_send(int fd, const char *text, size_t len)
@@ -1126,7 +1137,8 @@ static void raw_connection_close(void **state)
 }
 
 /* A 100 KiB payload sent in uneven pieces comes back byte for byte (net reads a body under way straight into
- * its buffer; the front reserves room for the whole request). */
+ * its buffer; the front reserves room for the whole request), to a client with a 4 KiB receive buffer (net
+ * writes a large answer from the device's bytes at once and queues what the socket did not take). */
 static void raw_large_body_in_pieces(void **state)
 {
     enum { PAYLOAD = 100 * 1024 };
@@ -1138,7 +1150,7 @@ static void raw_large_body_in_pieces(void **state)
     snprintf(body + off + PAYLOAD, 8, "\"}");
     char *req = raw_method(body, "");
     size_t len = strlen(req);
-    int fd = raw_connect();
+    int fd = raw_connect_rcvbuf(4096);
     static const size_t pieces[] = {1, 200, 3000, 1, 16384, 40000, 7};
     size_t at = 0;
     for (size_t i = 0; at < len; i++) {
@@ -1162,6 +1174,96 @@ static void raw_large_body_in_pieces(void **state)
     free(buf);
     free(req);
     free(body);
+}
+
+/* The listening socket of E.port in this process (found by its bound port), or -1. */
+static int listener_fd(void)
+{
+    for (int fd = 3; fd < 4096; fd++) {
+        struct sockaddr_in sa;
+        socklen_t len = sizeof sa;
+        int listening = 0;
+        socklen_t ll = sizeof listening;
+        if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0 && sa.sin_family == AF_INET &&
+            ntohs(sa.sin_port) == E.port && getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) == 0 &&
+            listening)
+            return fd;
+    }
+    return -1;
+}
+
+/* 48 pipelined 100 KiB echo calls (4.8 MB) from a client that reads only when it cannot write, to a server
+ * whose sockets have a 4 KiB send buffer (set on the listener, so accepted sockets inherit it): the server
+ * stops reading while a call waits (no "input buffer full"), answers in order, and what the socket does not
+ * take is queued and sent later, byte for byte. */
+static void raw_pipelined_large(void **state)
+{
+    int lfd = listener_fd(), small = 4096, old = 0;
+    socklen_t ol = sizeof old;
+    assert_true(lfd >= 0);
+    assert_int_equal(getsockopt(lfd, SOL_SOCKET, SO_SNDBUF, &old, &ol), 0);
+    assert_int_equal(setsockopt(lfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    enum { CALLS = 48, PAYLOAD = 100 * 1024 };
+    struct buf all;
+    buf_init(&all, SIZE_MAX);
+    char *body = malloc(PAYLOAD + 64);
+    assert_non_null(body);
+    for (int k = 0; k < CALLS; k++) {
+        int off = snprintf(body, 64, "{\"methodName\":\"echo\",\"payload\":\"%02d", k);
+        memset(body + off, 'a' + k % 26, PAYLOAD - 2);
+        snprintf(body + off + PAYLOAD - 2, 8, "\"}");
+        char *req = raw_method(body, "");
+        assert_int_equal(buf_append_str(&all, req), ERR_OK);
+        free(req);
+    }
+    int fd = raw_connect_rcvbuf(8192);
+    assert_int_equal(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+    size_t sent = 0, cap = (size_t)CALLS * (PAYLOAD + 1024), got = 0;
+    char *in = malloc(cap);
+    assert_non_null(in);
+    int64_t t0 = now_ms();
+    int answers = 0;
+    size_t at = 0;
+    bool blocked = false;
+    while (answers < CALLS && now_ms() - t0 < 30000) {
+        struct pollfd p = {.fd = fd, .events = POLLIN | (sent < all.len ? POLLOUT : 0)};
+        poll(&p, 1, 100);
+        if ((p.revents & POLLOUT) && sent < all.len) {
+            ssize_t k = write(fd, all.data + sent, all.len - sent);
+            blocked = k <= 0;
+            if (k > 0)
+                sent += (size_t)k;
+        }
+        if ((p.revents & POLLIN) && (blocked || sent == all.len || !(p.revents & POLLOUT))) {
+            ssize_t k = read(fd, in + got, cap - got);
+            assert_true(k > 0);
+            got += (size_t)k;
+        }
+        for (;;) { /* count the whole answers read so far, checking each */
+            char *end = memmem(in + at, got - at, "\r\n\r\n", 4);
+            if (!end)
+                break;
+            const char *cl = strcasestr(in + at, "Content-Length:");
+            size_t len = strtoul(cl + 15, NULL, 10);
+            if ((size_t)(end + 4 - in) + len > got)
+                break;
+            char want[40];
+            snprintf(want, sizeof want, "{\"status\":200,\"payload\":\"%02d", answers);
+            assert_memory_equal(end + 4, want, strlen(want));
+            for (size_t i = strlen(want); i < len - 2; i++)
+                if (end[4 + i] != 'a' + answers % 26)
+                    fail_msg("answer %d: byte %zu differs", answers, i);
+            at = (size_t)(end + 4 - in) + len;
+            answers++;
+        }
+    }
+    assert_int_equal(answers, CALLS);
+    old /= 2; /* getsockopt reports the doubled value */
+    setsockopt(lfd, SOL_SOCKET, SO_SNDBUF, &old, sizeof old);
+    close(fd);
+    free(in);
+    free(body);
+    buf_cleanup(&all);
 }
 
 /* What the front leaves to MHD is still answered as before: HTTP/1.0, a chunked body, a body over the cap. */
@@ -1669,6 +1771,7 @@ int main(void)
         cmocka_unit_test(raw_expect_continue),
         cmocka_unit_test(raw_connection_close),
         cmocka_unit_test(raw_large_body_in_pieces),
+        cmocka_unit_test(raw_pipelined_large),
         cmocka_unit_test(raw_left_to_mhd),
         cmocka_unit_test(handed_over_connection),
         cmocka_unit_test(no_listener),
