@@ -421,6 +421,11 @@ static void other_connection(void **state)
     expect_other(RL HOST "Connection: keep-alive2\r\n\r\n");
     expect_other(RL HOST "Connection: \"close\"\r\n\r\n");
     expect_other(RL HOST "Connection: close\r\nConnection: x-foo\r\n\r\n");
+    /* Not a list: MHD sees one element "keep-alive close" (no close token) and keeps the connection open,
+     * so the front must not take it and close. */
+    expect_other(RL HOST "Connection: keep-alive close\r\n\r\n");
+    expect_other(RL HOST "Connection: close keep-alive\r\n\r\n");
+    expect_other(RL HOST "Connection: close\tclose\r\n\r\n");
 }
 
 static void other_bare_lf(void **state)
