@@ -38,7 +38,9 @@ static bool has_bare_lf(const uint8_t *p, size_t len)
     return false;
 }
 
-/* "close" and "keep-alive", comma-separated with optional whitespace; false for any other token. */
+/* "close" and "keep-alive", comma-separated with optional whitespace; false for any other token, and for
+ * two tokens with only whitespace between them ("keep-alive close" is one unknown element to MHD, which
+ * would not close). */
 static bool parse_connection(const char *v, size_t len, bool *close)
 {
     size_t i = 0;
@@ -53,6 +55,10 @@ static bool parse_connection(const char *v, size_t len, bool *close)
         if (name_is(v + start, i - start, "close"))
             *close = true;
         else if (!name_is(v + start, i - start, "keep-alive"))
+            return false;
+        while (i < len && (v[i] == ' ' || v[i] == '\t'))
+            i++;
+        if (i < len && v[i] != ',')
             return false;
     }
     return true;
