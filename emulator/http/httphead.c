@@ -134,7 +134,14 @@ enum httphead_result httphead_parse(const uint8_t *p, size_t len, struct httphea
     const uint8_t *end = p ? head_end(p, len) : NULL;
     if (!end) {
         size_t seen = len < HTTPHEAD_MAX ? len : HTTPHEAD_MAX;
-        return len >= HTTPHEAD_MAX || (seen && has_bare_lf(p, seen)) ? HTTPHEAD_OTHER : HTTPHEAD_NEED_MORE;
+        if (len >= HTTPHEAD_MAX || (seen && has_bare_lf(p, seen)))
+            return HTTPHEAD_OTHER;
+        /* A whole request line is judged at once: a GET or an HTTP/1.0 goes to MHD without its headers. */
+        const char *eol = seen >= 2 ? memmem(p, seen, "\r\n", 2) : NULL;
+        if (eol && !parse_request_line((const char *)p, eol, out))
+            return HTTPHEAD_OTHER;
+        memset(out, 0, sizeof *out);
+        return HTTPHEAD_NEED_MORE;
     }
     size_t head_len = (size_t)(end - p);
     if (head_len > HTTPHEAD_MAX || has_bare_lf(p, head_len))
@@ -174,6 +181,5 @@ bool httphead_is_method_target(const char *target, size_t len)
 {
     const char *q = memchr(target, '?', len);
     size_t path_len = q ? (size_t)(q - target) : len;
-    return path_len > 7 + 8 && memcmp(target, "/twins/", 7) == 0 &&
-           memcmp(target + path_len - 8, "/methods", 8) == 0;
+    return path_len > 7 + 8 && memcmp(target, "/twins/", 7) == 0 && memcmp(target + path_len - 8, "/methods", 8) == 0;
 }

@@ -15,7 +15,8 @@
 
 enum httphead_result {
     HTTPHEAD_OK,        /* a whole head, parsed */
-    HTTPHEAD_NEED_MORE, /* no verdict yet: the head is incomplete and nothing so far rules it out */
+    HTTPHEAD_NEED_MORE, /* no verdict yet: the head is incomplete, its request line (when whole) is good, no bare
+                         * LF so far and it is under HTTPHEAD_MAX; its headers are judged when it is complete */
     HTTPHEAD_OTHER,     /* not a head this parser is sure of: hand the bytes to MHD */
 };
 

@@ -8,7 +8,8 @@
  * Why (issue 20): the relay net -> socketpair -> MHD and MHD's per-request work were most of a small call's
  * cost. Deadlines as MHD's: a request head within head_timeout, a keep-alive connection idle for at most
  * idle_timeout; an idle connection can be evicted at the connection limit. Tests: tests/unit/test_rest_http.c
- * (run through net and this front as well as through MHD), tests/unit/test_rest_front.c. */
+ * (all of it run twice: through MHD's listener, and through net and this front: unit.test_rest_http_front),
+ * tests/integration/test_noisy_neighbour.py (deadlines, eviction). */
 #include "rest_internal.h"
 
 #include <stdlib.h>

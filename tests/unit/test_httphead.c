@@ -311,6 +311,16 @@ static void need_more_every_prefix(void **state)
     assert_int_equal(httphead_parse(NULL, 0, &h), HTTPHEAD_NEED_MORE);
 }
 
+/* A whole request line is judged before the headers end: HTTP/1.0 or a bad line goes to MHD at once. */
+static void other_at_a_bad_request_line(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_n("POST /twins/d/methods HTTP/1.0\r\nHo", strlen("POST /twins/d/methods HTTP/1.0\r\nHo")).r, HTTPHEAD_OTHER);
+    assert_int_equal(parse_n("POST twins HTTP/1.1\r\n", strlen("POST twins HTTP/1.1\r\n")).r, HTTPHEAD_OTHER);
+    assert_int_equal(parse_n("POST /twins/d/methods HTTP/1.1\r\nHo", strlen("POST /twins/d/methods HTTP/1.1\r\nHo")).r, HTTPHEAD_NEED_MORE);
+    assert_int_equal(parse_n("POST /twins/d/methods HTTP/1.0", strlen("POST /twins/d/methods HTTP/1.0")).r, HTTPHEAD_NEED_MORE); /* no CRLF yet */
+}
+
 /* ---- OTHER: each vector is a good head but for one rule ---- */
 
 static void other_version(void **state)
@@ -625,6 +635,7 @@ int main(void)
         cmocka_unit_test(ok_no_authorization_is_null),
         cmocka_unit_test(ok_fields_cleared_on_entry),
         cmocka_unit_test(need_more_every_prefix),
+        cmocka_unit_test(other_at_a_bad_request_line),
         cmocka_unit_test(other_version),
         cmocka_unit_test(other_request_line),
         cmocka_unit_test(other_target_not_origin_form),
