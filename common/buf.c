@@ -68,12 +68,22 @@ int buf_append_str(struct buf *b, const char *s)
 
 int buf_printf(struct buf *b, const char *fmt, ...)
 {
+    /* One pass when the text fits the room there is (or 128 bytes made for it); a second only when not. */
+    if (b->cap - b->len < 128 && b->len + 128 <= b->max)
+        buf_reserve(b, 128); /* a failure here is met below */
+    size_t room = b->cap - b->len;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(room ? (char *)b->data + b->len : NULL, room, fmt, ap);
     va_end(ap);
     if (n < 0)
         return ERR_INVALID;
+    if ((size_t)n >= b->max - b->len)
+        return ERR_TOO_BIG; /* the text and its NUL must fit under max, as buf_reserve(n + 1) requires */
+    if ((size_t)n < room) {
+        b->len += (size_t)n;
+        return ERR_OK;
+    }
     int rc = buf_reserve(b, (size_t)n + 1);
     if (rc)
         return rc;
@@ -82,6 +92,26 @@ int buf_printf(struct buf *b, const char *fmt, ...)
     va_end(ap);
     b->len += (size_t)n;
     return ERR_OK;
+}
+
+size_t buf_format_int(char *out, long long v)
+{
+    char d[24];
+    size_t i = sizeof d;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do
+        d[--i] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        d[--i] = '-';
+    memcpy(out, d + i, sizeof d - i);
+    return sizeof d - i;
+}
+
+int buf_append_int(struct buf *b, long long v)
+{
+    char d[24];
+    return buf_append(b, d, buf_format_int(d, v));
 }
 
 void buf_consume(struct buf *b, size_t n)

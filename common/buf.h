@@ -23,6 +23,10 @@ int buf_append(struct buf *b, const void *p, size_t n);
 int buf_append_byte(struct buf *b, uint8_t c);
 int buf_append_str(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends v in decimal (as "%lld"), without printf's cost on hot paths. */
+int buf_append_int(struct buf *b, long long v);
+/* Writes v in decimal into out (room for 20 characters; no NUL) and returns its length. */
+size_t buf_format_int(char *out, long long v);
 /* Drops the first n bytes (n <= len). */
 void buf_consume(struct buf *b, size_t n);
 /* Hands the storage to the caller as a NUL-terminated string (caller frees); the buf is left empty.

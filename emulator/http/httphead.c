@@ -22,20 +22,20 @@ static bool name_is(const char *name, size_t len, const char *want)
     return strlen(want) == len && strncasecmp(name, want, len) == 0;
 }
 
-/* The end of the head (just past CRLF CRLF), or NULL. */
-static const uint8_t *head_end(const uint8_t *p, size_t len)
+/* One pass over the line feeds of p[0..len): the end of the head (just past CRLF CRLF), or NULL with *bare
+ * set when an LF without its CR comes first. */
+static const uint8_t *head_end(const uint8_t *p, size_t len, bool *bare)
 {
-    const uint8_t *end = len >= 4 ? memmem(p, len, "\r\n\r\n", 4) : NULL;
-    return end ? end + 4 : NULL;
-}
-
-/* A bare LF anywhere in p[0..len): a head this parser does not take. */
-static bool has_bare_lf(const uint8_t *p, size_t len)
-{
-    for (const uint8_t *lf = memchr(p, '\n', len); lf; lf = memchr(lf + 1, '\n', len - (size_t)(lf + 1 - p)))
-        if (lf == p || lf[-1] != '\r')
-            return true;
-    return false;
+    *bare = false;
+    for (const uint8_t *lf = memchr(p, '\n', len); lf; lf = memchr(lf + 1, '\n', len - (size_t)(lf + 1 - p))) {
+        if (lf == p || lf[-1] != '\r') {
+            *bare = true;
+            return NULL;
+        }
+        if (lf - p >= 3 && lf[-2] == '\n') /* its CR was checked with it */
+            return lf + 1;
+    }
+    return NULL;
 }
 
 /* "close" and "keep-alive", comma-separated with optional whitespace; false for any other token, and for
@@ -131,10 +131,11 @@ static bool parse_request_line(const char *s, const char *eol, struct httphead *
 enum httphead_result httphead_parse(const uint8_t *p, size_t len, struct httphead *out)
 {
     memset(out, 0, sizeof *out);
-    const uint8_t *end = p ? head_end(p, len) : NULL;
+    size_t seen = len < HTTPHEAD_MAX ? len : HTTPHEAD_MAX; /* a head past it is not looked for */
+    bool bare = false;
+    const uint8_t *end = p && seen ? head_end(p, seen, &bare) : NULL;
     if (!end) {
-        size_t seen = len < HTTPHEAD_MAX ? len : HTTPHEAD_MAX;
-        if (len >= HTTPHEAD_MAX || (seen && has_bare_lf(p, seen)))
+        if (len >= HTTPHEAD_MAX || bare)
             return HTTPHEAD_OTHER;
         /* A whole request line is judged at once: a GET or an HTTP/1.0 goes to MHD without its headers. */
         const char *eol = seen >= 2 ? memmem(p, seen, "\r\n", 2) : NULL;
@@ -143,9 +144,7 @@ enum httphead_result httphead_parse(const uint8_t *p, size_t len, struct httphea
         memset(out, 0, sizeof *out);
         return HTTPHEAD_NEED_MORE;
     }
-    size_t head_len = (size_t)(end - p);
-    if (head_len > HTTPHEAD_MAX || has_bare_lf(p, head_len))
-        return HTTPHEAD_OTHER;
+    size_t head_len = (size_t)(end - p); /* at most HTTPHEAD_MAX; every LF in it has its CR */
     const char *s = (const char *)p, *stop = (const char *)end - 2; /* the final CRLF */
     const char *eol = memchr(s, '\r', (size_t)(stop - s));
     if (!eol || eol[1] != '\n' || !parse_request_line(s, eol, out))

@@ -413,7 +413,9 @@ void rest_req_start(struct rest_req *q, const char *method)
 {
     q->started = true;
     q->started_ms = loop_now_ms(q->r->loop);
-    snprintf(q->method, sizeof q->method, "%s", method ? method : "");
+    size_t mlen = method ? strnlen(method, sizeof q->method - 1) : 0;
+    memcpy(q->method, method ? method : "", mlen);
+    q->method[mlen] = '\0';
     q->route_rc = restapi_route_parse(q->uri, &q->route);
     q->body_cap = dash_owns(q->uri) ? dash_body_max() : body_cap_of(q->route.kind);
     buf_init(&q->body, q->body_cap);

@@ -172,35 +172,63 @@ static const char *http_date(struct rest *r)
     return r->date;
 }
 
-int rest_answer_head(struct rest *r, const struct rest_req *q, bool close, struct buf *out)
+/* "Name: value" CRLF. */
+static int add_header(struct buf *out, const char *name, const char *value)
 {
-    const struct rest_answer *a = &q->ans;
+    int rc = buf_append_str(out, name);
+    if (!rc)
+        rc = buf_append(out, ": ", 2);
+    if (!rc)
+        rc = buf_append_str(out, value);
+    return rc ? rc : buf_append(out, "\r\n", 2);
+}
+
+int rest_answer_head(struct rest *r, const struct rest_answer *a, bool close, struct buf *out)
+{
+    /* Appends, not one printf per line: formatting was a fifth of a 16-byte call through the front. */
     const char *reason = MHD_get_reason_phrase_for(a->status);
-    int rc = buf_printf(out, "HTTP/1.1 %u %s\r\nDate: %s\r\n", a->status, reason ? reason : "", http_date(r));
+    int rc = buf_append(out, "HTTP/1.1 ", 9);
+    if (!rc)
+        rc = buf_append_int(out, a->status);
+    if (!rc)
+        rc = buf_append_byte(out, ' ');
+    if (!rc)
+        rc = buf_append_str(out, reason ? reason : "");
+    if (!rc)
+        rc = buf_append(out, "\r\n", 2);
+    if (!rc)
+        rc = add_header(out, "Date", http_date(r));
     if (!rc && a->ctype)
-        rc = buf_printf(out, "Content-Type: %s\r\n", a->ctype);
+        rc = add_header(out, "Content-Type", a->ctype);
     if (!rc && a->errorcode)
-        rc = buf_printf(out, "iothub-errorcode: %s\r\n", a->errorcode);
+        rc = add_header(out, "iothub-errorcode", a->errorcode);
     if (!rc && a->etag[0])
-        rc = buf_printf(out, "ETag: %s\r\n", a->etag);
+        rc = add_header(out, "ETag", a->etag);
     if (!rc && a->allow)
-        rc = buf_printf(out, "Allow: %s\r\n", a->allow);
-    if (!rc && a->retry_after_s > 0)
-        rc = buf_printf(out, "Retry-After: %d\r\n", a->retry_after_s);
+        rc = add_header(out, "Allow", a->allow);
+    if (!rc && a->retry_after_s > 0) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", a->retry_after_s);
+        rc = add_header(out, "Retry-After", num);
+    }
     if (!rc && a->continuation[0])
-        rc = buf_printf(out, "x-ms-continuation: %s\r\n", a->continuation);
+        rc = add_header(out, "x-ms-continuation", a->continuation);
     if (!rc && a->item_type)
-        rc = buf_printf(out, "x-ms-item-type: %s\r\n", a->item_type);
+        rc = add_header(out, "x-ms-item-type", a->item_type);
     const char *hname;
     json_t *hval;
     json_object_foreach(a->headers, hname, hval)
     {
         if (!rc)
-            rc = buf_printf(out, "%s: %s\r\n", hname, json_string_value(hval));
+            rc = add_header(out, hname, json_string_value(hval));
     }
+    if (!rc && close)
+        rc = add_header(out, "Connection", "close");
     if (!rc)
-        rc = buf_printf(out, "%sContent-Length: %zu\r\n\r\n", close ? "Connection: close\r\n" : "", a->len);
-    return rc;
+        rc = buf_append(out, "Content-Length: ", 16);
+    if (!rc)
+        rc = buf_append_int(out, (long long)a->len);
+    return rc ? rc : buf_append(out, "\r\n\r\n", 4);
 }
 
 /* ---- request helpers ---- */

@@ -174,7 +174,10 @@ bool rest_faulted(struct rest_req *q)
     enum restapi_envelope env = k == RESTAPI_ROUTE_METHOD ? RESTAPI_ENVELOPE_B : RESTAPI_ENVELOPE_A;
     char path[512];
     size_t n = strcspn(q->uri, "?");
-    snprintf(path, sizeof path, "%.*s", (int)(n < sizeof path ? n : sizeof path - 1), q->uri);
+    if (n >= sizeof path)
+        n = sizeof path - 1;
+    memcpy(path, q->uri, n);
+    path[n] = '\0';
     int status = 0, retry = 0;
     if (faults_rest(q->r->faults, q->method, path, &status, &retry)) {
         if (status == 429)

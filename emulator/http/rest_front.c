@@ -91,7 +91,7 @@ static void send_answer(struct rest_front_conn *f, struct rest_req *q, const str
     r->front_head.len = 0;
     bool close = f->close_after || r->shutting_down;
     struct iovec iov[4];
-    if (n > 3 || rest_answer_head(r, q, close, &r->front_head) != ERR_OK) {
+    if (n > 3 || rest_answer_head(r, &q->ans, close, &r->front_head) != ERR_OK) {
         front_close(f, "cannot answer");
         return;
     }
@@ -113,11 +113,14 @@ bool rest_front_send_result(struct rest_req *q, int status, const uint8_t *body,
     /* The body restapi_method_result would splice byte for byte; null and non-JSON bodies take that path. */
     if (len == 0 || !restapi_json_is_valid(body, len))
         return false;
-    char pre[48];
-    int pn = snprintf(pre, sizeof pre, "{\"status\":%d,\"payload\":", status);
+    char pre[48] = "{\"status\":";
+    size_t pn = 10;
+    pn += buf_format_int(pre + pn, status);
+    memcpy(pre + pn, ",\"payload\":", 11);
+    pn += 11;
     rest_answer_set(q, MHD_HTTP_OK, NULL, 0, REST_JSON);
-    q->ans.len = (size_t)pn + len + 1; /* the Content-Length of the parts below */
-    struct iovec parts[3] = {{.iov_base = pre, .iov_len = (size_t)pn},
+    q->ans.len = pn + len + 1; /* the Content-Length of the parts below */
+    struct iovec parts[3] = {{.iov_base = pre, .iov_len = pn},
                              {.iov_base = (void *)body, .iov_len = len},
                              {.iov_base = "}", .iov_len = 1}};
     send_answer(q->front, q, parts, 3);

@@ -170,9 +170,9 @@ void rest_answer_not_found(struct rest_req *q, enum restapi_envelope env);
 bool rest_device_exists(struct rest_req *q);
 /* Queues q's answer on its MHD connection. */
 enum MHD_Result rest_queue_answer(struct rest_req *q);
-/* The status line and header lines of q's answer as MHD writes them (Date, the answer's headers,
+/* The status line and header lines of answer a as MHD writes them (Date, the answer's headers,
  * Content-Length; Connection: close when close), ending with the empty line, appended to out. */
-int rest_answer_head(struct rest *r, const struct rest_req *q, bool close, struct buf *out);
+int rest_answer_head(struct rest *r, const struct rest_answer *a, bool close, struct buf *out);
 void rest_answer_clear(struct rest_answer *a);
 
 /* ---- rest_answer.c: request helpers ---- */

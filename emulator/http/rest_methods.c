@@ -26,6 +26,8 @@ static void printable(const char *in, char *out, size_t outlen)
 
 void rest_log_call(const struct rest_req *q, const char *outcome, int code)
 {
+    if (log_get_level() < LOG_LEVEL_INFO)
+        return; /* nothing to format */
     char dev[REGISTRY_MAX_ID + 1], mod[REGISTRY_MAX_ID + 1], name[128];
     printable(q->route.device_id, dev, sizeof dev);
     printable(q->route.module_id, mod, sizeof mod);

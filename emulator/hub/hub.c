@@ -76,12 +76,18 @@ struct hub {
     struct events *events;   /* the dashboard's live feed (hub_set_events), or NULL */
 };
 
+/* "device" or "device/module", cut to outlen - 1 (as snprintf did; without its cost per call). */
 static void ident_key(const char *device_id, const char *module_id, char *out, size_t outlen)
 {
-    if (module_id && *module_id)
-        snprintf(out, outlen, "%s/%s", device_id, module_id);
-    else
-        snprintf(out, outlen, "%s", device_id);
+    size_t n = 0;
+    for (const char *s = device_id; *s && n + 1 < outlen; s++)
+        out[n++] = *s;
+    if (module_id && *module_id && n + 1 < outlen) {
+        out[n++] = '/';
+        for (const char *s = module_id; *s && n + 1 < outlen; s++)
+            out[n++] = *s;
+    }
+    out[n] = '\0';
 }
 
 struct hub *hub_new(struct loop *loop, struct registry *reg)
