@@ -8,6 +8,10 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define MJSON_AVX2 1
+#endif
 
 size_t mjson_utf8_seq(const uint8_t *p, size_t len)
 {
@@ -42,9 +46,44 @@ size_t mjson_utf8_seq(const uint8_t *p, size_t len)
 #define MJSON_HAS_LESS(x, n) (((x) - MJSON_ONES * (n)) & ~(x) & MJSON_HIGHS)
 #define MJSON_HAS_BYTE(x, c) MJSON_HAS_LESS((x) ^ (MJSON_ONES * (c)), 1)
 
+#ifdef MJSON_AVX2
+/* 64 bytes a step where the CPU has AVX2 (chosen at run time; the build stays baseline x86-64): the two
+ * scans of a 100 KiB call (its request, the device's answer) were two thirds of its instructions (issue 20).
+ * Returns where the first 64-byte block with a stop byte begins; the narrower loops finish from there. */
+__attribute__((target("avx2"))) static size_t plain_run_avx2(const uint8_t *p, size_t len)
+{
+    const __m256i quote = _mm256_set1_epi8('"'), backslash = _mm256_set1_epi8('\\'), space = _mm256_set1_epi8(0x20);
+    size_t i = 0;
+    for (; len - i >= 64; i += 64) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(p + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 32));
+        __m256i hit = _mm256_or_si256(
+            _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(a, quote), _mm256_cmpeq_epi8(a, backslash)),
+                            _mm256_cmpgt_epi8(space, a)),
+            _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(b, quote), _mm256_cmpeq_epi8(b, backslash)),
+                            _mm256_cmpgt_epi8(space, b)));
+        if (!_mm256_testz_si256(hit, hit))
+            break;
+    }
+    return i;
+}
+
+static bool has_avx2(void)
+{
+    static int known = -1;
+    if (known < 0)
+        known = __builtin_cpu_supports("avx2") ? 1 : 0;
+    return known == 1;
+}
+#endif
+
 size_t mjson_plain_run(const uint8_t *p, size_t len)
 {
     size_t i = 0;
+#ifdef MJSON_AVX2
+    if (len >= 64 && has_avx2())
+        i = plain_run_avx2(p, len);
+#endif
 #ifdef __SSE2__
     /* 16 at a time: a signed compare with 0x20 catches both the control bytes and every byte >= 0x80. */
     const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);

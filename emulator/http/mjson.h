@@ -45,7 +45,8 @@ bool mjson_method_scan(const uint8_t *body, size_t len, struct mjson_method *out
 /* Copies a value's bytes to out without whitespace outside strings (out holds len bytes); returns the length. */
 size_t mjson_compact(const uint8_t *p, size_t len, uint8_t *out);
 
-/* Length of the run at p of bytes a JSON string holds as they are (0x20..0x7f but " and \\), 8 at a time. */
+/* Length of the run at p of bytes a JSON string holds as they are (0x20..0x7f but " and \\): 64 bytes a step
+ * with AVX2, 16 with SSE2, then 8, then 1. */
 size_t mjson_plain_run(const uint8_t *p, size_t len);
 
 /* Length of the valid UTF-8 sequence at p (strict: no overlongs, surrogates or > U+10FFFF), 0 if invalid. */
