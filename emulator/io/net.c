@@ -181,11 +181,12 @@ static const char *ssl_reason(void)
     return r ? r : "connection reset";
 }
 
-/* One SSL_write of the head of out: bytes written, or 0 when it must wait (or the connection died). */
-static size_t flush_tls(struct conn *c)
+/* One SSL_write of p[0..len) (the unsent part of out): bytes written, or 0 when it must wait (or the connection
+ * died). A retry may pass the same bytes from another address (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER). */
+static size_t flush_tls(struct conn *c, const uint8_t *p, size_t len)
 {
     ERR_clear_error();
-    int r = SSL_write(c->ssl, c->out.data, (int)(c->out.len > 1 << 30 ? 1 << 30 : c->out.len));
+    int r = SSL_write(c->ssl, p, (int)(len > 1 << 30 ? 1 << 30 : len));
     if (r > 0)
         return (size_t)r;
     int e = SSL_get_error(c->ssl, r);
@@ -198,10 +199,11 @@ static size_t flush_tls(struct conn *c)
     return 0;
 }
 
-/* One send() of the head of out: bytes written, or 0 when it must wait (or the connection died). */
-static size_t flush_plain(struct conn *c)
+/* One send() of p[0..len) (the unsent part of out): bytes written, or 0 when it must wait (or the connection
+ * died). */
+static size_t flush_plain(struct conn *c, const uint8_t *p, size_t len)
 {
-    ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+    ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
     if (n > 0)
         return (size_t)n;
     if (n < 0 && errno != EAGAIN && errno != EINTR)
@@ -215,12 +217,17 @@ static void conn_flush(struct conn *c)
     if (c->handshaking)
         return;
     c->write_wants_read = false;
-    while (c->out.len > 0 && !c->dead) {
-        size_t n = c->ssl ? flush_tls(c) : flush_plain(c);
+    /* What was written is dropped from out once, at the end: SSL_write takes one 16 KiB record at a time, and
+     * moving the rest down after each cost a 100 KiB call over TLS ~700k instructions (issue 20). */
+    size_t done = 0;
+    while (done < c->out.len && !c->dead) {
+        size_t n = c->ssl ? flush_tls(c, c->out.data + done, c->out.len - done)
+                          : flush_plain(c, c->out.data + done, c->out.len - done);
         if (n == 0)
             break;
-        buf_consume(&c->out, n);
+        done += n;
     }
+    buf_consume(&c->out, done);
     buf_trim(&c->out);
     if (c->closing && c->out.len == 0)
         mark_dead(c);
