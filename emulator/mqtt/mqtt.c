@@ -375,8 +375,10 @@ int mqtt_decode(const uint8_t *buf, size_t len, size_t max_packet, struct mqtt_p
     int rc = decode_fixed(buf, len, max_packet, &hdr, &rem);
     if (rc)
         return rc;
-    if (len - hdr < rem)
+    if (len - hdr < rem) {
+        *consumed = hdr + rem; /* how long the packet will be */
         return ERR_NEED_MORE;
+    }
     out->type = (enum mqtt_type)(buf[0] >> 4);
     out->flags = buf[0] & 0x0Fu;
     struct rd r = {buf + hdr, rem, 0};

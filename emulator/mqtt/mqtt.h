@@ -91,7 +91,8 @@ struct mqtt_packet {
 
 /* Decodes one packet from buf[0..len).
  * ERR_OK: *out filled, *consumed = bytes of that packet. ERR_NEED_MORE: nothing decided yet (the fixed
- * header so far is valid and under the cap). ERR_TOO_BIG: the announced length is over max_packet (decided
+ * header so far is valid and under the cap); *consumed is then the whole packet's length once the fixed
+ * header is complete, 0 before. ERR_TOO_BIG: the announced length is over max_packet (decided
  * from the fixed header alone). ERR_MALFORMED: anything else — bad remaining length (more than 4 bytes),
  * reserved flag bits wrong for the type, a field running past the packet, strings that are not valid UTF-8
  * or contain U+0000, a PUBLISH topic with '+' or '#', QoS 3, a zero packet id where one is required,

@@ -35,6 +35,7 @@
 /* Token lifetimes past this are treated as this (about 68 years), so timer arithmetic cannot overflow. */
 #define SESSION_MAX_TOKEN_LIFE_S ((int64_t)INT32_MAX)
 #define SESSION_LOG_TEXT 200 /* bytes of a wire string quoted in a log line */
+#define SESSION_RESERVE_MIN (16u * 1024u) /* a partial packet this long gets room for the whole of it */
 
 enum session_state { SESSION_WAIT_CONNECT, SESSION_ONLINE, SESSION_CLOSED };
 
@@ -744,14 +745,16 @@ static bool is_mqtt5_connect(const uint8_t *p, size_t len)
 
 int session_on_input(struct session *s, struct buf *in)
 {
-    size_t off = 0;
+    size_t off = 0, partial = 0;
     int rc = s->closing || s->state == SESSION_CLOSED ? ERR_CLOSED : ERR_OK;
     while (rc == ERR_OK && off < in->len) {
         struct mqtt_packet pkt;
         size_t used = 0;
         int d = mqtt_decode(in->data + off, in->len - off, s->env->max_packet, &pkt, &used);
-        if (d == ERR_NEED_MORE)
+        if (d == ERR_NEED_MORE) {
+            partial = used;
             break;
+        }
         if (d == ERR_MALFORMED && s->state == SESSION_WAIT_CONNECT && is_mqtt5_connect(in->data + off, in->len - off)) {
             rc = refuse(s, "MQTT 5 is not supported: IoT Hub speaks MQTT 3.1.1 (protocol level 4)");
             break;
@@ -767,6 +770,10 @@ int session_on_input(struct session *s, struct buf *in)
         off += used;
     }
     buf_consume(in, off);
+    /* A large packet under way (a 100 KiB method answer): room for all of it now, so net reads the rest straight
+     * into it (issue 20). Small ones grow as they come; an idle connection keeps no storage. */
+    if (partial >= SESSION_RESERVE_MIN && partial > in->len)
+        buf_reserve(in, partial - in->len);
     return rc;
 }
 

@@ -529,6 +529,9 @@ static void need_more_at_every_prefix(void **state)
         for (size_t n = 0; n < vectors[v].len; n++) {
             if (mqtt_decode(vectors[v].p, n, MAXP, &pkt, &used) != ERR_NEED_MORE)
                 fail_msg("%s: prefix %zu is not NEED_MORE", vectors[v].name, n);
+            /* the packet's length, once its fixed header is whole (session.c reserves room for it) */
+            if (used != 0 && used != vectors[v].len)
+                fail_msg("%s: prefix %zu announces %zu bytes, not %zu", vectors[v].name, n, used, vectors[v].len);
         }
     }
     for (size_t i = 0; i < NTWINS; i++) {
@@ -550,6 +553,9 @@ static void too_big(void **state)
         assert_int_equal(mqtt_decode(v_connect, n, 272, &pkt, &used), ERR_NEED_MORE);
     assert_int_equal(mqtt_decode(v_connect, 3, 272, &pkt, &used), ERR_TOO_BIG);
     assert_int_equal(mqtt_decode(v_connect, 3, 273, &pkt, &used), ERR_NEED_MORE);
+    assert_int_equal(used, 273);
+    assert_int_equal(mqtt_decode(v_connect, 2, 273, &pkt, &used), ERR_NEED_MORE);
+    assert_int_equal(used, 0); /* the remaining length is not whole yet */
     /* the default cap: one byte over 256 KiB + 4 KiB */
     const uint8_t big[] = {0x30, 0x80 | 0x7D, 0x80 | 0x1F, 0x10}; /* 0x7D + 0x1F*128 + 0x10*16384 = 266237 */
     assert_int_equal(1 + 3 + 266237, MAXP + 1);
