@@ -46,6 +46,8 @@ struct rest_front_conn {
     bool closing;       /* this front is done with the connection: closing, or handed to MHD */
     bool held;          /* net holds input back: a pipelined request waits for the call before it */
     size_t need;        /* FRONT_BODY: head + body bytes of the request being read */
+    struct httphead head; /* FRONT_BODY: its head, parsed once; its views are the offsets below into net's buffer */
+    size_t method_off, target_off, authz_off;
     struct rest_front_conn *prev, *next;
 };
 
@@ -219,9 +221,18 @@ static int front_input(void *state, struct buf *in)
     struct rest_front_conn *f = state;
     while (!f->q && !f->closing && in->len > 0) {
         if (f->state == FRONT_BODY && in->len < f->need)
-            return ERR_OK; /* parsed already: a 100 KiB body comes in ~50 reads */
+            return ERR_OK; /* parsed already: a body may come in many reads */
         struct httphead h;
-        enum httphead_result hr = httphead_parse(in->data, in->len, &h);
+        enum httphead_result hr;
+        if (f->state == FRONT_BODY) { /* the head kept at its offsets (the buffer may have moved since) */
+            h = f->head;
+            h.method = (const char *)in->data + f->method_off;
+            h.target = (const char *)in->data + f->target_off;
+            h.authorization = f->head.authorization ? (const char *)in->data + f->authz_off : NULL;
+            hr = HTTPHEAD_OK;
+        } else {
+            hr = httphead_parse(in->data, in->len, &h);
+        }
         if (hr == HTTPHEAD_NEED_MORE) {
             set_state(f, FRONT_HEAD);
             return ERR_OK;
@@ -241,6 +252,10 @@ static int front_input(void *state, struct buf *in)
                 f->continued = true;
             }
             set_state(f, FRONT_BODY);
+            f->head = h;
+            f->method_off = (size_t)((const uint8_t *)h.method - in->data);
+            f->target_off = (size_t)((const uint8_t *)h.target - in->data);
+            f->authz_off = h.authorization ? (size_t)((const uint8_t *)h.authorization - in->data) : 0;
             f->need = h.head_len + (size_t)h.content_length;
             buf_reserve(in, f->need - in->len); /* net reads the rest straight into it; if not, it grows */
             return ERR_OK;
