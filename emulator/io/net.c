@@ -181,11 +181,20 @@ static const char *ssl_reason(void)
     return r ? r : "connection reset";
 }
 
+/* Empties OpenSSL's error queue before an SSL_ call, so SSL_get_error reads only that call's errors. It is
+ * almost always empty already: looking first is ~100 instructions, clearing ~400, and a 4 KiB call over TLS
+ * made ~8 of them (issue 20). */
+static void ssl_errors_reset(void)
+{
+    if (ERR_peek_error())
+        ERR_clear_error();
+}
+
 /* One SSL_write of p[0..len) (the unsent part of out): bytes written, or 0 when it must wait (or the connection
  * died). A retry may pass the same bytes from another address (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER). */
 static size_t flush_tls(struct conn *c, const uint8_t *p, size_t len)
 {
-    ERR_clear_error();
+    ssl_errors_reset();
     int r = SSL_write(c->ssl, p, (int)(len > 1 << 30 ? 1 << 30 : len));
     if (r > 0)
         return (size_t)r;
@@ -593,7 +602,7 @@ static void conn_eof(struct conn *c)
 /* One SSL_read into buf: bytes read, or 0 when it must wait, the peer closed, or the connection died. */
 static size_t read_tls(struct conn *c, uint8_t *buf, size_t room)
 {
-    ERR_clear_error();
+    ssl_errors_reset();
     int r = SSL_read(c->ssl, buf, (int)room);
     c->read_wants_write = false;
     if (r > 0)
