@@ -711,6 +711,12 @@ static void conn_read(struct conn *c)
         conn_process(c);
         if (conn_paused(c))
             break; /* back-pressure: resume when the peer has caught up */
+        if (n < want && !(c->ssl && SSL_has_pending(c->ssl))) {
+            /* A short read drained the socket (and OpenSSL holds nothing): the next read would only say
+             * EAGAIN, one syscall in three of a small call (issue 20). Epoll reports what comes next. */
+            c->read_drained = true;
+            break;
+        }
         budget = turn_next(taken, mono_ns() - start);
     }
     buf_trim(&c->in);
