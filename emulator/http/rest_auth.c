@@ -100,6 +100,16 @@ static int check_service(struct rest *r, const char *authz, unsigned perms, char
     return rc;
 }
 
+bool rest_token_ok(struct rest *r, const char *authz, size_t len, unsigned perms)
+{
+    char text[REST_AUTHZ_MAX + 1], why[96];
+    if (!authz || len == 0 || len > REST_AUTHZ_MAX)
+        return false;
+    memcpy(text, authz, len);
+    text[len] = '\0';
+    return check_service(r, text, perms, why, sizeof why) == ERR_OK;
+}
+
 void rest_auth_cleanup(struct rest *r)
 {
     for (size_t i = 0; i < REST_AUTH_CACHE; i++)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "conn.h"
 #include "err.h"
 #include "httphead.h"
@@ -23,7 +24,7 @@
 #include "loop.h"
 #include "rest.h"
 
-#define FRONT_AUTHZ_MAX 4096           /* a longer Authorization goes to MHD */
+#define FRONT_RESERVE_MIN (16u * 1024u) /* a body this much larger than what has come gets room for all of it */
 #define FRONT_SWEEP_MS 250
 #define FRONT_HEAD_MAX 16384 /* the answer's head (scratch buffer cap) */
 
@@ -239,7 +240,7 @@ static int front_input(void *state, struct buf *in)
         }
         if (hr != HTTPHEAD_OK || h.method_len != 4 || memcmp(h.method, "POST", 4) != 0 ||
             !httphead_is_method_target(h.target, h.target_len) || h.content_length > REST_METHOD_BODY_MAX ||
-            h.authorization_len > FRONT_AUTHZ_MAX)
+            h.authorization_len > REST_AUTHZ_MAX)
             return hand_off(f);
         if (!f->established) {
             conn_established(f->c); /* net's deadline covered the first head; the sweep has the rest */
@@ -257,7 +258,11 @@ static int front_input(void *state, struct buf *in)
             f->target_off = (size_t)((const uint8_t *)h.target - in->data);
             f->authz_off = h.authorization ? (size_t)((const uint8_t *)h.authorization - in->data) : 0;
             f->need = h.head_len + (size_t)h.content_length;
-            buf_reserve(in, f->need - in->len); /* net reads the rest straight into it; if not, it grows */
+            /* Room for the rest, so net reads it straight in, but only for a caller whose token is good: room made
+             * on the word of an anonymous head would let 200 bytes cost 1 MiB. Otherwise it grows as it comes. */
+            if (f->need - in->len >= FRONT_RESERVE_MIN &&
+                rest_token_ok(f->r, h.authorization, h.authorization_len, AUTH_SERVICE_CONNECT))
+                buf_reserve(in, f->need - in->len);
             return ERR_OK;
         }
         serve(f, &h, in->data + h.head_len);

@@ -20,6 +20,7 @@
 #define REST_JSON "application/json; charset=utf-8"
 #define REST_AUTH_CACHE 64 /* verified Authorization values remembered */
 #define REST_METHOD_BODY_MAX (1024u * 1024u) /* raw method body; the payload itself is capped at 128 KiB */
+#define REST_AUTHZ_MAX 4096 /* a longer Authorization on a direct method goes to MHD (rest_front.c) */
 /* A device may answer any int status, negative ones too; REST_LOG_NO_CODE means "no status to print". */
 #define REST_LOG_NO_CODE INT_MIN
 
@@ -199,6 +200,8 @@ bool rest_service_prelude_any(struct rest_req *q, unsigned perms_a, unsigned per
 /* A device token for the route's device (or a policy token with DeviceConnect) and api-version. NULL when an
  * error answer was set. */
 const struct identity *rest_device_prelude(struct rest_req *q);
+/* Whether authz[0..len) is a service token with perms (through the cache; no answer is set). */
+bool rest_token_ok(struct rest *r, const char *authz, size_t len, unsigned perms);
 /* Forgets every verified token (rest_free). */
 void rest_auth_cleanup(struct rest *r);
 

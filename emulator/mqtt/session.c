@@ -771,8 +771,9 @@ int session_on_input(struct session *s, struct buf *in)
     }
     buf_consume(in, off);
     /* A large packet under way (a 100 KiB method answer): room for all of it now, so net reads the rest straight
-     * into it (issue 20). Small ones grow as they come; an idle connection keeps no storage. */
-    if (partial >= SESSION_RESERVE_MIN && partial > in->len)
+     * into it (issue 20). Only once the device is authenticated (an anonymous fixed header must not make 256
+     * KiB appear); small packets grow as they come; an idle connection keeps no storage. */
+    if (s->state == SESSION_ONLINE && partial >= SESSION_RESERVE_MIN && partial > in->len)
         buf_reserve(in, partial - in->len);
     return rc;
 }
