@@ -224,11 +224,14 @@ int rest_answer_head(struct rest *r, const struct rest_answer *a, bool close, st
     }
     if (!rc && close)
         rc = add_header(out, "Connection", "close");
-    if (!rc)
+    bool no_body = a->status < 200 || a->status == 204 || a->status == 304; /* no Content-Length (RFC 9110) */
+    if (!rc && !no_body)
         rc = buf_append(out, "Content-Length: ", 16);
-    if (!rc)
+    if (!rc && !no_body)
         rc = buf_append_int(out, (long long)a->len);
-    return rc ? rc : buf_append(out, "\r\n\r\n", 4);
+    if (!rc && !no_body)
+        rc = buf_append(out, "\r\n", 2);
+    return rc ? rc : buf_append(out, "\r\n", 2);
 }
 
 /* ---- request helpers ---- */

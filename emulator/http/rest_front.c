@@ -47,6 +47,7 @@ struct rest_front_conn {
     bool closing;       /* this front is done with the connection: closing, or handed to MHD */
     bool held;          /* net holds input back: a pipelined request waits for the call before it */
     size_t need;        /* FRONT_BODY: head + body bytes of the request being read */
+    bool reserved;      /* FRONT_BODY: room for all of them was made (conn_expect announces them) */
     struct httphead head; /* FRONT_BODY: its head, parsed once; its views are the offsets below into net's buffer */
     size_t method_off, target_off, authz_off;
     struct rest_front_conn *prev, *next;
@@ -73,6 +74,8 @@ static void on_sweep(struct loop *l, void *ctx)
     r->front_sweep = NULL;
     int64_t now = loop_now_ms(l);
     for (struct rest_front_conn *f = r->front_conns; f; f = f->next) {
+        if (f->state == FRONT_IDLE && conn_queued(f->c) > 0)
+            f->since_ms = now; /* an answer still on its way to a slow reader: not idle yet (as MHD counts) */
         int64_t age = now - f->since_ms;
         if (f->closing)
             continue;
@@ -221,8 +224,12 @@ static int front_input(void *state, struct buf *in)
 {
     struct rest_front_conn *f = state;
     while (!f->q && !f->closing && in->len > 0) {
-        if (f->state == FRONT_BODY && in->len < f->need)
+        if (f->state == FRONT_BODY && in->len < f->need) {
+            f->since_ms = loop_now_ms(f->r->loop); /* bytes came: the body's deadline is for inactivity */
+            if (f->reserved)
+                conn_expect(f->c, f->need);
             return ERR_OK; /* parsed already: a body may come in many reads */
+        }
         struct httphead h;
         enum httphead_result hr;
         if (f->state == FRONT_BODY) { /* the head kept at its offsets (the buffer may have moved since) */
@@ -260,9 +267,11 @@ static int front_input(void *state, struct buf *in)
             f->need = h.head_len + (size_t)h.content_length;
             /* Room for the rest, so net reads it straight in, but only for a caller whose token is good: room made
              * on the word of an anonymous head would let 200 bytes cost 1 MiB. Otherwise it grows as it comes. */
-            if (f->need - in->len >= FRONT_RESERVE_MIN &&
-                rest_token_ok(f->r, h.authorization, h.authorization_len, AUTH_SERVICE_CONNECT))
-                buf_reserve(in, f->need - in->len);
+            f->reserved = f->need - in->len >= FRONT_RESERVE_MIN &&
+                          rest_token_ok(f->r, h.authorization, h.authorization_len, AUTH_SERVICE_CONNECT) &&
+                          buf_reserve(in, f->need - in->len) == ERR_OK;
+            if (f->reserved)
+                conn_expect(f->c, f->need);
             return ERR_OK;
         }
         serve(f, &h, in->data + h.head_len);
@@ -280,6 +289,8 @@ static int front_input(void *state, struct buf *in)
 static int64_t front_idle_since(void *state)
 {
     const struct rest_front_conn *f = state;
+    if (conn_queued(f->c) > 0)
+        return -1; /* its answer is still being written */
     return f->state == FRONT_IDLE || f->state == FRONT_HEAD ? f->since_ms : -1;
 }
 

@@ -36,6 +36,12 @@ void conn_hold_input(struct conn *c, bool hold);
 /* The front held input back (waiting to answer the request before it) and can take it now: net calls its
  * input again with what is buffered, before the loop next waits. */
 void conn_input_ready(struct conn *c);
+/* From input: the frame at the start of the input buffer is total bytes long (more than have come). net then
+ * reads the rest in one read, past a turn's size; each input call forgets it, so a front that still waits says
+ * it again. For fronts that read net's buffer itself (not WebSocket-framed input). */
+void conn_expect(struct conn *c, size_t total);
+/* Bytes queued for the peer and not yet written. */
+size_t conn_queued(const struct conn *c);
 /* The client authenticated: cancels the CONNECT deadline. */
 void conn_established(struct conn *c);
 /* "1.2.3.4:5678", for logs. */

@@ -81,6 +81,7 @@ struct conn {
     bool handoff;          /* the HTTP front asked to hand the connection to the REST server (conn_handoff_http) */
     bool reinput;          /* the front can take input again (conn_input_ready): process in on the ready list */
     bool held;             /* conn_hold_input: not read (only a hang-up is watched for) */
+    size_t expect;         /* conn_expect: the length of the frame under way in in (0: none announced) */
     size_t preauth_bytes;  /* input read before established */
     uint64_t turn;         /* net.turn when it last read: at most one turn per loop iteration */
     enum conn_proto proto;
@@ -158,6 +159,17 @@ static bool conn_paused(const struct conn *c)
 
 /* ---- output ---- */
 
+/* The net whose before-wait hook is running on this thread, or NULL. Work queued from it for another net (the
+ * dual-stack localhost listeners are two nets: a caller on 127.0.0.1, its device on ::1) may land after that
+ * net's hook has run this iteration: the loop must then poll instead of sleeping on it. */
+static _Thread_local struct net *hook_running;
+
+static void wake_if_other_net(struct net *n)
+{
+    if (hook_running && hook_running != n)
+        loop_poll_now(n->loop);
+}
+
 static void queue_flush(struct conn *c)
 {
     if (c->flush_queued || c->dead)
@@ -165,6 +177,7 @@ static void queue_flush(struct conn *c)
     c->flush_queued = true;
     c->next_flush = c->net->flush_list;
     c->net->flush_list = c;
+    wake_if_other_net(c->net);
 }
 
 static void mark_dead(struct conn *c)
@@ -271,6 +284,8 @@ int conn_sendv(struct conn *c, const struct iovec *iov, int n)
         size_t skip = 0;
         if (!c->ssl && c->out.len == 0 && total >= NET_WRITE_THROUGH && n <= NET_SENDV_MAX && !c->dead)
             skip = write_through(c, iov, n);
+        if (c->dead)
+            return ERR_CLOSED; /* the peer is gone: the sender should not go on (a pipelined call, say) */
         rc = total == SIZE_MAX ? ERR_TOO_BIG : buf_reserve(&c->out, total - skip);
         for (int i = 0; rc == ERR_OK && i < n; i++) { /* what the socket did not take, copied */
             size_t part = iov[i].iov_len;
@@ -348,6 +363,16 @@ void conn_handoff_http(struct conn *c)
 void conn_hold_input(struct conn *c, bool hold)
 {
     c->held = hold;
+}
+
+void conn_expect(struct conn *c, size_t total)
+{
+    c->expect = total;
+}
+
+size_t conn_queued(const struct conn *c)
+{
+    return c->out.len;
 }
 
 void conn_input_ready(struct conn *c)
@@ -569,6 +594,7 @@ static void conn_process(struct conn *c)
         return;
     switch (c->proto) {
     case PROTO_STREAM:
+        c->expect = 0; /* announced again by the front if it still waits for it */
         c->front->input(c->front_state, &c->in);
         if (c->handoff)
             hand_to_rest(c);
@@ -683,13 +709,18 @@ static void conn_read(struct conn *c)
         if (want > budget)
             want = budget;
         /* A frame under way whose room is already there (the front reserved it, or the storage is left from
-         * earlier): read straight into it, not through rbuf and a copy, and as much as there is room for in one
-         * read (a 100 KiB body in 16 KiB reads was 25 recvfrom per call; issue 20). The turn's time still ends
-         * the turn. */
+         * earlier): read straight into it, not through rbuf and a copy. The rest of a frame its front announced
+         * (conn_expect: a 100 KiB body or answer) comes in one read, past the turn's size (in 16 KiB reads it
+         * was 25 recvfrom per call; issue 20); anything else keeps the turn's size (issue 23). */
         size_t spare = c->in.len ? c->in.cap - c->in.len : 0;
         bool direct = spare >= want || spare >= NET_DIRECT_MIN;
-        if (direct)
-            want = spare < room ? spare : room;
+        if (direct) {
+            size_t frame = c->proto == PROTO_STREAM && c->expect > c->in.len ? c->expect - c->in.len : 0;
+            if (frame > want)
+                want = frame < room ? frame : room;
+            if (want > spare)
+                want = spare;
+        }
         uint8_t *to = direct ? c->in.data + c->in.len : rbuf;
         size_t n = c->ssl ? read_tls(c, to, want) : read_plain(c, to, want);
         if (n == 0) {
@@ -748,7 +779,8 @@ static void conn_update_events(struct conn *c)
     bool want_in = (!c->closing && !conn_paused(c)) || c->write_wants_read;
     /* Output queued for this iteration's flush is written first; EPOLLOUT only after a write fell short. */
     bool want_out = (c->out.len && !c->flush_queued) || c->read_wants_write;
-    uint32_t want = (want_in ? EPOLLIN : 0) | (want_out ? EPOLLOUT : 0) | (c->held ? EPOLLRDHUP : 0);
+    bool watch_hangup = c->held && !c->closing; /* level-triggered: once closing it would fire forever */
+    uint32_t want = (want_in ? EPOLLIN : 0) | (want_out ? EPOLLOUT : 0) | (watch_hangup ? EPOLLRDHUP : 0);
     if (want != c->events && loop_mod_fd(c->net->loop, c->fd, want) == ERR_OK)
         c->events = want;
     proxy_update_events(c);
@@ -761,6 +793,7 @@ static void ready_add(struct conn *c)
     c->ready_queued = true;
     c->next_ready = c->net->ready_list;
     c->net->ready_list = c;
+    wake_if_other_net(c->net);
 }
 
 /* Flushes, then schedules a turn for what OpenSSL already holds (decrypted, or raw records read ahead): epoll
@@ -783,7 +816,7 @@ static void on_conn_io(struct loop *l, int fd, uint32_t events, void *ctx)
     if (c->dead)
         return;
     bool readable = (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) || (c->read_wants_write && (events & EPOLLOUT));
-    if (c->held && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+    if (c->held && !c->closing && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
         conn_close(c, "closed by the peer"); /* while its input is held: the front's waiting request is gone */
         conn_pump(c);
         return;
@@ -1078,6 +1111,7 @@ static void trim_after_burst(struct net *n)
 static void net_before_wait(struct loop *l, void *ctx)
 {
     struct net *n = ctx;
+    hook_running = n;
     n->turn++;
     struct conn *ready = n->ready_list;
     n->ready_list = NULL;
@@ -1097,6 +1131,7 @@ static void net_before_wait(struct loop *l, void *ctx)
     flush_and_reap(n);
     if (n->ready_list)
         loop_poll_now(l);
+    hook_running = NULL;
 }
 
 static void flush_and_reap(struct net *n)

@@ -773,8 +773,9 @@ int session_on_input(struct session *s, struct buf *in)
     /* A large packet under way (a 100 KiB method answer): room for all of it now, so net reads the rest straight
      * into it (issue 20). Only once the device is authenticated (an anonymous fixed header must not make 256
      * KiB appear); small packets grow as they come; an idle connection keeps no storage. */
-    if (s->state == SESSION_ONLINE && partial >= SESSION_RESERVE_MIN && partial > in->len)
-        buf_reserve(in, partial - in->len);
+    if (s->state == SESSION_ONLINE && partial >= SESSION_RESERVE_MIN && partial > in->len &&
+        buf_reserve(in, partial - in->len) == ERR_OK)
+        conn_expect(s->conn, partial); /* net reads the rest at once (ignored under WebSocket framing) */
     return rc;
 }
 

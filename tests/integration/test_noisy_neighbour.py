@@ -328,6 +328,23 @@ class ConnectionLimitTest(unittest.TestCase):
             kept.close()
             tls.close()
 
+    def test_a_slow_body_that_keeps_coming_is_not_idle(self):
+        # The idle timeout counts inactivity (as libmicrohttpd's does), not the age of the request: a method
+        # call's body trickling in for 1.5 idle-timeouts is answered (401: no token), not cut off.
+        with Emulator(extra_args=["--http-idle-timeout", "2", "--log-level", "error"]) as emu:
+            body = b"{" + b" " * 1500 + b"}"
+            s = socket.create_connection(("127.0.0.1", emu.http_port))
+            try:
+                s.sendall(b"POST /twins/nodevice/methods?api-version=2021-04-12 HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Length: %d\r\n\r\n" % len(body))
+                for i in range(0, len(body), 250):  # 250 bytes every 0.5 s: 3 s in all
+                    s.sendall(body[i:i + 250])
+                    time.sleep(0.5)
+                s.settimeout(WAIT)
+                self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 401 "))
+            finally:
+                s.close()
+
     def test_a_waiting_method_call_is_not_idle(self):
         with Emulator(extra_args=["--http-idle-timeout", "1", "--log-level", "error"]) as emu:
             healthy = Healthy(emu)

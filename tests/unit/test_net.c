@@ -5,7 +5,8 @@
  * ends with FIN, not RST; an HTTP response larger than the back-pressure threshold crosses the REST proxy;
  * a failed REST hand-off closes only its own fd; a WebSocket frame larger than an MQTT packet; accept()
  * out of fds does not spin; idle connections hold no buffers; net_free leaves no hook behind; a TLS flood
- * under back-pressure (read-ahead) is answered in full. */
+ * under back-pressure (read-ahead) is answered in full; with a stand-in front, reads stay within a turn's size
+ * after a large frame left room behind, and a held connection that closes with blocked output does not spin. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +31,7 @@
 
 #include "auth.h"
 #include "certs.h"
+#include "conn.h"
 #include "db.h"
 #include "err.h"
 #include "hub.h"
@@ -634,6 +636,160 @@ static void net_free_removes_its_hook(void **state)
     loop_for(5); /* the old hook ran on freed memory here */
 }
 
+/* ---- a stand-in front (struct proto) for net's own rules: reads per turn, held input ---- */
+
+static struct {
+    struct conn *c;
+    size_t total, last_len, max_step, target;
+    bool reserved, hold; /* hold: the first input queues BIG_OUT bytes and holds the input (as rest_front does) */
+    uint8_t *big;
+} F;
+
+#define FAKE_MAX_FRAME (512u * 1024u)
+#define BIG_OUT (7u * 1024u * 1024u) /* more than the socket buffers take from a peer that does not read */
+
+static void *fake_open(void *ctx, struct conn *c)
+{
+    F.c = c;
+    conn_established(c); /* no pre-authentication cap on what this test sends */
+    return &F;
+}
+
+/* Records how many bytes each read added; reserves a large frame's room once (as the MQTT session does for a
+ * partial 100 KiB packet), then keeps only a small partial packet: the state a small-packet flood leaves. */
+static int fake_input(void *state, struct buf *in)
+{
+    size_t step = in->len - F.last_len;
+    F.total += step;
+    if (step > F.max_step)
+        F.max_step = step;
+    if (F.hold) {
+        buf_consume(in, in->len);
+        F.last_len = 0;
+        assert_int_equal(conn_send(F.c, F.big, BIG_OUT), ERR_OK);
+        conn_hold_input(F.c, true);
+        loop_stop(E.loop);
+        return ERR_OK;
+    }
+    if (!F.reserved) {
+        assert_int_equal(buf_reserve(in, 256u * 1024u), ERR_OK);
+        F.reserved = true;
+    }
+    size_t keep = in->len > 10 ? 10 : in->len;
+    buf_consume(in, in->len - keep);
+    F.last_len = in->len;
+    if (F.total >= F.target)
+        loop_stop(E.loop);
+    return ERR_OK;
+}
+
+static void fake_free(void *state)
+{
+    F.c = NULL;
+}
+
+static struct loop_timer *guard; /* a test's time limit while the loop runs on the test thread */
+
+static void on_guard(struct loop *l, void *ctx)
+{
+    guard = NULL;
+    loop_stop(l);
+}
+
+/* Runs the loop on this thread until the front stops it (at most 10 s). */
+static void run_until_stopped(void)
+{
+    guard = loop_timer_add(E.loop, 10000, on_guard, NULL);
+    assert_non_null(guard);
+    loop_run(E.loop);
+    loop_timer_cancel(E.loop, guard);
+    guard = NULL;
+}
+
+static struct net *fake_net(struct proto *p)
+{
+    char err[128];
+    *p = (struct proto){.name = "fake", .max_frame = FAKE_MAX_FRAME, .open = fake_open, .input = fake_input,
+                        .free = fake_free};
+    struct net_config nc = {.bind = "127.0.0.1", .mqtts_port = -1, .https_port = -1, .mqtt_port = 0, .http_port = -1,
+                            .mqtt = p, .max_connections = 10, .connect_timeout_s = 10};
+    struct net *n = net_new(E.loop, &nc, err, sizeof err);
+    assert_non_null(n);
+    return n;
+}
+
+static int fake_connect(struct net *n, int rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    if (rcvbuf)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)net_port(n, NET_MQTT)),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* Fairness (issue 23): a turn reads NET_TURN_FIRST, then reads sized by the pace of the bytes so far, never more
+ * than 16 KiB at once. Room left in the input buffer by an earlier large frame must not turn a flood of small
+ * packets into one read of all of that room (the direct read of 0e06634 took spare = cap - len, whatever the
+ * turn's budget and whether a frame was under way). */
+static void reads_stay_within_the_turn_after_a_large_frame(void **state)
+{
+    struct proto p;
+    memset(&F, 0, sizeof F);
+    struct net *n = fake_net(&p);
+    int fd = fake_connect(n, 0);
+    static uint8_t chunk[16384];
+    memset(chunk, 'x', sizeof chunk);
+    size_t sent = 0; /* queued in the kernel before the loop reads anything */
+    for (;;) {
+        ssize_t w = send(fd, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        sent += (size_t)w;
+    }
+    assert_true(sent > 4 * sizeof chunk);
+    F.target = sent;
+    run_until_stopped();
+    print_message("%zu bytes queued; largest single read %zu bytes\n", sent, F.max_step);
+    assert_int_equal(F.total, sent);
+    assert_true(F.max_step <= 16384);
+    close(fd);
+    net_free(n);
+}
+
+/* A connection whose input is held (conn_hold_input: rest_front's pipelined request behind a waiting call) and
+ * whose peer then half-closes while it does not read: net closes it, the queued output cannot drain, and the
+ * loop must wait for EPOLLOUT (or the linger deadline), not spin on the level-triggered EPOLLRDHUP it still
+ * asks for because held is never cleared. */
+static void held_connection_closing_with_blocked_output_does_not_spin(void **state)
+{
+    struct proto p;
+    memset(&F, 0, sizeof F);
+    F.hold = true;
+    F.big = malloc(BIG_OUT);
+    assert_non_null(F.big);
+    memset(F.big, 'o', BIG_OUT);
+    struct net *n = fake_net(&p);
+    int fd = fake_connect(n, 4096); /* and never read */
+    send_all(fd, "x", 1);
+    run_until_stopped(); /* until the front has queued its output and held its input */
+    assert_non_null(F.c);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    loop_for(500); /* shorter than NET_LINGER_MS */
+    getrusage(RUSAGE_SELF, &r1);
+    long cpu_ms = (r1.ru_utime.tv_sec - r0.ru_utime.tv_sec) * 1000 + (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) / 1000 +
+                  (r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) * 1000 + (r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) / 1000;
+    print_message("loop CPU while a held connection lingers: %ld ms in 500 ms\n", cpu_ms);
+    assert_true(cpu_ms < 200);
+    close(fd);
+    net_free(n);
+    free(F.big);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -648,6 +804,8 @@ int main(void)
         T(accept_out_of_fds_does_not_spin),
         T(idle_connections_hold_no_buffers),
         T(net_free_removes_its_hook),
+        T(reads_stay_within_the_turn_after_a_large_frame),
+        T(held_connection_closing_with_blocked_output_does_not_spin),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
