@@ -48,6 +48,7 @@ struct rest_front_conn {
     bool held;          /* net holds input back: a pipelined request waits for the call before it */
     size_t need;        /* FRONT_BODY: head + body bytes of the request being read */
     bool reserved;      /* FRONT_BODY: room for all of them was made (conn_expect announces them) */
+    size_t scanned;     /* FRONT_HEAD: bytes of the partial head parsed so far */
     struct httphead head; /* FRONT_BODY: its head, parsed once; its views are the offsets below into net's buffer */
     size_t method_off, target_off, authz_off;
     struct rest_front_conn *prev, *next;
@@ -230,6 +231,13 @@ static int front_input(void *state, struct buf *in)
                 conn_expect(f->c, f->need);
             return ERR_OK; /* parsed already: a body may come in many reads */
         }
+        /* A head comes whole or in pieces; it is parsed again only when a line feed has come since (a head
+         * dribbled a byte at a time cost 8 KiB of parsing per byte: ~24 ms of CPU per slow client). */
+        if (f->state == FRONT_HEAD && in->len > f->scanned && in->len < HTTPHEAD_MAX &&
+            !memchr(in->data + f->scanned, '\n', in->len - f->scanned)) {
+            f->scanned = in->len;
+            return ERR_OK;
+        }
         struct httphead h;
         enum httphead_result hr;
         if (f->state == FRONT_BODY) { /* the head kept at its offsets (the buffer may have moved since) */
@@ -243,8 +251,10 @@ static int front_input(void *state, struct buf *in)
         }
         if (hr == HTTPHEAD_NEED_MORE) {
             set_state(f, FRONT_HEAD);
+            f->scanned = in->len;
             return ERR_OK;
         }
+        f->scanned = 0;
         if (hr != HTTPHEAD_OK || h.method_len != 4 || memcmp(h.method, "POST", 4) != 0 ||
             !httphead_is_method_target(h.target, h.target_len) || h.content_length > REST_METHOD_BODY_MAX ||
             h.authorization_len > REST_AUTHZ_MAX)

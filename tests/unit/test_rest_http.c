@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -1266,6 +1267,24 @@ static void raw_pipelined_large(void **state)
     buf_cleanup(&all);
 }
 
+/* A request whose head comes one byte at a time (the front parses it again only after a line feed) and whose
+ * body follows is answered. */
+static void raw_head_byte_by_byte(void **state)
+{
+    char *req = raw_method("{\"methodName\":\"echo\",\"payload\":5}", "");
+    int fd = raw_connect();
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    for (size_t i = 0; req[i]; i++)
+        raw_send(fd, req + i, 1);
+    char buf[4096];
+    size_t got;
+    assert_int_equal(raw_read(fd, 1, buf, sizeof buf, &got), 1);
+    assert_non_null(strstr(buf, "{\"status\":200,\"payload\":5}"));
+    close(fd);
+    free(req);
+}
+
 /* What the front leaves to MHD is still answered as before: HTTP/1.0, a chunked body, a body over the cap. */
 static void raw_left_to_mhd(void **state)
 {
@@ -1772,6 +1791,7 @@ int main(void)
         cmocka_unit_test(raw_connection_close),
         cmocka_unit_test(raw_large_body_in_pieces),
         cmocka_unit_test(raw_pipelined_large),
+        cmocka_unit_test(raw_head_byte_by_byte),
         cmocka_unit_test(raw_left_to_mhd),
         cmocka_unit_test(handed_over_connection),
         cmocka_unit_test(no_listener),
