@@ -117,11 +117,42 @@ bool rest_device_exists(struct rest_req *q)
     return false;
 }
 
-static bool add_retry_after(struct MHD_Response *resp, int seconds)
+/* Calls fn with each header of answer a, in the order MHD's path and the front's both write them; stops at the
+ * first non-zero return and returns it. One list, so the two ways out cannot drift apart. */
+static int each_header(const struct rest_answer *a, int (*fn)(void *ctx, const char *name, const char *value),
+                       void *ctx)
 {
-    char text[16];
-    snprintf(text, sizeof text, "%d", seconds);
-    return seconds <= 0 || MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, text) == MHD_YES;
+    char retry[24];
+    int rc = 0;
+    if (!rc && a->ctype)
+        rc = fn(ctx, MHD_HTTP_HEADER_CONTENT_TYPE, a->ctype);
+    if (!rc && a->errorcode)
+        rc = fn(ctx, "iothub-errorcode", a->errorcode);
+    if (!rc && a->etag[0])
+        rc = fn(ctx, MHD_HTTP_HEADER_ETAG, a->etag);
+    if (!rc && a->allow)
+        rc = fn(ctx, MHD_HTTP_HEADER_ALLOW, a->allow);
+    if (!rc && a->retry_after_s > 0) {
+        retry[buf_format_int(retry, a->retry_after_s)] = '\0';
+        rc = fn(ctx, MHD_HTTP_HEADER_RETRY_AFTER, retry);
+    }
+    if (!rc && a->continuation[0])
+        rc = fn(ctx, "x-ms-continuation", a->continuation);
+    if (!rc && a->item_type)
+        rc = fn(ctx, "x-ms-item-type", a->item_type);
+    const char *hname;
+    json_t *hval;
+    json_object_foreach(a->headers, hname, hval)
+    {
+        if (!rc)
+            rc = fn(ctx, hname, json_string_value(hval));
+    }
+    return rc;
+}
+
+static int add_mhd_header(void *ctx, const char *name, const char *value)
+{
+    return MHD_add_response_header(ctx, name, value) == MHD_YES ? 0 : ERR_NOMEM;
 }
 
 enum MHD_Result rest_queue_answer(struct rest_req *q)
@@ -133,24 +164,9 @@ enum MHD_Result rest_queue_answer(struct rest_req *q)
         return MHD_NO;
     if (a->len)
         a->body = NULL; /* now MHD's */
-    if ((a->ctype && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->ctype) != MHD_YES) ||
-        (a->errorcode && MHD_add_response_header(resp, "iothub-errorcode", a->errorcode) != MHD_YES) ||
-        (a->etag[0] && MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, a->etag) != MHD_YES) ||
-        (a->allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, a->allow) != MHD_YES) ||
-        !add_retry_after(resp, a->retry_after_s) ||
-        (a->continuation[0] && MHD_add_response_header(resp, "x-ms-continuation", a->continuation) != MHD_YES) ||
-        (a->item_type && MHD_add_response_header(resp, "x-ms-item-type", a->item_type) != MHD_YES)) {
+    if (each_header(a, add_mhd_header, resp)) {
         MHD_destroy_response(resp);
         return MHD_NO;
-    }
-    const char *hname;
-    json_t *hval;
-    json_object_foreach(a->headers, hname, hval)
-    {
-        if (MHD_add_response_header(resp, hname, json_string_value(hval)) != MHD_YES) {
-            MHD_destroy_response(resp);
-            return MHD_NO;
-        }
     }
     enum MHD_Result ret = MHD_queue_response(q->conn, a->status, resp);
     MHD_destroy_response(resp);
@@ -173,7 +189,7 @@ static const char *http_date(struct rest *r)
 }
 
 /* "Name: value" CRLF. */
-static int add_header(struct buf *out, const char *name, const char *value)
+static int add_header(void *out, const char *name, const char *value)
 {
     int rc = buf_append_str(out, name);
     if (!rc)
@@ -198,30 +214,8 @@ int rest_answer_head(struct rest *r, const struct rest_answer *a, bool close, st
         rc = buf_append(out, "\r\n", 2);
     if (!rc)
         rc = add_header(out, "Date", http_date(r));
-    if (!rc && a->ctype)
-        rc = add_header(out, "Content-Type", a->ctype);
-    if (!rc && a->errorcode)
-        rc = add_header(out, "iothub-errorcode", a->errorcode);
-    if (!rc && a->etag[0])
-        rc = add_header(out, "ETag", a->etag);
-    if (!rc && a->allow)
-        rc = add_header(out, "Allow", a->allow);
-    if (!rc && a->retry_after_s > 0) {
-        char num[16];
-        snprintf(num, sizeof num, "%d", a->retry_after_s);
-        rc = add_header(out, "Retry-After", num);
-    }
-    if (!rc && a->continuation[0])
-        rc = add_header(out, "x-ms-continuation", a->continuation);
-    if (!rc && a->item_type)
-        rc = add_header(out, "x-ms-item-type", a->item_type);
-    const char *hname;
-    json_t *hval;
-    json_object_foreach(a->headers, hname, hval)
-    {
-        if (!rc)
-            rc = add_header(out, hname, json_string_value(hval));
-    }
+    if (!rc)
+        rc = each_header(a, add_header, out);
     if (!rc && close)
         rc = add_header(out, "Connection", "close");
     bool no_body = a->status < 200 || a->status == 204 || a->status == 304; /* no Content-Length (RFC 9110) */

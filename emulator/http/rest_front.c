@@ -120,11 +120,8 @@ bool rest_front_send_result(struct rest_req *q, int status, const uint8_t *body,
     /* The body restapi_method_result would splice byte for byte; null and non-JSON bodies take that path. */
     if (len == 0 || !restapi_json_is_valid(body, len))
         return false;
-    char pre[48] = "{\"status\":";
-    size_t pn = 10;
-    pn += buf_format_int(pre + pn, status);
-    memcpy(pre + pn, ",\"payload\":", 11);
-    pn += 11;
+    char pre[RESTAPI_RESULT_PREFIX_MAX];
+    size_t pn = restapi_method_result_prefix(status, pre);
     rest_answer_set(q, MHD_HTTP_OK, NULL, 0, REST_JSON);
     q->ans.len = pn + len + 1; /* the Content-Length of the parts below */
     struct iovec parts[3] = {{.iov_base = pre, .iov_len = pn},

@@ -872,13 +872,22 @@ out:
     return text;
 }
 
+size_t restapi_method_result_prefix(int status, char out[RESTAPI_RESULT_PREFIX_MAX])
+{
+    memcpy(out, "{\"status\":", 10);
+    size_t n = 10 + buf_format_int(out + 10, status);
+    memcpy(out + n, ",\"payload\":", 11);
+    return n + 11;
+}
+
 char *restapi_method_result(int status, const uint8_t *body, size_t len, size_t *out_len)
 {
     struct buf b;
     buf_init(&b, RESTAPI_RESULT_MAX);
     char *lossy = NULL, *text = NULL;
     bool valid = len && restapi_json_is_valid(body, len);
-    if (buf_printf(&b, "{\"status\":%d,\"payload\":", status))
+    char prefix[RESTAPI_RESULT_PREFIX_MAX];
+    if (buf_append(&b, prefix, restapi_method_result_prefix(status, prefix)))
         goto out;
     if (len == 0) {
         if (buf_append_str(&b, "null"))

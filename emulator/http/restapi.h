@@ -178,6 +178,10 @@ void restapi_method_cleanup(struct restapi_method_call *c);
  * U+FFFD) -- the hub's behaviour there is unsettled (iothub-protocol.md §9.4). Returns malloc'd text
  * (caller frees, *out_len its length) or NULL on ERR_NOMEM. */
 char *restapi_method_result(int status, const uint8_t *body, size_t len, size_t *out_len);
+#define RESTAPI_RESULT_PREFIX_MAX 48
+/* The bytes of that result before the body, {"status":<status>,"payload": (no NUL); returns their length. For a
+ * writer that sends the device's body from where it lies (rest_front.c) and the closing '}' after it. */
+size_t restapi_method_result_prefix(int status, char out[RESTAPI_RESULT_PREFIX_MAX]);
 
 #define RESTAPI_JSON_MAX_DEPTH 2048 /* nesting of arrays and objects, jansson's parser limit */
 

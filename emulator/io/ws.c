@@ -510,8 +510,8 @@ static void unmask(uint8_t *p, size_t n, const uint8_t mask[4])
         p[i] ^= mask[i & 3];
 }
 
-/* Appends one frame, all or nothing; masked (client to server) when mask is not NULL. */
-/* One frame whose payload is data then data2 (len2 0: data alone). */
+/* Appends one frame whose payload is iov[0..n) in order, all or nothing; masked (client to server) when mask is
+ * not NULL. */
 static int encode_framev(struct buf *out, uint8_t opcode, bool fin, const struct iovec *iov, int n,
                          const uint8_t *mask)
 {
